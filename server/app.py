@@ -1,0 +1,127 @@
+"""The application factory: resources in cleanup_ctx, one error middleware, routes by module."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import jinja2
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from server import api, pages
+from server.access import ensure_tokens
+from server.auth import Handler, auth_middleware, principal_of
+from server.config import Config
+from server.database import create_pool, migrate
+from server.errors import PodiumError
+from server.event import EventSpec
+from server.keys import CONFIG, EVENT, POOL, PRINCIPAL, TEMPLATES
+from server.loader import load_event
+from server.resources import resource_dir
+
+log = logging.getLogger("podium")
+access_log = logging.getLogger("podium.access")
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 413: "too_large",
+               422: "unprocessable"}
+
+
+def wants_json(request: web.Request) -> bool:
+    return (request.path.startswith("/api/") or request.path in ("/healthz", "/ws")
+            or "application/json" in request.headers.get("Accept", ""))
+
+
+def error_response(request: web.Request, status: int, body: dict[str, Any]) -> web.Response:
+    if wants_json(request):
+        return web.json_response(body, status=status)
+    template = request.app[TEMPLATES].get_template("error.html")
+    html = template.render(status=status, error=body["error"], principal=principal_of(request),
+                           event=request.app[EVENT])
+    return web.Response(text=html, status=status, content_type="text/html")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except PodiumError as exc:
+        return error_response(request, exc.status, exc.to_json())
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        message = exc.text if exc.text and exc.text != exc.reason else (
+            f"{exc.reason}: {request.method} {request.path}")
+        return error_response(request, exc.status, {"error": {"code": code, "message": message}})
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(request, 500, {"error": {
+            "code": "internal_error",
+            "message": "the server failed on this request; it is logged, please tell the "
+                       "organizers"}})
+
+
+class JsonAccessLogger(AbstractAccessLogger):
+    """One JSON object per request. The query string is left out: login links carry tokens."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        principal = request.get(PRINCIPAL)
+        record = {
+            "ts": round(_now(), 3),
+            "remote": request.remote,
+            "method": request.method,
+            "path": request.path,
+            "status": response.status,
+            "bytes": response.body_length,
+            "ms": round(time * 1000, 1),
+            "role": str(principal.role) if principal else None,
+            "team": principal.team_name if principal else None,
+        }
+        self.logger.info(json.dumps(record))
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+def _now() -> float:
+    return time.time()
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    assert config.database_url, "the database URL is resolved before the app is built"
+    pool = await create_pool(config.database_url)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+            credentials = ensure_tokens(app[EVENT], config.data_dir)
+            report = await load_event(conn, app[EVENT], credentials)
+        log.info("event %r loaded from %s (%s)", app[EVENT].name, app[EVENT].path,
+                 "updated" if report.changed else "unchanged")
+        app[POOL] = pool
+        yield
+    finally:
+        await pool.close()
+
+
+def create_app(config: Config, event: EventSpec) -> web.Application:
+    app = web.Application(middlewares=[error_middleware, auth_middleware],
+                          client_max_size=1024**2)
+    app[CONFIG] = config
+    app[EVENT] = event
+    app[TEMPLATES] = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(resource_dir("templates")),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    app.cleanup_ctx.append(_database)
+    api.setup(app)
+    pages.setup(app)
+    app.router.add_static("/static/", resource_dir("static"), name="static")
+    return app

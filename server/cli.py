@@ -1,0 +1,203 @@
+"""The `podium` command line (SPEC §1)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import io
+import json
+import logging
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from server import __version__
+from server.access import Credential, ensure_tokens
+from server.config import DEFAULT_DATA_DIR, Config, database_url_from_env
+from server.errors import EventFileError
+from server.event import EventSpec, parse_event
+
+log = logging.getLogger("podium")
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A mistake in how podium was called: message on stderr, exit 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="podium", description="Live evaluation server for a data-challenge final day.")
+    parser.add_argument("--version", action="version", version=f"podium {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="load the event file and serve it")
+    serve.add_argument("--event", required=True, type=Path, help="the event file (TOML)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    serve.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    serve.add_argument("--database-url", default=None,
+                       help="PostgreSQL URL (or PODIUM_DATABASE_URL); default: embedded")
+    serve.add_argument("--base-url", default=None,
+                       help="public address used in printed links (default http://HOST:PORT)")
+
+    tokens = sub.add_parser("tokens", help="print every role's token and login link")
+    tokens.add_argument("--event", required=True, type=Path)
+    tokens.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    tokens.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    tokens.add_argument("--base-url", default="http://127.0.0.1:8080",
+                        help="the server's public address, for the links")
+
+    score = sub.add_parser("score", help="score one submission file offline")
+    score.add_argument("--event", required=True, type=Path)
+    score.add_argument("--challenge", required=True)
+    score.add_argument("submission", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    try:
+        if args.command == "serve":
+            return serve(args)
+        if args.command == "tokens":
+            return tokens(args)
+        if args.command == "score":
+            return score(args)
+    except EventFileError as exc:
+        print(f"podium: event file refused: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"podium: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    parser.error(f"unknown command {args.command}")
+    return EXIT_USAGE
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Access lines are JSON objects, one per line, so they can be piped to any log tool.
+    access = logging.getLogger("podium.access")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access.addHandler(handler)
+    access.propagate = False
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def _database(config: Config) -> Iterator[Config]:
+    if config.database_url:
+        yield config
+        return
+    from dataclasses import replace
+
+    import warnings
+
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); its fallback is fine.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    from server.database import embedded_postgres
+
+    log.info("starting the embedded PostgreSQL in %s", config.data_dir / "postgres")
+    with embedded_postgres(config.data_dir) as url:
+        yield replace(config, database_url=url)
+    log.info("embedded PostgreSQL stopped")
+
+
+def serve(args: argparse.Namespace) -> int:
+    event = parse_event(args.event)
+    config = Config(event_path=event.path, host=args.host, port=args.port,
+                    data_dir=args.data_dir.resolve(),
+                    database_url=database_url_from_env(args.database_url),
+                    base_url=args.base_url)
+    _setup_logging()
+    with _database(config) as config:
+        asyncio.run(_serve(config, event))
+    return EXIT_OK
+
+
+async def _serve(config: Config, event: EventSpec) -> None:
+    from dataclasses import replace
+
+    from aiohttp import web
+
+    from server.app import JsonAccessLogger, create_app
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    app = create_app(config, event)
+    runner = web.AppRunner(app, access_log_class=JsonAccessLogger,
+                           access_log=logging.getLogger("podium.access"), handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        port = runner.addresses[0][1] if config.port == 0 else config.port
+        shown = replace(config, port=port)
+        credentials = ensure_tokens(event, config.data_dir)
+        _print_banner(shown, event, credentials)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()
+
+
+def _print_banner(config: Config, event: EventSpec, credentials: list[Credential]) -> None:
+    url = config.public_url
+    lines = [f"Podium is serving {event.name!r} at {url}/"]
+    for credential in credentials[:2]:
+        lines.append(f"  {credential.label:<10} {url}/login?token={credential.token}")
+    lines.append(f"  team links: podium tokens --event {event.path} --data-dir {config.data_dir}")
+    print("\n".join(lines), flush=True)
+
+
+def tokens(args: argparse.Namespace) -> int:
+    event = parse_event(args.event)
+    credentials = ensure_tokens(event, args.data_dir.resolve())
+    base = args.base_url.rstrip("/")
+    rows = [{"role": str(c.role), "name": c.label, "token": c.token,
+             "link": f"{base}/login?token={c.token}"} for c in credentials]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    elif args.format == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=["role", "name", "token", "link"])
+        writer.writeheader()
+        writer.writerows(rows)
+        print(out.getvalue(), end="")
+    else:
+        width = max(len(r["name"]) for r in rows)
+        for r in rows:
+            print(f"{r['role']:<10} {r['name']:<{width}}  {r['link']}")
+    return EXIT_OK
+
+
+def score(args: argparse.Namespace) -> int:
+    from server.evaluators import evaluate
+    from server.scoring import options_for
+
+    event = parse_event(args.event)
+    try:
+        challenge = event.challenge(args.challenge)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+    if not args.submission.is_file():
+        raise UsageError(f"submission file {args.submission} not found")
+    result = evaluate(challenge.kind, challenge.truth, args.submission, options_for(challenge))
+    print(json.dumps(result.to_json(), indent=2))
+    return EXIT_OK if result.status == "scored" else EXIT_INVALID
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

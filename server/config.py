@@ -1,0 +1,35 @@
+"""One frozen configuration, built from flags and environment; tests build it directly."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("podium-data")
+DATABASE_URL_ENV = "PODIUM_DATABASE_URL"
+
+
+@dataclass(frozen=True)
+class Config:
+    event_path: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = DEFAULT_DATA_DIR
+    # None: run an embedded PostgreSQL under data_dir. Hidden from repr: it may hold a password.
+    database_url: str | None = field(default=None, repr=False)
+    # Public address printed in links; defaults to http://host:port.
+    base_url: str | None = None
+
+    @property
+    def public_url(self) -> str:
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+def database_url_from_env(flag: str | None) -> str | None:
+    return flag or os.environ.get(DATABASE_URL_ENV) or None

@@ -1,0 +1,339 @@
+"""The event file (SPEC §2): parsed, validated and turned into frozen specs.
+
+Validation collects the first problem with its file, key and line; TOML itself gives lines for
+syntax errors, and `_Lines` finds the line of a key inside the document for semantic ones.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from server.errors import EventFileError
+
+KINDS = ("segmentation-surface", "binary-probability", "regression")
+SLUG_RE = re.compile(r"^[a-z0-9-]+$")
+MIN_GIVEN_TOKEN_LENGTH = 16
+
+EVENT_KEYS = {"name", "timezone"}
+ACCESS_KEYS = {"organizer_token", "jury_token"}
+CHALLENGE_KEYS = {
+    "slug", "title", "kind", "duration_minutes", "truth", "release", "counts",
+    "max_submissions", "team_feedback", "leaderboard", "freeze_minutes",
+    "upload_grace_seconds", "hu_window",
+}
+TEAM_KEYS = {"name", "challenges", "token"}
+TOP_KEYS = {"event", "access", "challenges", "teams"}
+
+
+@dataclass(frozen=True)
+class ChallengeSpec:
+    slug: str
+    title: str
+    kind: str
+    duration_s: float
+    truth: Path
+    release: Path | None = None
+    counts: str = "last"
+    max_submissions: int | None = None
+    team_feedback: str = "status"
+    leaderboard: str = "jury"
+    freeze_minutes: float = 0.0
+    upload_grace_seconds: float = 30.0
+    hu_window: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class TeamSpec:
+    name: str
+    challenges: tuple[str, ...]
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    path: Path
+    name: str
+    timezone: str
+    challenges: tuple[ChallengeSpec, ...]
+    teams: tuple[TeamSpec, ...]
+    organizer_token: str | None = field(default=None, repr=False)
+    jury_token: str | None = field(default=None, repr=False)
+
+    def challenge(self, slug: str) -> ChallengeSpec:
+        for challenge in self.challenges:
+            if challenge.slug == slug:
+                return challenge
+        known = ", ".join(c.slug for c in self.challenges)
+        raise KeyError(f"no challenge {slug!r} in {self.path} (challenges: {known})")
+
+
+class _Lines:
+    """Finds the line of `[table] key` or `[[array]] #index key` in the TOML text (1-based)."""
+
+    _array = re.compile(r"^\s*\[\[\s*([A-Za-z0-9_.-]+)\s*\]\]")
+    _table = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]")
+    _key = re.compile(r"^\s*(\"[^\"]*\"|[A-Za-z0-9_-]+)\s*=")
+
+    def __init__(self, text: str) -> None:
+        self.headers: dict[tuple[str, int | None], int] = {}
+        self.keys: dict[tuple[str, int | None, str], int] = {}
+        counts: dict[str, int] = {}
+        current: tuple[str, int | None] = ("", None)
+        for number, line in enumerate(text.splitlines(), start=1):
+            if m := self._array.match(line):
+                name = m.group(1)
+                index = counts.get(name, 0)
+                counts[name] = index + 1
+                current = (name, index)
+                self.headers[current] = number
+            elif m := self._table.match(line):
+                current = (m.group(1), None)
+                self.headers[current] = number
+            elif m := self._key.match(line):
+                key = m.group(1).strip('"')
+                self.keys.setdefault((current[0], current[1], key), number)
+
+    def of(self, table: str, index: int | None = None, key: str | None = None) -> int | None:
+        if key is not None and (table, index, key) in self.keys:
+            return self.keys[(table, index, key)]
+        return self.headers.get((table, index))
+
+
+class _Checker:
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = _Lines(text)
+
+    def fail(self, message: str, table: str, index: int | None = None,
+             key: str | None = None) -> EventFileError:
+        name = table if index is None else f"{table}[{index}]"
+        dotted = f"{name}.{key}" if key else name
+        return EventFileError(str(self.path), message, key=dotted,
+                              line=self.lines.of(table, index, key))
+
+    def table(self, doc: dict[str, Any], name: str, allowed: set[str],
+              index: int | None = None) -> None:
+        for key in doc:
+            if key not in allowed:
+                raise self.fail(f"unknown key {key!r}; allowed: {', '.join(sorted(allowed))}",
+                                name, index, key)
+
+    def string(self, doc: dict[str, Any], table: str, key: str, index: int | None = None,
+               *, required: bool = True, choices: tuple[str, ...] | None = None,
+               default: str | None = None) -> str | None:
+        if key not in doc:
+            if required:
+                raise self.fail(f"missing required key {key!r}", table, index)
+            return default
+        value = doc[key]
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(f"{key} must be a non-empty string, got {value!r}", table, index, key)
+        if choices is not None and value not in choices:
+            raise self.fail(f"{key} must be one of {', '.join(map(repr, choices))}, got {value!r}",
+                            table, index, key)
+        return value
+
+    def number(self, doc: dict[str, Any], table: str, key: str, index: int | None, *,
+               default: float | None, minimum: float, strict: bool) -> float | None:
+        if key not in doc:
+            if default is None and strict:
+                raise self.fail(f"missing required key {key!r}", table, index)
+            return default
+        value = doc[key]
+        bad = (isinstance(value, bool) or not isinstance(value, int | float)
+               or not math.isfinite(value) or value < minimum or (strict and value <= minimum))
+        if bad:
+            bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+            raise self.fail(f"{key} must be a number {bound}, got {value!r}", table, index, key)
+        return float(value)
+
+
+def parse_event(path: str | Path) -> EventSpec:
+    """Reads and validates an event file; raises EventFileError naming file, key and line."""
+    path = Path(path).resolve()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EventFileError(str(path), "event file not found") from None
+    except UnicodeDecodeError as exc:
+        raise EventFileError(str(path), f"event file is not UTF-8 ({exc.reason})") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # Python 3.11 gives the position only inside the message: "... (at line 3, column 9)".
+        m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        line = int(m.group(1)) if m else None
+        message = str(exc)
+        raise EventFileError(str(path), f"invalid TOML: {message}", line=line) from None
+    check = _Checker(path, text)
+    check.table(doc, "", TOP_KEYS)
+
+    event = doc.get("event")
+    if not isinstance(event, dict):
+        raise check.fail("missing [event] table with a name", "event")
+    check.table(event, "event", EVENT_KEYS)
+    name = check.string(event, "event", "name")
+    timezone = check.string(event, "event", "timezone", required=False, default="UTC")
+    try:
+        ZoneInfo(str(timezone))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise check.fail(f"unknown time zone {timezone!r} (use an IANA name such as "
+                         "'Europe/Paris')", "event", None, "timezone") from None
+
+    access = doc.get("access", {})
+    if not isinstance(access, dict):
+        raise check.fail("[access] must be a table", "access")
+    check.table(access, "access", ACCESS_KEYS)
+    organizer_token = _token(check, access, "access", None, "organizer_token")
+    jury_token = _token(check, access, "access", None, "jury_token")
+
+    raw_challenges = doc.get("challenges")
+    if not isinstance(raw_challenges, list) or not raw_challenges:
+        raise check.fail("at least one [[challenges]] table is required", "challenges")
+    challenges = []
+    for index, raw in enumerate(raw_challenges):
+        challenge = _challenge(check, raw, index, path.parent)
+        if any(c.slug == challenge.slug for c in challenges):
+            raise check.fail(f"slug {challenge.slug!r} is used by two challenges",
+                             "challenges", index, "slug")
+        challenges.append(challenge)
+
+    raw_teams = doc.get("teams", [])
+    if not isinstance(raw_teams, list):
+        raise check.fail("teams must be [[teams]] tables", "teams")
+    slugs = {c.slug for c in challenges}
+    teams: list[TeamSpec] = []
+    for index, raw in enumerate(raw_teams):
+        team = _team(check, raw, index, slugs)
+        if any(t.name.casefold() == team.name.casefold() for t in teams):
+            raise check.fail(f"team name {team.name!r} is used twice", "teams", index, "name")
+        teams.append(team)
+
+    given = [(organizer_token, "access", None, "organizer_token"),
+             (jury_token, "access", None, "jury_token")]
+    given += [(t.token, "teams", i, "token") for i, t in enumerate(teams)]
+    seen: set[str] = set()
+    for token, table, index, key in given:
+        if token is None:
+            continue
+        if token in seen:
+            raise check.fail("this token is already given to another role; every role "
+                             "needs its own", table, index, key)
+        seen.add(token)
+
+    return EventSpec(path=path, name=str(name), timezone=str(timezone),
+                     challenges=tuple(challenges), teams=tuple(teams),
+                     organizer_token=organizer_token, jury_token=jury_token)
+
+
+def _token(check: _Checker, doc: dict[str, Any], table: str, index: int | None,
+           key: str) -> str | None:
+    token = check.string(doc, table, key, index, required=False)
+    if token is not None and (len(token) < MIN_GIVEN_TOKEN_LENGTH or token != token.strip()):
+        raise check.fail(f"{key} must be at least {MIN_GIVEN_TOKEN_LENGTH} characters without "
+                         "surrounding spaces; leave it out to have one generated",
+                         table, index, key)
+    return token
+
+
+def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSpec:
+    table = "challenges"
+    if not isinstance(raw, dict):
+        raise check.fail("each challenge must be a [[challenges]] table", table, index)
+    check.table(raw, table, CHALLENGE_KEYS, index)
+    slug = str(check.string(raw, table, "slug", index))
+    if not SLUG_RE.match(slug):
+        raise check.fail(f"slug {slug!r} may only use a-z, 0-9 and '-'", table, index, "slug")
+    title = str(check.string(raw, table, "title", index))
+    kind = str(check.string(raw, table, "kind", index, choices=KINDS))
+    duration = check.number(raw, table, "duration_minutes", index, default=None, minimum=0,
+                            strict=True)
+    assert duration is not None
+    truth = _path(check, raw, table, index, "truth", base, required=True)
+    assert truth is not None
+    if kind == "segmentation-surface" and not truth.is_dir():
+        raise check.fail(f"truth {truth} must be a folder with images/ and masks/ for a "
+                         "segmentation-surface challenge", table, index, "truth")
+    if kind != "segmentation-surface" and not truth.is_file():
+        raise check.fail(f"truth {truth} must be a CSV file for a {kind} challenge",
+                         table, index, "truth")
+    release = _path(check, raw, table, index, "release", base, required=False)
+    counts = str(check.string(raw, table, "counts", index, required=False,
+                              choices=("last", "best"), default="last"))
+    max_submissions = None
+    if "max_submissions" in raw:
+        value = raw["max_submissions"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise check.fail(f"max_submissions must be a whole number >= 1, got {value!r}",
+                             table, index, "max_submissions")
+        max_submissions = value
+    team_feedback = str(check.string(raw, table, "team_feedback", index, required=False,
+                                     choices=("status", "score"), default="status"))
+    leaderboard = str(check.string(raw, table, "leaderboard", index, required=False,
+                                   choices=("jury", "teams", "public"), default="jury"))
+    freeze = check.number(raw, table, "freeze_minutes", index, default=0.0, minimum=0,
+                          strict=False)
+    assert freeze is not None
+    if freeze * 60 > duration * 60:
+        raise check.fail(f"freeze_minutes ({freeze:g}) is longer than the challenge "
+                         f"({duration:g} minutes)", table, index, "freeze_minutes")
+    grace = check.number(raw, table, "upload_grace_seconds", index, default=30.0, minimum=0,
+                         strict=False)
+    assert grace is not None
+    hu_window = None
+    if "hu_window" in raw:
+        value = raw["hu_window"]
+        if kind != "segmentation-surface":
+            raise check.fail("hu_window applies to segmentation-surface challenges only",
+                             table, index, "hu_window")
+        ok = (isinstance(value, list) and len(value) == 2
+              and all(isinstance(v, int | float) and not isinstance(v, bool)
+                      and math.isfinite(v) for v in value)
+              and value[0] < value[1])
+        if not ok:
+            raise check.fail(f"hu_window must be [low, high] with low < high, got {value!r}",
+                             table, index, "hu_window")
+        hu_window = (float(value[0]), float(value[1]))
+    return ChallengeSpec(
+        slug=slug, title=title, kind=kind, duration_s=duration * 60, truth=truth,
+        release=release, counts=counts, max_submissions=max_submissions,
+        team_feedback=team_feedback, leaderboard=leaderboard, freeze_minutes=freeze,
+        upload_grace_seconds=grace, hu_window=hu_window,
+    )
+
+
+def _path(check: _Checker, raw: dict[str, Any], table: str, index: int, key: str, base: Path,
+          *, required: bool) -> Path | None:
+    value = check.string(raw, table, key, index, required=required)
+    if value is None:
+        return None
+    path = (base / value).resolve()
+    if not path.exists():
+        raise check.fail(f"{key} {value!r} not found (looked for {path})", table, index, key)
+    return path
+
+
+def _team(check: _Checker, raw: Any, index: int, slugs: set[str]) -> TeamSpec:
+    table = "teams"
+    if not isinstance(raw, dict):
+        raise check.fail("each team must be a [[teams]] table", table, index)
+    check.table(raw, table, TEAM_KEYS, index)
+    name = str(check.string(raw, table, "name", index)).strip()
+    challenges = raw.get("challenges", [])
+    if not isinstance(challenges, list) or not all(isinstance(c, str) for c in challenges):
+        raise check.fail("challenges must be a list of challenge slugs", table, index,
+                         "challenges")
+    for slug in challenges:
+        if slug not in slugs:
+            raise check.fail(f"team {name!r} names unknown challenge {slug!r}; known: "
+                             f"{', '.join(sorted(slugs))}", table, index, "challenges")
+    if len(set(challenges)) != len(challenges):
+        raise check.fail("a challenge is listed twice", table, index, "challenges")
+    token = _token(check, raw, table, index, "token")
+    return TeamSpec(name=name, challenges=tuple(challenges), token=token)

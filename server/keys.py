@@ -1,0 +1,18 @@
+"""Typed keys for what the application and each request carry."""
+
+from __future__ import annotations
+
+import asyncpg
+import jinja2
+from aiohttp import web
+
+from server.access import Principal
+from server.config import Config
+from server.event import EventSpec
+
+CONFIG = web.AppKey("config", Config)
+EVENT = web.AppKey("event", EventSpec)
+POOL = web.AppKey("pool", asyncpg.Pool)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+
+PRINCIPAL = web.RequestKey("principal", Principal)

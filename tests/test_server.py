@@ -1,0 +1,170 @@
+"""The server as a subprocess on a free port, queried over HTTP."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from server.access import Role
+from server.app import create_app
+from server.auth import route_policy
+from server.config import Config
+from server.event import parse_event
+from tests.conftest import EXAMPLE_EVENT, ServerProcess
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+PATH_VALUES = {"slug": "nodules"}
+
+
+def declared_routes() -> list[tuple[str, str, frozenset[Role]]]:
+    app = create_app(Config(event_path=EXAMPLE_EVENT), parse_event(EXAMPLE_EVENT))
+    routes = []
+    for route in app.router.routes():
+        if route.method == "HEAD":
+            continue
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("formatter") or info.get("path") or info.get("prefix")
+        assert path, route
+        policy = route_policy(route)
+        assert policy is not None, f"{route.method} {path} declares no access policy"
+        routes.append((route.method, re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES[m.group(1)],
+                                            path), policy))
+    return routes
+
+
+def test_every_route_declares_who_may_call_it() -> None:
+    routes = declared_routes()
+    assert ("GET", "/api/v1/time", frozenset()) in routes
+    assert ("GET", "/api/v1/teams", frozenset({Role.ORGANIZER, Role.JURY})) in routes
+
+
+def test_every_api_route_is_documented() -> None:
+    doc = (ROOT / "docs" / "api.md").read_text()
+    for method, path, _ in declared_routes():
+        if path.startswith("/api/"):
+            documented = path.replace(PATH_VALUES["slug"], "{slug}")
+            assert f"{method} {documented}" in doc, f"{method} {documented} not in docs/api.md"
+
+
+def test_public_endpoints(server: ServerProcess) -> None:
+    status, body = server.json("GET", "/api/v1/time")
+    assert status == 200
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", body["server_time"])
+
+    status, challenges = server.json("GET", "/api/v1/challenges")
+    assert status == 200
+    assert [c["slug"] for c in challenges] == ["sarcopenia", "nodules", "edss"]
+    first = challenges[0]
+    assert set(first) == {"slug", "title", "kind", "duration_s", "state", "started_at",
+                          "deadline", "remaining_s", "server_time"}
+    assert (first["kind"], first["duration_s"], first["state"], first["remaining_s"]) == (
+        "segmentation-surface", 3600, "waiting", 3600)
+
+    status, one = server.json("GET", "/api/v1/challenges/nodules")
+    assert status == 200
+    assert one["duration_s"] == 7200 and one["format"]["files"] == [".csv", ".xlsx"]
+    assert one["upload_grace_seconds"] == 30
+
+    status, body = server.json("GET", "/api/v1/challenges/lungs")
+    assert status == 404
+    assert body["error"]["code"] == "unknown_challenge"
+    assert "sarcopenia, nodules, edss" in body["error"]["message"]
+
+    status, body = server.json("GET", "/api/v1/nothing-here")
+    assert status == 404 and body["error"]["code"] == "not_found"
+
+    status, body = server.json("GET", "/healthz")
+    assert (status, body) == (200, {"status": "ok", "database": "ok"})
+
+    status, headers, html = server.request("GET", "/")
+    assert status == 200 and b"Pulmonary nodules" in html
+
+
+def test_roles_on_every_route(server: ServerProcess) -> None:
+    tokens = server.tokens()
+    by_role = {Role.ORGANIZER: tokens["organizer"], Role.JURY: tokens["jury"],
+               Role.TEAM: tokens["Nodule Hunters"]}
+    checked = 0
+    for method, path, policy in declared_routes():
+        if not policy or method != "GET":
+            continue
+        status, body = server.json(method, path)
+        assert status == 401 and body["error"]["code"] == "unauthorized", (method, path)
+        status, body = server.json(method, path, token="not-a-token-of-this-event")
+        assert status == 401 and body["error"]["code"] == "invalid_token", (method, path)
+        for role, token in by_role.items():
+            status, body = server.json(method, path, token=token)
+            if role in policy:
+                assert status not in (401, 403), (method, path, role, body)
+            else:
+                assert status == 403 and body["error"]["code"] == "forbidden", (path, role)
+                assert str(role) in body["error"]["message"]
+        checked += 1
+    assert checked >= 2
+
+
+def test_a_team_sees_only_itself(server: ServerProcess) -> None:
+    tokens = server.tokens()
+    status, me = server.json("GET", "/api/v1/me", token=tokens["Myelin Minds"])
+    assert status == 200
+    assert me == {"role": "team", "team": "Myelin Minds", "challenges": ["nodules", "edss"]}
+    status, _ = server.json("GET", "/api/v1/teams", token=tokens["Myelin Minds"])
+    assert status == 403
+
+
+def test_login_link_sets_a_session_cookie(server: ServerProcess) -> None:
+    import http.cookiejar
+    import urllib.request
+
+    tokens = server.tokens()
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(f"{server.url}/login?token={tokens['jury']}") as response:
+        assert response.url == server.url + "/"  # redirected: the token leaves the address bar
+        assert b"jury" in response.read()
+    cookie = next(iter(jar))
+    assert cookie.name == "podium_session"
+    with opener.open(f"{server.url}/api/v1/me") as response:
+        assert json.loads(response.read()) == {"role": "jury"}
+    status, _, html = server.request("GET", "/login?token=wrong-token")
+    assert status == 401 and b"not recognised" in html
+
+
+def test_access_log_is_json_without_tokens(server: ServerProcess) -> None:
+    tokens = server.tokens()
+    server.json("GET", "/api/v1/teams", token=tokens["organizer"])
+    server.request("GET", f"/login?token={tokens['organizer']}")
+    time.sleep(0.2)
+    records = [json.loads(line) for line in server.stderr().splitlines()
+               if line.startswith("{")]
+    teams = [r for r in records if r["path"] == "/api/v1/teams"]
+    assert teams and teams[-1]["status"] == 200 and teams[-1]["role"] == "organizer"
+    assert {"ts", "remote", "method", "path", "status", "bytes", "ms"} <= set(teams[-1])
+    assert tokens["organizer"] not in server.stderr()
+
+
+def test_restart_on_the_same_data_keeps_everything(server: ServerProcess) -> None:
+    tokens = server.tokens()
+    _, before = server.json("GET", "/api/v1/challenges")
+    assert server.stop() == 0
+    server.start()
+    assert server.tokens() == tokens
+    _, after = server.json("GET", "/api/v1/challenges")
+    strip = [{k: v for k, v in c.items() if k != "server_time"} for c in before]
+    assert [{k: v for k, v in c.items() if k != "server_time"} for c in after] == strip
+    status, _ = server.json("GET", "/api/v1/teams", token=tokens["jury"])
+    assert status == 200
+    assert "unchanged" in server.stderr().splitlines()[-1] or "unchanged" in server.stderr()
+
+
+def test_server_time_is_the_databases(server: ServerProcess) -> None:
+    _, body = server.json("GET", "/api/v1/time")
+    server_time = datetime.fromisoformat(body["server_time"].replace("Z", "+00:00"))
+    assert abs(server_time.timestamp() - time.time()) < 5
