@@ -20,7 +20,7 @@ from pathlib import Path
 
 from server.event import EventSpec
 
-TOKEN_FILE = "tokens.json"
+TOKEN_FILE = "tokens.json"  # noqa: S105 - a file name, not a secret
 
 
 class Role(StrEnum):

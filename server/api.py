@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import asyncpg
 from aiohttp import web
 
 from server import queries
 from server.access import Role
 from server.auth import principal_of, public, requires
-from server.challenge import challenge_json, iso
-from server.errors import NotFound
+from server.challenge import challenges_for, iso
+from server.countdown import InvalidTransition, store
+from server.errors import BadRequest, Conflict, NotFound
 from server.keys import POOL
 
 
@@ -22,22 +26,82 @@ async def get_time(request: web.Request) -> web.Response:
 @public
 async def list_challenges(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
-        now = await queries.database_now(conn)
-        rows = await queries.fetch_challenges(conn)
-    return web.json_response([challenge_json(r, now) for r in rows])
+        _, challenges = await challenges_for(conn, principal_of(request))
+    return web.json_response(challenges)
+
+
+async def unknown_challenge(conn: asyncpg.Connection, slug: str) -> NotFound:
+    known = [r["slug"] for r in await queries.fetch_challenges(conn)]
+    return NotFound(f"no challenge {slug!r}; challenges: {', '.join(known)}",
+                    code="unknown_challenge")
 
 
 @public
 async def get_challenge(request: web.Request) -> web.Response:
     slug = request.match_info["slug"]
     async with request.app[POOL].acquire() as conn:
-        now = await queries.database_now(conn)
-        row = await queries.fetch_challenge(conn, slug)
-        known = [] if row else [r["slug"] for r in await queries.fetch_challenges(conn)]
-    if row is None:
-        raise NotFound(f"no challenge {slug!r}; challenges: {', '.join(known)}",
-                       code="unknown_challenge")
-    return web.json_response(challenge_json(row, now, detail=True))
+        _, found = await challenges_for(conn, principal_of(request), slug=slug, detail=True)
+        if not found:
+            raise await unknown_challenge(conn, slug)
+    return web.json_response(found[0])
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadRequest("the body must be a JSON object, e.g. {\"seconds\": 300}",
+                         code="bad_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object", code="bad_json")
+    return body
+
+
+@requires(Role.ORGANIZER)
+async def countdown_action(request: web.Request) -> web.Response:
+    slug, action = request.match_info["slug"], request.match_info["action"]
+    body = await _json_body(request)
+    by = str(body.get("by") or "").strip()[:80]
+    actor = f"organizer ({by})" if by else "organizer"
+    team_name = body.get("team")
+    if team_name is not None and action != "extend":
+        raise BadRequest("only extend takes a team", code="bad_request")
+    async with request.app[POOL].acquire() as conn:
+        team_id = None
+        if team_name is not None:
+            team_id = await queries.team_id_by_name(conn, str(team_name))
+            if team_id is None:
+                raise NotFound(f"no team {team_name!r} in this event", code="unknown_team")
+        try:
+            await store.act(conn, slug, action, actor=actor, seconds=body.get("seconds"),
+                            team_id=team_id)
+        except InvalidTransition as exc:
+            raise Conflict(str(exc), code="invalid_transition", state=exc.state) from None
+        except ValueError as exc:
+            raise BadRequest(str(exc), code="bad_seconds") from None
+        except LookupError as exc:
+            if exc.args and exc.args[0] == "team not registered":
+                raise Conflict(f"team {team_name!r} is not registered for {slug!r}",
+                               code="not_registered") from None
+            raise await unknown_challenge(conn, slug) from None
+        _, found = await challenges_for(conn, principal_of(request), slug=slug, detail=True)
+    return web.json_response(found[0])
+
+
+@requires(Role.ORGANIZER, Role.JURY)
+async def countdown_log(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        rows = await store.fetch_log(conn)
+    return web.json_response([log_entry_json(r) for r in rows])
+
+
+def log_entry_json(r: asyncpg.Record) -> dict[str, Any]:
+    return {"id": r["id"], "challenge": r["slug"], "action": r["action"],
+            "seconds": r["seconds"], "team": r["team"], "actor": r["actor"],
+            "state_after": r["state_after"], "deadline_after": iso(r["deadline_after"]),
+            "at": iso(r["at"])}
 
 
 @requires(Role.ORGANIZER, Role.JURY, Role.TEAM)
@@ -76,5 +140,8 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/v1/time", get_time)
     r.add_get("/api/v1/challenges", list_challenges)
     r.add_get("/api/v1/challenges/{slug}", get_challenge)
+    r.add_post(r"/api/v1/challenges/{slug}/{action:start|pause|resume|extend|close}",
+               countdown_action)
+    r.add_get("/api/v1/countdown-log", countdown_log)
     r.add_get("/api/v1/me", whoami)
     r.add_get("/api/v1/teams", list_teams)

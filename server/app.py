@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -12,14 +14,16 @@ import jinja2
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from server import api, pages
+from server import api, pages, ws
 from server.access import ensure_tokens
 from server.auth import Handler, auth_middleware, principal_of
 from server.config import Config
+from server.countdown.ticker import run_ticker
 from server.database import create_pool, migrate
 from server.errors import PodiumError
 from server.event import EventSpec
-from server.keys import CONFIG, EVENT, POOL, PRINCIPAL, TEMPLATES
+from server.hub import Hub
+from server.keys import CONFIG, EVENT, HUB, POOL, PRINCIPAL, TEMPLATES
 from server.loader import load_event
 from server.resources import resource_dir
 
@@ -110,6 +114,28 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
 
 
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    """The hub's LISTEN connection and the deadline ticker, owned by the app: started after the
+    pool, cancelled and awaited before it closes."""
+    config = app[CONFIG]
+    assert config.database_url
+    hub = Hub(app[POOL], config.database_url)
+    app[HUB] = hub
+    tasks = [asyncio.create_task(hub.listen_forever(), name="hub-listen"),
+             asyncio.create_task(run_ticker(app[POOL], hub.clock_changed), name="ticker")]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _close_websockets(app: web.Application) -> None:
+    if HUB in app:
+        await app[HUB].close_all()
+
+
 def create_app(config: Config, event: EventSpec) -> web.Application:
     app = web.Application(middlewares=[error_middleware, auth_middleware],
                           client_max_size=1024**2)
@@ -121,7 +147,10 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
         undefined=jinja2.StrictUndefined,
     )
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_background)
+    app.on_shutdown.append(_close_websockets)
     api.setup(app)
     pages.setup(app)
+    ws.setup(app)
     app.router.add_static("/static/", resource_dir("static"), name="static")
     return app

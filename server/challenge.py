@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from server.countdown import Countdown, phase_at
+from server import queries
+from server.access import Principal, Role
+from server.countdown import phase_at
+from server.countdown.schedule import NO_EXTENSION
+from server.countdown.store import Extension, countdown_of, extensions
 
 FORMATS: dict[str, dict[str, Any]] = {
     "segmentation-surface": {
@@ -48,14 +52,13 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def countdown_of(row: asyncpg.Record) -> Countdown:
-    return Countdown(state=row["state"], duration=row["duration"],
-                     started_at=row["started_at"], deadline=row["deadline"],
-                     remaining=row["remaining"])
-
-
-def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False) -> dict[str, Any]:
-    phase = phase_at(countdown_of(row), now)
+def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False,
+                   extension: timedelta = NO_EXTENSION,
+                   extensions: list[Extension] | None = None) -> dict[str, Any]:
+    """A challenge as one viewer sees it: a team through its own extension, everyone else with
+    the list of teams given extra time."""
+    countdown = countdown_of(row)
+    phase = phase_at(countdown, now, extension)
     body: dict[str, Any] = {
         "slug": row["slug"],
         "title": row["title"],
@@ -67,6 +70,16 @@ def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False) 
         "remaining_s": phase.remaining_s,
         "server_time": iso(now),
     }
+    if extension:
+        body["extension_s"] = extension.total_seconds()
+    if extensions:
+        body["extensions"] = []
+        for e in extensions:
+            team_phase = phase_at(countdown, now, e.extra)
+            body["extensions"].append({
+                "team": e.team, "extension_s": e.extra.total_seconds(),
+                "state": team_phase.state, "deadline": iso(team_phase.deadline),
+                "remaining_s": team_phase.remaining_s})
     if detail:
         hu = [row["hu_low"], row["hu_high"]] if row["hu_low"] is not None else None
         body.update({
@@ -80,3 +93,26 @@ def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False) 
             "hu_window": hu,
         })
     return body
+
+
+async def challenges_for(conn: asyncpg.Connection, principal: Principal | None, *,
+                         slug: str | None = None, detail: bool = False
+                         ) -> tuple[datetime, list[dict[str, Any]]]:
+    """The database's now and the challenges (all, or the one named) as `principal` sees them."""
+    now = await queries.database_now(conn)
+    if slug is None:
+        rows = await queries.fetch_challenges(conn)
+    else:
+        one = await queries.fetch_challenge(conn, slug)
+        rows = [one] if one else []
+    all_ext = await extensions(conn)
+    team_id = principal.team_id if principal and principal.role is Role.TEAM else None
+    shown = []
+    for row in rows:
+        ext = all_ext.get(row["id"], [])
+        if team_id is not None:
+            own = next((e.extra for e in ext if e.team_id == team_id), NO_EXTENSION)
+            shown.append(challenge_json(row, now, detail=detail, extension=own))
+        else:
+            shown.append(challenge_json(row, now, detail=detail, extensions=ext))
+    return now, shown

@@ -99,9 +99,8 @@ def _database(config: Config) -> Iterator[Config]:
     if config.database_url:
         yield config
         return
-    from dataclasses import replace
-
     import warnings
+    from dataclasses import replace
 
     # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); its fallback is fine.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")

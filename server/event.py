@@ -196,7 +196,7 @@ def parse_event(path: str | Path) -> EventSpec:
     raw_challenges = doc.get("challenges")
     if not isinstance(raw_challenges, list) or not raw_challenges:
         raise check.fail("at least one [[challenges]] table is required", "challenges")
-    challenges = []
+    challenges: list[ChallengeSpec] = []
     for index, raw in enumerate(raw_challenges):
         challenge = _challenge(check, raw, index, path.parent)
         if any(c.slug == challenge.slug for c in challenges):
@@ -215,16 +215,17 @@ def parse_event(path: str | Path) -> EventSpec:
             raise check.fail(f"team name {team.name!r} is used twice", "teams", index, "name")
         teams.append(team)
 
-    given = [(organizer_token, "access", None, "organizer_token"),
-             (jury_token, "access", None, "jury_token")]
+    given: list[tuple[str | None, str, int | None, str]] = [
+        (organizer_token, "access", None, "organizer_token"),
+        (jury_token, "access", None, "jury_token")]
     given += [(t.token, "teams", i, "token") for i, t in enumerate(teams)]
     seen: set[str] = set()
-    for token, table, index, key in given:
+    for token, table, position, key in given:
         if token is None:
             continue
         if token in seen:
             raise check.fail("this token is already given to another role; every role "
-                             "needs its own", table, index, key)
+                             "needs its own", table, position, key)
         seen.add(token)
 
     return EventSpec(path=path, name=str(name), timezone=str(timezone),

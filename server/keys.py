@@ -9,10 +9,12 @@ from aiohttp import web
 from server.access import Principal
 from server.config import Config
 from server.event import EventSpec
+from server.hub import Hub
 
 CONFIG = web.AppKey("config", Config)
 EVENT = web.AppKey("event", EventSpec)
 POOL = web.AppKey("pool", asyncpg.Pool)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
+HUB = web.AppKey("hub", Hub)
 
 PRINCIPAL = web.RequestKey("principal", Principal)

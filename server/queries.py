@@ -66,3 +66,8 @@ async def team_challenges(conn: asyncpg.Connection, team_id: int) -> list[str]:
         """SELECT c.slug FROM registration r JOIN challenge c ON c.id = r.challenge_id
            WHERE r.team_id = $1 AND c.in_event ORDER BY c.position""", team_id)
     return [r["slug"] for r in rows]
+
+
+async def team_id_by_name(conn: asyncpg.Connection, name: str) -> int | None:
+    return await conn.fetchval("SELECT id FROM team WHERE lower(name) = lower($1) AND in_event",
+                               name.strip())

@@ -114,7 +114,9 @@ class ServerProcess:
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
             if not line:
-                raise AssertionError(f"server exited ({self.process.wait()}):\n{self.stderr()}")
+                code = self.process.wait()
+                self.process.stdout.close()
+                raise AssertionError(f"server exited ({code}):\n{self.stderr()}")
             self.banner.append(line)
             if line.startswith("Podium is serving"):
                 self.url = line.rsplit(" at ", 1)[1].strip().rstrip("/")

@@ -1,5 +1,15 @@
-"""The challenge clock: pure arithmetic of states and deadlines (SPEC §5)."""
+"""The challenge clock: pure arithmetic of states and deadlines (SPEC §5), its storage, and the
+task that closes a challenge at its deadline."""
 
-from server.countdown.schedule import Countdown, Phase, phase_at
+from server.countdown.schedule import (
+    ACTIONS,
+    Countdown,
+    InvalidTransition,
+    Phase,
+    extend_team,
+    phase_at,
+    transition,
+)
 
-__all__ = ["Countdown", "Phase", "phase_at"]
+__all__ = ["ACTIONS", "Countdown", "InvalidTransition", "Phase", "extend_team", "phase_at",
+           "transition"]

@@ -1,16 +1,42 @@
-"""A challenge's phase derived from its stored countdown and "now", never from a timer.
+"""A challenge's clock as pure arithmetic: its phase derived from the stored countdown and "now",
+never from a timer, and the organizer's transitions (SPEC §5).
 
 A running challenge whose deadline has passed is closed, whether or not the process that should
 have recorded the closing was alive at that second.
+
+Per-team extensions: a team given extra time after an incident at its table sees the challenge
+through `extension`: its deadline (or, while paused, its remaining time) is the challenge's plus
+its extension. The challenge itself stays open for the organizer while any team still has time,
+which is its phase seen with the largest extension.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
 State = Literal["waiting", "running", "paused", "closed"]
+Action = Literal["start", "pause", "resume", "extend", "close"]
+ACTIONS: tuple[Action, ...] = ("start", "pause", "resume", "extend", "close")
+NO_EXTENSION = timedelta(0)
+MAX_EXTENSION = timedelta(hours=24)
+
+# Which actions each (derived) state allows; the message of a refusal lists them.
+ALLOWED: dict[State, tuple[Action, ...]] = {
+    "waiting": ("start",),
+    "running": ("pause", "extend", "close"),
+    "paused": ("resume", "extend", "close"),
+    "closed": (),
+}
+
+
+class InvalidTransition(Exception):
+    def __init__(self, action: str, state: State) -> None:
+        allowed = ", ".join(ALLOWED[state]) or "nothing: the challenge is over"
+        super().__init__(f"cannot {action} a {state} challenge (allowed now: {allowed})")
+        self.action = action
+        self.state = state
 
 
 @dataclass(frozen=True)
@@ -18,8 +44,9 @@ class Countdown:
     state: State
     duration: timedelta
     started_at: datetime | None = None
-    deadline: datetime | None = None
-    remaining: timedelta | None = None  # kept while paused
+    deadline: datetime | None = None    # set while running (and kept once closed)
+    remaining: timedelta | None = None  # set while paused
+    closed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -30,18 +57,83 @@ class Phase:
     remaining_s: float
 
 
-def phase_at(countdown: Countdown, now: datetime) -> Phase:
+def phase_at(countdown: Countdown, now: datetime, extension: timedelta = NO_EXTENSION) -> Phase:
     state = countdown.state
+    deadline = None
     if state == "waiting":
         remaining = countdown.duration
     elif state == "running":
         assert countdown.deadline is not None
-        remaining = countdown.deadline - now
-        if remaining <= timedelta(0):
-            state, remaining = "closed", timedelta(0)
+        deadline = countdown.deadline + extension
+        remaining = deadline - now
     elif state == "paused":
-        remaining = countdown.remaining or timedelta(0)
+        remaining = (countdown.remaining or NO_EXTENSION) + extension
     else:
-        remaining = timedelta(0)
-    return Phase(state=state, started_at=countdown.started_at, deadline=countdown.deadline,
+        deadline = countdown.closed_at or countdown.deadline
+        remaining = NO_EXTENSION
+    if state in ("running", "paused") and remaining <= NO_EXTENSION:
+        state, remaining = "closed", NO_EXTENSION
+    return Phase(state=state, started_at=countdown.started_at, deadline=deadline,
                  remaining_s=round(remaining.total_seconds(), 3))
+
+
+def transition(countdown: Countdown, action: str, now: datetime, *,
+               seconds: float | None = None,
+               latest_extension: timedelta = NO_EXTENSION) -> Countdown:
+    """The countdown after an organizer's action at `now`; InvalidTransition if not allowed.
+
+    `latest_extension` is the largest per-team extension: the challenge is still open while
+    that team has time, so it can still be paused, extended or closed.
+    """
+    state = phase_at(countdown, now, latest_extension).state
+    if action not in ALLOWED[state]:
+        raise InvalidTransition(action, state)
+    if action == "start":
+        return replace(countdown, state="running", started_at=now,
+                       deadline=now + countdown.duration, remaining=None)
+    if action == "pause":
+        assert countdown.deadline is not None
+        # May be negative when only extended teams still have time; they keep theirs.
+        return replace(countdown, state="paused", deadline=None,
+                       remaining=countdown.deadline - now)
+    if action == "resume":
+        assert countdown.remaining is not None
+        return replace(countdown, state="running", deadline=now + countdown.remaining,
+                       remaining=None)
+    if action == "extend":
+        extra = extension_seconds(seconds)
+        if countdown.state == "running":
+            assert countdown.deadline is not None
+            return replace(countdown, deadline=countdown.deadline + extra)
+        assert countdown.remaining is not None
+        return replace(countdown, remaining=countdown.remaining + extra)
+    # close: ends it now for everyone, extended teams included.
+    return replace(countdown, state="closed", closed_at=now,
+                   deadline=countdown.deadline if countdown.state == "running" else now,
+                   remaining=None)
+
+
+def extension_seconds(seconds: float | None) -> timedelta:
+    if seconds is None or isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise ValueError("extend needs {\"seconds\": N}, a number of seconds > 0")
+    extra = timedelta(seconds=seconds)
+    if not NO_EXTENSION < extra <= MAX_EXTENSION:
+        raise ValueError(f"seconds must be > 0 and at most {int(MAX_EXTENSION.total_seconds())}, "
+                         f"got {seconds!r}")
+    return extra
+
+
+def extend_team(countdown: Countdown, current: timedelta, now: datetime, seconds: float | None,
+                *, latest_extension: timedelta = NO_EXTENSION) -> timedelta:
+    """A team's new extension. Allowed while the challenge is open for someone; if the team's
+    own time had already run out, the extra time counts from now, not from its past deadline."""
+    state = phase_at(countdown, now, latest_extension).state
+    if state not in ("running", "paused"):
+        raise InvalidTransition("extend", state)
+    extra = extension_seconds(seconds)
+    if phase_at(countdown, now, current).state == "closed" and countdown.state == "running":
+        assert countdown.deadline is not None
+        current = now - countdown.deadline  # the team's time starts again from now
+    elif phase_at(countdown, now, current).state == "closed":
+        current = -(countdown.remaining or NO_EXTENSION)
+    return current + extra

@@ -1,0 +1,162 @@
+"""The countdown in PostgreSQL: each organizer action is one transaction that locks the challenge
+row, reads the database's clock, applies the pure transition, writes the new state, appends to
+the log and notifies every server process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from server.countdown.schedule import (
+    NO_EXTENSION,
+    Countdown,
+    InvalidTransition,
+    extend_team,
+    phase_at,
+    transition,
+)
+from server.notify import notify
+
+
+@dataclass(frozen=True)
+class Extension:
+    team_id: int
+    team: str
+    extra: timedelta
+
+
+def countdown_of(row: asyncpg.Record) -> Countdown:
+    return Countdown(state=row["state"], duration=row["duration"], started_at=row["started_at"],
+                     deadline=row["deadline"], remaining=row["remaining"],
+                     closed_at=row["closed_at"])
+
+
+async def extensions(conn: asyncpg.Connection, challenge_id: int | None = None
+                     ) -> dict[int, list[Extension]]:
+    """Per-team extensions by challenge id."""
+    rows = await conn.fetch(
+        """SELECT e.challenge_id, e.team_id, t.name, e.extra FROM team_extension e
+           JOIN team t ON t.id = e.team_id
+           WHERE $1::int IS NULL OR e.challenge_id = $1 ORDER BY lower(t.name)""",
+        challenge_id)
+    found: dict[int, list[Extension]] = {}
+    for r in rows:
+        found.setdefault(r["challenge_id"], []).append(Extension(r["team_id"], r["name"],
+                                                                 r["extra"]))
+    return found
+
+
+def latest(extensions: list[Extension]) -> timedelta:
+    return max((e.extra for e in extensions), default=NO_EXTENSION)
+
+
+async def _save(conn: asyncpg.Connection, challenge_id: int, c: Countdown,
+                closed_by: str | None) -> None:
+    await conn.execute(
+        """UPDATE challenge SET state = $2, started_at = $3, deadline = $4, remaining = $5,
+                  closed_at = $6, closed_by = $7 WHERE id = $1""",
+        challenge_id, c.state, c.started_at, c.deadline, c.remaining, c.closed_at, closed_by)
+
+
+async def _log(conn: asyncpg.Connection, challenge_id: int, action: str, seconds: float | None,
+               team_id: int | None, actor: str, state_after: str,
+               deadline_after: datetime | None) -> None:
+    await conn.execute(
+        """INSERT INTO countdown_log (challenge_id, action, seconds, team_id, actor, state_after,
+                                      deadline_after)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        challenge_id, action, seconds, team_id, actor, state_after, deadline_after)
+
+
+async def act(conn: asyncpg.Connection, slug: str, action: str, *, actor: str,
+              seconds: float | None = None, team_id: int | None = None) -> None:
+    """Applies an organizer action; raises InvalidTransition, ValueError or LookupError."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            """SELECT id, state, duration, started_at, deadline, remaining, closed_at
+               FROM challenge WHERE slug = $1 AND in_event FOR UPDATE""", slug)
+        if row is None:
+            raise LookupError(slug)
+        now = await conn.fetchval("SELECT clock_timestamp()")
+        ext = (await extensions(conn, row["id"])).get(row["id"], [])
+        before = countdown_of(row)
+        if action == "extend" and team_id is not None:
+            if not await conn.fetchval(
+                    "SELECT 1 FROM registration WHERE team_id = $1 AND challenge_id = $2",
+                    team_id, row["id"]):
+                raise LookupError("team not registered")
+            current = next((e.extra for e in ext if e.team_id == team_id), NO_EXTENSION)
+            extra = extend_team(before, current, now, seconds, latest_extension=latest(ext))
+            await conn.execute(
+                """INSERT INTO team_extension (challenge_id, team_id, extra) VALUES ($1, $2, $3)
+                   ON CONFLICT (challenge_id, team_id) DO UPDATE SET extra = EXCLUDED.extra""",
+                row["id"], team_id, extra)
+            after = before
+            team_phase = phase_at(after, now, extra)
+            await _log(conn, row["id"], action, seconds, team_id, actor, team_phase.state,
+                       team_phase.deadline)
+        else:
+            after = transition(before, action, now, seconds=seconds,
+                               latest_extension=latest(ext))
+            await _save(conn, row["id"], after,
+                        "organizer" if action == "close" else None)
+            phase = phase_at(after, now)
+            await _log(conn, row["id"], action, seconds, None, actor, after.state,
+                       phase.deadline)
+        await notify(conn, {"type": "clock", "challenge": slug})
+
+
+async def close_expired(conn: asyncpg.Connection) -> list[str]:
+    """Records the closing of every running challenge whose last deadline (extensions
+    included) has passed; returns their slugs. Safe to run from several processes at once."""
+    closed = []
+    async with conn.transaction():
+        rows = await conn.fetch(
+            """SELECT id, slug, state, duration, started_at, deadline, remaining, closed_at
+               FROM challenge WHERE state = 'running' AND in_event
+               FOR UPDATE SKIP LOCKED""")
+        if not rows:
+            return []
+        now = await conn.fetchval("SELECT clock_timestamp()")
+        all_ext = await extensions(conn)
+        for row in rows:
+            countdown = countdown_of(row)
+            last = latest(all_ext.get(row["id"], []))
+            if phase_at(countdown, now, last).state != "closed":
+                continue
+            assert countdown.deadline is not None
+            at = countdown.deadline + last
+            await conn.execute(
+                """UPDATE challenge SET state = 'closed', closed_at = $2, closed_by = 'deadline'
+                   WHERE id = $1""", row["id"], at)
+            await _log(conn, row["id"], "auto-close", None, None, "server", "closed", at)
+            await notify(conn, {"type": "clock", "challenge": row["slug"]})
+            closed.append(row["slug"])
+    return closed
+
+
+async def next_deadline(conn: asyncpg.Connection) -> float | None:
+    """Seconds until the next running challenge's last deadline, by the database's clock."""
+    value = await conn.fetchval(
+        """SELECT extract(epoch FROM min(c.deadline + coalesce(e.extra, interval '0'))
+                                 - clock_timestamp())
+           FROM challenge c
+           LEFT JOIN (SELECT challenge_id, max(extra) AS extra FROM team_extension
+                      GROUP BY challenge_id) e ON e.challenge_id = c.id
+           WHERE c.state = 'running' AND c.in_event""")
+    return float(value) if value is not None else None
+
+
+async def fetch_log(conn: asyncpg.Connection, limit: int = 200) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT l.id, c.slug, l.action, l.seconds, t.name AS team, l.actor, l.state_after,
+                  l.deadline_after, l.at
+           FROM countdown_log l JOIN challenge c ON c.id = l.challenge_id
+           LEFT JOIN team t ON t.id = l.team_id
+           ORDER BY l.id DESC LIMIT $1""", limit)
+
+
+__all__ = ["InvalidTransition", "act", "close_expired", "countdown_of", "extensions",
+           "fetch_log", "next_deadline"]

@@ -1,0 +1,90 @@
+"""`GET /ws`: subscribe to channels, receive a snapshot of each, then every change (SPEC §6)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from server.auth import principal_of, public
+from server.errors import Forbidden
+from server.hub import HEARTBEAT_S, Hub, Viewer
+from server.keys import HUB
+
+MAX_CHANNELS = 32
+
+
+def _same_origin(request: web.Request) -> bool:
+    # Browsers send Origin on websocket handshakes; scripts usually do not. A page on another
+    # site must not ride on a logged-in jury member's cookie.
+    origin = request.headers.get("Origin")
+    if not origin:
+        return True
+    return urlsplit(origin).netloc == request.host
+
+
+@public
+async def websocket(request: web.Request) -> web.StreamResponse:
+    if not _same_origin(request):
+        raise Forbidden("websocket connections are accepted from this server's own pages only",
+                        code="bad_origin")
+    hub = request.app[HUB]
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+    viewer = Viewer(ws, principal_of(request))
+    hub.viewers.add(viewer)
+    sender = asyncio.create_task(hub.pump(viewer))
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            await _handle(hub, viewer, msg.data)
+    finally:
+        hub.viewers.discard(viewer)
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await sender
+    return ws
+
+
+async def _handle(hub: Hub, viewer: Viewer, data: str) -> None:
+    try:
+        request = json.loads(data)
+    except ValueError:
+        hub.offer(viewer, _error("bad_message", "messages must be JSON objects"))
+        return
+    if not isinstance(request, dict) or request.get("type") != "subscribe":
+        hub.offer(viewer, _error("bad_message", 'send {"type": "subscribe", "channels": [...]}'))
+        return
+    channels = request.get("channels")
+    if (not isinstance(channels, list) or not channels or len(channels) > MAX_CHANNELS
+            or not all(isinstance(c, str) for c in channels)):
+        hub.offer(viewer, _error("bad_message", "channels must be a non-empty list of names"))
+        return
+    for channel in channels:
+        if hub.channel_kind(channel) is None:
+            hub.offer(viewer, _error("unknown_channel", f"no channel {channel!r}; channels: "
+                                     + ", ".join(_channel_names(hub))))
+            continue
+        snapshot = await hub.snapshot(viewer, channel)
+        if snapshot is None:
+            hub.offer(viewer, _error("forbidden", f"your token may not see {channel!r}",
+                                     channel=channel))
+            continue
+        viewer.channels.add(channel)
+        hub.offer(viewer, snapshot)
+
+
+def _channel_names(hub: Hub) -> list[str]:
+    return [k if k in ("clock", "submissions") else f"{k}:SLUG" for k in hub.snapshots]
+
+
+def _error(code: str, message: str, **extra: object) -> dict[str, object]:
+    return {"type": "error", "error": {"code": code, "message": message}, **extra}
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/ws", websocket)

@@ -1,0 +1,192 @@
+"""The countdown through the API and the websocket, against the server in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.conftest import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+
+def parse(moment: str) -> datetime:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00"))
+
+
+def set_duration(event: Path, slug: str, minutes: float) -> None:
+    text = event.read_text()
+    head, _, tail = text.partition(f'slug = "{slug}"')
+    before, sep, rest = tail.partition("duration_minutes = ")
+    value, newline, after = rest.partition("\n")
+    text = head + f'slug = "{slug}"' + before + sep + str(minutes) + newline + after
+    event.write_text(text.replace("freeze_minutes = 10\n", ""))  # longer than a short test
+
+
+def act(server: ServerProcess, token: str, slug: str, action: str,
+        **body: Any) -> tuple[int, Any]:
+    return server.json("POST", f"/api/v1/challenges/{slug}/{action}", token=token,
+                       body=body or {})
+
+
+def test_an_organizer_runs_a_challenge_through_every_state(server: ServerProcess) -> None:
+    organizer = server.tokens()["organizer"]
+    status, c = act(server, organizer, "nodules", "start", by="Alice")
+    assert status == 200 and c["state"] == "running"
+    started, deadline = parse(c["started_at"]), parse(c["deadline"])
+    assert (deadline - started).total_seconds() == 7200
+    assert 7199 < c["remaining_s"] <= 7200
+
+    status, c = act(server, organizer, "nodules", "pause")
+    assert (status, c["state"], c["deadline"]) == (200, "paused", None)
+    left = c["remaining_s"]
+    time.sleep(0.3)
+    _, again = server.json("GET", "/api/v1/challenges/nodules")
+    assert again["remaining_s"] == left  # frozen
+
+    status, c = act(server, organizer, "nodules", "extend", seconds=300)
+    assert c["remaining_s"] == pytest.approx(left + 300)
+    status, c = act(server, organizer, "nodules", "resume")
+    assert c["state"] == "running"
+    assert c["remaining_s"] == pytest.approx(left + 300, abs=0.5)
+
+    status, c = act(server, organizer, "nodules", "extend", seconds=120, team="Nodule Hunters")
+    assert status == 200 and c["extensions"][0]["team"] == "Nodule Hunters"
+    assert c["extensions"][0]["remaining_s"] == pytest.approx(c["remaining_s"] + 120, abs=0.5)
+    team_view = server.json("GET", "/api/v1/challenges/nodules",
+                            token=server.tokens()["Nodule Hunters"])[1]
+    assert team_view["extension_s"] == 120 and "extensions" not in team_view
+    other_team = server.json("GET", "/api/v1/challenges/nodules",
+                             token=server.tokens()["Lumbar Lab"])[1]
+    assert other_team["remaining_s"] == pytest.approx(c["remaining_s"], abs=0.5)
+
+    status, c = act(server, organizer, "nodules", "close")
+    assert (status, c["state"], c["remaining_s"]) == (200, "closed", 0)
+
+    status, log = server.json("GET", "/api/v1/countdown-log", token=organizer)
+    assert [e["action"] for e in reversed(log)] == ["start", "pause", "extend", "resume",
+                                                    "extend", "close"]
+    assert log[-1]["actor"] == "organizer (Alice)"
+    assert log[1]["team"] == "Nodule Hunters" and log[1]["seconds"] == 120
+
+
+def test_invalid_transitions_and_bad_requests(server: ServerProcess) -> None:
+    organizer = server.tokens()["organizer"]
+    for action in ("pause", "resume", "extend", "close"):
+        status, body = act(server, organizer, "edss", action, seconds=60)
+        assert status == 409, action
+        assert body["error"]["code"] == "invalid_transition"
+        assert body["error"]["state"] == "waiting"
+        assert "allowed now: start" in body["error"]["message"]
+    act(server, organizer, "edss", "start")
+    status, body = act(server, organizer, "edss", "start")
+    assert (status, body["error"]["state"]) == (409, "running")
+    status, body = act(server, organizer, "edss", "extend", seconds=-3)
+    assert (status, body["error"]["code"]) == (400, "bad_seconds")
+    status, body = act(server, organizer, "edss", "extend", seconds=60, team="Nobody")
+    assert (status, body["error"]["code"]) == (404, "unknown_team")
+    status, body = act(server, organizer, "edss", "extend", seconds=60, team="Nodule Hunters")
+    assert (status, body["error"]["code"]) == (409, "not_registered")
+    status, body = act(server, organizer, "edss", "pause", team="Myelin Minds")
+    assert status == 400
+    status, body = act(server, organizer, "lungs", "start")
+    assert (status, body["error"]["code"]) == (404, "unknown_challenge")
+    status, _, raw = server.request("POST", "/api/v1/challenges/edss/extend", organizer,
+                                    b"{not json", {"Content-Type": "application/json"})
+    assert status == 400 and json.loads(raw)["error"]["code"] == "bad_json"
+    act(server, organizer, "edss", "close")
+    for action in ("start", "pause", "resume", "extend", "close"):
+        status, body = act(server, organizer, "edss", action, seconds=60)
+        assert (status, body["error"]["state"]) == (409, "closed")
+
+
+def clock_messages(ws: Any, until: float) -> list[dict[str, Any]]:
+    messages = []
+    while time.monotonic() < until:
+        try:
+            raw = ws.recv(timeout=max(0.01, until - time.monotonic()))
+        except TimeoutError:
+            break
+        messages.append(json.loads(raw))
+    return messages
+
+
+def test_a_running_challenge_closes_itself_and_tells_every_viewer(
+        example_event: Path, database_url: str, tmp_path: Path) -> None:
+    set_duration(example_event, "edss", 0.05)  # 3 seconds
+    server = ServerProcess(example_event, tmp_path / "data", database_url).start()
+    try:
+        organizer = server.tokens()["organizer"]
+        ws_url = server.url.replace("http://", "ws://") + "/ws"
+        with connect(ws_url) as ws:
+            ws.send(json.dumps({"type": "subscribe", "channels": ["clock"]}))
+            snapshot = json.loads(ws.recv(timeout=5))
+            assert snapshot["type"] == "clock" and "server_time" in snapshot
+            assert [c["state"] for c in snapshot["challenges"]] == ["waiting"] * 3
+
+            _, c = act(server, organizer, "edss", "start")
+            deadline = parse(c["deadline"])
+            started = json.loads(ws.recv(timeout=5))
+            assert started["challenges"][2]["state"] == "running"
+
+            messages = clock_messages(ws, time.monotonic() + 6)
+            closing = [m for m in messages
+                       if m["type"] == "clock" and m["challenges"][2]["state"] == "closed"]
+            assert closing, messages
+            told_at = parse(closing[0]["server_time"])
+            assert 0 <= (told_at - deadline).total_seconds() < 1.0
+        _, log = server.json("GET", "/api/v1/countdown-log", token=organizer)
+        assert log[0]["action"] == "auto-close" and log[0]["actor"] == "server"
+        assert parse(log[0]["deadline_after"]) == deadline
+    finally:
+        server.stop()
+
+
+def test_the_clock_survives_sigkill_in_every_state(example_event: Path, database_url: str,
+                                                   tmp_path: Path) -> None:
+    set_duration(example_event, "edss", 0.05)  # will pass while the server is down
+    server = ServerProcess(example_event, tmp_path / "data", database_url).start()
+    organizer = server.tokens()["organizer"]
+    _, running = act(server, organizer, "sarcopenia", "start")
+    act(server, organizer, "nodules", "start")
+    _, paused = act(server, organizer, "nodules", "pause")
+    act(server, organizer, "edss", "start")
+    server.stop(signal.SIGKILL)
+    time.sleep(3.5)
+    server.start()
+    try:
+        _, after = server.json("GET", "/api/v1/challenges")
+        by_slug = {c["slug"]: c for c in after}
+        assert by_slug["sarcopenia"]["state"] == "running"
+        assert by_slug["sarcopenia"]["deadline"] == running["deadline"]
+        assert by_slug["nodules"]["state"] == "paused"
+        assert by_slug["nodules"]["remaining_s"] == paused["remaining_s"]
+        assert by_slug["edss"]["state"] == "closed"
+        time.sleep(1.0)
+        _, log = server.json("GET", "/api/v1/countdown-log", token=organizer)
+        assert [e["challenge"] for e in log if e["action"] == "auto-close"] == ["edss"]
+        status, body = act(server, organizer, "nodules", "resume")
+        assert status == 200 and body["state"] == "running"
+    finally:
+        server.stop()
+
+
+def test_websocket_refuses_other_origins_and_bad_messages(server: ServerProcess) -> None:
+    ws_url = server.url.replace("http://", "ws://") + "/ws"
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus) as info:
+        connect(ws_url, origin="http://evil.example")  # type: ignore[arg-type]
+    assert info.value.response.status_code == 403
+    with connect(ws_url) as ws:
+        ws.send("hello")
+        assert json.loads(ws.recv(timeout=5))["error"]["code"] == "bad_message"
+        ws.send(json.dumps({"type": "subscribe", "channels": ["weather"]}))
+        assert json.loads(ws.recv(timeout=5))["error"]["code"] == "unknown_channel"
