@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from aiohttp import web
 
 from server import queries
-from server.access import hash_token
-from server.auth import SESSION_COOKIE, principal_of, public
-from server.challenge import challenge_json
+from server.access import Role, hash_token
+from server.auth import SESSION_COOKIE, principal_of, public, requires
+from server.challenge import challenges_for
 from server.errors import Unauthorized
 from server.keys import EVENT, POOL, TEMPLATES
 
 SESSION_DAYS = 7
+# Where a login lands, by role.
+ROLE_HOME = {Role.ORGANIZER: "/organizer", Role.JURY: "/", Role.TEAM: "/"}
+
+
+def duration(seconds: float) -> str:
+    """H:MM:SS or M:SS, rounded up: a clock never shows 0:00 while time is left."""
+    total = math.ceil(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def render(request: web.Request, name: str, **context: Any) -> web.Response:
@@ -25,9 +36,25 @@ def render(request: web.Request, name: str, **context: Any) -> web.Response:
 @public
 async def index(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
-        now = await queries.database_now(conn)
-        rows = await queries.fetch_challenges(conn)
-    return render(request, "index.html", challenges=[challenge_json(r, now) for r in rows])
+        _, challenges = await challenges_for(conn, principal_of(request))
+    return render(request, "index.html", challenges=challenges)
+
+
+@public
+async def clock(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        _, challenges = await challenges_for(conn, principal_of(request))
+    return render(request, "clock.html", challenges=challenges)
+
+
+@requires(Role.ORGANIZER)
+async def organizer(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        _, challenges = await challenges_for(conn, principal_of(request))
+        counts = await queries.challenge_counts(conn)
+        teams = await queries.registered_teams(conn)
+    return render(request, "organizer.html", challenges=challenges, counts=counts,
+                  teams={c["slug"]: teams.get(c["slug"], []) for c in challenges})
 
 
 @public
@@ -44,7 +71,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         raise Unauthorized("this login link or token is not recognised; ask the organizers "
                            "for yours", code="invalid_token")
     # Redirect so the token leaves the address bar and the browser history.
-    response = web.HTTPSeeOther("/")
+    response = web.HTTPSeeOther(ROLE_HOME[principal.role])
     response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_DAYS * 86400, httponly=True,
                         samesite="Lax", path="/")
     raise response
@@ -58,7 +85,10 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 def setup(app: web.Application) -> None:
+    app[TEMPLATES].filters["duration"] = duration
     app.router.add_get("/", index)
+    app.router.add_get("/clock", clock)
+    app.router.add_get("/organizer", organizer)
     app.router.add_route("GET", "/login", login)
     app.router.add_route("POST", "/login", login)
     app.router.add_post("/logout", logout)

@@ -71,3 +71,29 @@ async def team_challenges(conn: asyncpg.Connection, team_id: int) -> list[str]:
 async def team_id_by_name(conn: asyncpg.Connection, name: str) -> int | None:
     return await conn.fetchval("SELECT id FROM team WHERE lower(name) = lower($1) AND in_event",
                                name.strip())
+
+
+async def challenge_counts(conn: asyncpg.Connection) -> dict[str, dict[str, int]]:
+    """Per challenge: teams registered, teams that downloaded the release, teams that
+    submitted."""
+    rows = await conn.fetch(
+        """SELECT c.slug,
+                  (SELECT count(*) FROM registration r WHERE r.challenge_id = c.id) AS teams,
+                  (SELECT count(DISTINCT d.team_id) FROM dataset_download d
+                    WHERE d.challenge_id = c.id) AS downloaded,
+                  (SELECT count(DISTINCT s.team_id) FROM submission s
+                    WHERE s.challenge_id = c.id) AS submitted
+           FROM challenge c WHERE c.in_event ORDER BY c.position""")
+    return {r["slug"]: {"teams": r["teams"], "downloaded": r["downloaded"],
+                        "submitted": r["submitted"]} for r in rows}
+
+
+async def registered_teams(conn: asyncpg.Connection) -> dict[str, list[str]]:
+    rows = await conn.fetch(
+        """SELECT c.slug, t.name FROM registration r JOIN challenge c ON c.id = r.challenge_id
+           JOIN team t ON t.id = r.team_id WHERE t.in_event AND c.in_event
+           ORDER BY c.position, lower(t.name)""")
+    found: dict[str, list[str]] = {}
+    for r in rows:
+        found.setdefault(r["slug"], []).append(r["name"])
+    return found

