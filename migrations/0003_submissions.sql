@@ -33,3 +33,7 @@ CREATE TABLE dataset_download (
     complete     boolean NOT NULL
 );
 CREATE INDEX dataset_download_challenge ON dataset_download (challenge_id, team_id);
+
+-- Largest upload accepted, per challenge (from the event file, or the kind's default).
+ALTER TABLE challenge ADD COLUMN max_upload_bytes bigint NOT NULL DEFAULT 10485760
+    CHECK (max_upload_bytes > 0);

@@ -7,13 +7,14 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from server import queries
+from server import intake, queries
 from server.access import Role
 from server.auth import principal_of, public, requires
 from server.challenge import challenges_for, iso
 from server.countdown import InvalidTransition, store
 from server.errors import BadRequest, Conflict, NotFound
 from server.keys import POOL
+from server.submission import fetch_submission, fetch_submissions, may_see, submission_json
 
 
 @public
@@ -90,6 +91,35 @@ async def countdown_action(request: web.Request) -> web.Response:
     return web.json_response(found[0])
 
 
+@requires(Role.TEAM, Role.JURY, Role.ORGANIZER)
+async def get_submission(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    try:
+        submission_id = int(request.match_info["id"])
+    except ValueError:
+        raise NotFound("submission ids are numbers", code="unknown_submission") from None
+    async with request.app[POOL].acquire() as conn:
+        row = await fetch_submission(conn, submission_id)
+    # A team asking for another team's submission learns nothing, not even that it exists.
+    if row is None or not may_see(principal, row):
+        raise NotFound(f"no submission {submission_id} of yours", code="unknown_submission")
+    return web.json_response(submission_json(row, principal))
+
+
+@requires(Role.TEAM, Role.JURY, Role.ORGANIZER)
+async def list_submissions(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    assert principal is not None
+    slug = request.match_info["slug"]
+    async with request.app[POOL].acquire() as conn:
+        row = await queries.fetch_challenge(conn, slug)
+        if row is None:
+            raise await unknown_challenge(conn, slug)
+        team_id = principal.team_id if principal.role is Role.TEAM else None
+        rows = await fetch_submissions(conn, challenge_id=row["id"], team_id=team_id)
+    return web.json_response([submission_json(r, principal) for r in rows])
+
+
 @requires(Role.ORGANIZER, Role.JURY)
 async def countdown_log(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
@@ -142,6 +172,9 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/v1/challenges/{slug}", get_challenge)
     r.add_post(r"/api/v1/challenges/{slug}/{action:start|pause|resume|extend|close}",
                countdown_action)
+    r.add_post("/api/v1/challenges/{slug}/submissions", intake.upload)
+    r.add_get("/api/v1/challenges/{slug}/submissions", list_submissions)
+    r.add_get("/api/v1/submissions/{id}", get_submission)
     r.add_get("/api/v1/countdown-log", countdown_log)
     r.add_get("/api/v1/me", whoami)
     r.add_get("/api/v1/teams", list_teams)

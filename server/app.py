@@ -23,9 +23,11 @@ from server.database import create_pool, migrate
 from server.errors import PodiumError
 from server.event import EventSpec
 from server.hub import Hub
+from server.intake import MAX_PENDING, RATE_LIMITER, RateLimiter
 from server.keys import CONFIG, EVENT, HUB, POOL, PRINCIPAL, TEMPLATES
 from server.loader import load_event
 from server.resources import resource_dir
+from server.worker import Scoring
 
 log = logging.getLogger("podium")
 access_log = logging.getLogger("podium.access")
@@ -121,8 +123,12 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     assert config.database_url
     hub = Hub(app[POOL], config.database_url)
     app[HUB] = hub
+    scoring = Scoring(app[POOL], config.database_url, config.scoring_slots,
+                      config.scoring_timeout_s, hub.work_available)
     tasks = [asyncio.create_task(hub.listen_forever(), name="hub-listen"),
              asyncio.create_task(run_ticker(app[POOL], hub.clock_changed), name="ticker")]
+    if config.scoring_slots > 0:
+        tasks.append(asyncio.create_task(scoring.run(), name="scoring"))
     yield
     for task in tasks:
         task.cancel()
@@ -141,6 +147,8 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
                           client_max_size=1024**2)
     app[CONFIG] = config
     app[EVENT] = event
+    app[RATE_LIMITER] = RateLimiter(config.upload_burst, config.upload_every_s)
+    app[MAX_PENDING] = config.max_pending_per_team
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(resource_dir("templates")),
         autoescape=jinja2.select_autoescape(["html"]),

@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--event", required=True, type=Path)
     score.add_argument("--challenge", required=True)
     score.add_argument("submission", type=Path)
+
+    from server.release.commands import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -72,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return tokens(args)
         if args.command == "score":
             return score(args)
+        if hasattr(args, "handler"):
+            return int(args.handler(args))
     except EventFileError as exc:
         print(f"podium: event file refused: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -20,6 +20,14 @@ class Config:
     database_url: str | None = field(default=None, repr=False)
     # Public address printed in links; defaults to http://host:port.
     base_url: str | None = None
+    # Scoring: child processes per server process, and the time one submission may take.
+    scoring_slots: int = 2
+    scoring_timeout_s: float = 300.0
+    # Uploads: a slow client is dropped after this long without a byte; per-team limits.
+    upload_idle_timeout_s: float = 60.0
+    upload_burst: int = 6
+    upload_every_s: float = 10.0
+    max_pending_per_team: int = 3
 
     @property
     def public_url(self) -> str:

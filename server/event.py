@@ -25,8 +25,11 @@ ACCESS_KEYS = {"organizer_token", "jury_token"}
 CHALLENGE_KEYS = {
     "slug", "title", "kind", "duration_minutes", "truth", "release", "counts",
     "max_submissions", "team_feedback", "leaderboard", "freeze_minutes",
-    "upload_grace_seconds", "hu_window",
+    "upload_grace_seconds", "hu_window", "max_upload_mb",
 }
+# Largest upload by kind unless the event says otherwise: masks come zipped, tables are small.
+DEFAULT_MAX_UPLOAD_MB = {"segmentation-surface": 512.0, "binary-probability": 10.0,
+                         "regression": 10.0}
 TEAM_KEYS = {"name", "challenges", "token"}
 TOP_KEYS = {"event", "access", "challenges", "teams"}
 
@@ -46,6 +49,11 @@ class ChallengeSpec:
     freeze_minutes: float = 0.0
     upload_grace_seconds: float = 30.0
     hu_window: tuple[float, float] | None = None
+    max_upload_mb: float = 10.0
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -228,9 +236,23 @@ def parse_event(path: str | Path) -> EventSpec:
                              "needs its own", table, position, key)
         seen.add(token)
 
+    for index, challenge in enumerate(challenges):
+        _check_truth(check, challenge, index)
+
     return EventSpec(path=path, name=str(name), timezone=str(timezone),
                      challenges=tuple(challenges), teams=tuple(teams),
                      organizer_token=organizer_token, jury_token=jury_token)
+
+
+def _check_truth(check: _Checker, challenge: ChallengeSpec, index: int) -> None:
+    # The evaluators own the truth formats; a truth they cannot use refuses the event now,
+    # not at the first upload. Loaded truth is cached, so scoring does not read it again.
+    from server.evaluators import TruthError, load_truth
+
+    try:
+        load_truth(challenge.kind, challenge.truth)
+    except TruthError as exc:
+        raise check.fail(str(exc), "challenges", index, "truth") from None
 
 
 def _token(check: _Checker, doc: dict[str, Any], table: str, index: int | None,
@@ -287,6 +309,9 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
     grace = check.number(raw, table, "upload_grace_seconds", index, default=30.0, minimum=0,
                          strict=False)
     assert grace is not None
+    max_upload = check.number(raw, table, "max_upload_mb", index,
+                              default=DEFAULT_MAX_UPLOAD_MB[kind], minimum=0, strict=True)
+    assert max_upload is not None
     hu_window = None
     if "hu_window" in raw:
         value = raw["hu_window"]
@@ -305,7 +330,7 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
         slug=slug, title=title, kind=kind, duration_s=duration * 60, truth=truth,
         release=release, counts=counts, max_submissions=max_submissions,
         team_feedback=team_feedback, leaderboard=leaderboard, freeze_minutes=freeze,
-        upload_grace_seconds=grace, hu_window=hu_window,
+        upload_grace_seconds=grace, hu_window=hu_window, max_upload_mb=max_upload,
     )
 
 

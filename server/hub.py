@@ -21,9 +21,10 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from server.access import Principal
+from server.access import Principal, Role
 from server.challenge import challenges_for, iso
 from server.notify import CHANNEL
+from server.submission import fetch_submission, fetch_submissions, submission_json
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,44 @@ class Hub:
         self._listener: asyncpg.Connection | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.clock_changed = asyncio.Event()
+        self.work_available = asyncio.Event()
+        self._waiters: dict[int, set[asyncio.Event]] = {}
+        self.snapshots["submissions"] = _submissions_snapshot
+        self.routers["submission"] = self._route_submission
+
+    # -- submissions ------------------------------------------------------------------------
+
+    def waiter(self, submission_id: int) -> asyncio.Event:
+        """An event set when this submission reaches a final state (scored or invalid)."""
+        event = asyncio.Event()
+        self._waiters.setdefault(submission_id, set()).add(event)
+        return event
+
+    def forget_waiter(self, submission_id: int, event: asyncio.Event) -> None:
+        waiting = self._waiters.get(submission_id)
+        if waiting is not None:
+            waiting.discard(event)
+            if not waiting:
+                del self._waiters[submission_id]
+
+    async def _route_submission(self, event: Message) -> None:
+        status = event.get("status")
+        if status == "queued":
+            self.work_available.set()
+        if status in ("scored", "invalid"):
+            for waiting in self._waiters.get(int(event["id"]), set()):
+                waiting.set()
+        targets = [v for v in self.viewers if "submissions" in v.channels and v.principal
+                   and (v.principal.role is not Role.TEAM
+                        or v.principal.team_id == event.get("team_id"))]
+        if not targets:
+            return
+        async with self.pool.acquire() as conn:
+            row = await fetch_submission(conn, int(event["id"]))
+        if row is None:
+            return
+        for viewer in targets:
+            self.offer(viewer, {"type": "submission", **submission_json(row, viewer.principal)})
 
     # -- channels -----------------------------------------------------------------------------
 
@@ -160,6 +199,17 @@ class Hub:
                 await viewer.ws.close(code=1001, message=b"server shutting down")
         for task in list(self._tasks):
             task.cancel()
+
+
+async def _submissions_snapshot(conn: asyncpg.Connection, principal: Principal | None,
+                                 channel: str) -> Message | None:
+    if principal is None:
+        return None
+    team_id = principal.team_id if principal.role is Role.TEAM else None
+    rows = await fetch_submissions(conn, team_id=team_id, limit=200)
+    now = await conn.fetchval("SELECT clock_timestamp()")
+    return {"type": "submissions", "submissions": [submission_json(r, principal) for r in rows],
+            "server_time": iso(now)}
 
 
 async def _clock_snapshot(conn: asyncpg.Connection, principal: Principal | None,

@@ -62,8 +62,8 @@ async def _load_challenges(conn: asyncpg.Connection, event: EventSpec) -> int:
         status = await conn.execute(
             """INSERT INTO challenge AS old (slug, position, title, kind, duration, truth_path,
                    release_path, counts, max_submissions, team_feedback, leaderboard, freeze_window,
-                   upload_grace, hu_low, hu_high)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                   upload_grace, hu_low, hu_high, max_upload_bytes)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                ON CONFLICT (slug) DO UPDATE SET
                    position = EXCLUDED.position, in_event = true, title = EXCLUDED.title,
                    kind = EXCLUDED.kind, duration = EXCLUDED.duration,
@@ -71,21 +71,22 @@ async def _load_challenges(conn: asyncpg.Connection, event: EventSpec) -> int:
                    counts = EXCLUDED.counts, max_submissions = EXCLUDED.max_submissions,
                    team_feedback = EXCLUDED.team_feedback, leaderboard = EXCLUDED.leaderboard,
                    freeze_window = EXCLUDED.freeze_window, upload_grace = EXCLUDED.upload_grace,
-                   hu_low = EXCLUDED.hu_low, hu_high = EXCLUDED.hu_high
+                   hu_low = EXCLUDED.hu_low, hu_high = EXCLUDED.hu_high,
+                   max_upload_bytes = EXCLUDED.max_upload_bytes
                WHERE (old.position, old.in_event, old.title, old.kind, old.duration,
                       old.truth_path, old.release_path, old.counts, old.max_submissions,
                       old.team_feedback, old.leaderboard, old.freeze_window, old.upload_grace,
-                      old.hu_low, old.hu_high)
+                      old.hu_low, old.hu_high, old.max_upload_bytes)
                  IS DISTINCT FROM
                      (EXCLUDED.position, true, EXCLUDED.title, EXCLUDED.kind, EXCLUDED.duration,
                       EXCLUDED.truth_path, EXCLUDED.release_path, EXCLUDED.counts,
                       EXCLUDED.max_submissions, EXCLUDED.team_feedback, EXCLUDED.leaderboard,
                       EXCLUDED.freeze_window, EXCLUDED.upload_grace, EXCLUDED.hu_low,
-                      EXCLUDED.hu_high)""",
+                      EXCLUDED.hu_high, EXCLUDED.max_upload_bytes)""",
             c.slug, position, c.title, c.kind, timedelta(seconds=c.duration_s), str(c.truth),
             str(c.release) if c.release else None, c.counts, c.max_submissions,
             c.team_feedback, c.leaderboard, timedelta(minutes=c.freeze_minutes),
-            timedelta(seconds=c.upload_grace_seconds), hu_low, hu_high)
+            timedelta(seconds=c.upload_grace_seconds), hu_low, hu_high, c.max_upload_bytes)
         changed += _count(status)
     status = await conn.execute(
         "UPDATE challenge SET in_event = false WHERE in_event AND NOT (slug = ANY($1::text[]))",

@@ -12,7 +12,8 @@ from server.access import Principal, Role
 CHALLENGE_COLUMNS = """
     c.id, c.slug, c.position, c.title, c.kind, c.duration, c.release_path, c.counts,
     c.max_submissions, c.team_feedback, c.leaderboard, c.freeze_window, c.upload_grace,
-    c.hu_low, c.hu_high, c.state, c.started_at, c.deadline, c.remaining, c.closed_at
+    c.hu_low, c.hu_high, c.state, c.started_at, c.deadline, c.remaining, c.closed_at,
+    c.max_upload_bytes, c.truth_path
 """
 
 

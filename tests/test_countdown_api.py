@@ -55,17 +55,17 @@ def test_an_organizer_runs_a_challenge_through_every_state(server: ServerProcess
     assert c["remaining_s"] == pytest.approx(left + 300)
     status, c = act(server, organizer, "nodules", "resume")
     assert c["state"] == "running"
-    assert c["remaining_s"] == pytest.approx(left + 300, abs=0.5)
+    assert c["remaining_s"] == pytest.approx(left + 300, abs=3)
 
     status, c = act(server, organizer, "nodules", "extend", seconds=120, team="Nodule Hunters")
     assert status == 200 and c["extensions"][0]["team"] == "Nodule Hunters"
-    assert c["extensions"][0]["remaining_s"] == pytest.approx(c["remaining_s"] + 120, abs=0.5)
+    assert c["extensions"][0]["remaining_s"] == pytest.approx(c["remaining_s"] + 120, abs=3)
     team_view = server.json("GET", "/api/v1/challenges/nodules",
                             token=server.tokens()["Nodule Hunters"])[1]
     assert team_view["extension_s"] == 120 and "extensions" not in team_view
     other_team = server.json("GET", "/api/v1/challenges/nodules",
                              token=server.tokens()["Lumbar Lab"])[1]
-    assert other_team["remaining_s"] == pytest.approx(c["remaining_s"], abs=0.5)
+    assert other_team["remaining_s"] == pytest.approx(c["remaining_s"], abs=3)
 
     status, c = act(server, organizer, "nodules", "close")
     assert (status, c["state"], c["remaining_s"]) == (200, "closed", 0)

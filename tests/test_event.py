@@ -195,3 +195,19 @@ def test_no_challenges(tmp_path: Path) -> None:
     path.write_text('[event]\nname = "Empty"\n')
     error = refused(path)
     assert re.search(r"at least one \[\[challenges\]\]", str(error))
+
+
+def test_an_id_twice_in_the_truth(example_event: Path) -> None:
+    truth = example_event.parent / "truth" / "edss.csv"
+    truth.write_text(truth.read_text() + "MS003,4.0\n")
+    error = refused(example_event)
+    assert error.key == "challenges[2].truth"
+    assert error.line == line_of(example_event, 'truth = "truth/edss.csv"')
+    assert "MS003" in str(error)
+
+
+def test_a_truth_with_a_single_class(example_event: Path) -> None:
+    truth = example_event.parent / "truth" / "nodules.csv"
+    truth.write_text("id,label\n" + "".join(f"N{i},0\n" for i in range(5)))
+    error = refused(example_event)
+    assert error.key == "challenges[1].truth"

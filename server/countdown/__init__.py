@@ -9,7 +9,9 @@ from server.countdown.schedule import (
     extend_team,
     phase_at,
     transition,
+    upload_deadline,
+    upload_refusal,
 )
 
 __all__ = ["ACTIONS", "Countdown", "InvalidTransition", "Phase", "extend_team", "phase_at",
-           "transition"]
+           "transition", "upload_deadline", "upload_refusal"]

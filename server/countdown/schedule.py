@@ -137,3 +137,37 @@ def extend_team(countdown: Countdown, current: timedelta, now: datetime, seconds
     elif phase_at(countdown, now, current).state == "closed":
         current = -(countdown.remaining or NO_EXTENSION)
     return current + extra
+
+
+def upload_deadline(countdown: Countdown, extension: timedelta = NO_EXTENSION
+                    ) -> datetime | None:
+    """The moment a team's uploads stop: None while paused (the clock is stopped)."""
+    if countdown.state == "running":
+        assert countdown.deadline is not None
+        return countdown.deadline + extension
+    if countdown.state == "closed":
+        assert countdown.closed_at is not None
+        # Closed at its deadline: each team's own deadline. Closed by the organizer: then, or
+        # earlier for a team whose time had already run out.
+        if countdown.deadline is None:
+            return countdown.closed_at
+        return min(countdown.closed_at, countdown.deadline + extension)
+    return None
+
+
+def upload_refusal(countdown: Countdown, began: datetime, now: datetime, *,
+                   extension: timedelta = NO_EXTENSION,
+                   grace: timedelta = NO_EXTENSION) -> str | None:
+    """Why an upload whose request began at `began` and is being stored at `now` is refused
+    ("not_started" or "deadline_passed"), or None if it is on time. The grace lets an upload
+    that began before the deadline finish after it; one that began after is always late."""
+    if countdown.state == "waiting":
+        return "not_started"
+    if countdown.state == "paused":
+        left = (countdown.remaining or NO_EXTENSION) + extension
+        return None if left > NO_EXTENSION else "deadline_passed"
+    deadline = upload_deadline(countdown, extension)
+    assert deadline is not None
+    if began >= deadline or now > deadline + grace:
+        return "deadline_passed"
+    return None

@@ -1,0 +1,26 @@
+"""Scoring engine: one evaluator per challenge kind, strict readers, every problem at once.
+
+Pure functions, no database and no event loop: the server runs them in worker processes.
+"""
+
+from server.evaluators.options import KINDS, SCORER_VERSION, ScoringOptions
+from server.evaluators.result import Problem, Result
+from server.evaluators.scoring import evaluate
+from server.evaluators.table import Table, TableRow, parse_number, parse_table, read_table
+from server.evaluators.truth import TruthError, load_truth
+
+__all__ = [
+    "KINDS",
+    "SCORER_VERSION",
+    "Problem",
+    "Result",
+    "ScoringOptions",
+    "Table",
+    "TableRow",
+    "TruthError",
+    "evaluate",
+    "load_truth",
+    "parse_number",
+    "parse_table",
+    "read_table",
+]

@@ -1,0 +1,75 @@
+"""What an evaluation returns: metrics, or every problem found in the submission."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+MetricValue = float | int
+
+MORE = "more"
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    message: str
+    id: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        out = {"code": self.code, "message": self.message}
+        if self.id is not None:
+            out["id"] = self.id
+        return out
+
+
+@dataclass(frozen=True)
+class Result:
+    status: Literal["scored", "invalid"]
+    metrics: dict[str, MetricValue] = field(default_factory=dict)
+    errors: tuple[Problem, ...] = ()
+
+    @classmethod
+    def scored(cls, metrics: dict[str, MetricValue]) -> Result:
+        return cls("scored", {k: float(v) for k, v in metrics.items()}, ())
+
+    @classmethod
+    def invalid(cls, problems: Sequence[Problem], max_errors: int) -> Result:
+        return cls("invalid", {}, cap(problems, max_errors))
+
+    def to_json(self) -> dict[str, Any]:
+        if self.status == "scored":
+            return {"status": "scored", "metrics": dict(self.metrics)}
+        return {"status": "invalid", "errors": [p.to_json() for p in self.errors]}
+
+
+class Invalid(Exception):  # noqa: N818 - a verdict on a file, not a program fault
+    """Raised inside readers when a file cannot be used at all; carries its problems."""
+
+    def __init__(self, problems: Problem | Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = (
+            (problems,) if isinstance(problems, Problem) else tuple(problems)
+        )
+        super().__init__("; ".join(p.message for p in self.problems))
+
+
+def cap(problems: Sequence[Problem], max_errors: int) -> tuple[Problem, ...]:
+    """Keep a list a tired team can read; the last line says how many were left out."""
+    limit = max(1, max_errors)
+    if len(problems) <= limit:
+        return tuple(problems)
+    hidden = len(problems) - limit
+    more = Problem(MORE, f"… and {hidden} more problem{'s' if hidden > 1 else ''}")
+    return (*problems[:limit], more)
+
+
+def listing(items: Sequence[str], limit: int = 10) -> str:
+    """'0042, 0107, 0311' or '0042, 0107, … (12 in all)' for long lists."""
+    if len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f", … ({len(items)} in all)"
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (words or word + 's')}"

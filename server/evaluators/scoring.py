@@ -1,0 +1,49 @@
+"""evaluate(): the one entry point the server, its workers and the CLI call."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from server.evaluators.options import KINDS, ScoringOptions
+from server.evaluators.probability import score_probability
+from server.evaluators.regression import score_regression
+from server.evaluators.result import Problem, Result
+from server.evaluators.segmentation import score_segmentation
+from server.evaluators.truth import SegmentationTruth, TruthError, ValueTruth, load_truth
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(
+    kind: str, truth: Path, submission: Path, options: ScoringOptions = ScoringOptions()  # noqa: B008
+) -> Result:
+    """Score one submission file; never raises for the submission, only for a bad truth."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown challenge kind {kind!r}; expected one of {', '.join(KINDS)}")
+    loaded = load_truth(kind, Path(truth))
+    submission = Path(submission)
+    try:
+        if not submission.is_file():
+            return Result.invalid(
+                [Problem("unreadable", f"{submission.name}: no such file")], options.max_errors
+            )
+        if isinstance(loaded, SegmentationTruth):
+            return score_segmentation(loaded, submission, options)
+        if not isinstance(loaded, ValueTruth):  # pragma: no cover - load_truth's contract
+            raise TypeError(type(loaded).__name__)
+        if kind == "binary-probability":
+            return score_probability(loaded, submission, options)
+        return score_regression(loaded, submission, options)
+    except TruthError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a team's file must never crash a worker
+        log.exception("scoring %s failed on %s", kind, submission)
+        return Result.invalid(
+            [Problem(
+                "unreadable",
+                f"{submission.name} could not be processed ({type(exc).__name__}); check its "
+                "format against the challenge's description, or ask the organisers",
+            )],
+            options.max_errors,
+        )

@@ -1,0 +1,175 @@
+"""segmentation-surface (sarcopenia): mean per-exam Dice, and the MSE of surfaces in mm².
+
+Masks are streamed from the zip one at a time and compared at once, so memory stays flat
+whatever the number of exams.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from server.evaluators.archive import Archive, open_archive
+from server.evaluators.mask import NOT_MASKS, mask_stem, read_mask
+from server.evaluators.matching import assign, at_least, table_values
+from server.evaluators.options import ScoringOptions
+from server.evaluators.result import Invalid, Problem, Result, listing, plural
+from server.evaluators.table import REFUSED, TABLE_SUFFIXES, parse_table, suffix_of
+from server.evaluators.truth import SegmentationTruth, Target
+
+SURFACE_STEMS = ("surfaces", "surface")
+ARCHIVE_SUFFIXES = (".zip", ".rar", ".7z", ".tar", ".gz", ".tgz", ".bz2", ".xz")
+EXPECTED = "one .zip holding a mask per exam (<id>.png, .dcm, .nii, .nii.gz or .npy) and " \
+    "surfaces.csv (id,surface_mm2)"
+
+Member = tuple[str, zipfile.ZipInfo]
+
+
+def score_segmentation(
+    truth: SegmentationTruth, submission: Path, options: ScoringOptions
+) -> Result:
+    suffix = suffix_of(submission.name)
+    if suffix != ".zip":
+        return Result.invalid(
+            [Problem("unsupported_format", f"{submission.name} is not a .zip; send {EXPECTED}")],
+            options.max_errors,
+        )
+    targets = truth.targets(options.hu_window)
+    try:
+        archive = open_archive(
+            submission,
+            max_members=options.max_archive_members,
+            max_expanded_bytes=options.max_expanded_bytes,
+        )
+    except Invalid as exc:
+        return Result.invalid(exc.problems, options.max_errors)
+    with archive:
+        problems, metrics = _score_archive(archive, truth, targets)
+    if problems:
+        return Result.invalid(problems, options.max_errors)
+    return Result.scored(metrics)
+
+
+def _score_archive(
+    archive: Archive, truth: SegmentationTruth, targets: dict[str, Target]
+) -> tuple[list[Problem], dict[str, float]]:
+    problems: list[Problem] = []
+    masks: list[tuple[str, Member, str]] = []
+    tables: list[Member] = []
+    unexpected: list[str] = []
+    for name, info in archive.members:
+        stem = mask_stem(name)
+        base = name.rsplit("/", 1)[-1]
+        suffix = suffix_of(base)
+        if stem is not None:
+            masks.append((stem, (name, info), name))
+        elif _is_surfaces(base):
+            tables.append((name, info))
+        elif suffix in NOT_MASKS:
+            problems.append(Problem("unsupported_format", f"mask {name}: {NOT_MASKS[suffix]}"))
+        elif suffix in ARCHIVE_SUFFIXES:
+            problems.append(Problem(
+                "unexpected_file",
+                f"{name} is an archive inside the archive; put the masks directly in one .zip",
+            ))
+        else:
+            unexpected.append(name)
+    if unexpected:
+        problems.append(Problem(
+            "unexpected_file",
+            f"{plural(len(unexpected), 'file')} {'is' if len(unexpected) == 1 else 'are'} "
+            "neither a mask nor surfaces.csv: "
+            f"{listing(unexpected, 5)}; remove them",
+        ))
+    if not masks and not tables:
+        problems.insert(0, Problem("empty", f"{archive.name} holds no masks; send {EXPECTED}"))
+    assignment = assign(truth.index, masks, what="mask", where="")
+    problems.extend(assignment.problems)
+
+    surfaces: dict[str, float] = {}
+    if not tables:
+        problems.append(Problem(
+            "missing_surfaces",
+            f"{archive.name} has no surfaces.csv; add it with one row per exam: id,surface_mm2",
+        ))
+    elif len(tables) > 1:
+        problems.append(Problem(
+            "duplicate_path",
+            f"{archive.name} holds {len(tables)} surface tables "
+            f"({listing([n for n, _ in tables])}); keep one",
+        ))
+    else:
+        name, info = tables[0]
+        try:
+            table = parse_table(archive.read(name, info), name)
+            surfaces, found = table_values(
+                table, truth.index, label="surface", check=at_least(0.0), where=name
+            )
+            problems.extend(found)
+        except Invalid as exc:
+            problems.extend(exc.problems)
+
+    dice: dict[str, float] = {}
+    # Reading in archive order keeps the zip's reads sequential.
+    ordered = sorted(assignment.matched.items(), key=lambda item: item[1][1].header_offset)
+    for exam_id, (name, info) in ordered:
+        target = targets[exam_id]
+        try:
+            mask = read_mask(archive.read(name, info, exam_id), name, target.shape, exam_id)
+        except Invalid as exc:
+            problems.extend(exc.problems)
+            if any(p.code == "too_large" for p in exc.problems):
+                break  # the byte budget is spent: nothing more may be inflated
+            continue
+        dice[exam_id] = exam_dice(mask, target)
+    if problems:
+        return problems, {}
+    return [], segmentation_metrics(
+        np.array([dice[i] for i in truth.ids]),
+        np.array([surfaces[i] for i in truth.ids]),
+        np.array([targets[i].surface_mm2 for i in truth.ids]),
+    )
+
+
+def _is_surfaces(base: str) -> bool:
+    # A refused spreadsheet type (surfaces.xls, .ods) goes to the table reader, which says
+    # what to send instead.
+    stem, _, suffix = base.lower().rpartition(".")
+    return stem in SURFACE_STEMS and (f".{suffix}" in TABLE_SUFFIXES or f".{suffix}" in REFUSED)
+
+
+def exam_dice(mask: npt.NDArray[np.bool_], target: Target) -> float:
+    """Dice of one exam; both masks empty counts as perfect agreement (1.0)."""
+    rows, columns = target.shape
+    size = rows * columns
+    predicted = mask.reshape(-1)
+    if target.window is not None:
+        predicted = predicted & np.unpackbits(target.window, count=size).view(np.bool_)
+    truth = np.unpackbits(target.truth, count=size).view(np.bool_)
+    predicted_pixels = int(np.count_nonzero(predicted))
+    total = predicted_pixels + target.truth_pixels
+    if total == 0:
+        return 1.0
+    overlap = int(np.count_nonzero(predicted & truth))
+    return 2.0 * overlap / total
+
+
+def segmentation_metrics(
+    dice: npt.NDArray[np.float64],
+    predicted_mm2: npt.NDArray[np.float64],
+    truth_mm2: npt.NDArray[np.float64],
+) -> dict[str, float]:
+    error = predicted_mm2 - truth_mm2
+    mse = float(np.mean(error * error))
+    return {
+        "dice": float(np.mean(dice)),
+        "surface_mse": mse,
+        "dice_min": float(np.min(dice)),
+        "dice_median": float(np.median(dice)),
+        # 1 cm² = 100 mm²: the error a radiologist reads on a report.
+        "surface_rmse_cm2": float(np.sqrt(mse)) / 100.0,
+        "surface_mae_cm2": float(np.mean(np.abs(error))) / 100.0,
+    }

@@ -1,0 +1,328 @@
+"""Two-column tables (id, value) as spreadsheets really write them: CSV dialects and xlsx.
+
+Everything is read as text and converted here, because pandas' defaults silently misread
+French CSVs (decimal comma), turn "NA" into NaN and "001" into 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import warnings
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from server.evaluators.result import Invalid, Problem
+
+TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
+WORKBOOK_SUFFIXES = (".xlsx",)
+TABLE_SUFFIXES = TEXT_SUFFIXES + WORKBOOK_SUFFIXES
+
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+ZIP_MAGIC = b"PK\x03\x04"
+# A table of a few thousand rows is kilobytes; this only stops a zip bomb posing as xlsx.
+MAX_WORKBOOK_EXPANDED = 256 * 1024**2
+MAX_ROWS = 1_000_000
+
+SEND_INSTEAD = "send a .csv (id,value) or an .xlsx workbook"
+
+REFUSED = {
+    ".xls": "is a legacy Excel 97-2003 workbook; save it as .xlsx (Excel Workbook) or as CSV",
+    ".xlsm": "is a macro-enabled workbook, which is refused; save it as .xlsx or as CSV",
+    ".xlsb": "is a binary Excel workbook; save it as .xlsx or as CSV",
+    ".xltx": "is an Excel template; save it as .xlsx or as CSV",
+    ".xltm": "is a macro-enabled template, which is refused; save it as .xlsx or as CSV",
+    ".ods": "is an OpenDocument spreadsheet; save it as .xlsx (Excel 2007-365) or as CSV",
+    ".numbers": "is a Numbers document; export it as CSV or Excel (.xlsx)",
+    ".json": "is JSON; " + SEND_INSTEAD,
+    ".parquet": "is Parquet; " + SEND_INSTEAD,
+}
+
+NON_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+_NUMBER = re.compile(r"([+-]?)(\d[\d.,]*|[.,]\d+)(?:[eE]([+-]?\d+))?")
+_INTEGRAL = re.compile(r"(\d+)[.,]0+")
+_EXCEL_TEXT = re.compile(r'="(.*)"')
+_SPACES = str.maketrans("", "", " \u00a0\u202f\u2009'")
+
+
+@dataclass(frozen=True)
+class TableRow:
+    row: int  # the row number a spreadsheet shows (1-based, header included)
+    id: str
+    text: str  # the value as written, for messages
+    value: float | None  # None when the text is not a number; may be NaN or ±inf
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    rows: tuple[TableRow, ...]
+    # The first row when its value is not a number: a header, unless its id is a real id.
+    header: TableRow | None = None
+
+
+def suffix_of(name: str) -> str:
+    lower = name.lower()
+    return ".nii.gz" if lower.endswith(".nii.gz") else Path(lower).suffix
+
+
+def parse_number(text: str) -> float | None:
+    """A number as a spreadsheet in any locale writes it, or None.
+
+    Decimal point or comma; with both, the rightmost one is the decimal separator and the
+    other groups thousands. A lone comma is a decimal comma ("0,73" → 0.73), because that is
+    what French Excel writes and a probability or EDSS never needs a thousands separator.
+    """
+    s = text.strip().translate(_SPACES)
+    if not s:
+        return None
+    if s.lower() in NON_FINITE:
+        return float(s)
+    m = _NUMBER.fullmatch(s)
+    if m is None:
+        return None
+    sign, mantissa, exponent = m.groups()
+    commas, dots = mantissa.count(","), mantissa.count(".")
+    if commas and dots:
+        decimal = "," if mantissa.rfind(",") > mantissa.rfind(".") else "."
+        if mantissa.count(decimal) > 1:
+            return None
+        grouping = "." if decimal == "," else ","
+        mantissa = mantissa.replace(grouping, "").replace(decimal, ".")
+    elif commas > 1 or dots > 1:
+        mark = "," if commas else "."
+        head, *groups = mantissa.split(mark)
+        if not head or any(len(g) != 3 for g in groups):
+            return None
+        mantissa = mantissa.replace(mark, "")
+    else:
+        mantissa = mantissa.replace(",", ".")
+    try:
+        return float(f"{sign}{mantissa}" + (f"e{exponent}" if exponent else ""))
+    except ValueError:  # pragma: no cover - the regex admits only valid numbers
+        return None
+
+
+def normalise_id(text: str) -> str:
+    """An id as text: trimmed, Excel's ="0042" unwrapped, "12.0" from a number cell → "12"."""
+    s = text.strip()
+    m = _EXCEL_TEXT.fullmatch(s)
+    if m:
+        s = m.group(1).strip()
+    m = _INTEGRAL.fullmatch(s)
+    if m:
+        s = m.group(1)
+    return s
+
+
+def read_table(path: Path) -> Table:
+    """Read an id,value table from disk; raises Invalid for a file that is not a usable table."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise Invalid(
+            Problem("unreadable", f"{path.name}: cannot be read ({exc.strerror})")
+        ) from exc
+    return parse_table(data, path.name)
+
+
+def parse_table(data: bytes, name: str) -> Table:
+    """Read an id,value table from bytes; the format comes from the name's suffix."""
+    suffix = suffix_of(name)
+    if suffix in REFUSED:
+        raise Invalid(Problem("unsupported_format", f"{name} {REFUSED[suffix]}"))
+    if data.startswith(OLE_MAGIC):
+        # Excel writes both .xls and password-protected .xlsx as an OLE compound file.
+        if suffix == ".xlsx":
+            raise Invalid(Problem(
+                "encrypted",
+                f"{name} is password-protected (encrypted); save it without a password, "
+                "or export it as CSV",
+            ))
+        raise Invalid(Problem(
+            "unsupported_format",
+            f"{name} is a legacy Excel .xls or encrypted workbook; "
+            "save it as .xlsx without a password, or as CSV",
+        ))
+    if suffix in WORKBOOK_SUFFIXES or (suffix in TEXT_SUFFIXES and data.startswith(ZIP_MAGIC)):
+        # A workbook renamed .csv is read as what it is: the scores cannot differ.
+        return _parse_workbook(data, name)
+    if suffix in TEXT_SUFFIXES:
+        return _parse_text(data, name)
+    raise Invalid(Problem(
+        "unsupported_format", f"{name}: {suffix or 'no extension'} is not a table; {SEND_INSTEAD}"
+    ))
+
+
+def _decode(data: bytes, name: str) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise Invalid(Problem("unreadable", f"{name}: broken UTF-16 text")) from exc
+    if b"\x00" in data:
+        raise Invalid(Problem(
+            "unreadable", f"{name} is not a text file; {SEND_INSTEAD}"
+        ))
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # Windows-1252 leaves five bytes undefined; latin-1 maps those and never fails.
+        try:
+            return data.decode("cp1252")
+        except UnicodeDecodeError:
+            return data.decode("latin-1")
+
+
+def _fields(record: list[str]) -> list[str]:
+    # Excel pads rows with empty cells up to the widest row ("0,73;").
+    while record and not record[-1].strip():
+        record.pop()
+    return record
+
+
+def _sniff_delimiter(lines: list[str]) -> str:
+    best, best_score = ",", -1
+    for delimiter in (";", "\t", ","):
+        score = sum(
+            len(_fields(rec)) >= 2 for rec in csv.reader(lines, delimiter=delimiter)
+        )
+        # Ties go to ';' first: "0042;0,73" splits in two on ',' too, wrongly.
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def _parse_text(data: bytes, name: str) -> Table:
+    text = _decode(data, name)
+    sample = [line for line in text.splitlines()[:200] if line.strip()]
+    if not sample:
+        raise Invalid(Problem("empty", f"{name} is empty; it needs one row per id: id,value"))
+    delimiter = _sniff_delimiter(sample)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    records: list[tuple[int, list[str]]] = []
+    try:
+        for record in reader:
+            records.append((reader.line_num, record))
+            if len(records) > MAX_ROWS:
+                raise Invalid(Problem("too_large", f"{name} has more than {MAX_ROWS} rows"))
+    except csv.Error as exc:
+        raise Invalid(Problem(
+            "unreadable", f"{name}: line {reader.line_num} cannot be read as CSV ({exc})"
+        )) from exc
+    return _build(name, ((row, rec) for row, rec in records), text_cells=True)
+
+
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).upper()
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
+def _parse_workbook(data: bytes, name: str) -> Table:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise Invalid(Problem(
+            "unreadable", f"{name} is not a valid .xlsx workbook (damaged or truncated)"
+        )) from exc
+    with archive:
+        names = set(archive.namelist())
+        if "[Content_Types].xml" not in names or "xl/workbook.xml" not in names:
+            raise Invalid(Problem(
+                "unsupported_format", f"{name} is a zip archive, not an Excel workbook; "
+                + SEND_INSTEAD,
+            ))
+        if sum(info.file_size for info in archive.infolist()) > MAX_WORKBOOK_EXPANDED:
+            raise Invalid(
+                Problem("too_large", f"{name} expands past {MAX_WORKBOOK_EXPANDED} bytes")
+            )
+        if "vnd.ms-excel.sheet.macroEnabled" in archive.read("[Content_Types].xml").decode(
+            "utf-8", "replace"
+        ) or "xl/vbaProject.bin" in names:
+            raise Invalid(Problem("unsupported_format", f"{name} {REFUSED['.xlsm']}"))
+    import openpyxl  # noqa: PLC0415 - heavy import, only for workbooks
+
+    try:
+        with warnings.catch_warnings():
+            # openpyxl warns about styles and extensions it drops; none matter for values.
+            warnings.simplefilter("ignore")
+            book = openpyxl.load_workbook(
+                io.BytesIO(data), read_only=True, data_only=True, keep_links=False
+            )
+            try:
+                if not book.worksheets:
+                    raise Invalid(Problem("empty", f"{name} has no worksheet"))
+                sheet = book.worksheets[0]
+                records = []
+                for index, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
+                    records.append((index, cells))
+                    if index > MAX_ROWS:
+                        raise Invalid(Problem("too_large", f"{name} has more than {MAX_ROWS} rows"))
+            finally:
+                book.close()
+    except Invalid:
+        raise
+    except Exception as exc:  # noqa: BLE001 - openpyxl raises anything on a damaged file
+        raise Invalid(Problem(
+            "unreadable", f"{name} cannot be read as an .xlsx workbook ({type(exc).__name__})"
+        )) from exc
+    return _build(name, records, text_cells=False)
+
+
+def _build(
+    name: str, records: Iterable[tuple[int, Iterable[object]]], *, text_cells: bool
+) -> Table:
+    rows: list[TableRow] = []
+    wide: list[int] = []
+    width = 0
+    for row, record in records:
+        cells = list(record)
+        texts = _fields([c if isinstance(c, str) else _cell_text(c) for c in cells])
+        if not any(t.strip() for t in texts):
+            continue
+        if len(texts) > 2:
+            wide.append(row)
+            width = max(width, len(texts))
+            continue
+        raw = cells[1] if len(cells) > 1 else None
+        value_text = texts[1].strip() if len(texts) > 1 else ""
+        if text_cells or isinstance(raw, str) or raw is None:
+            value = parse_number(value_text)
+        elif isinstance(raw, bool):
+            value = None
+        elif isinstance(raw, int | float):
+            value = float(raw)
+        else:  # a date or time cell
+            value = None
+        rows.append(TableRow(row, normalise_id(texts[0]), value_text, value))
+    if wide:
+        hint = (
+            " (a first column of row numbers is a pandas index: write to_csv(index=False))"
+            if width == 3
+            else ""
+        )
+        raise Invalid(Problem(
+            "too_many_columns",
+            f"{name}: {len(wide)} row(s) have {width} columns (first: row {wide[0]}); "
+            f"send two columns, id then value{hint}",
+        ))
+    if not rows:
+        raise Invalid(Problem("empty", f"{name} has no rows; it needs one row per id: id,value"))
+    header = None
+    first = rows[0]
+    if first.value is None and first.text.lower() not in {"", "na", "n/a", "null", "none"}:
+        header, rows = first, rows[1:]
+        if not rows:
+            raise Invalid(Problem(
+                "empty", f"{name} has a header row but no data; it needs one row per id"
+            ))
+    return Table(name, tuple(rows), header)
+

@@ -1,0 +1,294 @@
+"""Uploads (SPEC §5 `POST /challenges/{slug}/submissions`).
+
+The request's start is read from the database's clock before a byte of the body is read; the
+body is streamed to disk while hashed, never held in memory; the file is fsynced and renamed
+into place, and only then is the submission row inserted, in a transaction that checks the
+deadline again against the database's clock. 202 means: the bytes and the row are durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiohttp import BodyPartReader, web
+
+from server import queries
+from server.access import Principal, Role
+from server.auth import principal_of, requires
+from server.challenge import iso
+from server.countdown import upload_deadline, upload_refusal
+from server.countdown.store import countdown_of
+from server.errors import BadRequest, Conflict, Forbidden, NotFound, PodiumError, TooLarge
+from server.keys import CONFIG, HUB, POOL
+from server.notify import notify
+from server.submission import (
+    count_for_team,
+    fetch_submission,
+    insert_submission,
+    submission_json,
+)
+
+CHUNK = 1024 * 1024
+MULTIPART_OVERHEAD = 64 * 1024
+MAX_WAIT_S = 300.0
+
+
+class TooManyRequests(PodiumError):
+    status = 429
+    code = "rate_limited"
+
+
+class UploadTimeout(PodiumError):
+    status = 408
+    code = "upload_timeout"
+
+
+@dataclass
+class RateLimiter:
+    """A token bucket per team, per process: `burst` uploads at once, then one per `every_s`."""
+
+    burst: int = 6
+    every_s: float = 10.0
+    _buckets: dict[int, tuple[float, float]] = field(default_factory=dict)
+
+    def take(self, team_id: int, now: float | None = None) -> float:
+        """0 if allowed (and counted), else the seconds to wait."""
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.get(team_id, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) / self.every_s)
+        if tokens < 1:
+            self._buckets[team_id] = (tokens, now)
+            return (1 - tokens) * self.every_s
+        self._buckets[team_id] = (tokens - 1, now)
+        return 0.0
+
+
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+MAX_PENDING = web.AppKey("max_pending", int)
+
+
+def safe_filename(name: str | None) -> str:
+    """The client's file name reduced to a harmless basename that keeps its suffix."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._") or "upload"
+    if len(base) > 100:
+        stem, dot, suffix = base.partition(".")
+        base = stem[: 100 - len(suffix) - 1] + dot + suffix
+    return base
+
+
+def _deadline_error(row: asyncpg.Record, extension: timedelta, now: datetime) -> Forbidden:
+    deadline = upload_deadline(countdown_of(row), extension)
+    return Forbidden(f"the deadline ({iso(deadline)}) has passed (server time {iso(now)}); "
+                     "uploads for this challenge are closed", code="deadline_passed",
+                     deadline=iso(deadline), server_time=iso(now))
+
+
+async def _team_extension(conn: asyncpg.Connection, challenge_id: int, team_id: int
+                          ) -> timedelta:
+    extra = await conn.fetchval(
+        "SELECT extra FROM team_extension WHERE challenge_id = $1 AND team_id = $2",
+        challenge_id, team_id)
+    return extra or timedelta(0)
+
+
+def _check_time(row: asyncpg.Record, extension: timedelta, began: datetime, now: datetime
+                ) -> None:
+    refusal = upload_refusal(countdown_of(row), began, now, extension=extension,
+                             grace=row["upload_grace"])
+    if refusal == "not_started":
+        raise Forbidden(f"challenge {row['slug']!r} has not started yet; uploads open when "
+                        "the organizers start its clock", code="not_started",
+                        server_time=iso(now))
+    if refusal == "deadline_passed":
+        raise _deadline_error(row, extension, now)
+
+
+async def _receive(request: web.Request, target: Path, limit: int) -> tuple[str, int, str]:
+    """Streams the multipart field `file` to `target`; returns (sha256, size, filename)."""
+    if request.content_length is not None and request.content_length > limit + \
+            MULTIPART_OVERHEAD:
+        raise _too_large(limit)
+    try:
+        reader = await request.multipart()
+    except (AssertionError, ValueError, KeyError):
+        raise BadRequest("send the file as multipart/form-data in a field named 'file'",
+                         code="bad_upload") from None
+    idle = request.app[CONFIG].upload_idle_timeout_s
+    while True:
+        async with asyncio.timeout(idle):
+            part = await reader.next()
+        if part is None:
+            raise BadRequest("no field named 'file' in the upload", code="bad_upload")
+        if isinstance(part, BodyPartReader) and part.name == "file":
+            break
+    filename = safe_filename(part.filename)
+    digest, size = hashlib.sha256(), 0
+    with target.open("wb") as out:
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    chunk = await part.read_chunk(CHUNK)
+            except TimeoutError:
+                raise UploadTimeout(f"no data received for {idle:g} s; the upload was "
+                                    "dropped, send it again") from None
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            digest.update(chunk)
+            out.write(chunk)
+        out.flush()
+        await asyncio.to_thread(os.fsync, out.fileno())
+    return digest.hexdigest(), size, filename
+
+
+def _too_large(limit: int) -> TooLarge:
+    return TooLarge(f"the file is larger than this challenge's limit of "
+                    f"{limit / 1024 / 1024:g} MiB", code="too_large", limit_bytes=limit)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@requires(Role.TEAM)
+async def upload(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    assert principal is not None and principal.team_id is not None
+    team_id = principal.team_id
+    slug = request.match_info["slug"]
+    pool = request.app[POOL]
+    async with pool.acquire() as conn:
+        began = await queries.database_now(conn)
+        row = await queries.fetch_challenge(conn, slug)
+        if row is None:
+            raise NotFound(f"no challenge {slug!r}", code="unknown_challenge")
+        if not await conn.fetchval(
+                "SELECT 1 FROM registration WHERE team_id = $1 AND challenge_id = $2",
+                team_id, row["id"]):
+            raise Forbidden(f"your team is not registered for {slug!r}",
+                            code="not_registered")
+        extension = await _team_extension(conn, row["id"], team_id)
+        _check_time(row, extension, began, began)
+        total, pending = await count_for_team(conn, row["id"], team_id)
+    _check_limits(request, row, principal, total, pending)
+
+    folder = request.app[CONFIG].data_dir / "submissions" / slug / str(team_id)
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    partial = folder / f".{uuid.uuid4().hex}.part"
+    try:
+        sha256, size, filename = await _receive(request, partial, row["max_upload_bytes"])
+        final = folder / f"{uuid.uuid4().hex[:12]}_{filename}"
+        await asyncio.to_thread(os.replace, partial, final)
+        await asyncio.to_thread(_fsync_dir, folder)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    try:
+        receipt = await _record(pool, row["id"], principal, began, sha256, size, filename,
+                                final)
+    except BaseException:
+        final.unlink(missing_ok=True)
+        raise
+    request.app[HUB].work_available.set()
+    wait = _wait_seconds(request)
+    if wait:
+        final_state = await _wait_for_result(request, receipt["id"], wait)
+        if final_state is not None:
+            return web.json_response(final_state, status=202)
+    return web.json_response(receipt, status=202)
+
+
+def _check_limits(request: web.Request, row: asyncpg.Record, principal: Principal,
+                  total: int, pending: int) -> None:
+    assert principal.team_id is not None
+    if row["max_submissions"] is not None and total >= row["max_submissions"]:
+        raise Conflict(f"your team has used all {row['max_submissions']} submissions for "
+                       f"{row['slug']!r}", code="submission_limit",
+                       max_submissions=row["max_submissions"])
+    if pending >= request.app[MAX_PENDING]:
+        raise TooManyRequests(f"{pending} of your submissions are still being scored; wait "
+                              "for their results before sending more",
+                              code="too_many_pending")
+    wait = request.app[RATE_LIMITER].take(principal.team_id)
+    if wait:
+        raise TooManyRequests(f"too many uploads at once; try again in {wait:.0f} s",
+                              code="rate_limited", retry_after_s=round(wait, 1))
+
+
+async def _record(pool: asyncpg.Pool, challenge_id: int, principal: Principal,
+                  began: datetime, sha256: str, size: int, filename: str,
+                  path: Path) -> dict[str, Any]:
+    assert principal.team_id is not None
+    async with pool.acquire() as conn, conn.transaction():
+        # The registration row serialises one team's uploads (for max_submissions); FOR SHARE
+        # on the challenge waits for an organizer's action in flight to commit.
+        await conn.execute(
+            "SELECT 1 FROM registration WHERE team_id = $1 AND challenge_id = $2 FOR UPDATE",
+            principal.team_id, challenge_id)
+        row = await conn.fetchrow(
+            f"SELECT {queries.CHALLENGE_COLUMNS} FROM challenge c WHERE c.id = $1 FOR SHARE",  # noqa: S608
+            challenge_id)
+        assert row is not None
+        now = await queries.database_now(conn)
+        extension = await _team_extension(conn, challenge_id, principal.team_id)
+        _check_time(row, extension, began, now)
+        total, _ = await count_for_team(conn, challenge_id, principal.team_id)
+        if row["max_submissions"] is not None and total >= row["max_submissions"]:
+            raise Conflict(f"your team has used all {row['max_submissions']} submissions",
+                           code="submission_limit", max_submissions=row["max_submissions"])
+        inserted = await insert_submission(
+            conn, challenge_id=challenge_id, team_id=principal.team_id, request_began_at=began,
+            sha256=sha256, size=size, filename=filename, stored_path=str(path))
+        await notify(conn, {"type": "submission", "id": inserted["id"],
+                            "challenge": row["slug"], "team_id": principal.team_id,
+                            "status": "queued"})
+    return {"id": inserted["id"], "received_at": iso(inserted["received_at"]),
+            "sha256": sha256, "size": size, "filename": filename, "status": "queued"}
+
+
+def _wait_seconds(request: web.Request) -> float:
+    raw = request.query.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest("wait must be a number of seconds", code="bad_wait") from None
+    return max(0.0, min(value, MAX_WAIT_S))
+
+
+async def _wait_for_result(request: web.Request, submission_id: int, seconds: float
+                           ) -> dict[str, Any] | None:
+    hub = request.app[HUB]
+    done = hub.waiter(submission_id)
+    try:
+        async with request.app[POOL].acquire() as conn:
+            row = await fetch_submission(conn, submission_id)
+        if row is not None and row["status"] not in ("scored", "invalid"):
+            try:
+                await asyncio.wait_for(done.wait(), seconds)
+            except TimeoutError:
+                return None
+        async with request.app[POOL].acquire() as conn:
+            row = await fetch_submission(conn, submission_id)
+    finally:
+        hub.forget_waiter(submission_id, done)
+    assert row is not None
+    return submission_json(row, principal_of(request))

@@ -1,0 +1,25 @@
+"""The validation-set release: packing and sealing the archive, and the GDPR guard."""
+
+from server.release.archive import (
+    ManifestEntry,
+    PreparedRelease,
+    ReleaseError,
+    prepare_release,
+)
+from server.release.guard import (
+    IDENTIFYING,
+    AnonymizeReport,
+    Finding,
+    Inspection,
+    anonymize,
+    inspect_release,
+    record_override,
+    scan_release,
+)
+from server.release.seal import Unsealed, WrongKeyError, new_key, normalize_key, unseal
+
+__all__ = [
+    "IDENTIFYING", "AnonymizeReport", "Finding", "Inspection", "ManifestEntry", "PreparedRelease",
+    "ReleaseError", "Unsealed", "WrongKeyError", "anonymize", "inspect_release", "new_key",
+    "normalize_key", "prepare_release", "record_override", "scan_release", "unseal",
+]

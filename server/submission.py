@@ -1,0 +1,144 @@
+"""Submissions: their SQL, the scoring queue, and how each viewer sees one (SPEC §5, §6)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from server.access import Principal, Role
+from server.challenge import iso
+from server.notify import notify
+
+SUBMISSION_COLUMNS = """
+    s.id, s.challenge_id, c.slug AS challenge, c.team_feedback, s.team_id, t.name AS team,
+    s.request_began_at, s.received_at, s.sha256, s.size, s.filename, s.stored_path, s.status,
+    s.metrics, s.errors, s.scorer_version, s.scored_at
+"""
+_FROM = """FROM submission s JOIN challenge c ON c.id = s.challenge_id
+           JOIN team t ON t.id = s.team_id"""
+
+
+def submission_json(row: asyncpg.Record, viewer: Principal | None) -> dict[str, Any]:
+    """What `viewer` may see of a submission: a team sees its status and errors always, its
+    metrics only when the challenge's team_feedback is "score"; jury and organizers see all."""
+    body: dict[str, Any] = {
+        "id": row["id"], "team": row["team"], "challenge": row["challenge"],
+        "received_at": iso(row["received_at"]), "sha256": row["sha256"], "size": row["size"],
+        "filename": row["filename"], "status": row["status"],
+    }
+    full = viewer is not None and viewer.role in (Role.JURY, Role.ORGANIZER)
+    if row["status"] in ("scored", "invalid"):
+        body["errors"] = _decode(row["errors"]) or []
+        if full or row["team_feedback"] == "score":
+            body["metrics"] = _decode(row["metrics"])
+        if full:
+            body["scorer_version"] = row["scorer_version"]
+            body["scored_at"] = iso(row["scored_at"])
+    return body
+
+
+def _decode(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def may_see(viewer: Principal | None, row: asyncpg.Record) -> bool:
+    if viewer is None:
+        return False
+    if viewer.role is Role.TEAM:
+        return viewer.team_id == row["team_id"]
+    return True
+
+
+async def fetch_submission(conn: asyncpg.Connection, submission_id: int
+                           ) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {SUBMISSION_COLUMNS} {_FROM} WHERE s.id = $1",  # noqa: S608
+                               submission_id)
+
+
+async def fetch_submissions(conn: asyncpg.Connection, *, challenge_id: int | None = None,
+                            team_id: int | None = None, limit: int = 1000
+                            ) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"""SELECT {SUBMISSION_COLUMNS} {_FROM}
+            WHERE ($1::int IS NULL OR s.challenge_id = $1)
+              AND ($2::int IS NULL OR s.team_id = $2)
+            ORDER BY s.id DESC LIMIT $3""",  # noqa: S608
+        challenge_id, team_id, limit)
+
+
+async def insert_submission(conn: asyncpg.Connection, *, challenge_id: int, team_id: int,
+                            request_began_at: Any, sha256: str, size: int, filename: str,
+                            stored_path: str) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        """INSERT INTO submission (challenge_id, team_id, request_began_at, received_at, sha256,
+                                   size, filename, stored_path)
+           VALUES ($1, $2, $3, clock_timestamp(), $4, $5, $6, $7)
+           RETURNING id, received_at""",
+        challenge_id, team_id, request_began_at, sha256, size, filename, stored_path)
+    assert row is not None
+    return row
+
+
+async def count_for_team(conn: asyncpg.Connection, challenge_id: int, team_id: int
+                         ) -> tuple[int, int]:
+    """(all submissions, those still waiting to be scored) of a team on a challenge."""
+    row = await conn.fetchrow(
+        """SELECT count(*) AS total,
+                  count(*) FILTER (WHERE status IN ('queued', 'scoring')) AS pending
+           FROM submission WHERE challenge_id = $1 AND team_id = $2""",
+        challenge_id, team_id)
+    assert row is not None
+    return row["total"], row["pending"]
+
+
+# -- the scoring queue ------------------------------------------------------------------------
+
+async def claim_next(conn: asyncpg.Connection, claimant: str) -> asyncpg.Record | None:
+    """Claims the oldest queued submission, or one whose claimant's database session is gone
+    (its server process died while scoring it). SKIP LOCKED lets several processes share the
+    queue without waiting on each other."""
+    return await conn.fetchrow(
+        """UPDATE submission s SET status = 'scoring', claimed_by = $1,
+                  claimed_at = clock_timestamp(), attempts = s.attempts + 1
+           FROM challenge c
+           WHERE s.id = (
+               SELECT q.id FROM submission q
+               WHERE q.status = 'queued'
+                  OR (q.status = 'scoring' AND NOT EXISTS (
+                        SELECT 1 FROM pg_stat_activity a
+                        WHERE a.pid::text = split_part(q.claimed_by, ':', 1)))
+               ORDER BY q.id FOR UPDATE SKIP LOCKED LIMIT 1)
+             AND c.id = s.challenge_id
+           RETURNING s.id, s.attempts, s.stored_path, s.filename, s.team_id, c.slug, c.kind,
+                     c.truth_path, c.hu_low, c.hu_high""",
+        claimant)
+
+
+async def record_result(conn: asyncpg.Connection, submission_id: int, claimant: str,
+                        status: str, metrics: dict[str, Any] | None,
+                        errors: list[dict[str, Any]], scorer_version: str) -> bool:
+    """Stores a result if this claimant still holds the submission; announces it."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            """UPDATE submission s SET status = $3, metrics = $4::jsonb, errors = $5::jsonb,
+                      scorer_version = $6, scored_at = clock_timestamp()
+               FROM challenge c
+               WHERE s.id = $1 AND s.claimed_by = $2 AND s.status = 'scoring'
+                 AND c.id = s.challenge_id
+               RETURNING s.team_id, c.slug""",
+            submission_id, claimant, status, json.dumps(metrics) if metrics is not None
+            else None, json.dumps(errors), scorer_version)
+        if row is None:
+            return False
+        await announce(conn, submission_id, row["slug"], row["team_id"], status)
+        if status == "scored":
+            await notify(conn, {"type": "leaderboard", "challenge": row["slug"]})
+    return True
+
+
+async def announce(conn: asyncpg.Connection, submission_id: int, challenge: str,
+                   team_id: int, status: str) -> None:
+    await notify(conn, {"type": "submission", "id": submission_id, "challenge": challenge,
+                        "team_id": team_id, "status": status})

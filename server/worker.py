@@ -1,0 +1,168 @@
+"""Scoring in worker processes, fed from the queue kept in PostgreSQL.
+
+Each server process runs a few scoring slots; each slot owns one child process (spawned, so it
+shares no state with the event loop) and scores one submission at a time in it. A submission
+that crashes its worker or runs past the time limit is marked `invalid` with `scoring_failed`,
+the child is replaced, and the queue moves on.
+
+A slot claims work with its process's *presence* connection id: if the process dies, PostgreSQL
+closes that session, and any other process sees the claim as abandoned and scores it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import socket
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from server.submission import announce, claim_next, record_result
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+IDLE_POLL_S = 1.0
+
+
+class WorkerCrashed(Exception):
+    pass
+
+
+def _serve(conn: Connection) -> None:
+    """The child process: score jobs until the pipe closes."""
+    from server.evaluators import ScoringOptions, evaluate
+
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        options = ScoringOptions(hu_window=tuple(job["hu_window"]) if job["hu_window"] else None)
+        result = evaluate(job["kind"], Path(job["truth"]), Path(job["path"]), options)
+        conn.send(result.to_json())
+
+
+class ScoringProcess:
+    """One child process and the pipe to it."""
+
+    def __init__(self) -> None:
+        self._context = multiprocessing.get_context("spawn")
+        self.process: Any = None
+        self.conn: Connection | None = None
+        self.start()
+
+    def start(self) -> None:
+        parent, child = self._context.Pipe()
+        self.process = self._context.Process(target=_serve, args=(child,), daemon=True,
+                                             name="podium-scorer")
+        self.process.start()
+        child.close()
+        self.conn = parent
+
+    def stop(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+
+    def score(self, job: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Blocking: run in a thread. TimeoutError or WorkerCrashed replace the child."""
+        assert self.conn is not None
+        try:
+            self.conn.send(job)
+            if not self.conn.poll(timeout):
+                self.stop()
+                self.start()
+                raise TimeoutError
+            result: dict[str, Any] = self.conn.recv()
+            return result
+        except (EOFError, OSError, BrokenPipeError) as exc:
+            self.stop()
+            self.start()
+            raise WorkerCrashed(str(exc)) from exc
+
+
+@dataclass
+class Scoring:
+    """The scoring side of one server process."""
+
+    pool: asyncpg.Pool
+    database_url: str
+    slots: int
+    timeout_s: float
+    work_available: asyncio.Event
+
+    async def run(self) -> None:
+        presence = await asyncpg.connect(self.database_url)
+        pid = await presence.fetchval("SELECT pg_backend_pid()")
+        claimant = f"{pid}:{socket.gethostname()}:{os.getpid()}"
+        processes = await asyncio.gather(*(asyncio.to_thread(ScoringProcess)
+                                           for _ in range(self.slots)))
+        try:
+            await asyncio.gather(*(self._slot(p, claimant) for p in processes))
+        finally:
+            for p in processes:
+                await asyncio.to_thread(p.stop)
+            with contextlib.suppress(Exception):
+                await presence.close()
+
+    async def _slot(self, process: ScoringProcess, claimant: str) -> None:
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    job = await claim_next(conn, claimant)
+                    if job is not None:
+                        await announce(conn, job["id"], job["slug"], job["team_id"], "scoring")
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("could not claim work (%s); retrying", exc)
+                job = None
+            if job is None:
+                self.work_available.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.work_available.wait(), IDLE_POLL_S)
+                continue
+            await self._score(process, claimant, job)
+
+    async def _score(self, process: ScoringProcess, claimant: str,
+                     job: asyncpg.Record) -> None:
+        from server.evaluators import SCORER_VERSION
+
+        status, metrics, errors = "invalid", None, []
+        if job["attempts"] > MAX_ATTEMPTS:
+            errors = [_failure(f"scoring was interrupted {MAX_ATTEMPTS} times; the organizers "
+                               "have been told")]
+        else:
+            payload = {"kind": job["kind"], "truth": job["truth_path"],
+                       "path": job["stored_path"],
+                       "hu_window": [job["hu_low"], job["hu_high"]]
+                       if job["hu_low"] is not None else None}
+            try:
+                result = await asyncio.to_thread(process.score, payload, self.timeout_s)
+                status = result["status"]
+                metrics = result.get("metrics")
+                errors = result.get("errors", [])
+            except TimeoutError:
+                errors = [_failure(f"scoring took longer than {self.timeout_s:g} s and was "
+                                   "stopped; check the file, then tell the organizers")]
+            except WorkerCrashed:
+                errors = [_failure("the scorer crashed on this file; tell the organizers")]
+        if errors and errors[0]["code"] == "scoring_failed":
+            log.error("submission %s: %s", job["id"], errors[0]["message"])
+        async with self.pool.acquire() as conn:
+            stored = await record_result(conn, job["id"], claimant, status, metrics, errors,
+                                         SCORER_VERSION)
+        if not stored:
+            log.warning("submission %s was claimed by another process meanwhile", job["id"])
+
+
+def _failure(message: str) -> dict[str, Any]:
+    return {"code": "scoring_failed", "message": message}

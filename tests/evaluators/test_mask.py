@@ -1,0 +1,238 @@
+"""Masks as pydicom, Pillow, nibabel and numpy write them, read back as the same pixels."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLosslessSV1,
+    RLELossless,
+)
+
+from server.evaluators.mask import binarise, mask_stem, read_mask
+from server.evaluators.result import Invalid
+
+from . import jpeg_lossless
+from .factory import BoolArray, dicom_mask, nifti_mask, npy_mask, png_mask
+
+
+def codes(call: object) -> list[str]:
+    with pytest.raises(Invalid) as info:
+        call()  # type: ignore[operator]
+    return [p.code for p in info.value.problems]
+
+
+@pytest.fixture()
+def exam(wide_exam: tuple[Path, BoolArray]) -> tuple[Path, BoolArray]:
+    return wide_exam
+
+
+SHAPE = (40, 56)
+
+
+@pytest.mark.parametrize("bits", [1, 8, 16])
+def test_dicom_written_from_the_exam_reads_raw_values(exam: tuple[Path, BoolArray],
+                                                      bits: int) -> None:
+    path, mask = exam
+    data = dicom_mask(path, mask, bits=bits)
+    # The exam's RescaleIntercept (-1024) travels with the mask; it must not be applied.
+    assert pydicom.dcmread(io.BytesIO(data)).RescaleIntercept == -1024
+    assert np.array_equal(read_mask(data, "x.dcm", SHAPE), mask)
+
+
+@pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless])
+def test_dicom_compressed_with_pydicom(exam: tuple[Path, BoolArray], syntax: str) -> None:
+    path, mask = exam
+    data = dicom_mask(path, mask, syntax=syntax)
+    assert pydicom.dcmread(io.BytesIO(data)).file_meta.TransferSyntaxUID == syntax
+    assert np.array_equal(read_mask(data, "x.dcm", SHAPE), mask)
+
+
+def test_dicom_jpeg_lossless(exam: tuple[Path, BoolArray]) -> None:
+    path, mask = exam
+    ds = pydicom.dcmread(path)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = encapsulate([jpeg_lossless.encode(mask.astype(np.uint8) * 255)])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    assert np.array_equal(read_mask(buffer.getvalue(), "x.dcm", SHAPE), mask)
+
+
+def test_dicom_deflated(exam: tuple[Path, BoolArray]) -> None:
+    path, mask = exam
+    ds = pydicom.dcmread(io.BytesIO(dicom_mask(path, mask)))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    assert np.array_equal(read_mask(buffer.getvalue(), "x.dcm", SHAPE), mask)
+
+
+def test_dicom_jpeg_ls_is_decoded_losslessly() -> None:
+    # No JPEG-LS encoder is installed: decode pydicom's own JPEG-LS MR slice and check it
+    # is refused as not binary with exactly the uncompressed slice's number of values.
+    jls = Path(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))  # type: ignore[arg-type]
+    plain = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    with pytest.raises(Invalid) as info:
+        read_mask(jls.read_bytes(), "mr.dcm", (64, 64))
+    [problem] = info.value.problems
+    assert problem.code == "not_binary"
+    assert f"has {len(np.unique(plain.pixel_array))} distinct values" in problem.message
+    assert "CT image itself" in problem.message
+
+
+def test_dicom_undecodable_syntax_is_named(exam: tuple[Path, BoolArray]) -> None:
+    path, mask = exam
+    ds = pydicom.dcmread(io.BytesIO(dicom_mask(path, mask)))
+    ds.PixelData = encapsulate([b"\x00" * 64])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2 Main Profile
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    with pytest.raises(Invalid) as info:
+        read_mask(buffer.getvalue(), "x.dcm", SHAPE)
+    [problem] = info.value.problems
+    assert problem.code == "unsupported_compression"
+    assert "MPEG2" in problem.message and "1.2.840.10008.1.2.4.100" in problem.message
+
+
+@pytest.mark.parametrize(("mode", "value"), [("L", 255), ("L", 1), ("1", 1), ("I;16", 65535),
+                                            ("I;16", 1), ("P", 1)])
+def test_png_modes(exam: tuple[Path, BoolArray], mode: str, value: int) -> None:
+    _, mask = exam
+    data = png_mask(mask, mode=mode, value=value)
+    assert np.array_equal(read_mask(data, "0042.png", SHAPE), mask)
+
+
+def test_png_gray_stored_as_rgb(exam: tuple[Path, BoolArray]) -> None:
+    _, mask = exam
+    buffer = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).convert("RGB").save(buffer, "PNG")
+    assert np.array_equal(read_mask(buffer.getvalue(), "a.png", SHAPE), mask)
+
+
+def test_png_color_is_refused(exam: tuple[Path, BoolArray]) -> None:
+    _, mask = exam
+    rgb = np.zeros((*SHAPE, 3), np.uint8)
+    rgb[mask] = (255, 0, 0)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "PNG")
+    assert codes(lambda: read_mask(buffer.getvalue(), "a.png", SHAPE)) == ["not_binary"]
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("slab", [False, True])
+def test_nifti_as_nibabel_saves_a_slice(exam: tuple[Path, BoolArray], gz: bool,
+                                        slab: bool) -> None:
+    _, mask = exam
+    name = "a.nii.gz" if gz else "a.nii"
+    assert np.array_equal(read_mask(nifti_mask(mask, gz=gz, slab=slab), name, SHAPE), mask)
+
+
+def test_nifti_rows_by_columns_gets_a_transpose_hint(exam: tuple[Path, BoolArray]) -> None:
+    import nibabel as nib
+
+    _, mask = exam
+    data = nib.Nifti1Image(mask.astype(np.uint8), np.eye(4)).to_bytes()
+    with pytest.raises(Invalid) as info:
+        read_mask(data, "a.nii", SHAPE)
+    [problem] = info.value.problems
+    assert problem.code == "wrong_shape" and "transpose" in problem.message
+
+
+def test_nifti_scaling_is_not_applied(exam: tuple[Path, BoolArray]) -> None:
+    import nibabel as nib
+
+    _, mask = exam
+    image = nib.Nifti1Image(mask.astype(np.uint8).T, np.eye(4))
+    image.header.set_slope_inter(1.0, -1024.0)
+    assert np.array_equal(read_mask(image.to_bytes(), "a.nii", SHAPE), mask)
+
+
+def test_nifti_gzip_bomb_stops_early() -> None:
+    bomb = gzip.compress(b"\x00" * (8 * 1024 * 1024), mtime=0)
+    assert codes(lambda: read_mask(bomb, "a.nii.gz", (8, 8))) == ["too_large"]
+
+
+@pytest.mark.parametrize("dtype", ["bool", "uint8", "int16", "float32", "float64"])
+def test_npy_dtypes(exam: tuple[Path, BoolArray], dtype: str) -> None:
+    _, mask = exam
+    assert np.array_equal(read_mask(npy_mask(mask, dtype), "a.npy", SHAPE), mask)
+
+
+def test_npy_fortran_order_and_singleton_axes(exam: tuple[Path, BoolArray]) -> None:
+    _, mask = exam
+    for array in (np.asfortranarray(mask.astype(np.uint8)), mask[np.newaxis], mask[..., None]):
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        assert np.array_equal(read_mask(buffer.getvalue(), "a.npy", SHAPE), mask)
+
+
+def test_npy_pickle_is_refused() -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([[{"a": 1}]], dtype=object), allow_pickle=True)
+    assert codes(lambda: read_mask(buffer.getvalue(), "a.npy", (1, 1))) == ["unsupported_format"]
+
+
+def test_shape_is_checked_before_decoding(exam: tuple[Path, BoolArray]) -> None:
+    with pytest.raises(Invalid) as info:
+        read_mask(png_mask(np.zeros((256, 256), bool)), "0042.png", (512, 512), "0042")
+    [problem] = info.value.problems
+    assert problem.message == "mask 0042.png is 256×256, the exam is 512×512"
+    assert problem.id == "0042"
+
+
+@pytest.mark.parametrize(
+    ("values", "ok"),
+    [([0, 0], True), ([0, 7], True), ([7, 7], True), ([-0.0, 0.0], True), ([0.0, 0.5], True),
+     ([0, 1, 2], False), ([1, 2], False), ([0.0, np.nan], False), ([-1024, -1023], False)],
+)
+def test_binarise_accepts_zero_and_one_other_value(values: list[float], ok: bool) -> None:
+    raw = np.array(values)
+    if ok:
+        assert np.array_equal(binarise(raw, "m"), raw.astype(np.float64) != 0)
+    else:
+        assert codes(lambda: binarise(raw, "m")) == ["not_binary"]
+
+
+def test_mask_stem() -> None:
+    assert mask_stem("a/b/0042.nii.gz") == "0042"
+    assert mask_stem("0042.PNG") == "0042"
+    assert mask_stem("case.1.npy") == "case.1"
+    assert mask_stem("surfaces.csv") is None
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_dicom_without_file_meta(exam: tuple[Path, BoolArray], implicit: bool) -> None:
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    path, mask = exam
+    ds = pydicom.dcmread(io.BytesIO(dicom_mask(path, mask)))
+    bare = pydicom.Dataset({element.tag: element for element in ds})
+    out = DicomBytesIO()
+    out.is_little_endian, out.is_implicit_VR = True, implicit
+    write_dataset(out, bare)
+    assert np.array_equal(read_mask(out.getvalue(), "x.dcm", SHAPE), mask)
+
+
+def test_deflated_dicom_bomb_stops_early(exam: tuple[Path, BoolArray]) -> None:
+    path, mask = exam
+    ds = pydicom.dcmread(io.BytesIO(dicom_mask(path, mask)))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.add_new(0x00091010, "OB", bytes(20 * 1024 * 1024))  # private padding: zeros deflate well
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    assert len(buffer.getvalue()) < 100_000
+    assert codes(lambda: read_mask(buffer.getvalue(), "x.dcm", SHAPE)) == ["too_large"]
