@@ -10,9 +10,10 @@ from aiohttp import web
 from server import intake, queries
 from server.access import Role
 from server.auth import principal_of, public, requires
-from server.challenge import challenges_for, iso
+from server.challenge import challenges_for
 from server.countdown import InvalidTransition, store
 from server.errors import BadRequest, Conflict, NotFound
+from server.isotime import iso
 from server.keys import POOL
 from server.submission import fetch_submission, fetch_submissions, may_see, submission_json
 

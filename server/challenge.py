@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -12,6 +12,7 @@ from server.access import Principal, Role
 from server.countdown import phase_at
 from server.countdown.schedule import NO_EXTENSION
 from server.countdown.store import Extension, countdown_of, extensions
+from server.isotime import iso
 
 FORMATS: dict[str, dict[str, Any]] = {
     "segmentation-surface": {
@@ -43,13 +44,6 @@ FORMATS: dict[str, dict[str, Any]] = {
         "ranking": "mean squared error, lower wins",
     },
 }
-
-
-def iso(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC with milliseconds, as every time in the API."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False,

@@ -22,7 +22,8 @@ import asyncpg
 from aiohttp import web
 
 from server.access import Principal, Role
-from server.challenge import challenges_for, iso
+from server.challenge import challenges_for
+from server.isotime import iso
 from server.notify import CHANNEL
 from server.submission import fetch_submission, fetch_submissions, submission_json
 

@@ -25,10 +25,10 @@ from aiohttp import BodyPartReader, web
 from server import queries
 from server.access import Principal, Role
 from server.auth import principal_of, requires
-from server.challenge import iso
 from server.countdown import upload_deadline, upload_refusal
 from server.countdown.store import countdown_of
 from server.errors import BadRequest, Conflict, Forbidden, NotFound, PodiumError, TooLarge
+from server.isotime import iso
 from server.keys import CONFIG, HUB, POOL
 from server.notify import notify
 from server.submission import (

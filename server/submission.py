@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from server.access import Principal, Role
-from server.challenge import iso
+from server.isotime import iso
 from server.notify import notify
 
 SUBMISSION_COLUMNS = """
