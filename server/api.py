@@ -12,9 +12,10 @@ from server.access import Role
 from server.auth import principal_of, public, requires
 from server.challenge import challenges_for
 from server.countdown import InvalidTransition, store
-from server.errors import BadRequest, Conflict, NotFound
+from server.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from server.isotime import iso
 from server.keys import POOL
+from server.leaderboard import board
 from server.submission import fetch_submission, fetch_submissions, may_see, submission_json
 
 
@@ -121,6 +122,28 @@ async def list_submissions(request: web.Request) -> web.Response:
     return web.json_response([submission_json(r, principal) for r in rows])
 
 
+@public
+async def get_leaderboard(request: web.Request) -> web.Response:
+    slug = request.match_info["slug"]
+    principal = principal_of(request)
+    async with request.app[POOL].acquire() as conn:
+        try:
+            found = await board(conn, slug, principal)
+        except PermissionError as exc:
+            if principal is None:
+                raise Unauthorized("this board needs an access token", code="unauthorized") \
+                    from None
+            raise Forbidden(f"the board of {slug!r} is shown to: "
+                            f"{_AUDIENCE[exc.args[0]]}", code="board_hidden") from None
+        if found is None:
+            raise await unknown_challenge(conn, slug)
+    return web.json_response(found)
+
+
+_AUDIENCE = {"jury": "the jury and organizers", "teams": "the jury, organizers and teams",
+             "public": "everyone"}
+
+
 @requires(Role.ORGANIZER, Role.JURY)
 async def countdown_log(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
@@ -176,6 +199,7 @@ def setup(app: web.Application) -> None:
     r.add_post("/api/v1/challenges/{slug}/submissions", intake.upload)
     r.add_get("/api/v1/challenges/{slug}/submissions", list_submissions)
     r.add_get("/api/v1/submissions/{id}", get_submission)
+    r.add_get("/api/v1/challenges/{slug}/leaderboard", get_leaderboard)
     r.add_get("/api/v1/countdown-log", countdown_log)
     r.add_get("/api/v1/me", whoami)
     r.add_get("/api/v1/teams", list_teams)

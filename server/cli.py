@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="PostgreSQL URL (or PODIUM_DATABASE_URL); default: embedded")
     serve.add_argument("--base-url", default=None,
                        help="public address used in printed links (default http://HOST:PORT)")
+    serve.add_argument("--scoring-workers", type=int, default=2, metavar="N",
+                       help="scoring processes run by this server (0: leave scoring to other "
+                            "server processes sharing the database)")
 
     tokens = sub.add_parser("tokens", help="print every role's token and login link")
     tokens.add_argument("--event", required=True, type=Path)
@@ -123,7 +126,7 @@ def serve(args: argparse.Namespace) -> int:
     config = Config(event_path=event.path, host=args.host, port=args.port,
                     data_dir=args.data_dir.resolve(),
                     database_url=database_url_from_env(args.database_url),
-                    base_url=args.base_url)
+                    base_url=args.base_url, scoring_slots=max(0, args.scoring_workers))
     _setup_logging()
     with _database(config) as config:
         asyncio.run(_serve(config, event))

@@ -24,6 +24,7 @@ from aiohttp import web
 from server.access import Principal, Role
 from server.challenge import challenges_for
 from server.isotime import iso
+from server.leaderboard import board
 from server.notify import CHANNEL
 from server.submission import fetch_submission, fetch_submissions, submission_json
 
@@ -44,6 +45,9 @@ class Viewer:
     queue: asyncio.Queue[Message] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     channels: set[str] = field(default_factory=set)
     dropped: int = 0
+    # The newest board version sent per channel: announcements handled out of order never
+    # send a client an older board after a newer one.
+    seen_seq: dict[str, int] = field(default_factory=dict)
 
 
 class Hub:
@@ -60,7 +64,12 @@ class Hub:
         self.work_available = asyncio.Event()
         self._waiters: dict[int, set[asyncio.Event]] = {}
         self.snapshots["submissions"] = _submissions_snapshot
+        self.snapshots["leaderboard"] = _leaderboard_snapshot
         self.routers["submission"] = self._route_submission
+        self.routers["leaderboard"] = self._route_leaderboard
+
+    async def _route_leaderboard(self, event: Message) -> None:
+        await self.broadcast(f"leaderboard:{event['challenge']}")
 
     # -- submissions ------------------------------------------------------------------------
 
@@ -143,8 +152,15 @@ class Hub:
                 key = (p.role, p.team_id) if p else (None, None)
                 if key not in cache:
                     cache[key] = await self.snapshots[kind](conn, p, channel)
-                if cache[key] is not None:
-                    self.offer(viewer, dict(cache[key] or {}))
+                message = cache[key]
+                if message is None:
+                    continue
+                seq = message.get("seq")
+                if isinstance(seq, int):
+                    if seq <= viewer.seen_seq.get(channel, -1):
+                        continue
+                    viewer.seen_seq[channel] = seq
+                self.offer(viewer, dict(message))
 
     async def dispatch(self, event: Message) -> None:
         kind = event.get("type")
@@ -200,6 +216,18 @@ class Hub:
                 await viewer.ws.close(code=1001, message=b"server shutting down")
         for task in list(self._tasks):
             task.cancel()
+
+
+async def _leaderboard_snapshot(conn: asyncpg.Connection, principal: Principal | None,
+                                channel: str) -> Message | None:
+    slug = channel.split(":", 1)[1] if ":" in channel else ""
+    try:
+        found = await board(conn, slug, principal)
+    except PermissionError:
+        return None
+    if found is None:
+        raise LookupError(channel)
+    return {"type": "leaderboard", **found}
 
 
 async def _submissions_snapshot(conn: asyncpg.Connection, principal: Principal | None,

@@ -30,8 +30,9 @@ from server.countdown.store import countdown_of
 from server.errors import BadRequest, Conflict, Forbidden, NotFound, PodiumError, TooLarge
 from server.isotime import iso
 from server.keys import CONFIG, HUB, POOL
-from server.notify import notify
+from server.notify import bump_board
 from server.submission import (
+    announce,
     count_for_team,
     fetch_submission,
     insert_submission,
@@ -237,14 +238,12 @@ async def _record(pool: asyncpg.Pool, challenge_id: int, principal: Principal,
                   path: Path) -> dict[str, Any]:
     assert principal.team_id is not None
     async with pool.acquire() as conn, conn.transaction():
-        # The registration row serialises one team's uploads (for max_submissions); FOR SHARE
-        # on the challenge waits for an organizer's action in flight to commit.
-        await conn.execute(
-            "SELECT 1 FROM registration WHERE team_id = $1 AND challenge_id = $2 FOR UPDATE",
-            principal.team_id, challenge_id)
+        # The challenge row is locked as the board's version bump below will lock it (taking
+        # a weaker lock first and upgrading would deadlock two uploads): this also waits for an
+        # organizer's action in flight, and serialises a team's uploads for max_submissions.
         row = await conn.fetchrow(
-            f"SELECT {queries.CHALLENGE_COLUMNS} FROM challenge c WHERE c.id = $1 FOR SHARE",  # noqa: S608
-            challenge_id)
+            f"SELECT {queries.CHALLENGE_COLUMNS} FROM challenge c WHERE c.id = $1 "  # noqa: S608
+            "FOR NO KEY UPDATE", challenge_id)
         assert row is not None
         now = await queries.database_now(conn)
         extension = await _team_extension(conn, challenge_id, principal.team_id)
@@ -256,9 +255,8 @@ async def _record(pool: asyncpg.Pool, challenge_id: int, principal: Principal,
         inserted = await insert_submission(
             conn, challenge_id=challenge_id, team_id=principal.team_id, request_began_at=began,
             sha256=sha256, size=size, filename=filename, stored_path=str(path))
-        await notify(conn, {"type": "submission", "id": inserted["id"],
-                            "challenge": row["slug"], "team_id": principal.team_id,
-                            "status": "queued"})
+        await announce(conn, inserted["id"], row["slug"], principal.team_id, "queued")
+        await bump_board(conn, challenge_id)  # the team's submission count changed
     return {"id": inserted["id"], "received_at": iso(inserted["received_at"]),
             "sha256": sha256, "size": size, "filename": filename, "status": "queued"}
 

@@ -13,3 +13,14 @@ CHANNEL = "podium"
 
 async def notify(conn: asyncpg.Connection, event: dict[str, Any]) -> None:
     await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps(event))
+
+
+async def bump_board(conn: asyncpg.Connection, challenge_id: int) -> None:
+    """Records a change of a challenge's board (its version `board_seq` grows by one) and
+    announces it; call inside the transaction that changes it."""
+    row = await conn.fetchrow(
+        "UPDATE challenge SET board_seq = board_seq + 1 WHERE id = $1 RETURNING slug, board_seq",
+        challenge_id)
+    assert row is not None
+    await notify(conn, {"type": "leaderboard", "challenge": row["slug"],
+                        "seq": row["board_seq"]})

@@ -9,12 +9,12 @@ import asyncpg
 
 from server.access import Principal, Role
 from server.isotime import iso
-from server.notify import notify
+from server.notify import bump_board, notify
 
 SUBMISSION_COLUMNS = """
     s.id, s.challenge_id, c.slug AS challenge, c.team_feedback, s.team_id, t.name AS team,
     s.request_began_at, s.received_at, s.sha256, s.size, s.filename, s.stored_path, s.status,
-    s.metrics, s.errors, s.scorer_version, s.scored_at
+    s.metrics, s.errors, s.scorer_version, s.scored_at, s.details
 """
 _FROM = """FROM submission s JOIN challenge c ON c.id = s.challenge_id
            JOIN team t ON t.id = s.team_id"""
@@ -118,23 +118,25 @@ async def claim_next(conn: asyncpg.Connection, claimant: str) -> asyncpg.Record 
 
 async def record_result(conn: asyncpg.Connection, submission_id: int, claimant: str,
                         status: str, metrics: dict[str, Any] | None,
-                        errors: list[dict[str, Any]], scorer_version: str) -> bool:
+                        errors: list[dict[str, Any]], scorer_version: str,
+                        details: dict[str, Any] | None = None) -> bool:
     """Stores a result if this claimant still holds the submission; announces it."""
     async with conn.transaction():
         row = await conn.fetchrow(
             """UPDATE submission s SET status = $3, metrics = $4::jsonb, errors = $5::jsonb,
-                      scorer_version = $6, scored_at = clock_timestamp()
+                      scorer_version = $6, scored_at = clock_timestamp(), details = $7::jsonb
                FROM challenge c
                WHERE s.id = $1 AND s.claimed_by = $2 AND s.status = 'scoring'
                  AND c.id = s.challenge_id
-               RETURNING s.team_id, c.slug""",
+               RETURNING s.team_id, s.challenge_id, c.slug""",
             submission_id, claimant, status, json.dumps(metrics) if metrics is not None
-            else None, json.dumps(errors), scorer_version)
+            else None, json.dumps(errors), scorer_version,
+            json.dumps(details) if details is not None else None)
         if row is None:
             return False
         await announce(conn, submission_id, row["slug"], row["team_id"], status)
         if status == "scored":
-            await notify(conn, {"type": "leaderboard", "challenge": row["slug"]})
+            await bump_board(conn, row["challenge_id"])
     return True
 
 

@@ -47,7 +47,8 @@ def _serve(conn: Connection) -> None:
             return
         options = ScoringOptions(hu_window=tuple(job["hu_window"]) if job["hu_window"] else None)
         result = evaluate(job["kind"], Path(job["truth"]), Path(job["path"]), options)
-        conn.send(result.to_json())
+        # Per-exam values (for plots and rank stability) travel beside the public result.
+        conn.send({**result.to_json(), "details": getattr(result, "details", None)})
 
 
 class ScoringProcess:
@@ -136,7 +137,7 @@ class Scoring:
                      job: asyncpg.Record) -> None:
         from server.evaluators import SCORER_VERSION
 
-        status, metrics, errors = "invalid", None, []
+        status, metrics, errors, details = "invalid", None, [], None
         if job["attempts"] > MAX_ATTEMPTS:
             errors = [_failure(f"scoring was interrupted {MAX_ATTEMPTS} times; the organizers "
                                "have been told")]
@@ -150,6 +151,7 @@ class Scoring:
                 status = result["status"]
                 metrics = result.get("metrics")
                 errors = result.get("errors", [])
+                details = result.get("details")
             except TimeoutError:
                 errors = [_failure(f"scoring took longer than {self.timeout_s:g} s and was "
                                    "stopped; check the file, then tell the organizers")]
@@ -159,7 +161,7 @@ class Scoring:
             log.error("submission %s: %s", job["id"], errors[0]["message"])
         async with self.pool.acquire() as conn:
             stored = await record_result(conn, job["id"], claimant, status, metrics, errors,
-                                         SCORER_VERSION)
+                                         SCORER_VERSION, details)
         if not stored:
             log.warning("submission %s was claimed by another process meanwhile", job["id"])
 

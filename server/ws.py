@@ -69,12 +69,19 @@ async def _handle(hub: Hub, viewer: Viewer, data: str) -> None:
             hub.offer(viewer, _error("unknown_channel", f"no channel {channel!r}; channels: "
                                      + ", ".join(_channel_names(hub))))
             continue
-        snapshot = await hub.snapshot(viewer, channel)
+        try:
+            snapshot = await hub.snapshot(viewer, channel)
+        except LookupError:
+            hub.offer(viewer, _error("unknown_channel", f"no challenge for {channel!r}",
+                                     channel=channel))
+            continue
         if snapshot is None:
             hub.offer(viewer, _error("forbidden", f"your token may not see {channel!r}",
                                      channel=channel))
             continue
         viewer.channels.add(channel)
+        if isinstance(snapshot.get("seq"), int):
+            viewer.seen_seq[channel] = snapshot["seq"]
         hub.offer(viewer, snapshot)
 
 

@@ -102,12 +102,14 @@ class ServerProcess:
     url: str = ""
     banner: list[str] = field(default_factory=list)
     stderr_path: Path | None = None
+    extra_args: list[str] = field(default_factory=list)
 
     def start(self, timeout: float = 60) -> ServerProcess:
         args = [*PODIUM, "serve", "--event", str(self.event), "--port", "0",
                 "--data-dir", str(self.data_dir)]
         if self.database_url:
             args += ["--database-url", self.database_url]
+        args += self.extra_args
         env = {k: v for k, v in os.environ.items() if k != "PODIUM_DATABASE_URL"}
         self.stderr_path = self.data_dir.parent / f"{self.data_dir.name}.stderr.log"
         with self.stderr_path.open("a") as stderr:
@@ -165,6 +167,18 @@ class ServerProcess:
         except urllib.error.HTTPError as exc:
             return exc.code, dict(exc.headers), exc.read()
 
+    def upload(self, slug: str, token: str, filename: str, content: bytes,
+               query: str = "") -> tuple[int, Any]:
+        """POSTs one file as multipart field `file`; returns (status, JSON body)."""
+        boundary = "podium-test-boundary-7d1f"
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+                f"filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+        status, _, raw = self.request(
+            "POST", f"/api/v1/challenges/{slug}/submissions{query}", token, body,
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        return status, json.loads(raw)
+
     def json(self, method: str, path: str, token: str | None = None,
              body: Any = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
@@ -178,3 +192,35 @@ def server(example_event: Path, database_url: str, tmp_path: Path) -> Iterator[S
     proc = ServerProcess(example_event, tmp_path / "data", database_url).start()
     yield proc
     proc.stop()
+
+
+def set_challenge_keys(event: Path, slug: str, **values: Any) -> None:
+    """Rewrites (or adds) keys of one [[challenges]] table of an event file; None removes."""
+    lines = event.read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip() == "[[challenges]]"]
+    ends = starts[1:] + [next((i for i, line in enumerate(lines)
+                               if line.strip() == "[[teams]]"), len(lines))]
+    for start, end in zip(starts, ends, strict=True):
+        block = lines[start:end]
+        if f'slug = "{slug}"' not in block:
+            continue
+        for key, value in values.items():
+            found = [i for i, line in enumerate(block) if line.split("=")[0].strip() == key]
+            if value is None:
+                block = [line for i, line in enumerate(block) if i not in found]
+                continue
+            text = f"{key} = {json.dumps(value)}"
+            if found:
+                block[found[0]] = text
+            else:
+                last = max(i for i, line in enumerate(block) if line.strip())
+                block.insert(last + 1, text)
+        event.write_text("\n".join(lines[:start] + block + lines[end:]) + "\n")
+        return
+    raise AssertionError(f"no challenge {slug} in {event}")
+
+
+def add_teams(event: Path, names: list[str], challenges: list[str]) -> None:
+    with event.open("a") as handle:
+        for name in names:
+            handle.write(f'\n[[teams]]\nname = "{name}"\nchallenges = {json.dumps(challenges)}\n')

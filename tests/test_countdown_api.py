@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, set_challenge_keys
 
 pytestmark = pytest.mark.slow
 
@@ -22,12 +22,7 @@ def parse(moment: str) -> datetime:
 
 
 def set_duration(event: Path, slug: str, minutes: float) -> None:
-    text = event.read_text()
-    head, _, tail = text.partition(f'slug = "{slug}"')
-    before, sep, rest = tail.partition("duration_minutes = ")
-    value, newline, after = rest.partition("\n")
-    text = head + f'slug = "{slug}"' + before + sep + str(minutes) + newline + after
-    event.write_text(text.replace("freeze_minutes = 10\n", ""))  # longer than a short test
+    set_challenge_keys(event, slug, duration_minutes=minutes, freeze_minutes=None)
 
 
 def act(server: ServerProcess, token: str, slug: str, action: str,

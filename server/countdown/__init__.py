@@ -7,11 +7,12 @@ from server.countdown.schedule import (
     InvalidTransition,
     Phase,
     extend_team,
+    freeze_start,
     phase_at,
     transition,
     upload_deadline,
     upload_refusal,
 )
 
-__all__ = ["ACTIONS", "Countdown", "InvalidTransition", "Phase", "extend_team", "phase_at",
-           "transition", "upload_deadline", "upload_refusal"]
+__all__ = ["ACTIONS", "Countdown", "InvalidTransition", "Phase", "extend_team", "freeze_start",
+           "phase_at", "transition", "upload_deadline", "upload_refusal"]

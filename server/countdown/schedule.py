@@ -171,3 +171,20 @@ def upload_refusal(countdown: Countdown, began: datetime, now: datetime, *,
     if began >= deadline or now > deadline + grace:
         return "deadline_passed"
     return None
+
+
+def freeze_start(countdown: Countdown, now: datetime, freeze: timedelta,
+                 frozen_at: datetime | None) -> datetime | None:
+    """When the board froze for non-jury viewers, or None if it is not frozen at `now`.
+
+    Running: from `freeze` before the deadline (derived, so no timer is needed). Once frozen a
+    board stays frozen — through a pause, an extension or the closing — until the results are
+    revealed; `frozen_at` records that moment when it is reached by an action or the ticker.
+    """
+    if frozen_at is not None:
+        return frozen_at if frozen_at <= now else None
+    if freeze <= NO_EXTENSION or countdown.state != "running":
+        return None
+    assert countdown.deadline is not None
+    start = countdown.deadline - freeze
+    return start if now >= start else None

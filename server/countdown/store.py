@@ -14,10 +14,11 @@ from server.countdown.schedule import (
     Countdown,
     InvalidTransition,
     extend_team,
+    freeze_start,
     phase_at,
     transition,
 )
-from server.notify import notify
+from server.notify import bump_board, notify
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ async def act(conn: asyncpg.Connection, slug: str, action: str, *, actor: str,
     """Applies an organizer action; raises InvalidTransition, ValueError or LookupError."""
     async with conn.transaction():
         row = await conn.fetchrow(
-            """SELECT id, state, duration, started_at, deadline, remaining, closed_at
+            """SELECT id, state, duration, started_at, deadline, remaining, closed_at,
+                      freeze_window, frozen_at
                FROM challenge WHERE slug = $1 AND in_event FOR UPDATE""", slug)
         if row is None:
             raise LookupError(slug)
@@ -102,10 +104,39 @@ async def act(conn: asyncpg.Connection, slug: str, action: str, *, actor: str,
                                latest_extension=latest(ext))
             await _save(conn, row["id"], after,
                         "organizer" if action == "close" else None)
+            await _freeze_if_due(conn, row, before, now, closing=action == "close")
             phase = phase_at(after, now)
             await _log(conn, row["id"], action, seconds, None, actor, after.state,
                        phase.deadline)
         await notify(conn, {"type": "clock", "challenge": slug})
+
+
+async def _freeze_if_due(conn: asyncpg.Connection, row: asyncpg.Record, before: Countdown,
+                         now: datetime, *, closing: bool) -> None:
+    """Records the start of the board's freeze when an action happens inside the freeze
+    window, or when a challenge with a freeze closes before reaching it."""
+    if row["frozen_at"] is not None or row["freeze_window"] <= timedelta(0):
+        return
+    started = freeze_start(before, now, row["freeze_window"], None)
+    if started is None and closing:
+        started = now
+    if started is not None:
+        await conn.execute("UPDATE challenge SET frozen_at = $2 WHERE id = $1", row["id"],
+                           started)
+        await bump_board(conn, row["id"])
+
+
+async def start_freezes(conn: asyncpg.Connection) -> list[str]:
+    """Records the freeze of every running board that has reached its freeze window."""
+    async with conn.transaction():
+        rows = await conn.fetch(
+            """UPDATE challenge SET frozen_at = deadline - freeze_window
+               WHERE state = 'running' AND in_event AND freeze_window > interval '0'
+                 AND frozen_at IS NULL AND clock_timestamp() >= deadline - freeze_window
+               RETURNING id, slug""")
+        for row in rows:
+            await bump_board(conn, row["id"])
+    return [r["slug"] for r in rows]
 
 
 async def close_expired(conn: asyncpg.Connection) -> list[str]:
@@ -129,7 +160,10 @@ async def close_expired(conn: asyncpg.Connection) -> list[str]:
             assert countdown.deadline is not None
             at = countdown.deadline + last
             await conn.execute(
-                """UPDATE challenge SET state = 'closed', closed_at = $2, closed_by = 'deadline'
+                """UPDATE challenge SET state = 'closed', closed_at = $2, closed_by = 'deadline',
+                          frozen_at = CASE WHEN freeze_window > interval '0'
+                                           THEN coalesce(frozen_at, deadline - freeze_window)
+                                      END
                    WHERE id = $1""", row["id"], at)
             await _log(conn, row["id"], "auto-close", None, None, "server", "closed", at)
             await notify(conn, {"type": "clock", "challenge": row["slug"]})
@@ -138,10 +172,13 @@ async def close_expired(conn: asyncpg.Connection) -> list[str]:
 
 
 async def next_deadline(conn: asyncpg.Connection) -> float | None:
-    """Seconds until the next running challenge's last deadline, by the database's clock."""
+    """Seconds until the next running challenge's last deadline or freeze, by the database's
+    clock."""
     value = await conn.fetchval(
-        """SELECT extract(epoch FROM min(c.deadline + coalesce(e.extra, interval '0'))
-                                 - clock_timestamp())
+        """SELECT extract(epoch FROM min(least(
+                      c.deadline + coalesce(e.extra, interval '0'),
+                      CASE WHEN c.freeze_window > interval '0' AND c.frozen_at IS NULL
+                           THEN c.deadline - c.freeze_window END)) - clock_timestamp())
            FROM challenge c
            LEFT JOIN (SELECT challenge_id, max(extra) AS extra FROM team_extension
                       GROUP BY challenge_id) e ON e.challenge_id = c.id
@@ -159,4 +196,4 @@ async def fetch_log(conn: asyncpg.Connection, limit: int = 200) -> list[asyncpg.
 
 
 __all__ = ["InvalidTransition", "act", "close_expired", "countdown_of", "extensions",
-           "fetch_log", "next_deadline"]
+           "fetch_log", "next_deadline", "start_freezes"]

@@ -9,7 +9,7 @@ import logging
 
 import asyncpg
 
-from server.countdown.store import close_expired, next_deadline
+from server.countdown.store import close_expired, next_deadline, start_freezes
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ async def run_ticker(pool: asyncpg.Pool, woken: asyncio.Event) -> None:
             async with pool.acquire() as conn:
                 wait = await next_deadline(conn)
                 if wait is not None and wait <= 0:
+                    for slug in await start_freezes(conn):
+                        log.info("board of %s frozen for non-jury viewers", slug)
                     for slug in await close_expired(conn):
                         log.info("challenge %s closed at its deadline", slug)
                     # Another process may hold the row; look again shortly.

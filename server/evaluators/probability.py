@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +30,12 @@ def score_probability(truth: ValueTruth, submission: Path, options: ScoringOptio
         return Result.invalid(problems, options.max_errors)
     labels = truth.values
     scores = np.array([values[i] for i in truth.ids], dtype=np.float64)
-    return Result.scored(probability_metrics(labels, scores))
+    details: dict[str, list[Any]] = {
+        "ids": list(truth.ids),
+        "truth": [int(v) for v in labels],
+        "predicted": [float(v) for v in scores],
+    }
+    return Result.scored(probability_metrics(labels, scores), details)
 
 
 def probability_metrics(

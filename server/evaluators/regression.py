@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +26,12 @@ def score_regression(truth: ValueTruth, submission: Path, options: ScoringOption
     if problems:
         return Result.invalid(problems, options.max_errors)
     predicted = np.array([values[i] for i in truth.ids], dtype=np.float64)
-    return Result.scored(regression_metrics(truth.values, predicted))
+    details: dict[str, list[Any]] = {
+        "ids": list(truth.ids),
+        "truth": [float(v) for v in truth.values],
+        "predicted": [float(v) for v in predicted],
+    }
+    return Result.scored(regression_metrics(truth.values, predicted), details)
 
 
 def regression_metrics(

@@ -29,19 +29,34 @@ class Result:
     status: Literal["scored", "invalid"]
     metrics: dict[str, MetricValue] = field(default_factory=dict)
     errors: tuple[Problem, ...] = ()
+    # Per-exam values behind the metrics, in truth id order, so that plots and the rank
+    # bootstrap can be computed later without the submitted files (see `details_json`).
+    details: dict[str, list[Any]] | None = field(default=None, compare=False)
 
     @classmethod
-    def scored(cls, metrics: dict[str, MetricValue]) -> Result:
-        return cls("scored", {k: float(v) for k, v in metrics.items()}, ())
+    def scored(
+        cls, metrics: dict[str, MetricValue], details: dict[str, list[Any]] | None = None
+    ) -> Result:
+        return cls("scored", {k: float(v) for k, v in metrics.items()}, (), details)
 
     @classmethod
     def invalid(cls, problems: Sequence[Problem], max_errors: int) -> Result:
         return cls("invalid", {}, cap(problems, max_errors))
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, details: bool = False) -> dict[str, Any]:
+        """What `podium score` prints and the API stores; per-exam details only on request."""
         if self.status == "scored":
-            return {"status": "scored", "metrics": dict(self.metrics)}
+            out: dict[str, Any] = {"status": "scored", "metrics": dict(self.metrics)}
+            if details and self.details is not None:
+                out["details"] = self.details_json()
+            return out
         return {"status": "invalid", "errors": [p.to_json() for p in self.errors]}
+
+    def details_json(self) -> dict[str, list[Any]] | None:
+        """The per-exam details as plain JSON lists (a copy), or None if not scored."""
+        if self.details is None:
+            return None
+        return {key: list(values) for key, values in self.details.items()}
 
 
 class Invalid(Exception):  # noqa: N818 - a verdict on a file, not a program fault

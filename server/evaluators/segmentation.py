@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,15 +48,15 @@ def score_segmentation(
     except Invalid as exc:
         return Result.invalid(exc.problems, options.max_errors)
     with archive:
-        problems, metrics = _score_archive(archive, truth, targets)
+        problems, metrics, details = _score_archive(archive, truth, targets)
     if problems:
         return Result.invalid(problems, options.max_errors)
-    return Result.scored(metrics)
+    return Result.scored(metrics, details)
 
 
 def _score_archive(
     archive: Archive, truth: SegmentationTruth, targets: dict[str, Target]
-) -> tuple[list[Problem], dict[str, float]]:
+) -> tuple[list[Problem], dict[str, float], dict[str, list[Any]] | None]:
     problems: list[Problem] = []
     masks: list[tuple[str, Member, str]] = []
     tables: list[Member] = []
@@ -126,12 +127,18 @@ def _score_archive(
             continue
         dice[exam_id] = exam_dice(mask, target)
     if problems:
-        return problems, {}
-    return [], segmentation_metrics(
-        np.array([dice[i] for i in truth.ids]),
-        np.array([surfaces[i] for i in truth.ids]),
-        np.array([targets[i].surface_mm2 for i in truth.ids]),
+        return problems, {}, None
+    per_exam_dice = [dice[i] for i in truth.ids]
+    predicted_mm2 = [float(surfaces[i]) for i in truth.ids]
+    truth_mm2 = [float(targets[i].surface_mm2) for i in truth.ids]
+    details: dict[str, list[Any]] = {
+        "ids": list(truth.ids), "dice": per_exam_dice,
+        "surface_true": truth_mm2, "surface_predicted": predicted_mm2,
+    }
+    metrics = segmentation_metrics(
+        np.array(per_exam_dice), np.array(predicted_mm2), np.array(truth_mm2)
     )
+    return [], metrics, details
 
 
 def _is_surfaces(base: str) -> bool:

@@ -1,0 +1,586 @@
+"""`podium demo`'s event: a complete synthetic final day, written from a seed.
+
+The three challenges of the 2019 final with the paper's durations and kinds, data shaped like
+the real thing (512×512 CT slices at L3 in Hounsfield units with muscle masks of 100–200 cm²;
+nodule labels; EDSS at two years, skewed to mild disability), eight fictional teams, and a
+folder of ready-made submissions per team, good ones of different quality and the mistakes
+teams really make, with `submissions/README.md` and `submissions/expected.json` saying what
+each file should give.
+
+Nothing here is a person's data: every image is drawn from ellipses and noise, and the DICOM
+files carry no name, identifier, date or institution.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import unicodedata
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    UID,
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    generate_uid,
+)
+from scipy import ndimage
+
+BoolMask = npt.NDArray[np.bool_]
+Rng = np.random.Generator
+
+SIZE = 512
+HU_WINDOW = (-29, 150)
+UID_PREFIX = "1.2.826.0.1.3680043.10.1071."
+FIXED_DATE = (2019, 10, 14, 9, 0, 0)
+SARCOPENIA_EXAMS = 12
+NODULE_EXAMS = 40
+EDSS_PATIENTS = 40
+SMALL = 64  # side of the 2-D stand-in images released for the nodule and EDSS exams
+
+EVENT_TOML = """\
+# A synthetic rehearsal of the JFR 2019 data challenge's final day, written by `podium demo`.
+# Every image, label and team is made up. Tokens are left out: `podium serve` and
+# `podium tokens` generate them into the data dir. Example uploads: submissions/README.md.
+
+[event]
+name = "JFR 2019 data challenge — final day (demo)"
+timezone = "Europe/Paris"
+
+[[challenges]]
+slug = "sarcopenia"
+title = "Sarcopenia — muscle surface at L3 on CT"
+kind = "segmentation-surface"
+duration_minutes = 60
+truth = "truth/sarcopenia"
+release = "release/sarcopenia"
+counts = "last"
+max_submissions = 30
+team_feedback = "score"
+leaderboard = "jury"
+upload_grace_seconds = 30
+hu_window = [-29, 150]
+
+[[challenges]]
+slug = "nodules"
+title = "Pulmonary nodules — probably malignant on CT"
+kind = "binary-probability"
+duration_minutes = 120
+truth = "truth/nodules.csv"
+release = "release/nodules"
+counts = "last"
+max_submissions = 30
+team_feedback = "score"
+leaderboard = "jury"
+freeze_minutes = 10
+
+[[challenges]]
+slug = "edss"
+title = "Multiple sclerosis — EDSS at two years from MRI"
+kind = "regression"
+duration_minutes = 60
+truth = "truth/edss.csv"
+release = "release/edss"
+counts = "last"
+max_submissions = 30
+team_feedback = "score"
+leaderboard = "teams"
+"""
+
+# Made-up names (checked against no company we know of), and what each registered for.
+TEAMS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Hounsfield Harriers", ("sarcopenia", "nodules")),
+    ("Bayesian Baguettes", ("nodules", "edss")),
+    ("Pixel Pétanque", ("sarcopenia", "edss")),
+    ("Les Voxelistes", ("sarcopenia", "nodules", "edss")),
+    ("Gradient Gargoyles", ("nodules",)),
+    ("Croissant Convolution", ("sarcopenia", "nodules")),
+    ("Sagittal Sunrise", ("sarcopenia", "edss")),
+    ("Dice Rollers", ("sarcopenia", "nodules", "edss")),
+)
+
+
+@dataclass(frozen=True)
+class Exam:
+    id: str
+    hu: npt.NDArray[np.int16]
+    muscle: BoolMask          # the anatomical muscle mask (the truth mask)
+    spacing: float            # mm, same along rows and columns
+    surface_mm2: float        # of the muscle inside the HU window, as the evaluator counts it
+
+
+@dataclass(frozen=True)
+class Example:
+    """One ready-made submission and what scoring it must give."""
+
+    team: str
+    challenge: str
+    filename: str
+    what: str
+    status: str
+    codes: tuple[str, ...] = ()
+
+
+def write_demo_event(target: Path, *, seed: int = 2019) -> Path:
+    """Write the demo event into `target` (created if needed); returns its event.toml."""
+    target = Path(target)
+    rng = np.random.default_rng(seed)
+    truth, release, submissions = target / "truth", target / "release", target / "submissions"
+    for folder in (truth / "sarcopenia" / "images", truth / "sarcopenia" / "masks",
+                   release / "sarcopenia", release / "nodules", release / "edss", submissions):
+        folder.mkdir(parents=True, exist_ok=True)
+
+    exams = [l3_slice(f"L3-{n:03d}", rng) for n in range(1, SARCOPENIA_EXAMS + 1)]
+    for exam in exams:
+        image = ct_dicom(exam.hu, exam.spacing, exam.id)
+        (truth / "sarcopenia" / "images" / f"{exam.id}.dcm").write_bytes(image)
+        (release / "sarcopenia" / f"{exam.id}.dcm").write_bytes(image)
+        (truth / "sarcopenia" / "masks" / f"{exam.id}.png").write_bytes(png(exam.muscle, 255))
+
+    nodule_ids = [f"NOD-{n:03d}" for n in range(1, NODULE_EXAMS + 1)]
+    labels = nodule_labels(rng, len(nodule_ids))
+    _write_csv(truth / "nodules.csv", ("id", "label"), list(zip(nodule_ids, labels, strict=True)))
+    for exam_id, label in zip(nodule_ids, labels, strict=True):
+        hu, spacing = chest_slice(rng, bool(label))
+        (release / "nodules" / f"{exam_id}.dcm").write_bytes(ct_dicom(hu, spacing, exam_id))
+
+    edss_ids = [f"SEP-{n:03d}" for n in range(1, EDSS_PATIENTS + 1)]
+    edss = edss_values(rng, len(edss_ids))
+    _write_csv(truth / "edss.csv", ("id", "value"),
+               [(i, f"{v:.1f}") for i, v in zip(edss_ids, edss, strict=True)])
+    for exam_id, value in zip(edss_ids, edss, strict=True):
+        (release / "edss" / f"{exam_id}.dcm").write_bytes(flair_dicom(rng, value, exam_id))
+
+    examples = _write_examples(submissions, rng, exams, nodule_ids, np.array(labels),
+                               edss_ids, np.array(edss))
+    (submissions / "README.md").write_text(_readme(examples), encoding="utf-8")
+    expected = {f"{team_folder(e.team)}/{e.filename}": {
+        "team": e.team, "challenge": e.challenge, "status": e.status, "codes": list(e.codes),
+    } for e in examples}
+    (submissions / "expected.json").write_text(json.dumps(expected, indent=2,
+                                                          ensure_ascii=False) + "\n",
+                                               encoding="utf-8")
+    event = target / "event.toml"
+    event.write_text(EVENT_TOML + _teams_toml(), encoding="utf-8")
+    return event
+
+
+# --- synthetic images -----------------------------------------------------------------------
+
+def l3_slice(exam_id: str, rng: Rng) -> Exam:
+    """An axial CT slice at L3: air, subcutaneous fat, the abdominal wall, psoas and
+    paraspinal muscles, a vertebra, viscera; muscle area drawn in 100–200 cm²."""
+    spacing = round(float(rng.uniform(0.68, 0.86)), 4)
+    rows, cols = np.mgrid[0:SIZE, 0:SIZE]
+    y = (rows - SIZE / 2 - rng.normal(0, 4)) * spacing   # mm, anterior at the top
+    x = (cols - SIZE / 2 - rng.normal(0, 4)) * spacing
+    half_width, half_depth = rng.uniform(135, 165), rng.uniform(100, 125)
+    r = np.sqrt((x / half_width) ** 2 + (y / half_depth) ** 2)
+
+    spine_y = 0.42 * half_depth
+    psoas = _ellipse(x, y, 36, spine_y - 4, 15, 20) | _ellipse(x, y, -36, spine_y - 4, 15, 20)
+    paraspinal = (_ellipse(x, y, 30, spine_y + 36, 24, 17)
+                  | _ellipse(x, y, -30, spine_y + 36, 24, 17))
+    vertebra = _ellipse(x, y, 0, spine_y, 19, 16)
+    canal = _ellipse(x, y, 0, spine_y + 24, 8, 7)
+    outer = float(rng.uniform(0.86, 0.92))
+    blobs = (psoas | paraspinal) & (r < outer) & ~vertebra & ~canal
+    blob_mm2 = float(np.count_nonzero(blobs)) * spacing * spacing
+    target_mm2 = float(rng.uniform(110, 185)) * 100
+    ring_mm2 = max(2000.0, target_mm2 - blob_mm2)
+    inner = float(np.sqrt(max(0.25, outer**2 - ring_mm2 / (np.pi * half_width * half_depth))))
+    inner = min(inner, outer - 0.03)
+    wall = (r < outer) & (r > inner + 0.03 * np.sin(5 * np.arctan2(y, x)))
+    muscle = (wall | blobs) & ~vertebra & ~canal
+
+    hu = np.full((SIZE, SIZE), -1000.0)
+    hu[r < 1.0] = -105.0                                     # subcutaneous fat
+    hu[r <= inner + 0.03] = 25.0                             # viscera
+    visceral_fat = (r < inner) & (rng.random((SIZE, SIZE)) < 0.02)
+    hu[ndimage.binary_dilation(visceral_fat, iterations=2)] = -95.0
+    hu[muscle] = float(rng.uniform(38, 55))
+    hu[vertebra] = 260.0
+    hu[vertebra & ~_ellipse(x, y, 0, spine_y, 16, 13)] = 750.0  # cortical bone
+    hu[canal] = 15.0
+    hu += rng.normal(0, 10, hu.shape)
+    # Intramuscular fat: muscle-mask pixels below the window, which the HU rule removes.
+    infiltration = muscle & (rng.random((SIZE, SIZE)) < 0.03)
+    hu[infiltration] = -70.0 + rng.normal(0, 10, int(np.count_nonzero(infiltration)))
+    hu_int = np.clip(np.round(hu), -1024, 3071).astype(np.int16)
+    inside = (hu_int >= HU_WINDOW[0]) & (hu_int <= HU_WINDOW[1])
+    surface = float(np.count_nonzero(muscle & inside)) * spacing * spacing
+    return Exam(exam_id, hu_int, muscle, spacing, surface)
+
+
+def _ellipse(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], cx: float, cy: float,
+             ax: float, ay: float) -> BoolMask:
+    return np.asarray(((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2 < 1.0)
+
+
+def chest_slice(rng: Rng, malignant: bool) -> tuple[npt.NDArray[np.int16], float]:
+    """A small chest CT stand-in: two lungs and a nodule, larger when malignant."""
+    rows, cols = np.mgrid[0:SMALL, 0:SMALL].astype(np.float64)
+    hu = np.full((SMALL, SMALL), -1000.0)
+    hu[((rows - 32) / 26) ** 2 + ((cols - 32) / 30) ** 2 < 1] = 40.0
+    for cx in (20.0, 44.0):
+        hu[((rows - 31) / 19) ** 2 + ((cols - cx) / 10) ** 2 < 1] = -850.0
+    radius = rng.uniform(2.5, 5.0) if malignant else rng.uniform(1.0, 3.0)
+    cy, cx = rng.uniform(22, 40), rng.choice([20.0, 44.0]) + rng.uniform(-4, 4)
+    hu[(rows - cy) ** 2 + (cols - cx) ** 2 < radius**2] = 30.0
+    hu += rng.normal(0, 15, hu.shape)
+    return np.clip(np.round(hu), -1024, 3071).astype(np.int16), 5.5
+
+
+def nodule_labels(rng: Rng, n: int) -> list[int]:
+    labels = [0] * n
+    for index in rng.choice(n, size=int(round(n * 0.45)), replace=False):
+        labels[int(index)] = 1
+    return labels
+
+
+def edss_values(rng: Rng, n: int) -> list[float]:
+    """EDSS at two years: 0, then 1.0 to 9.5 by half steps (0.5 is not on the scale), skewed
+    to mild disability as in a relapsing-remitting cohort."""
+    raw = rng.gamma(2.0, 1.25, n)
+    steps = np.clip(np.round(raw * 2) / 2, 0.0, 9.5)
+    return [0.0 if v < 0.75 else float(v) for v in steps]
+
+
+def ct_dicom(hu: npt.NDArray[np.int16], spacing: float, exam_id: str) -> bytes:
+    """A CT slice as scanners store it: 12-bit values with RescaleIntercept −1024."""
+    ds = _dataset(CTImageStorage, exam_id, "CT")
+    ds.Rows, ds.Columns = hu.shape
+    ds.PixelSpacing = [f"{spacing:.4f}", f"{spacing:.4f}"]
+    ds.SliceThickness = "2.5"
+    ds.KVP = "120"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.PixelRepresentation = 0
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "-1024", "1", "HU"
+    ds.WindowCenter, ds.WindowWidth = "40", "400"
+    ds.PixelData = np.clip(hu.astype(np.int32) + 1024, 0, 4095).astype(np.uint16).tobytes()
+    return _save(ds)
+
+
+def flair_dicom(rng: Rng, edss: float, exam_id: str) -> bytes:
+    """A small FLAIR-like brain slice whose white-matter lesions grow with disability."""
+    rows, cols = np.mgrid[0:SMALL, 0:SMALL].astype(np.float64)
+    image = np.zeros((SMALL, SMALL))
+    image[((rows - 32) / 27) ** 2 + ((cols - 32) / 22) ** 2 < 1] = 420.0
+    image[((rows - 30) / 9) ** 2 + ((cols - 32) / 4) ** 2 < 1] = 120.0  # ventricles
+    for _ in range(int(rng.poisson(1 + edss))):
+        cy, cx = rng.uniform(16, 48), rng.uniform(16, 48)
+        image[(rows - cy) ** 2 + (cols - cx) ** 2 < rng.uniform(1, 4)] = 780.0
+    image += rng.normal(0, 12, image.shape)
+    ds = _dataset(MRImageStorage, exam_id, "MR")
+    ds.Rows, ds.Columns = image.shape
+    ds.PixelSpacing = ["3.5", "3.5"]
+    ds.SliceThickness = "3"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.PixelRepresentation = 0
+    ds.PixelData = np.clip(np.round(image), 0, 4095).astype(np.uint16).tobytes()
+    return _save(ds)
+
+
+def _dataset(sop_class: UID, exam_id: str, modality: str) -> Dataset:
+    # UIDs derived from the exam id: the same seed writes the same files. No patient fields.
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid(UID_PREFIX, entropy_srcs=[exam_id])
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid(UID_PREFIX, entropy_srcs=[exam_id, "study"])
+    ds.SeriesInstanceUID = generate_uid(UID_PREFIX, entropy_srcs=[exam_id, "series"])
+    ds.Modality = modality
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    return ds
+
+
+def _save(ds: Dataset) -> bytes:
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def png(mask: BoolMask, value: int = 1) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * value).save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def npy(mask: BoolMask) -> bytes:
+    out = io.BytesIO()
+    np.save(out, mask.astype(np.uint8), allow_pickle=False)
+    return out.getvalue()
+
+
+def dicom_mask(exam: Exam, mask: BoolMask) -> bytes:
+    """A mask saved the way many teams do it: the exam's DICOM with the pixels replaced
+    (Rescale* tags left in; the evaluator reads stored values, so this is fine)."""
+    ds = _dataset(CTImageStorage, exam.id + "-mask", "CT")
+    ds.Rows, ds.Columns = mask.shape
+    ds.PixelSpacing = [f"{exam.spacing:.4f}", f"{exam.spacing:.4f}"]
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelRepresentation = 0
+    ds.RescaleIntercept, ds.RescaleSlope = "-1024", "1"
+    ds.PixelData = mask.astype(np.uint8).tobytes()
+    return _save(ds)
+
+
+# --- team predictions ---------------------------------------------------------------------
+
+def predicted_mask(exam: Exam, rng: Rng, *, grow: int = 0, shift: int = 0,
+                   noise: float = 0.0) -> BoolMask:
+    """The truth mask as a model of some quality would draw it: dilated (grow > 0) or
+    eroded (grow < 0), shifted, with a share of the boundary band flipped."""
+    mask = exam.muscle.copy()
+    if grow > 0:
+        mask = ndimage.binary_dilation(mask, iterations=grow)
+    elif grow < 0:
+        mask = ndimage.binary_erosion(mask, iterations=-grow)
+    if shift:
+        mask = np.roll(mask, shift, axis=1)
+    if noise:
+        band = ndimage.binary_dilation(mask, iterations=2) & ~ndimage.binary_erosion(
+            mask, iterations=2)
+        mask = mask ^ (band & (rng.random(mask.shape) < noise))
+    return np.asarray(mask, dtype=np.bool_)
+
+
+def predicted_surfaces(exams: list[Exam], rng: Rng, bias: float, sd: float) -> dict[str, float]:
+    return {e.id: round(e.surface_mm2 * (1 + bias + float(rng.normal(0, sd))), 1)
+            for e in exams}
+
+
+def probabilities(labels: npt.NDArray[np.int64], rng: Rng, skill: float) -> list[float]:
+    score = skill * (2 * labels - 1) + rng.normal(0, 1, len(labels))
+    return [round(float(p), 3) for p in 1 / (1 + np.exp(-score))]
+
+
+def edss_guesses(edss: npt.NDArray[np.float64], rng: Rng, sd: float,
+                 bias: float = 0.0) -> list[float]:
+    guesses = edss + bias + rng.normal(0, sd, len(edss))
+    return [round(float(v), 1) for v in np.clip(guesses, 0.0, 10.0)]
+
+
+def _write_examples(folder: Path, rng: Rng, exams: list[Exam], nodule_ids: list[str],
+                    labels: npt.NDArray[np.int64], edss_ids: list[str],
+                    edss: npt.NDArray[np.float64]) -> list[Example]:
+    examples: list[Example] = []
+
+    def add(example: Example, data: bytes) -> None:
+        path = folder / team_folder(example.team) / example.filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        examples.append(example)
+
+    def masks_zip(writer: Callable[[Exam, BoolMask], tuple[str, bytes]],
+                  surfaces: dict[str, float] | None, *, surfaces_text: str | None = None,
+                  grow: int = 0, shift: int = 0, noise: float = 0.0) -> bytes:
+        members: dict[str, bytes] = {}
+        for exam in exams:
+            mask = predicted_mask(exam, rng, grow=grow, shift=shift, noise=noise)
+            name, data = writer(exam, mask)
+            members[name] = data
+        if surfaces_text is not None:
+            members["surfaces.csv"] = surfaces_text.encode("utf-8")
+        elif surfaces is not None:
+            members["surfaces.csv"] = _csv_bytes(("id", "surface_mm2"), list(surfaces.items()))
+        return _zip(members)
+
+    def as_png(exam: Exam, mask: BoolMask) -> tuple[str, bytes]:
+        return f"{exam.id}.png", png(mask)
+
+    # Sarcopenia: four valid teams of different quality, then the classic mistakes.
+    add(Example("Les Voxelistes", "sarcopenia", "sarcopenia.zip",
+                "masks saved as DICOM from the exam files, close to the truth", "scored"),
+        masks_zip(lambda e, m: (f"dicom/{e.id}.dcm", dicom_mask(e, m)),
+                  predicted_surfaces(exams, rng, 0.0, 0.015), noise=0.15))
+    add(Example("Dice Rollers", "sarcopenia", "sarcopenia.zip",
+                "PNG masks one pixel too thin", "scored"),
+        masks_zip(as_png, predicted_surfaces(exams, rng, -0.03, 0.03), grow=-1, noise=0.1))
+    add(Example("Hounsfield Harriers", "sarcopenia", "sarcopenia.zip",
+                "PNG masks two pixels too wide, surfaces overestimated", "scored"),
+        masks_zip(as_png, predicted_surfaces(exams, rng, 0.06, 0.04), grow=2))
+    croissant = predicted_surfaces(exams, rng, -0.02, 0.09)
+    add(Example("Croissant Convolution", "sarcopenia", "sarcopenia.zip",
+                "masks in a masks/ folder, shifted by three pixels; surfaces.csv written by "
+                "French Excel (semicolons, decimal commas)", "scored"),
+        masks_zip(lambda e, m: (f"masks/{e.id}.png", png(m, 255)), None, shift=3, noise=0.2,
+                  surfaces_text="id;surface_mm2\r\n" + "".join(
+                      f"{i};{str(v).replace('.', ',')}\r\n" for i, v in croissant.items())))
+    add(Example("Pixel Pétanque", "sarcopenia", "sarcopenia-wrong-size.zip",
+                "masks saved at 256×256 after the model's resizing, not the exam's 512×512",
+                "invalid", ("wrong_shape",)),
+        masks_zip(lambda e, m: (f"{e.id}.png", png(m[::2, ::2])),
+                  predicted_surfaces(exams, rng, 0.0, 0.05)))
+    add(Example("Pixel Pétanque", "sarcopenia", "sarcopenia.zip",
+                "the same masks resized back to 512×512, as NumPy arrays", "scored"),
+        masks_zip(lambda e, m: (f"{e.id}.npy", npy(m)),
+                  predicted_surfaces(exams, rng, 0.02, 0.06), noise=0.35))
+    sunrise = predicted_surfaces(exams, rng, 0.0, 0.05)
+
+    def ct_for_first(exam: Exam, mask: BoolMask) -> tuple[str, bytes]:
+        if exam is exams[0]:
+            return f"{exam.id}.dcm", ct_dicom(exam.hu, exam.spacing, exam.id)
+        return f"{exam.id}.png", png(mask)
+
+    add(Example("Sagittal Sunrise", "sarcopenia", "sarcopenia-ct-instead-of-mask.zip",
+                f"for {exams[0].id} the CT image itself was zipped instead of its mask",
+                "invalid", ("not_binary",)),
+        masks_zip(ct_for_first, sunrise, grow=1))
+    add(Example("Sagittal Sunrise", "sarcopenia", "sarcopenia-no-surfaces.zip",
+                "the masks without surfaces.csv", "invalid", ("missing_surfaces",)),
+        masks_zip(as_png, None, grow=1))
+
+    # Nodules: probabilities of malignancy.
+    def probs_csv(skill: float) -> bytes:
+        return _csv_bytes(("id", "probability"),
+                          list(zip(nodule_ids, probabilities(labels, rng, skill), strict=True)))
+
+    add(Example("Les Voxelistes", "nodules", "nodules.csv", "a strong model", "scored"),
+        probs_csv(0.95))
+    french = probabilities(labels, rng, 0.85)
+    add(Example("Bayesian Baguettes", "nodules", "nodules-decimal-comma.csv",
+                "saved by French Excel: semicolons and decimal commas — this is fine", "scored"),
+        ("id;probabilité\r\n" + "".join(f"{i};{str(p).replace('.', ',')}\r\n"
+                                        for i, p in zip(nodule_ids, french, strict=True))
+         ).encode("cp1252"))
+    add(Example("Dice Rollers", "nodules", "nodules.csv", "a fair model", "scored"),
+        probs_csv(0.6))
+    add(Example("Hounsfield Harriers", "nodules", "nodules.xlsx",
+                "an Excel workbook without a header row", "scored"),
+        _xlsx(list(zip(nodule_ids, probabilities(labels, rng, 0.7), strict=True))))
+    add(Example("Croissant Convolution", "nodules", "nodules.csv", "a weak model", "scored"),
+        probs_csv(0.3))
+    missing = list(zip(nodule_ids, probabilities(labels, rng, 1.5), strict=True))
+    add(Example("Gradient Gargoyles", "nodules", "nodules-missing-ids.csv",
+                f"three exams left out ({', '.join(i for i, _ in missing[-3:])})",
+                "invalid", ("missing_id",)),
+        _csv_bytes(("id", "probability"), missing[:-3]))
+    over = list(zip(nodule_ids, probabilities(labels, rng, 1.5), strict=True))
+    over[4] = (over[4][0], 1.3)
+    add(Example("Gradient Gargoyles", "nodules", "nodules-probability-1.3.csv",
+                f"a probability of 1.3 for {over[4][0]} (a logit rescaled by hand)",
+                "invalid", ("out_of_range",)),
+        _csv_bytes(("id", "probability"), over))
+
+    # EDSS: predicted score at two years, 0–10.
+    def edss_csv(sd: float, bias: float = 0.0) -> bytes:
+        return _csv_bytes(("id", "edss"),
+                          list(zip(edss_ids, edss_guesses(edss, rng, sd, bias), strict=True)))
+
+    add(Example("Les Voxelistes", "edss", "edss.csv", "a good model", "scored"), edss_csv(0.8))
+    add(Example("Bayesian Baguettes", "edss", "edss.csv", "a fair model", "scored"),
+        edss_csv(1.1, 0.2))
+    add(Example("Dice Rollers", "edss", "edss-first-try.csv",
+                "an early, poor try (upload it before edss.csv to see the board move)",
+                "scored"), edss_csv(2.4, 0.8))
+    add(Example("Dice Rollers", "edss", "edss.csv", "the improved model", "scored"),
+        edss_csv(1.3))
+    add(Example("Sagittal Sunrise", "edss", "edss.csv", "a weak model", "scored"),
+        edss_csv(1.9, -0.4))
+    indexed = edss_guesses(edss, rng, 1.2)
+    add(Example("Bayesian Baguettes", "edss", "edss-with-index.csv",
+                "written by pandas' to_csv without index=False: a third column of row numbers",
+                "invalid", ("too_many_columns",)),
+        _csv_bytes(("", "id", "edss"),
+                   [(str(n), i, v) for n, (i, v) in
+                    enumerate(zip(edss_ids, indexed, strict=True))]))
+    add(Example("Pixel Pétanque", "edss", "edss.xls",
+                "'Export to Excel' from a web tool: an HTML table named .xls",
+                "invalid", ("unsupported_format",)),
+        _html_table(list(zip(edss_ids, edss_guesses(edss, rng, 1.0), strict=True))))
+    return examples
+
+
+def team_folder(team: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", team).encode("ascii", "ignore").decode()
+    return "-".join("".join(c if c.isalnum() else " " for c in ascii_name).lower().split())
+
+
+def _csv_bytes(header: tuple[str, ...], rows: Sequence[Sequence[object]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def _write_csv(path: Path, header: tuple[str, str], rows: Sequence[Sequence[object]]) -> None:
+    path.write_bytes(_csv_bytes(header, rows))
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            # A fixed date keeps the archive the same from one run to the next.
+            info = zipfile.ZipInfo(name, FIXED_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
+    return out.getvalue()
+
+
+def _xlsx(rows: list[tuple[str, float]]) -> bytes:
+    from openpyxl import Workbook  # noqa: PLC0415
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append(list(row))
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _html_table(rows: list[tuple[str, float]]) -> bytes:
+    cells = "".join(f"<tr><td>{i}</td><td>{v}</td></tr>" for i, v in rows)
+    return (f"<html><body><table><tr><th>id</th><th>edss</th></tr>{cells}</table>"
+            "</body></html>").encode()
+
+
+def _teams_toml() -> str:
+    blocks = []
+    for name, challenges in TEAMS:
+        listed = ", ".join(f'"{c}"' for c in challenges)
+        blocks.append(f'\n[[teams]]\nname = "{name}"\nchallenges = [{listed}]\n')
+    return "".join(blocks)
+
+
+def _readme(examples: list[Example]) -> str:
+    lines = [
+        "# Example submissions",
+        "",
+        "Ready-made files to upload as each team (log in with the team's link from "
+        "`podium tokens`), or to score offline with",
+        "`podium score --event event.toml --challenge SLUG submissions/TEAM/FILE`.",
+        "Some are good, of different quality, so the board has a spread; some carry the "
+        "mistakes teams really make, and show the message a team gets.",
+        "`expected.json` says the same for scripts.",
+        "",
+        "| file | team | challenge | what it is | expected |",
+        "|---|---|---|---|---|",
+    ]
+    for e in examples:
+        expected = "scored" if e.status == "scored" else f"invalid: {', '.join(e.codes)}"
+        lines.append(f"| `{team_folder(e.team)}/{e.filename}` | {e.team} | {e.challenge} | "
+                     f"{e.what} | {expected} |")
+    lines += ["", "Teams registered for a challenge without a valid file here (Gradient "
+              "Gargoyles for nodules, Sagittal Sunrise for sarcopenia, Pixel Pétanque for EDSS) "
+              "show as N.S. in the results table unless they upload a corrected file.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,320 @@
+"""The results workbook the jury deliberates with, and each board as CSV.
+
+Built from plain data (`server.results.EventResults`) and the boards that `server.ranking.rank`
+computed, so the export never ranks on its own. The "Results" sheet follows the layout of
+Table 6 of the 2019 paper: teams × challenges, one score per cell, "N.S." for a registered
+team without a valid submission, an empty cell for a team not competing, the best in bold.
+
+Text that a spreadsheet would run as a formula (a team called "=HYPERLINK(...)", a file named
+"+1.csv", an error message quoting "-0.5") is stored as text: typed as a string and given the
+quote-prefix style, so Excel and LibreOffice show it and never evaluate it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from openpyxl import Workbook
+from openpyxl.cell.cell import Cell
+from openpyxl.styles import Alignment, Font
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.worksheet import Worksheet
+
+from server.isotime import iso
+from server.ranking import Entry, Row, Scored, counted_submission, rank
+from server.results import ChallengeResults, EventResults, SubmissionRecord
+
+NOT_SUBMITTED = "N.S."
+FORMULA_STARTS = ("=", "+", "-", "@")
+# CSV readers also treat a leading tab or carriage return as the start of a formula.
+CSV_FORMULA_STARTS = (*FORMULA_STARTS, "\t", "\r")
+# Excel refuses longer cells; an error list this long is cut, with a note.
+MAX_CELL_CHARS = 32_000
+
+# The metrics shown first for each kind, in this order; any other metric follows, sorted.
+METRIC_ORDER: dict[str, tuple[str, ...]] = {
+    "segmentation-surface": ("dice", "surface_mse", "dice_min", "dice_median",
+                             "surface_rmse_cm2", "surface_mae_cm2"),
+    "binary-probability": ("auc", "auc_ci_low", "auc_ci_high"),
+    "regression": ("mse", "mae"),
+}
+# What a board's `score` is, per kind: the figure Table 6 prints.
+SCORE_LABEL = {
+    "segmentation-surface": "sum of ranks",
+    "binary-probability": "AUC",
+    "regression": "MSE",
+}
+RESERVED_SHEETS = ("Results", "Submissions", "Organizer log")
+BOLD = Font(bold=True)
+ITALIC = Font(italic=True)
+
+
+def boards_from_results(results: EventResults) -> dict[str, list[Row]]:
+    """Each challenge's final board: the counted submission of every registered team, ranked."""
+    return {challenge.slug: board(challenge) for challenge in results.challenges}
+
+
+def board(challenge: ChallengeResults) -> list[Row]:
+    entries = []
+    for team in challenge.teams:
+        records = [s for s in challenge.submissions if s.team == team]
+        scored = [Scored(s.id, s.team, s.received_at, dict(s.metrics))
+                  for s in records if s.status == "scored" and s.metrics is not None]
+        entries.append(Entry(team, counted_submission(challenge.kind, challenge.counts, scored),
+                             len(records)))
+    return rank(challenge.kind, entries)
+
+
+def metric_columns(kind: str, rows: Iterable[Row]) -> list[str]:
+    present: set[str] = set()
+    for row in rows:
+        present.update(row.metrics or {})
+    known = [m for m in METRIC_ORDER.get(kind, ()) if m in present]
+    return known + sorted(present - set(known))
+
+
+def rank_columns(kind: str) -> list[str]:
+    return ["dice", "surface_mse"] if kind == "segmentation-surface" else []
+
+
+def board_csv(rows: list[Row], kind: str) -> str:
+    """One board as CSV (UTF-8 text, header row, times in ISO 8601 UTC).
+
+    A team name that a spreadsheet would read as a formula is prefixed with a quote, as
+    OWASP advises for CSV; numbers are written as numbers.
+    """
+    metrics = metric_columns(kind, rows)
+    ranks = rank_columns(kind)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["rank", "team", "score", *metrics, *(f"rank_{r}" for r in ranks),
+                     "submission_id", "received_at", "submissions", "valid"])
+    for row in rows:
+        values = row.metrics or {}
+        writer.writerow([
+            "" if row.rank is None else row.rank,
+            _csv_text(row.team),
+            "" if row.score is None else _number(row.score),
+            *("" if m not in values else _number(values[m]) for m in metrics),
+            *(row.ranks.get(r, "") for r in ranks),
+            "" if row.submission_id is None else row.submission_id,
+            iso(row.received_at) or "",
+            row.submissions,
+            "yes" if row.valid else "no",
+        ])
+    return out.getvalue()
+
+
+def results_table(
+    results: EventResults, boards: dict[str, list[Row]]
+) -> list[tuple[str, list[tuple[float | str | None, bool]]]]:
+    """Table 6 as data: per team (sorted by name), per challenge a (value, is_best) pair.
+
+    The value is the board's score, "N.S." for a registered team with no valid submission,
+    None for a team not registered for the challenge.
+    """
+    table = []
+    for team in sorted(results.teams, key=lambda t: (t.lower(), t)):
+        cells: list[tuple[float | str | None, bool]] = []
+        for challenge in results.challenges:
+            if team not in challenge.teams:
+                cells.append((None, False))
+                continue
+            row = next((r for r in boards.get(challenge.slug, []) if r.team == team), None)
+            if row is None or not row.valid or row.score is None:
+                cells.append((NOT_SUBMITTED, False))
+            else:
+                cells.append((row.score, row.rank == 1))
+        table.append((team, cells))
+    return table
+
+
+def build_workbook(
+    results: EventResults,
+    boards: dict[str, list[Row]],
+    stability: dict[str, dict[str, float]] | None = None,
+) -> bytes:
+    """The .xlsx workbook: Results, one sheet per challenge, Submissions, Organizer log."""
+    zone = ZoneInfo(results.timezone)
+    book = Workbook()
+    first = book.active
+    assert first is not None
+    book.remove(first)
+    _results_sheet(book.create_sheet("Results"), results, boards)
+    used = {name.lower() for name in RESERVED_SHEETS}
+    for challenge in results.challenges:
+        title = _sheet_title(challenge.slug, used)
+        _challenge_sheet(book.create_sheet(title), challenge, boards.get(challenge.slug, []),
+                         (stability or {}).get(challenge.slug), zone)
+    _submissions_sheet(book.create_sheet("Submissions"), results, zone)
+    _log_sheet(book.create_sheet("Organizer log"), results, zone)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _results_sheet(sheet: Worksheet, results: EventResults, boards: dict[str, list[Row]]) -> None:
+    _put(sheet.cell(1, 1), "Teams").font = BOLD
+    for column, challenge in enumerate(results.challenges, start=2):
+        label = f"{challenge.title} ({SCORE_LABEL.get(challenge.kind, 'score')})"
+        _put(sheet.cell(1, column), label).font = BOLD
+        sheet.cell(1, column).alignment = Alignment(wrap_text=True, vertical="top")
+    row_number = 1
+    for row_number, (team, cells) in enumerate(results_table(results, boards), start=2):
+        _put(sheet.cell(row_number, 1), team)
+        for column, (value, best) in enumerate(cells, start=2):
+            cell = sheet.cell(row_number, column)
+            if value is None:
+                continue
+            _put(cell, value)
+            cell.alignment = Alignment(horizontal="right")
+            if best:
+                cell.font = BOLD
+    notes = (
+        "Bold indicates the best result for each competition "
+        "(sarcopenia: lowest sum of ranks of Dice and surface MSE, ties to the higher Dice; "
+        "nodules: highest AUC; EDSS: lowest MSE).",
+        "N.S. indicates that the team registered but has no valid submission. "
+        "Empty cell indicates not competing team.",
+    )
+    for offset, note in enumerate(notes, start=2):
+        _put(sheet.cell(row_number + offset, 1), note).font = ITALIC
+    sheet.column_dimensions["A"].width = 28
+    for column in range(2, len(results.challenges) + 2):
+        sheet.column_dimensions[get_column_letter(column)].width = 26
+    sheet.freeze_panes = "B2"
+
+
+def _challenge_sheet(sheet: Worksheet, challenge: ChallengeResults, rows: list[Row],
+                     stability: dict[str, float] | None, zone: ZoneInfo) -> None:
+    metrics = metric_columns(challenge.kind, rows)
+    ranks = rank_columns(challenge.kind)
+    header = ["Rank", "Team", f"Score ({SCORE_LABEL.get(challenge.kind, 'score')})", *metrics,
+              *(f"Rank on {r}" for r in ranks), "Counted submission", "Received at",
+              "SHA-256", "Submissions"]
+    if stability is not None:
+        header.append("Rank held in bootstrap")
+    _header(sheet, header)
+    by_id = {s.id: s for s in challenge.submissions}
+    for number, row in enumerate(rows, start=2):
+        values = row.metrics or {}
+        counted = by_id.get(row.submission_id) if row.submission_id is not None else None
+        cells: list[Any] = [
+            row.rank if row.rank is not None else NOT_SUBMITTED,
+            row.team,
+            row.score,
+            *(values.get(m) for m in metrics),
+            *(row.ranks.get(r) for r in ranks),
+            row.submission_id,
+            _local(row.received_at, zone),
+            counted.sha256 if counted else None,
+            row.submissions,
+        ]
+        if stability is not None:
+            cells.append(stability.get(row.team))
+        for column, value in enumerate(cells, start=1):
+            if value is not None:
+                _put(sheet.cell(number, column), value)
+        if stability is not None and row.team in stability:
+            sheet.cell(number, len(cells)).number_format = "0%"
+        if row.rank == 1:
+            sheet.cell(number, 2).font = BOLD
+    _widths(sheet, header)
+
+
+def _submissions_sheet(sheet: Worksheet, results: EventResults, zone: ZoneInfo) -> None:
+    header = ["Id", "Team", "Challenge", "Status", "Received at", "Size (bytes)", "SHA-256",
+              "File", "Metrics", "Errors"]
+    _header(sheet, header)
+    records: list[tuple[str, SubmissionRecord]] = [
+        (c.slug, s) for c in results.challenges for s in c.submissions
+    ]
+    records.sort(key=lambda item: (item[1].received_at, item[1].id))
+    for number, (slug, record) in enumerate(records, start=2):
+        metrics = ", ".join(f"{k}={_number(v)}" for k, v in (record.metrics or {}).items())
+        cells: list[Any] = [record.id, record.team, slug, record.status,
+                            _local(record.received_at, zone), record.size, record.sha256,
+                            record.filename, metrics or None, _errors(record.errors)]
+        for column, value in enumerate(cells, start=1):
+            if value is not None:
+                _put(sheet.cell(number, column), value)
+    _widths(sheet, header)
+
+
+def _log_sheet(sheet: Worksheet, results: EventResults, zone: ZoneInfo) -> None:
+    header = ["At", "Challenge", "Action", "Seconds", "Team", "By", "State after"]
+    _header(sheet, header)
+    for number, entry in enumerate(sorted(results.log, key=lambda e: e.at), start=2):
+        cells: list[Any] = [_local(entry.at, zone), entry.challenge, entry.action,
+                            entry.seconds, entry.team, entry.actor, entry.state_after]
+        for column, value in enumerate(cells, start=1):
+            if value is not None:
+                _put(sheet.cell(number, column), value)
+    _widths(sheet, header)
+
+
+def _errors(errors: Sequence[dict[str, Any]]) -> str | None:
+    if not errors:
+        return None
+    text = "\n".join(
+        f"{e.get('code', '')}: {e.get('message', '')}"
+        + (f" (id {e['id']})" if e.get("id") is not None else "")
+        for e in errors
+    )
+    return text if len(text) <= MAX_CELL_CHARS else text[:MAX_CELL_CHARS] + " … (cut)"
+
+
+def _put(cell: Cell, value: Any) -> Cell:
+    """Write a value; text is always stored as text, never as a formula."""
+    if isinstance(value, str):
+        cell.value = value
+        # openpyxl types any string starting with "=" as a formula; force it back to text.
+        cell.data_type = "s"
+        if value.startswith(FORMULA_STARTS):
+            # Keeps the text literal when someone edits the cell in Excel or LibreOffice.
+            cell.quotePrefix = True
+    else:
+        cell.value = value
+    return cell
+
+
+def _header(sheet: Worksheet, header: Sequence[str]) -> None:
+    for column, name in enumerate(header, start=1):
+        _put(sheet.cell(1, column), name).font = BOLD
+    sheet.freeze_panes = "A2"
+
+
+def _widths(sheet: Worksheet, header: Sequence[str]) -> None:
+    for column, name in enumerate(header, start=1):
+        sheet.column_dimensions[get_column_letter(column)].width = max(10, min(40, len(name) + 4))
+
+
+def _local(moment: datetime | None, zone: ZoneInfo) -> str | None:
+    """A time in the event's timezone, ISO 8601 with its offset (Excel has no timezones)."""
+    if moment is None:
+        return None
+    return moment.astimezone(zone).isoformat(timespec="seconds")
+
+
+def _sheet_title(slug: str, used: set[str]) -> str:
+    # Excel compares sheet names without case and caps them at 31 characters.
+    base = slug[:31]
+    title, n = base, 2
+    while title.lower() in used:
+        suffix = f" ({n})"
+        title, n = base[: 31 - len(suffix)] + suffix, n + 1
+    used.add(title.lower())
+    return title
+
+
+def _number(value: float) -> str:
+    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+
+
+def _csv_text(text: str) -> str:
+    return "'" + text if text.startswith(CSV_FORMULA_STARTS) else text

@@ -1,0 +1,173 @@
+"""The results workbook opened with openpyxl, and the boards as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from openpyxl import load_workbook
+from openpyxl.worksheet.worksheet import Worksheet
+
+from server.deliberation.workbook import board_csv, boards_from_results, build_workbook
+from server.results import ChallengeResults, EventResults, LogRecord, SubmissionRecord
+
+START = datetime(2019, 10, 14, 8, 0, tzinfo=UTC)  # 10:00 in Paris (summer time)
+INJECTED = "=HYPERLINK(\"http://x\",\"y\")"
+
+
+def _record(n: int, team: str, minutes: int, metrics: dict[str, float] | None,
+            errors: tuple[dict[str, str], ...] = (), filename: str = "sub.csv") -> SubmissionRecord:
+    return SubmissionRecord(
+        id=n, team=team, received_at=START + timedelta(minutes=minutes), sha256=f"{n:064x}",
+        size=1000 + n, filename=filename, status="scored" if metrics else "invalid",
+        metrics=metrics, errors=errors)
+
+
+def table6_fixture() -> EventResults:
+    """Known metrics with known answers: see the assertions below."""
+    sarcopenia = ChallengeResults(
+        "sarcopenia", "Sarcopenia", "segmentation-surface", "last",
+        ("Alpha", "Bravo", "Charlie", "-Delta"),
+        (
+            _record(1, "Alpha", 5, {"dice": 0.90, "surface_mse": 900.0}),
+            # Alpha's last valid one counts: dice 0.95, mse 100 → dice rank 1, mse rank 2.
+            _record(2, "Alpha", 30, {"dice": 0.95, "surface_mse": 100.0}),
+            _record(3, "Bravo", 31, {"dice": 0.94, "surface_mse": 50.0}),     # 2 + 1 = 3
+            _record(4, "Charlie", 32, {"dice": 0.93, "surface_mse": 200.0}),  # 3 + 3 = 6
+            _record(5, "-Delta", 33, None, ({"code": "wrong_shape",
+                                             "message": "=1+1 mask is 256×256", "id": "L3"},),
+                    filename="+masks.zip"),
+        ))
+    nodules = ChallengeResults(
+        "nodules", "Pulmonary nodules", "binary-probability", "best",
+        ("Alpha", "Echo", INJECTED),
+        (
+            _record(10, "Alpha", 40, {"auc": 0.81}),
+            _record(11, "Alpha", 50, {"auc": 0.78}),       # best counts: 0.81
+            _record(12, "Echo", 45, {"auc": 0.899}),
+            _record(13, INJECTED, 46, None, ({"code": "missing_id", "message": "3 ids"},)),
+        ))
+    edss = ChallengeResults(
+        "edss", "Multiple sclerosis", "regression", "last", ("Bravo", "Echo"),
+        (_record(20, "Bravo", 60, {"mse": 3.04}), _record(21, "Echo", 61, {"mse": 4.61})))
+    log = (LogRecord(START, "sarcopenia", "start", None, None, "organizer", "running"),
+           LogRecord(START + timedelta(minutes=20), "sarcopenia", "extend", 120.0, "-Delta",
+                     "organizer", "running"))
+    return EventResults("JFR 2019", "Europe/Paris", (sarcopenia, nodules, edss),
+                        ("Alpha", "Bravo", "Charlie", "-Delta", "Echo", INJECTED, "Foxtrot"), log)
+
+
+@pytest.fixture
+def book() -> dict[str, Worksheet]:
+    results = table6_fixture()
+    data = build_workbook(results, boards_from_results(results),
+                          {"sarcopenia": {"Alpha": 0.62, "Bravo": 0.55, "Charlie": 1.0}})
+    loaded = load_workbook(io.BytesIO(data))
+    return {sheet.title: sheet for sheet in loaded.worksheets}
+
+
+def _rows(sheet: Worksheet) -> list[list[object]]:
+    return [[c.value for c in row] for row in sheet.iter_rows()]
+
+
+def test_boards_use_the_counted_submission() -> None:
+    boards = boards_from_results(table6_fixture())
+    sarc = {r.team: r for r in boards["sarcopenia"]}
+    assert sarc["Alpha"].submission_id == 2 and sarc["Alpha"].submissions == 2
+    assert [(r.team, r.rank, r.score) for r in boards["sarcopenia"]] == [
+        ("Alpha", 1, 3.0), ("Bravo", 2, 3.0), ("Charlie", 3, 6.0), ("-Delta", None, None)]
+    assert {r.team: r.submission_id for r in boards["nodules"]}["Alpha"] == 10
+
+
+def test_sheets(book: dict[str, Worksheet]) -> None:
+    assert list(book) == ["Results", "sarcopenia", "nodules", "edss", "Submissions",
+                          "Organizer log"]
+
+
+def test_results_sheet_is_table_6(book: dict[str, Worksheet]) -> None:
+    rows = _rows(book["Results"])
+    assert rows[0] == ["Teams", "Sarcopenia (sum of ranks)", "Pulmonary nodules (AUC)",
+                       "Multiple sclerosis (MSE)"]
+    body = {r[0]: r[1:] for r in rows[1:8]}
+    # All event teams, sorted by name, whatever their challenges.
+    assert [r[0] for r in rows[1:8]] == ["-Delta", "=HYPERLINK(\"http://x\",\"y\")", "Alpha",
+                                         "Bravo", "Charlie", "Echo", "Foxtrot"]
+    assert body["Alpha"] == [3, 0.81, None]
+    assert body["Bravo"] == [3, None, 3.04]
+    assert body["Charlie"] == [6, None, None]
+    assert body["-Delta"] == ["N.S.", None, None]
+    assert body[INJECTED] == [None, "N.S.", None]
+    assert body["Echo"] == [None, 0.899, 4.61]
+    assert body["Foxtrot"] == [None, None, None]
+    sheet = book["Results"]
+    bold = {(c.row, c.column) for row in sheet.iter_rows(min_row=2, max_row=8) for c in row
+            if c.font.bold and c.column > 1}
+    # Alpha wins sarcopenia on the Dice tie-break, Echo nodules, Bravo EDSS.
+    assert bold == {(4, 2), (7, 3), (5, 4)}
+    notes = [r[0] for r in rows[8:] if r[0]]
+    assert any(str(n).startswith("Bold indicates the best result") for n in notes)
+    assert any("N.S. indicates" in str(n) and "Empty cell indicates not competing team" in str(n)
+               for n in notes)
+
+
+def test_challenge_sheet(book: dict[str, Worksheet]) -> None:
+    rows = _rows(book["sarcopenia"])
+    header = rows[0]
+    assert header[:3] == ["Rank", "Team", "Score (sum of ranks)"]
+    for column in ("dice", "surface_mse", "Rank on dice", "Rank on surface_mse",
+                   "Counted submission", "Received at", "SHA-256", "Submissions",
+                   "Rank held in bootstrap"):
+        assert column in header
+    by_team = {r[1]: dict(zip(header, r, strict=True)) for r in rows[1:]}
+    alpha = by_team["Alpha"]
+    assert alpha["Rank"] == 1 and alpha["dice"] == 0.95 and alpha["surface_mse"] == 100.0
+    assert alpha["Rank on dice"] == 1 and alpha["Rank on surface_mse"] == 2
+    assert alpha["Counted submission"] == 2 and alpha["SHA-256"] == f"{2:064x}"
+    assert alpha["Received at"] == "2019-10-14T10:30:00+02:00"
+    assert alpha["Submissions"] == 2 and alpha["Rank held in bootstrap"] == 0.62
+    assert by_team["-Delta"]["Rank"] == "N.S." and by_team["-Delta"]["Submissions"] == 1
+    assert "Rank held in bootstrap" not in _rows(book["nodules"])[0]
+
+
+def test_submissions_and_log(book: dict[str, Worksheet]) -> None:
+    rows = _rows(book["Submissions"])
+    header = rows[0]
+    records = [dict(zip(header, r, strict=True)) for r in rows[1:]]
+    assert len(records) == 11
+    # Oldest first, across challenges: the order things happened in the room.
+    assert [r["Id"] for r in records] == [1, 2, 3, 4, 5, 10, 12, 13, 11, 20, 21]
+    delta = next(r for r in records if r["Team"] == "-Delta")
+    assert delta["Status"] == "invalid" and delta["File"] == "+masks.zip"
+    assert delta["Errors"] == "wrong_shape: =1+1 mask is 256×256 (id L3)"
+    assert delta["Size (bytes)"] == 1005 and delta["Challenge"] == "sarcopenia"
+    log = _rows(book["Organizer log"])
+    assert log[0][:3] == ["At", "Challenge", "Action"]
+    assert log[2][:5] == ["2019-10-14T10:20:00+02:00", "sarcopenia", "extend", 120, "-Delta"]
+
+
+def test_no_cell_is_a_formula(book: dict[str, Worksheet]) -> None:
+    texts = []
+    for sheet in book.values():
+        for row in sheet.iter_rows():
+            for cell in row:
+                assert cell.data_type != "f", (sheet.title, cell.coordinate, cell.value)
+                if isinstance(cell.value, str) and cell.value[:1] in "=+-@":
+                    texts.append(cell.value)
+                    assert cell.quotePrefix
+    assert INJECTED in texts and "-Delta" in texts and "+masks.zip" in texts
+
+
+def test_board_csv() -> None:
+    boards = boards_from_results(table6_fixture())
+    rows = list(csv.DictReader(io.StringIO(board_csv(boards["sarcopenia"],
+                                                     "segmentation-surface"))))
+    assert [r["team"] for r in rows] == ["Alpha", "Bravo", "Charlie", "'-Delta"]
+    assert rows[0]["rank"] == "1" and rows[0]["score"] == "3" and rows[0]["dice"] == "0.95"
+    assert rows[0]["rank_surface_mse"] == "2" and rows[0]["received_at"] == \
+        "2019-10-14T08:30:00.000Z"
+    assert rows[3]["rank"] == "" and rows[3]["valid"] == "no"
+    nodules = list(csv.reader(io.StringIO(board_csv(boards["nodules"], "binary-probability"))))
+    assert nodules[0][:4] == ["rank", "team", "score", "auc"]
+    assert nodules[-1][1] == "'" + INJECTED
