@@ -64,7 +64,8 @@ def add_commands(subparsers: Any) -> None:
                         help="the server's address, e.g. http://10.0.0.5:8080 "
                              "(or PODIUM_SERVER)")
     submit.add_argument("--token", default=None, help="your team's token (or PODIUM_TOKEN)")
-    submit.add_argument("--challenge", required=True, metavar="SLUG")
+    submit.add_argument("--challenge", required=True, metavar="SLUG",
+                        help="the challenge, e.g. nodules")
     submit.add_argument("file", metavar="FILE", type=Path, nargs="?",
                         help="the .csv, .xlsx or .zip to upload")
     submit.add_argument("--wait", nargs="?", const=DEFAULT_WAIT_S, default=None,

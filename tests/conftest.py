@@ -111,7 +111,9 @@ class ServerProcess:
             args += ["--database-url", self.database_url]
         args += self.extra_args
         env = {k: v for k, v in os.environ.items() if k != "PODIUM_DATABASE_URL"}
-        self.stderr_path = self.data_dir.parent / f"{self.data_dir.name}.stderr.log"
+        if self.stderr_path is None:  # one log per server object, kept across restarts
+            self.stderr_path = self.data_dir.parent / \
+                f"{self.data_dir.name}.{next(_counter)}.stderr.log"
         with self.stderr_path.open("a") as stderr:
             self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr,
                                             text=True, env=env, cwd=ROOT)

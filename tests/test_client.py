@@ -34,6 +34,7 @@ from server.client import (
     render_board,
     render_screen,
     server_url,
+    submit,
     watch,
     websocket_url,
 )
@@ -354,6 +355,33 @@ def test_an_unreachable_server_exits_4_and_says_to_send_again(
         EXIT_NETWORK
     out = json.loads(capsys.readouterr().out)
     assert out["error"]["code"] == "unreachable"
+
+
+def test_a_connection_dropped_mid_upload_exits_4(tmp_path: Path) -> None:
+    """A stand-in for a venue network that fails: it takes 256 KiB of the upload and hangs up."""
+    big = big_file(tmp_path / "masks.zip", 4)
+
+    async def scenario() -> tuple[int, str, str]:
+        async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readexactly(256 * 1024)
+            writer.transport.abort()
+
+        listener = await asyncio.start_server(drop, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            with big.open("rb") as file:
+                code = await submit(f"http://127.0.0.1:{port}", "t", "sarcopenia", file,
+                                    big.name, wait=None, as_json=False, out=out, err=err)
+        finally:
+            listener.close()
+        return code, out.getvalue(), err.getvalue()
+
+    code, out, err = asyncio.run(scenario())
+    assert code == EXIT_NETWORK
+    assert out == ""  # no receipt
+    assert "No receipt was received, so the upload is NOT acknowledged: send it again" in err
+    assert "of 4,194,304 bytes sent" in err
 
 
 async def _watch_for(seconds: float, *args: Any, **kwargs: Any) -> str:

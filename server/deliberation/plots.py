@@ -9,13 +9,16 @@ outside an axis range are drawn on its edge). Team names are escaped wherever th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from xml.sax.saxutils import escape, quoteattr
 from zoneinfo import ZoneInfo
 
 import numpy as np
+
+from server.ranking import PRIMARY, Row
+from server.results import ChallengeResults
 
 # Okabe–Ito's colour-blind-safe palette without its yellow (invisible on a projected white
 # background), then darker extras; past ten teams colours repeat with a dashed line.
@@ -145,7 +148,7 @@ def _series(team: str) -> str:
     return f'<g class="series" data-team={quoteattr(team)}>'
 
 
-def roc_svg(curves: dict[str, tuple[Sequence[float], Sequence[float]]], top: int = 5) -> str:
+def roc_svg(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], top: int = 5) -> str:
     """ROC curves of the `top` teams by AUC; `curves[team] = (labels 0/1, probabilities)`."""
     from sklearn.metrics import roc_auc_score, roc_curve  # noqa: PLC0415 - slow import
 
@@ -214,7 +217,7 @@ def bland_altman_svg(team: str, surface_true: Sequence[float],
     return plot.svg("bland-altman")
 
 
-def dice_distribution_svg(per_team_dice: dict[str, Sequence[float]]) -> str:
+def dice_distribution_svg(per_team_dice: Mapping[str, Sequence[float]]) -> str:
     """Per-exam Dice of each team: a box (quartiles, median, min–max) over the points."""
     teams = list(per_team_dice)
     values = [v for d in per_team_dice.values() for v in d]
@@ -255,7 +258,7 @@ def dice_distribution_svg(per_team_dice: dict[str, Sequence[float]]) -> str:
     return plot.svg("dice")
 
 
-def scatter_svg(team_points: dict[str, tuple[Sequence[float], Sequence[float]]], *,
+def scatter_svg(team_points: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
                 low: float = 0.0, high: float = 10.0, label: str = "EDSS") -> str:
     """Predicted against true values per team (EDSS by default), with the identity line."""
     plot = _Plot(f"Predicted vs true {label}", (low, high), (low, high),
@@ -277,7 +280,7 @@ def scatter_svg(team_points: dict[str, tuple[Sequence[float], Sequence[float]]],
     return plot.svg("scatter")
 
 
-def score_over_time_svg(series: dict[str, Sequence[tuple[datetime, float]]],
+def score_over_time_svg(series: Mapping[str, Sequence[tuple[datetime, float]]],
                         higher_is_better: bool, *, metric: str = "score",
                         timezone: str = "UTC", start: datetime | None = None,
                         end: datetime | None = None) -> str:
@@ -375,3 +378,45 @@ def _fmt(value: float) -> str:
 def _short(text: str, limit: int = NAME_CHARS) -> str:
     limit = max(6, limit)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def challenge_plots(challenge: ChallengeResults, rows: Sequence[Row],
+                    timezone: str = "UTC") -> dict[str, str]:
+    """The jury page's plots for one challenge, by name, from the counted submissions'
+    details and every valid submission's metrics. A plot without data is left out."""
+    by_id = {s.id: s for s in challenge.submissions}
+    details = {}
+    for row in rows:
+        record = by_id.get(row.submission_id) if row.submission_id is not None else None
+        if row.valid and record is not None and record.details is not None:
+            details[row.team] = record.details
+    plots: dict[str, str] = {}
+    if details and challenge.kind == "binary-probability":
+        plots["roc"] = roc_svg({t: (d["truth"], d["predicted"]) for t, d in details.items()})
+    elif details and challenge.kind == "segmentation-surface":
+        plots["dice"] = dice_distribution_svg({t: d["dice"] for t, d in details.items()})
+        for team, d in details.items():
+            plots[f"bland-altman:{team}"] = bland_altman_svg(team, d["surface_true"],
+                                                            d["surface_predicted"])
+    elif details and challenge.kind == "regression":
+        plots["scatter"] = scatter_svg({t: (d["truth"], d["predicted"])
+                                        for t, d in details.items()})
+    metric, higher = PRIMARY[challenge.kind]
+    series: dict[str, list[tuple[datetime, float]]] = {}
+    for record in sorted(challenge.submissions, key=lambda s: (s.received_at, s.id)):
+        if record.status == "scored" and record.metrics and metric in record.metrics:
+            points = series.setdefault(record.team, [])
+            value = record.metrics[metric]
+            if challenge.counts == "best" and points:
+                # The board shows the best so far, so the line never gets worse.
+                best = points[-1][1]
+                value = max(value, best) if higher else min(value, best)
+            points.append((record.received_at, value))
+    if series:
+        plots["over-time"] = score_over_time_svg(
+            series, higher, metric=METRIC_NAMES.get(metric, metric), timezone=timezone,
+            start=challenge.started_at, end=challenge.deadline)
+    return plots
+
+
+METRIC_NAMES = {"dice": "Dice", "auc": "AUC", "mse": "MSE"}

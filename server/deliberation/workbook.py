@@ -318,3 +318,13 @@ def _number(value: float) -> str:
 
 def _csv_text(text: str) -> str:
     return "'" + text if text.startswith(CSV_FORMULA_STARTS) else text
+
+
+def reveal_order(rows: Sequence[Row]) -> list[list[Row]]:
+    """The announcement's steps, last place first: one step per rank, teams sharing a rank
+    revealed together; teams without a valid submission are not revealed."""
+    steps: dict[int, list[Row]] = {}
+    for row in rows:
+        if row.rank is not None:
+            steps.setdefault(row.rank, []).append(row)
+    return [steps[r] for r in sorted(steps, reverse=True)]

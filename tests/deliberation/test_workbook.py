@@ -10,7 +10,13 @@ import pytest
 from openpyxl import load_workbook
 from openpyxl.worksheet.worksheet import Worksheet
 
-from server.deliberation.workbook import board_csv, boards_from_results, build_workbook
+from server.deliberation.workbook import (
+    board_csv,
+    boards_from_results,
+    build_workbook,
+    reveal_order,
+)
+from server.ranking import Entry, Scored, rank
 from server.results import ChallengeResults, EventResults, LogRecord, SubmissionRecord
 
 START = datetime(2019, 10, 14, 8, 0, tzinfo=UTC)  # 10:00 in Paris (summer time)
@@ -171,3 +177,14 @@ def test_board_csv() -> None:
     nodules = list(csv.reader(io.StringIO(board_csv(boards["nodules"], "binary-probability"))))
     assert nodules[0][:4] == ["rank", "team", "score", "auc"]
     assert nodules[-1][1] == "'" + INJECTED
+
+
+def test_reveal_goes_from_last_to_first() -> None:
+    results = table6_fixture()
+    boards = boards_from_results(results)
+    steps = reveal_order(boards["sarcopenia"])
+    assert [[r.team for r in step] for step in steps] == [["Charlie"], ["Bravo"], ["Alpha"]]
+    tied = reveal_order(rank("regression", [
+        Entry(t, Scored(n, t, START, {"mse": m}))
+        for n, (t, m) in enumerate([("a", 1.0), ("b", 2.0), ("c", 2.0), ("d", 3.0)])]))
+    assert [[r.team for r in step] for step in tied] == [["d"], ["b", "c"], ["a"]]
