@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from server import intake, queries
+from server import dataset, intake, queries
 from server.access import Role
 from server.auth import principal_of, public, requires
 from server.challenge import challenges_for
@@ -200,6 +200,7 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/v1/challenges/{slug}/submissions", list_submissions)
     r.add_get("/api/v1/submissions/{id}", get_submission)
     r.add_get("/api/v1/challenges/{slug}/leaderboard", get_leaderboard)
+    r.add_get("/api/v1/challenges/{slug}/dataset", dataset.dataset)
     r.add_get("/api/v1/countdown-log", countdown_log)
     r.add_get("/api/v1/me", whoami)
     r.add_get("/api/v1/teams", list_teams)

@@ -14,7 +14,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from server import api, pages, ws
+from server import api, pages, release_store, ws
 from server.access import ensure_tokens
 from server.auth import Handler, auth_middleware, principal_of
 from server.config import Config
@@ -110,6 +110,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             report = await load_event(conn, app[EVENT], credentials)
         log.info("event %r loaded from %s (%s)", app[EVENT].name, app[EVENT].path,
                  "updated" if report.changed else "unchanged")
+        await release_store.arm(pool, app[EVENT], config.data_dir, config.allow_release)
         app[POOL] = pool
         yield
     finally:

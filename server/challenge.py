@@ -13,6 +13,7 @@ from server.countdown import phase_at
 from server.countdown.schedule import NO_EXTENSION
 from server.countdown.store import Extension, countdown_of, extensions
 from server.isotime import iso
+from server.release_store import release_views
 
 FORMATS: dict[str, dict[str, Any]] = {
     "segmentation-surface": {
@@ -109,4 +110,8 @@ async def challenges_for(conn: asyncpg.Connection, principal: Principal | None, 
             shown.append(challenge_json(row, now, detail=detail, extension=own))
         else:
             shown.append(challenge_json(row, now, detail=detail, extensions=ext))
+    releases = await release_views(conn, principal, {c["slug"]: c["state"] for c in shown})
+    for c in shown:
+        if c["slug"] in releases:
+            c["release"] = releases[c["slug"]]
     return now, shown

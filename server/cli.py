@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="PostgreSQL URL (or PODIUM_DATABASE_URL); default: embedded")
     serve.add_argument("--base-url", default=None,
                        help="public address used in printed links (default http://HOST:PORT)")
+    serve.add_argument("--allow-release", metavar="REASON", default=None,
+                       help="serve releases even with identifying DICOM attributes (logged)")
     serve.add_argument("--scoring-workers", type=int, default=2, metavar="N",
                        help="scoring processes run by this server (0: leave scoring to other "
                             "server processes sharing the database)")
@@ -126,7 +128,8 @@ def serve(args: argparse.Namespace) -> int:
     config = Config(event_path=event.path, host=args.host, port=args.port,
                     data_dir=args.data_dir.resolve(),
                     database_url=database_url_from_env(args.database_url),
-                    base_url=args.base_url, scoring_slots=max(0, args.scoring_workers))
+                    base_url=args.base_url, scoring_slots=max(0, args.scoring_workers),
+                    allow_release=args.allow_release)
     _setup_logging()
     with _database(config) as config:
         asyncio.run(_serve(config, event))

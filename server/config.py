@@ -28,6 +28,8 @@ class Config:
     upload_burst: int = 6
     upload_every_s: float = 10.0
     max_pending_per_team: int = 3
+    # Serve releases with identifying DICOM data anyway; the reason is logged.
+    allow_release: str | None = None
 
     @property
     def public_url(self) -> str:

@@ -25,7 +25,7 @@ ACCESS_KEYS = {"organizer_token", "jury_token"}
 CHALLENGE_KEYS = {
     "slug", "title", "kind", "duration_minutes", "truth", "release", "counts",
     "max_submissions", "team_feedback", "leaderboard", "freeze_minutes",
-    "upload_grace_seconds", "hu_window", "max_upload_mb",
+    "upload_grace_seconds", "hu_window", "max_upload_mb", "sealed",
 }
 # Largest upload by kind unless the event says otherwise: masks come zipped, tables are small.
 DEFAULT_MAX_UPLOAD_MB = {"segmentation-surface": 512.0, "binary-probability": 10.0,
@@ -50,6 +50,7 @@ class ChallengeSpec:
     upload_grace_seconds: float = 30.0
     hu_window: tuple[float, float] | None = None
     max_upload_mb: float = 10.0
+    sealed: bool = False
 
     @property
     def max_upload_bytes(self) -> int:
@@ -309,6 +310,11 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
     grace = check.number(raw, table, "upload_grace_seconds", index, default=30.0, minimum=0,
                          strict=False)
     assert grace is not None
+    sealed = raw.get("sealed", False)
+    if not isinstance(sealed, bool):
+        raise check.fail(f"sealed must be true or false, got {sealed!r}", table, index, "sealed")
+    if sealed and release is None:
+        raise check.fail("sealed = true needs a release to seal", table, index, "sealed")
     max_upload = check.number(raw, table, "max_upload_mb", index,
                               default=DEFAULT_MAX_UPLOAD_MB[kind], minimum=0, strict=True)
     assert max_upload is not None
@@ -331,6 +337,7 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
         release=release, counts=counts, max_submissions=max_submissions,
         team_feedback=team_feedback, leaderboard=leaderboard, freeze_minutes=freeze,
         upload_grace_seconds=grace, hu_window=hu_window, max_upload_mb=max_upload,
+        sealed=sealed,
     )
 
 

@@ -10,13 +10,14 @@ from aiohttp import web
 from server import queries
 from server.access import Role, hash_token
 from server.auth import SESSION_COOKIE, principal_of, public, requires
-from server.challenge import challenges_for
-from server.errors import Unauthorized
+from server.challenge import FORMATS, challenges_for
+from server.errors import NotFound, Unauthorized
 from server.keys import EVENT, POOL, TEMPLATES
+from server.submission import fetch_submissions, submission_json
 
 SESSION_DAYS = 7
 # Where a login lands, by role.
-ROLE_HOME = {Role.ORGANIZER: "/organizer", Role.JURY: "/", Role.TEAM: "/"}
+ROLE_HOME = {Role.ORGANIZER: "/organizer", Role.JURY: "/jury", Role.TEAM: "/team"}
 
 
 def duration(seconds: float) -> str:
@@ -57,6 +58,38 @@ async def organizer(request: web.Request) -> web.Response:
                   teams={c["slug"]: teams.get(c["slug"], []) for c in challenges})
 
 
+@requires(Role.TEAM)
+async def team(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    assert principal is not None and principal.team_id is not None
+    async with request.app[POOL].acquire() as conn:
+        _, challenges = await challenges_for(conn, principal)
+        mine = set(await queries.team_challenges(conn, principal.team_id))
+        rows = await fetch_submissions(conn, team_id=principal.team_id, limit=500)
+    shown = [c for c in challenges if c["slug"] in mine]
+    return render(request, "team.html", challenges=shown,
+                  submissions=[submission_json(r, principal) for r in rows],
+                  releases={c["slug"]: c["release"] for c in shown if "release" in c},
+                  formats={kind: f["files"] for kind, f in FORMATS.items()})
+
+
+@requires(Role.JURY, Role.ORGANIZER)
+async def jury(request: web.Request) -> web.Response:
+    slug = request.match_info.get("slug")
+    async with request.app[POOL].acquire() as conn:
+        _, challenges = await challenges_for(conn, principal_of(request), slug=slug)
+    if slug and not challenges:
+        raise NotFound(f"no challenge {slug!r}", code="unknown_challenge")
+    return render(request, "jury.html", challenges=challenges)
+
+
+@public
+async def public_board(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        _, challenges = await challenges_for(conn, principal_of(request))
+    return render(request, "board.html", challenges=challenges)
+
+
 @public
 async def login(request: web.Request) -> web.StreamResponse:
     if request.method == "POST":
@@ -89,6 +122,10 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/", index)
     app.router.add_get("/clock", clock)
     app.router.add_get("/organizer", organizer)
+    app.router.add_get("/team", team)
+    app.router.add_get("/jury", jury)
+    app.router.add_get("/jury/{slug}", jury)
+    app.router.add_get("/board", public_board)
     app.router.add_route("GET", "/login", login)
     app.router.add_route("POST", "/login", login)
     app.router.add_post("/logout", logout)
