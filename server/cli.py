@@ -62,9 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--challenge", required=True)
     score.add_argument("submission", type=Path)
 
-    from server.release.commands import add_commands
+    from server.client import add_commands as add_client_commands
+    from server.release.commands import add_commands as add_release_commands
 
-    add_commands(sub)
+    add_client_commands(sub)
+    add_release_commands(sub)
     return parser
 
 

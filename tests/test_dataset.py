@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
 import zipfile
 from pathlib import Path
 
 import pydicom
 import pytest
 
-from tests.conftest import ServerProcess, set_challenge_keys
+from tests.conftest import PODIUM, ROOT, ServerProcess, set_challenge_keys
 
 pytestmark = pytest.mark.slow
 
@@ -104,9 +105,6 @@ def test_a_sealed_release_downloads_early_and_opens_with_the_key_revealed_at_sta
 
         path = tmp_path / "edss.zip"
         path.write_bytes(sealed)
-        from tests.conftest import PODIUM, ROOT
-        import subprocess
-
         opened = subprocess.run([*PODIUM, "unseal", str(path), key, "--out",
                                  str(tmp_path / "opened")], capture_output=True, text=True,
                                 cwd=ROOT)

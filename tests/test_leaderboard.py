@@ -1,0 +1,188 @@
+"""Leaderboards over HTTP and websockets: visibility, freeze, seq, two processes, slow
+viewers."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from tests.conftest import EXAMPLE_DIR, ServerProcess, set_challenge_keys
+
+pytestmark = pytest.mark.slow
+
+NODULES = (EXAMPLE_DIR / "submissions" / "nodules-nodule-hunters.csv").read_bytes()
+
+
+def ws_connect(server: ServerProcess, token: str | None = None) -> ClientConnection:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return connect(server.url.replace("http://", "ws://") + "/ws",
+                   additional_headers=headers)
+
+
+def subscribe(ws: ClientConnection, *channels: str) -> list[dict[str, Any]]:
+    ws.send(json.dumps({"type": "subscribe", "channels": list(channels)}))
+    return [json.loads(ws.recv(timeout=10)) for _ in channels]
+
+
+def next_of(ws: ClientConnection, kind: str, timeout: float = 15) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        message = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        if message["type"] == kind:
+            return message
+
+
+def better(content: bytes, value: str) -> bytes:
+    """The example nodules file with its first probability changed (changes the AUC)."""
+    return content.replace(b"NOD001;0,372", f"NOD001;{value}".encode())
+
+
+def test_visibility_per_role(server: ServerProcess) -> None:
+    tokens = server.tokens()
+    # nodules: leaderboard = "jury"; edss: "teams".
+    assert server.json("GET", "/api/v1/challenges/nodules/leaderboard")[0] == 401
+    status, body = server.json("GET", "/api/v1/challenges/nodules/leaderboard",
+                               tokens["Lumbar Lab"])
+    assert (status, body["error"]["code"]) == (403, "board_hidden")
+    for role in ("jury", "organizer"):
+        status, body = server.json("GET", "/api/v1/challenges/nodules/leaderboard",
+                                   tokens[role])
+        assert status == 200 and body["challenge"] == "nodules"
+        assert [r["team"] for r in body["rows"]] == ["Lumbar Lab", "Myelin Minds",
+                                                     "Nodule Hunters"]
+        assert all(r["rank"] is None and not r["valid"] for r in body["rows"])
+    assert server.json("GET", "/api/v1/challenges/edss/leaderboard", tokens["Lumbar Lab"])[0] \
+        == 200
+    assert server.json("GET", "/api/v1/challenges/edss/leaderboard")[0] == 401
+    with ws_connect(server, tokens["Lumbar Lab"]) as ws:
+        denied, allowed = subscribe(ws, "leaderboard:nodules", "leaderboard:edss")
+        assert denied["type"] == "error" and denied["error"]["code"] == "forbidden"
+        assert allowed["type"] == "leaderboard" and allowed["challenge"] == "edss"
+    with ws_connect(server) as ws:
+        (denied,) = subscribe(ws, "leaderboard:edss")
+        assert denied["type"] == "error"
+
+
+def test_snapshot_then_a_message_per_change_with_seq(server: ServerProcess) -> None:
+    tokens = server.tokens()
+    server.json("POST", "/api/v1/challenges/nodules/start", tokens["organizer"], {})
+    with ws_connect(server, tokens["jury"]) as ws:
+        (snapshot,) = subscribe(ws, "leaderboard:nodules")
+        seq = snapshot["seq"]
+        assert "server_time" in snapshot
+        status, _ = server.upload("nodules", tokens["Lumbar Lab"], "a.csv", NODULES)
+        assert status == 202
+        counted = next_of(ws, "leaderboard")          # the upload: submissions count
+        assert counted["seq"] == seq + 1
+        row = next(r for r in counted["rows"] if r["team"] == "Lumbar Lab")
+        assert row["submissions"] == 1
+        scored = next_of(ws, "leaderboard")           # the result: a ranked row
+        assert scored["seq"] == seq + 2
+        assert scored["rows"][0]["team"] == "Lumbar Lab" and scored["rows"][0]["rank"] == 1
+        assert scored["rows"][0]["metrics"]["auc"] == pytest.approx(1.0)
+        # Another team overtakes nobody but takes rank 2; rows move.
+        server.upload("nodules", tokens["Nodule Hunters"], "b.csv", better(NODULES, "0,9"))
+        latest = next_of(ws, "leaderboard")
+        while latest["seq"] < seq + 4:
+            latest = next_of(ws, "leaderboard")
+        assert [r["team"] for r in latest["rows"]][:2] == ["Lumbar Lab", "Nodule Hunters"]
+        _, over_http = server.json("GET", "/api/v1/challenges/nodules/leaderboard",
+                                   tokens["jury"])
+        assert over_http["seq"] == latest["seq"] and over_http["rows"] == latest["rows"]
+
+
+def test_freeze_hides_late_results_from_all_but_the_jury(
+        example_event: Path, database_url: str, tmp_path: Path) -> None:
+    set_challenge_keys(example_event, "edss", duration_minutes=0.2, freeze_minutes=0.15)
+    server = ServerProcess(example_event, tmp_path / "data", database_url).start()
+    try:
+        tokens = server.tokens()
+        csv = (EXAMPLE_DIR / "submissions" / "edss-myelin-minds.csv").read_bytes()
+        server.json("POST", "/api/v1/challenges/edss/start", tokens["organizer"], {})
+        status, receipt = server.upload("edss", tokens["Myelin Minds"], "e.csv", csv,
+                                        "?wait=30")
+        assert receipt["status"] == "scored"
+        # 12 s challenge, 9 s freeze: the board freezes 3 s after the start.
+        time.sleep(3.5)
+        _, team_view = server.json("GET", "/api/v1/challenges/edss/leaderboard",
+                                   tokens["Pixel Anatomy"])
+        assert team_view["frozen"] is True and team_view["frozen_at"]
+        status, receipt = server.upload("edss", tokens["Pixel Anatomy"], "late.csv", csv,
+                                        "?wait=30")
+        assert receipt["status"] == "scored"
+        _, team_view = server.json("GET", "/api/v1/challenges/edss/leaderboard",
+                                   tokens["Pixel Anatomy"])
+        _, jury_view = server.json("GET", "/api/v1/challenges/edss/leaderboard",
+                                   tokens["jury"])
+        assert jury_view["frozen"] is False
+        ranked = lambda board: [r["team"] for r in board["rows"] if r["valid"]]  # noqa: E731
+        assert ranked(jury_view) == ["Myelin Minds", "Pixel Anatomy"]
+        assert ranked(team_view) == ["Myelin Minds"]  # the late result stays hidden
+    finally:
+        server.stop()
+
+
+def test_two_processes_on_one_database_update_both_viewers(
+        example_event: Path, database_url: str, tmp_path: Path) -> None:
+    first = ServerProcess(example_event, tmp_path / "data", database_url).start()
+    second = ServerProcess(example_event, tmp_path / "data", database_url,
+                           extra_args=["--scoring-workers", "0"]).start()
+    try:
+        tokens = first.tokens()
+        first.json("POST", "/api/v1/challenges/nodules/start", tokens["organizer"], {})
+        with ws_connect(first, tokens["jury"]) as one, ws_connect(second, tokens["jury"]) as two:
+            subscribe(one, "leaderboard:nodules")
+            subscribe(two, "leaderboard:nodules")
+            # Uploaded to the second (which does not score); scored by the first's workers.
+            status, _ = second.upload("nodules", tokens["Lumbar Lab"], "a.csv", NODULES)
+            assert status == 202
+            for ws in (one, two):
+                message = next_of(ws, "leaderboard")
+                while message["rows"][0]["rank"] is None:
+                    message = next_of(ws, "leaderboard")
+                assert message["rows"][0]["team"] == "Lumbar Lab"
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_viewer_that_stops_reading_does_not_block_the_others(server: ServerProcess) -> None:
+    tokens = server.tokens()
+    server.json("POST", "/api/v1/challenges/nodules/start", tokens["organizer"], {})
+    # A raw websocket that subscribes and then never reads: its socket buffers fill up.
+    host, port = server.url.removeprefix("http://").split(":")
+    stuck = socket.create_connection((host, int(port)))
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.sendall(
+        (f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+         f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {tokens['jury']}\r\n\r\n"
+         ).encode())
+    time.sleep(0.3)
+    payload = json.dumps({"type": "subscribe",
+                          "channels": ["leaderboard:nodules", "clock"]}).encode()
+    mask = b"\x01\x02\x03\x04"
+    frame = bytes([0x81, 0x80 | len(payload)]) + mask + bytes(
+        b ^ mask[i % 4] for i, b in enumerate(payload))
+    stuck.sendall(frame)
+    try:
+        with ws_connect(server, tokens["jury"]) as ws:
+            subscribe(ws, "leaderboard:nodules")
+            started = time.monotonic()
+            # Many board changes: each extension is a clock change, each upload two board
+            # changes; the stuck viewer's queue overflows while this one keeps up.
+            for _ in range(40):
+                server.json("POST", "/api/v1/challenges/nodules/extend", tokens["organizer"],
+                            {"seconds": 1})
+            server.upload("nodules", tokens["Lumbar Lab"], "a.csv", NODULES)
+            message = next_of(ws, "leaderboard")
+            assert time.monotonic() - started < 10
+            assert message["challenge"] == "nodules"
+    finally:
+        stuck.close()
