@@ -14,7 +14,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from server import api, pages, release_store, ws
+from server import api, jury_api, pages, release_store, ws
 from server.access import ensure_tokens
 from server.auth import Handler, auth_middleware, principal_of
 from server.config import Config
@@ -159,6 +159,7 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_websockets)
     api.setup(app)
+    jury_api.setup(app)
     pages.setup(app)
     ws.setup(app)
     app.router.add_static("/static/", resource_dir("static"), name="static")

@@ -62,6 +62,25 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--challenge", required=True)
     score.add_argument("submission", type=Path)
 
+    demo = sub.add_parser("demo", help="write a synthetic event into the data dir and serve it")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    demo.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    demo.add_argument("--database-url", default=None)
+
+    export = sub.add_parser("export", help="write the results workbook (.xlsx)")
+    export.add_argument("--event", required=True, type=Path)
+    export.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    export.add_argument("--database-url", default=None)
+    export.add_argument("out", type=Path, help="the .xlsx file to write")
+
+    rescore = sub.add_parser("rescore", help="score every counted submission again and list "
+                                             "any difference with the stored metrics")
+    rescore.add_argument("--event", required=True, type=Path)
+    rescore.add_argument("--challenge", default=None)
+    rescore.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    rescore.add_argument("--database-url", default=None)
+
     from server.client import add_commands as add_client_commands
     from server.release.commands import add_commands as add_release_commands
 
@@ -83,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return tokens(args)
         if args.command == "score":
             return score(args)
+        if args.command == "demo":
+            return demo(args)
+        if args.command in ("export", "rescore"):
+            return offline(args)
         if hasattr(args, "handler"):
             return int(args.handler(args))
     except EventFileError as exc:
@@ -138,7 +161,70 @@ def serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _serve(config: Config, event: EventSpec) -> None:
+def demo(args: argparse.Namespace) -> int:
+    from server.deliberation.demo import write_demo_event
+
+    data_dir = args.data_dir.resolve()
+    event_file = data_dir / "demo" / "event.toml"
+    if not event_file.exists():
+        print(f"Writing the demo event into {event_file.parent} …", flush=True)
+        write_demo_event(event_file.parent)
+    event = parse_event(event_file)
+    config = Config(event_path=event.path, host=args.host, port=args.port, data_dir=data_dir,
+                    database_url=database_url_from_env(args.database_url))
+    _setup_logging()
+    with _database(config) as config:
+        asyncio.run(_serve(config, event, all_links=True))
+    return EXIT_OK
+
+
+def offline(args: argparse.Namespace) -> int:
+    """`podium export` and `podium rescore`: the event's database without serving it."""
+    event = parse_event(args.event)
+    config = Config(event_path=event.path, data_dir=args.data_dir.resolve(),
+                    database_url=database_url_from_env(args.database_url))
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    with _database(config) as config:
+        assert config.database_url
+        if args.command == "export":
+            return asyncio.run(_export(config.database_url, args.out))
+        return asyncio.run(_rescore(config.database_url, args.challenge))
+
+
+async def _export(url: str, out: Path) -> int:
+    import asyncpg
+
+    from server.jury_api import workbook_bytes
+    from server.results import load_results
+
+    conn = await asyncpg.connect(url)
+    try:
+        results = await load_results(conn)
+    finally:
+        await conn.close()
+    data = await asyncio.to_thread(workbook_bytes, results)
+    await asyncio.to_thread(out.write_bytes, data)
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+async def _rescore(url: str, only: str | None) -> int:
+    import asyncpg
+
+    from server.rescore import rescore
+
+    conn = await asyncpg.connect(url)
+    try:
+        differences, checked = await rescore(conn, only)
+    finally:
+        await conn.close()
+    for line in differences:
+        print(line)
+    print(f"{checked} counted submission(s) rescored, {len(differences)} difference(s)")
+    return EXIT_INVALID if differences else EXIT_OK
+
+
+async def _serve(config: Config, event: EventSpec, *, all_links: bool = False) -> None:
     from dataclasses import replace
 
     from aiohttp import web
@@ -159,19 +245,26 @@ async def _serve(config: Config, event: EventSpec) -> None:
         port = runner.addresses[0][1] if config.port == 0 else config.port
         shown = replace(config, port=port)
         credentials = ensure_tokens(event, config.data_dir)
-        _print_banner(shown, event, credentials)
+        _print_banner(shown, event, credentials, all_links=all_links)
         await stop.wait()
         log.info("stopping")
     finally:
         await runner.cleanup()
 
 
-def _print_banner(config: Config, event: EventSpec, credentials: list[Credential]) -> None:
+def _print_banner(config: Config, event: EventSpec, credentials: list[Credential], *,
+                  all_links: bool = False) -> None:
     url = config.public_url
     lines = [f"Podium is serving {event.name!r} at {url}/"]
-    for credential in credentials[:2]:
-        lines.append(f"  {credential.label:<10} {url}/login?token={credential.token}")
-    lines.append(f"  team links: podium tokens --event {event.path} --data-dir {config.data_dir}")
+    shown = credentials if all_links else credentials[:2]
+    width = max(len(c.label) for c in shown)
+    for credential in shown:
+        lines.append(f"  {credential.label:<{width}}  {url}/login?token={credential.token}")
+    if all_links:
+        lines.append(f"  example submissions: {event.path.parent / 'submissions'}")
+    else:
+        lines.append(f"  team links: podium tokens --event {event.path} "
+                     f"--data-dir {config.data_dir}")
     print("\n".join(lines), flush=True)
 
 

@@ -80,14 +80,16 @@ async def jury(request: web.Request) -> web.Response:
         _, challenges = await challenges_for(conn, principal_of(request), slug=slug)
     if slug and not challenges:
         raise NotFound(f"no challenge {slug!r}", code="unknown_challenge")
-    return render(request, "jury.html", challenges=challenges)
+    return render(request, "jury.html", page_title="Jury", challenges=challenges, analysis=True,
+                  single=bool(slug), reveal=request.query.get("reveal") == "1")
 
 
 @public
 async def public_board(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         _, challenges = await challenges_for(conn, principal_of(request))
-    return render(request, "board.html", challenges=challenges)
+    return render(request, "jury.html", page_title="Leaderboard", challenges=challenges,
+                  analysis=False, single=False, reveal=False)
 
 
 @public

@@ -3,9 +3,12 @@ plots, rank stability) is computed from these, never from the database directly.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import asyncpg
 
 
 @dataclass(frozen=True)
@@ -54,3 +57,50 @@ class EventResults:
     challenges: tuple[ChallengeResults, ...]
     teams: tuple[str, ...]           # every team of the event
     log: tuple[LogRecord, ...] = field(default_factory=tuple)
+
+
+async def load_results(conn: asyncpg.Connection) -> EventResults:
+    """Everything the deliberation needs, read in one consistent snapshot."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        event = await conn.fetchrow("SELECT name, timezone FROM event")
+        challenges = await conn.fetch(
+            """SELECT id, slug, title, kind, counts, started_at, deadline FROM challenge
+               WHERE in_event ORDER BY position""")
+        registrations = await conn.fetch(
+            """SELECT r.challenge_id, t.name FROM registration r JOIN team t ON t.id = r.team_id
+               WHERE t.in_event ORDER BY lower(t.name)""")
+        submissions = await conn.fetch(
+            """SELECT s.id, s.challenge_id, t.name AS team, s.received_at, s.sha256, s.size,
+                      s.filename, s.status, s.metrics, s.errors, s.details, s.scorer_version
+               FROM submission s JOIN team t ON t.id = s.team_id ORDER BY s.id""")
+        teams = await conn.fetch("SELECT name FROM team WHERE in_event ORDER BY lower(name)")
+        log = await conn.fetch(
+            """SELECT l.at, c.slug, l.action, l.seconds, t.name AS team, l.actor, l.state_after
+               FROM countdown_log l JOIN challenge c ON c.id = l.challenge_id
+               LEFT JOIN team t ON t.id = l.team_id ORDER BY l.id""")
+    assert event is not None
+    by_challenge: dict[int, list[SubmissionRecord]] = {}
+    for s in submissions:
+        by_challenge.setdefault(s["challenge_id"], []).append(SubmissionRecord(
+            id=s["id"], team=s["team"], received_at=s["received_at"], sha256=s["sha256"],
+            size=s["size"], filename=s["filename"], status=s["status"],
+            metrics=_json(s["metrics"]), errors=tuple(_json(s["errors"]) or ()),
+            details=_json(s["details"]), scorer_version=s["scorer_version"]))
+    registered: dict[int, list[str]] = {}
+    for r in registrations:
+        registered.setdefault(r["challenge_id"], []).append(r["name"])
+    return EventResults(
+        name=event["name"], timezone=event["timezone"],
+        challenges=tuple(ChallengeResults(
+            slug=c["slug"], title=c["title"], kind=c["kind"], counts=c["counts"],
+            teams=tuple(registered.get(c["id"], [])),
+            submissions=tuple(by_challenge.get(c["id"], [])),
+            started_at=c["started_at"], deadline=c["deadline"]) for c in challenges),
+        teams=tuple(t["name"] for t in teams),
+        log=tuple(LogRecord(at=r["at"], challenge=r["slug"], action=r["action"],
+                            seconds=r["seconds"], team=r["team"], actor=r["actor"],
+                            state_after=r["state_after"]) for r in log))
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value

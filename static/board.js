@@ -4,11 +4,14 @@
 
 const PodiumBoard = (() => {
   const METRICS = {
-    "segmentation-surface": [["dice", "Dice", 4], ["surface_mse", "Surface MSE (mm²)", 0], ["score", "Σ ranks", 0]],
+    "segmentation-surface": [["dice", "Dice", 4], ["surface_mse", "MSE mm²", 0], ["score", "Score", 0]],
     "binary-probability": [["auc", "AUC", 4]],
     "regression": [["mse", "MSE", 3]],
   };
   const seqs = {};
+  const latest = {};
+  let options = {};
+  let revealed = 0;       // reveal mode: how many places are shown, from the last
 
   function cell(text, className) {
     const td = document.createElement("td");
@@ -32,7 +35,7 @@ const PodiumBoard = (() => {
       table = document.createElement("table");
       table.className = "board";
       const head = table.createTHead().insertRow();
-      for (const title of ["#", "Team", ...columns.map((c) => c[1]), "Uploads", "Counted at"]) {
+      for (const title of ["#", "Team", ...columns.map((c) => c[1]), "Sent", "At"]) {
         const th = document.createElement("th");
         th.textContent = title;
         head.append(th);
@@ -64,6 +67,9 @@ const PodiumBoard = (() => {
       tr.animate([{ transform: `translateY(${delta}px)` }, { transform: "translateY(0)" }],
                  { duration: 800, easing: "ease-in-out" });
     }
+    latest[message.challenge] = message;
+    if (options.reveal) applyReveal(message.challenge);
+    if (options.analysis) scheduleAnalysis(message.challenge);
     const frozen = container.querySelector(".frozen-flag");
     if (frozen) frozen.hidden = !message.frozen;
     container.dataset.seq = String(message.seq);
@@ -80,8 +86,56 @@ const PodiumBoard = (() => {
     }
   }
 
+  // Reveal mode: the board is shown from the last place to the first, one place (a group of
+  // tied teams) per key press, for the announcement.
+  function places(message) {
+    const ranks = [...new Set(message.rows.filter((r) => r.valid).map((r) => r.rank))];
+    return ranks.sort((a, b) => b - a);
+  }
+
+  function applyReveal(slug) {
+    const message = latest[slug];
+    if (!message) return;
+    const shown = new Set(places(message).slice(0, revealed));
+    for (const tr of document.querySelectorAll(`[data-board="${slug}"] tbody tr`)) {
+      tr.hidden = !shown.has(Number(tr.dataset.rank));
+    }
+  }
+
+  function revealNext() {
+    revealed += 1;
+    for (const slug of Object.keys(latest)) applyReveal(slug);
+  }
+
+  // Plots and rank stability, refreshed a little after the board changes.
+  const timers = {};
+  function scheduleAnalysis(slug) {
+    clearTimeout(timers[slug]);
+    timers[slug] = setTimeout(() => loadAnalysis(slug).catch(() => {}), 1500);
+  }
+
+  async function loadAnalysis(slug) {
+    const box = document.querySelector(`[data-analysis="${slug}"]`);
+    if (!box) return;
+    const data = await Podium.api("GET", `/api/v1/challenges/${slug}/analysis`);
+    const stability = box.querySelector(".stability");
+    const entries = Object.entries(data.stability || {});
+    stability.textContent = entries.length
+      ? "Holds its rank in 1,000 bootstrap resamples: " +
+        entries.map(([team, share]) => `${team} ${Math.round(share * 100)}%`).join(" · ")
+      : "";
+    // The SVGs are drawn by the server with every team name escaped.
+    box.querySelector(".plots").innerHTML = Object.values(data.plots || {}).join("");
+    box.dataset.loaded = String(Object.keys(data.plots || {}).length);
+  }
+
   // Connects the page: clock for every [data-clock], boards for every [data-board].
-  function start() {
+  function start(opts) {
+    options = opts || {};
+    if (options.reveal) {
+      document.addEventListener("keydown", (e) => { if (e.key === " " || e.key === "ArrowRight") { e.preventDefault(); revealNext(); } });
+      document.addEventListener("click", revealNext);
+    }
     const slugs = [...document.querySelectorAll("[data-board]")].map((el) => el.dataset.board);
     const channels = ["clock", ...slugs.map((s) => `leaderboard:${s}`)];
     Podium.syncClock().catch(() => {});
@@ -92,5 +146,5 @@ const PodiumBoard = (() => {
     });
   }
 
-  return { render, start, seqs };
+  return { render, start, seqs, revealNext };
 })();

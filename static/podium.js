@@ -43,7 +43,7 @@ const Podium = (() => {
   function formatTime(iso) {
     if (!iso) return "";
     return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit",
-                                                  second: "2-digit" });
+                                                  second: "2-digit", hourCycle: "h23" });
   }
 
   // -- the live connection --------------------------------------------------------------------

@@ -36,8 +36,15 @@ const Team = (() => {
     }));
   }
 
+  // Messages and the upload's own answer can arrive in any order: never go back to an
+  // earlier state (the receipt says "queued" even when the result came first).
+  const ORDER = { queued: 0, scoring: 1, scored: 2, invalid: 2 };
+
   function remember(s) {
-    (bySlug[s.challenge] = bySlug[s.challenge] || {})[s.id] = s;
+    const known = (bySlug[s.challenge] = bySlug[s.challenge] || {});
+    const old = known[s.id];
+    if (old && ORDER[old.status] > ORDER[s.status]) s = { ...s, ...old };
+    known[s.id] = s;
     drawHistory(s.challenge);
     const receipt = document.querySelector(`[data-receipt-of="${s.challenge}"]`);
     if (receipt && receipt.dataset.id === String(s.id)) showReceipt(s);

@@ -103,10 +103,11 @@ class ServerProcess:
     banner: list[str] = field(default_factory=list)
     stderr_path: Path | None = None
     extra_args: list[str] = field(default_factory=list)
+    demo: bool = False  # `podium demo` instead of `podium serve --event`
 
     def start(self, timeout: float = 60) -> ServerProcess:
-        args = [*PODIUM, "serve", "--event", str(self.event), "--port", "0",
-                "--data-dir", str(self.data_dir)]
+        args = [*PODIUM, "demo"] if self.demo else [*PODIUM, "serve", "--event", str(self.event)]
+        args += ["--port", "0", "--data-dir", str(self.data_dir)]
         if self.database_url:
             args += ["--database-url", self.database_url]
         args += self.extra_args
@@ -132,10 +133,31 @@ class ServerProcess:
                 break
         else:
             raise AssertionError(f"server did not start in {timeout}s:\n{self.stderr()}")
-        # Read the rest of the banner so the pipe never fills.
-        for _ in range(3):
-            self.banner.append(self.process.stdout.readline())
+        # Read the rest of the banner (until its last line) so the pipe never fills.
+        while True:
+            line = self.process.stdout.readline()
+            self.banner.append(line)
+            if not line or "team links:" in line or "example submissions:" in line:
+                break
         return self
+
+    def links(self) -> dict[str, str]:
+        """The login tokens printed in the banner, by role or team name."""
+        found = {}
+        for line in self.banner:
+            if "/login?token=" in line:
+                label, link = line.strip().rsplit(None, 1)
+                found[label.strip()] = link.split("token=", 1)[1]
+        return found
+
+    def start_on_same_port(self) -> ServerProcess:
+        """Restarts on the port it had, as a restarted venue server would."""
+        port = self.url.rsplit(":", 1)[1]
+        self.extra_args = [a for a in self.extra_args] + ["--port", port]
+        try:
+            return self.start()
+        finally:
+            self.extra_args = self.extra_args[:-2]
 
     def stderr(self) -> str:
         return self.stderr_path.read_text() if self.stderr_path and self.stderr_path.exists() \

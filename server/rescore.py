@@ -1,0 +1,57 @@
+"""`podium rescore`: every counted submission scored again, compared with what is stored, so a
+result on the board can be traced to the code and the file that produced it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import asyncpg
+
+from server.deliberation.workbook import boards_from_results
+from server.evaluators import SCORER_VERSION, ScoringOptions, evaluate
+from server.results import load_results
+
+TOLERANCE = 1e-9
+
+
+async def rescore(conn: asyncpg.Connection, only: str | None) -> tuple[list[str], int]:
+    """(differences as printable lines, number of submissions checked)."""
+    results = await load_results(conn)
+    boards = boards_from_results(results)
+    differences: list[str] = []
+    checked = 0
+    for challenge in results.challenges:
+        if only is not None and challenge.slug != only:
+            continue
+        info = await conn.fetchrow(
+            "SELECT kind, truth_path, hu_low, hu_high FROM challenge WHERE slug = $1",
+            challenge.slug)
+        assert info is not None
+        hu = (info["hu_low"], info["hu_high"]) if info["hu_low"] is not None else None
+        for row in boards[challenge.slug]:
+            if row.submission_id is None:
+                continue
+            stored = await conn.fetchrow(
+                "SELECT stored_path, metrics, scorer_version FROM submission WHERE id = $1",
+                row.submission_id)
+            assert stored is not None
+            checked += 1
+            result = evaluate(info["kind"], Path(info["truth_path"]),
+                              Path(stored["stored_path"]), ScoringOptions(hu_window=hu))
+            before = json.loads(stored["metrics"]) if isinstance(stored["metrics"], str) \
+                else stored["metrics"]
+            where = f"{challenge.slug} {row.team} #{row.submission_id}"
+            if result.status != "scored":
+                differences.append(f"{where}: now {result.status}: "
+                                   f"{'; '.join(e.message for e in result.errors)}")
+                continue
+            for key in sorted(set(before) | set(result.metrics)):
+                old, new = before.get(key), result.metrics.get(key)
+                if old is None or new is None or not math.isclose(old, new, rel_tol=TOLERANCE,
+                                                                   abs_tol=TOLERANCE):
+                    differences.append(
+                        f"{where}: {key} stored {old} ({stored['scorer_version']}), "
+                        f"now {new} ({SCORER_VERSION})")
+    return differences, checked

@@ -1,0 +1,74 @@
+"""The demo event end to end, and what the jury takes away: the workbook and rescoring."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from tests.conftest import PODIUM, ROOT, ServerProcess
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_demo_serves_and_its_examples_score_as_promised(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    server = ServerProcess(Path("unused"), data_dir, None, demo=True).start(timeout=120)
+    try:
+        tokens = server.links()
+        assert {"organizer", "jury"} <= set(tokens) and len(tokens) == 10
+        event = data_dir / "demo" / "event.toml"
+        server.event = event
+        _, challenges = server.json("GET", "/api/v1/challenges")
+        assert [(c["slug"], c["duration_s"]) for c in challenges] == [
+            ("sarcopenia", 3600), ("nodules", 7200), ("edss", 3600)]
+        for slug in ("sarcopenia", "nodules", "edss"):
+            server.json("POST", f"/api/v1/challenges/{slug}/start", tokens["organizer"], {})
+        folder = data_dir / "demo" / "submissions"
+        expected = json.loads((folder / "expected.json").read_text())
+        for name, promise in expected.items():
+            status, result = server.upload(promise["challenge"], tokens[promise["team"]],
+                                           Path(name).name, (folder / name).read_bytes(),
+                                           "?wait=60")
+            assert status == 202, (name, result)
+            assert result["status"] == promise["status"], (name, result)
+            codes = {e["code"] for e in result.get("errors", [])}
+            assert set(promise["codes"]) <= codes, (name, codes)
+
+        status, headers, raw = server.request("GET", "/api/v1/export.xlsx", tokens["jury"])
+        assert status == 200 and headers["Content-Type"].startswith(
+            "application/vnd.openxmlformats")
+        workbook = openpyxl.load_workbook(io.BytesIO(raw))
+        assert "Results" in workbook.sheetnames and "Submissions" in workbook.sheetnames
+        results = workbook["Results"]
+        cells = {(row[0].value, col): row[i].value for row in results.iter_rows(min_row=2)
+                 for i, col in enumerate(["team", "sarcopenia", "nodules", "edss"]) if i}
+        assert cells[("Gradient Gargoyles", "nodules")] == "N.S."  # only invalid files
+        assert server.request("GET", "/api/v1/export.xlsx", tokens["Dice Rollers"])[0] == 403
+        status, _, csv = server.request("GET", "/api/v1/challenges/edss/leaderboard.csv",
+                                        tokens["organizer"])
+        assert status == 200 and b"Les Voxelistes" in csv
+        status, _, analysis = server.request("GET", "/api/v1/challenges/nodules/analysis",
+                                             tokens["jury"])
+        body = json.loads(analysis)
+        assert "roc" in body["plots"] and len(body["stability"]) == 5
+    finally:
+        server.stop()
+
+    # Offline, on the same data dir (its embedded PostgreSQL): the workbook and a rescore.
+    out = tmp_path / "results.xlsx"
+    export = subprocess.run([*PODIUM, "export", "--event", str(event), "--data-dir",
+                             str(data_dir), str(out)], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)
+    assert export.returncode == 0, export.stderr
+    assert openpyxl.load_workbook(out)["Results"].max_row >= 9
+    rescore = subprocess.run([*PODIUM, "rescore", "--event", str(event), "--data-dir",
+                              str(data_dir)], capture_output=True, text=True, cwd=ROOT,
+                             timeout=300)
+    assert rescore.returncode == 0, rescore.stdout + rescore.stderr
+    counted = {(p["team"], p["challenge"]) for p in expected.values() if p["status"] == "scored"}
+    assert f"{len(counted)} counted submission(s) rescored, 0 difference(s)" in rescore.stdout

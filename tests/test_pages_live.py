@@ -1,0 +1,99 @@
+"""The live pages in headless Chromium: the jury board updates without reloading and shows a
+banner when the server goes away; a team uploads from its page; the winner reveal."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import EXAMPLE_DIR, ServerProcess
+
+pytestmark = pytest.mark.slow
+
+NODULES = EXAMPLE_DIR / "submissions" / "nodules-nodule-hunters.csv"
+
+
+def logged_in(browser: Any, server: ServerProcess, token: str) -> Any:
+    page = browser.new_page()
+    page.goto(f"{server.url}/login?token={token}")
+    return page
+
+
+def test_the_jury_board_updates_live_and_survives_a_restart(server: ServerProcess,
+                                                             browser: Any) -> None:
+    tokens = server.tokens()
+    server.json("POST", "/api/v1/challenges/nodules/start", tokens["organizer"], {})
+    page = logged_in(browser, server, tokens["jury"])
+    assert page.url.endswith("/jury")
+    page.wait_for_selector('[data-board="nodules"] tbody tr')
+    assert page.locator('[data-board="nodules"] tr[data-rank="1"]').count() == 0
+    server.upload("nodules", tokens["Nodule Hunters"], "p.csv", NODULES.read_bytes())
+    page.wait_for_selector('[data-board="nodules"] tr[data-rank="1"][data-team="Nodule Hunters"]',
+                           timeout=15000)
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload
+
+    server.stop(signal.SIGTERM)
+    page.wait_for_selector("#connection-banner:not([hidden])", timeout=10000)
+    assert "reconnecting" in page.inner_text("#connection-banner")
+    server.start_on_same_port()
+    page.wait_for_selector("#connection-banner[hidden]", state="attached", timeout=20000)
+    server.upload("nodules", tokens["Lumbar Lab"], "p.csv", NODULES.read_bytes())
+    page.wait_for_selector('[data-board="nodules"] tr[data-team="Lumbar Lab"][data-rank="1"]',
+                           timeout=15000)
+    page.close()
+
+
+def test_a_team_uploads_from_its_page_and_sees_its_result(server: ServerProcess,
+                                                          browser: Any) -> None:
+    tokens = server.tokens()
+    server.json("POST", "/api/v1/challenges/edss/start", tokens["organizer"], {})
+    page = logged_in(browser, server, tokens["Myelin Minds"])
+    assert page.url.endswith("/team")
+    form = page.locator('form[data-upload="edss"]')
+    form.locator("input[type=file]").set_input_files(
+        str(EXAMPLE_DIR / "submissions" / "edss-myelin-minds.csv"))
+    form.locator("button").click()
+    receipt = page.locator('[data-receipt-of="edss"]')
+    receipt.wait_for(state="visible")
+    assert "SHA-256" in receipt.inner_text()
+    page.wait_for_selector('[data-history-of="edss"] tr[data-status="scored"]', timeout=15000)
+    assert "mse" in page.inner_text('[data-history-of="edss"] tr .result')  # feedback "score"
+    assert float(page.get_attribute("form[data-upload=edss] progress", "value") or 0) == 1
+
+    # A refusal is shown with the server's message: nodules has not started.
+    nodules = page.locator('form[data-upload="nodules"]')
+    nodules.locator("input[type=file]").set_input_files(str(NODULES))
+    nodules.locator("button").click()
+    page.wait_for_selector('form[data-upload="nodules"] .upload-status[data-code="not_started"]')
+    page.close()
+
+
+def test_the_winner_reveal_goes_from_last_to_first(example_event: Path, database_url: str,
+                                                   tmp_path: Path, browser: Any) -> None:
+    server = ServerProcess(example_event, tmp_path / "data", database_url).start()
+    try:
+        tokens = server.tokens()
+        server.json("POST", "/api/v1/challenges/nodules/start", tokens["organizer"], {})
+        good = NODULES.read_bytes()
+        worse = good.replace(b"NOD002;0,698", b"NOD002;0,1")
+        server.upload("nodules", tokens["Lumbar Lab"], "a.csv", good, "?wait=30")
+        server.upload("nodules", tokens["Nodule Hunters"], "b.csv", worse, "?wait=30")
+        page = logged_in(browser, server, tokens["jury"])
+        page.goto(f"{server.url}/jury/nodules?reveal=1")
+        page.wait_for_selector('[data-board="nodules"] tbody tr', state="attached")
+        visible = 'document.querySelectorAll("[data-board=nodules] tbody tr:not([hidden])")'
+        assert page.evaluate(f"{visible}.length") == 0
+        page.keyboard.press("Space")
+        assert page.evaluate(f"[...{visible}].map(r => r.dataset.team)") == ["Nodule Hunters"]
+        page.keyboard.press("Space")
+        assert page.evaluate(f"[...{visible}].map(r => r.dataset.team)") == [
+            "Lumbar Lab", "Nodule Hunters"]
+        page.wait_for_selector('[data-analysis="nodules"][data-loaded]', state="attached",
+                               timeout=15000)
+        assert page.locator('[data-analysis="nodules"] svg').count() >= 1
+        page.close()
+    finally:
+        server.stop()
