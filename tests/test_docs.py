@@ -1,0 +1,33 @@
+"""Every event-file key and every command is documented (a setting nobody can find is a
+setting nobody uses)."""
+
+from __future__ import annotations
+
+import argparse
+
+from server.cli import _parser
+from server.event import ACCESS_KEYS, CHALLENGE_KEYS, EVENT_KEYS, TEAM_KEYS
+from tests.conftest import ROOT
+
+
+def test_every_event_key_is_documented() -> None:
+    doc = (ROOT / "docs" / "event-file.md").read_text()
+    for key in sorted(EVENT_KEYS | ACCESS_KEYS | CHALLENGE_KEYS | TEAM_KEYS):
+        assert f"| `{key}` |" in doc, f"{key} is not in docs/event-file.md"
+
+
+def test_every_command_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name in sub.choices:
+        assert f"podium {name}" in readme, f"podium {name} is not in the README"
+
+
+def test_the_readme_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = [block.split("\n", 1)[1].strip() for block in quick.split("```sh")[1:]]
+    commands = [c.split("```", 1)[0].strip() for c in commands]
+    assert len(commands) == 2
+    assert commands[0].endswith("podium demo")
+    assert commands[1] in (ROOT / ".ci" / "run").read_text()
