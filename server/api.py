@@ -145,6 +145,12 @@ _AUDIENCE = {"jury": "the jury and organizers", "teams": "the jury, organizers a
 
 
 @requires(Role.ORGANIZER, Role.JURY)
+async def counts(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        return web.json_response(await queries.challenge_counts(conn))
+
+
+@requires(Role.ORGANIZER, Role.JURY)
 async def countdown_log(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         rows = await store.fetch_log(conn)
@@ -202,5 +208,6 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/v1/challenges/{slug}/leaderboard", get_leaderboard)
     r.add_get("/api/v1/challenges/{slug}/dataset", dataset.dataset)
     r.add_get("/api/v1/countdown-log", countdown_log)
+    r.add_get("/api/v1/counts", counts)
     r.add_get("/api/v1/me", whoami)
     r.add_get("/api/v1/teams", list_teams)

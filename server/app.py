@@ -130,12 +130,20 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
              asyncio.create_task(run_ticker(app[POOL], hub.clock_changed), name="ticker")]
     if config.scoring_slots > 0:
         tasks.append(asyncio.create_task(scoring.run(), name="scoring"))
+    for task in tasks:
+        task.add_done_callback(_report_death)
     yield
     for task in tasks:
         task.cancel()
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def _report_death(task: asyncio.Task[None]) -> None:
+    # These tasks run for the app's whole life: ending early is a fault someone must see.
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("background task %s stopped", task.get_name(), exc_info=task.exception())
 
 
 async def _close_websockets(app: web.Application) -> None:

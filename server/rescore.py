@@ -10,8 +10,9 @@ from pathlib import Path
 import asyncpg
 
 from server.deliberation.workbook import boards_from_results
-from server.evaluators import SCORER_VERSION, ScoringOptions, evaluate
+from server.evaluators import SCORER_VERSION, evaluate
 from server.results import load_results
+from server.scoring import scoring_options
 
 TOLERANCE = 1e-9
 
@@ -29,7 +30,7 @@ async def rescore(conn: asyncpg.Connection, only: str | None) -> tuple[list[str]
             "SELECT kind, truth_path, hu_low, hu_high FROM challenge WHERE slug = $1",
             challenge.slug)
         assert info is not None
-        hu = (info["hu_low"], info["hu_high"]) if info["hu_low"] is not None else None
+        options = scoring_options(info["hu_low"], info["hu_high"])
         for row in boards[challenge.slug]:
             if row.submission_id is None:
                 continue
@@ -39,7 +40,7 @@ async def rescore(conn: asyncpg.Connection, only: str | None) -> tuple[list[str]
             assert stored is not None
             checked += 1
             result = evaluate(info["kind"], Path(info["truth_path"]),
-                              Path(stored["stored_path"]), ScoringOptions(hu_window=hu))
+                              Path(stored["stored_path"]), options)
             before = json.loads(stored["metrics"]) if isinstance(stored["metrics"], str) \
                 else stored["metrics"]
             where = f"{challenge.slug} {row.team} #{row.submission_id}"

@@ -38,14 +38,15 @@ class WorkerCrashed(Exception):
 
 def _serve(conn: Connection) -> None:
     """The child process: score jobs until the pipe closes."""
-    from server.evaluators import ScoringOptions, evaluate
+    from server.evaluators import evaluate
+    from server.scoring import scoring_options
 
     while True:
         try:
             job = conn.recv()
         except EOFError:
             return
-        options = ScoringOptions(hu_window=tuple(job["hu_window"]) if job["hu_window"] else None)
+        options = scoring_options(job["hu_low"], job["hu_high"])
         result = evaluate(job["kind"], Path(job["truth"]), Path(job["path"]), options)
         # Per-exam values (for plots and rank stability) travel beside the public result.
         conn.send({**result.to_json(), "details": getattr(result, "details", None)})
@@ -143,9 +144,8 @@ class Scoring:
                                "have been told")]
         else:
             payload = {"kind": job["kind"], "truth": job["truth_path"],
-                       "path": job["stored_path"],
-                       "hu_window": [job["hu_low"], job["hu_high"]]
-                       if job["hu_low"] is not None else None}
+                       "path": job["stored_path"], "hu_low": job["hu_low"],
+                       "hu_high": job["hu_high"]}
             try:
                 result = await asyncio.to_thread(process.score, payload, self.timeout_s)
                 status = result["status"]

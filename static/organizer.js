@@ -28,6 +28,16 @@ const Organizer = (() => {
     }));
   }
 
+  async function refreshCounts() {
+    const counts = await Podium.api("GET", "/api/v1/counts");
+    for (const [slug, values] of Object.entries(counts)) {
+      for (const [name, value] of Object.entries(values)) {
+        const cell = document.querySelector(`[data-slug="${slug}"] [data-count="${name}"]`);
+        if (cell) cell.textContent = String(value);
+      }
+    }
+  }
+
   function renderExtensions(challenges) {
     for (const c of challenges) {
       const list = document.querySelector(`[data-extensions-of="${c.slug}"]`);
@@ -81,6 +91,8 @@ const Organizer = (() => {
   function start() {
     document.addEventListener("click", onClick);
     Podium.syncClock().catch(() => {});
+    // Downloads and uploads are not announced on the clock: look every few seconds.
+    setInterval(() => refreshCounts().catch(() => {}), 5000);
     Podium.live(["clock"], (m) => {
       if (m.type !== "clock") return;
       PodiumClock.update(m.challenges);
