@@ -27,6 +27,7 @@ from server.access import Principal, Role
 from server.auth import principal_of, requires
 from server.countdown import upload_deadline, upload_refusal
 from server.countdown.store import countdown_of
+from server.durable import fsync_dir
 from server.errors import BadRequest, Conflict, Forbidden, NotFound, PodiumError, TooLarge
 from server.isotime import iso
 from server.keys import CONFIG, HUB, POOL
@@ -160,14 +161,6 @@ def _too_large(limit: int) -> TooLarge:
                     f"{limit / 1024 / 1024:g} MiB", code="too_large", limit_bytes=limit)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @requires(Role.TEAM)
 async def upload(request: web.Request) -> web.Response:
     principal = principal_of(request)
@@ -197,7 +190,7 @@ async def upload(request: web.Request) -> web.Response:
         sha256, size, filename = await _receive(request, partial, row["max_upload_bytes"])
         final = folder / f"{uuid.uuid4().hex[:12]}_{filename}"
         await asyncio.to_thread(os.replace, partial, final)
-        await asyncio.to_thread(_fsync_dir, folder)
+        await asyncio.to_thread(fsync_dir, folder)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

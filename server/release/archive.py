@@ -28,6 +28,7 @@ from typing import IO, Any
 import pyzipper
 from pyzipper.zipfile_aes import AESZipInfo
 
+from server.durable import fsync_dir
 from server.errors import PodiumError
 
 MANIFEST_NAME = "MANIFEST.csv"
@@ -170,7 +171,7 @@ def prepare_release(source: Path, store: Path, *, sealed: bool) -> PreparedRelea
             mtime_ns=stat.st_mtime_ns,
         )
         prepared.save(store)
-        _fsync_dir(store)
+        fsync_dir(store)
         if previous is not None and previous.path.name != name:
             previous.path.unlink(missing_ok=True)
         return prepared
@@ -473,7 +474,7 @@ def _atomic_file(target: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _remove_partials(store: Path) -> None:
@@ -491,14 +492,6 @@ def _store_lock(store: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _file_sha256(path: Path) -> str:
