@@ -149,6 +149,12 @@ def test_the_clock_survives_sigkill_in_every_state(example_event: Path, database
     set_duration(example_event, "edss", 0.05)  # will pass while the server is down
     server = ServerProcess(example_event, tmp_path / "data", database_url).start()
     organizer = server.tokens()["organizer"]
+    _, waiting = server.json("GET", "/api/v1/challenges")
+    server.stop(signal.SIGKILL)
+    server.start()
+    _, after = server.json("GET", "/api/v1/challenges")
+    assert [c["state"] for c in after] == [c["state"] for c in waiting] == ["waiting"] * 3
+
     _, running = act(server, organizer, "sarcopenia", "start")
     act(server, organizer, "nodules", "start")
     _, paused = act(server, organizer, "nodules", "pause")
@@ -156,19 +162,26 @@ def test_the_clock_survives_sigkill_in_every_state(example_event: Path, database
     server.stop(signal.SIGKILL)
     time.sleep(3.5)
     server.start()
+    _, after = server.json("GET", "/api/v1/challenges")
+    by_slug = {c["slug"]: c for c in after}
+    assert by_slug["sarcopenia"]["state"] == "running"
+    assert by_slug["sarcopenia"]["deadline"] == running["deadline"]
+    assert by_slug["nodules"]["state"] == "paused"
+    assert by_slug["nodules"]["remaining_s"] == paused["remaining_s"]
+    assert by_slug["edss"]["state"] == "closed"
+    time.sleep(1.0)
+    _, log = server.json("GET", "/api/v1/countdown-log", token=organizer)
+    assert [e["challenge"] for e in log if e["action"] == "auto-close"] == ["edss"]
+    status, body = act(server, organizer, "nodules", "resume")
+    assert status == 200 and body["state"] == "running"
+
+    _, closed = act(server, organizer, "sarcopenia", "close")
+    server.stop(signal.SIGKILL)
+    server.start()
     try:
-        _, after = server.json("GET", "/api/v1/challenges")
-        by_slug = {c["slug"]: c for c in after}
-        assert by_slug["sarcopenia"]["state"] == "running"
-        assert by_slug["sarcopenia"]["deadline"] == running["deadline"]
-        assert by_slug["nodules"]["state"] == "paused"
-        assert by_slug["nodules"]["remaining_s"] == paused["remaining_s"]
-        assert by_slug["edss"]["state"] == "closed"
-        time.sleep(1.0)
-        _, log = server.json("GET", "/api/v1/countdown-log", token=organizer)
-        assert [e["challenge"] for e in log if e["action"] == "auto-close"] == ["edss"]
-        status, body = act(server, organizer, "nodules", "resume")
-        assert status == 200 and body["state"] == "running"
+        _, after = server.json("GET", "/api/v1/challenges/sarcopenia")
+        assert (after["state"], after["deadline"]) == ("closed", closed["deadline"])
+        assert act(server, organizer, "sarcopenia", "start")[0] == 409
     finally:
         server.stop()
 

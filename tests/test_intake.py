@@ -339,3 +339,22 @@ def test_podium_score_exit_codes(tmp_path: Path) -> None:
     usage = subprocess.run([*PODIUM, "score", "--event", str(event), "--challenge", "lungs",
                             str(bad)], capture_output=True, text=True, cwd=ROOT)
     assert usage.returncode == 2 and "lungs" in usage.stderr
+
+
+def test_each_format_through_the_command_line(server: ServerProcess, tmp_path: Path) -> None:
+    tokens = server.tokens()
+    start(server, "sarcopenia", "edss")
+    xlsx = tmp_path / "edss.xlsx"
+    xlsx.write_bytes(edss_xlsx())
+    for slug, team, path in [("sarcopenia", "Pixel Anatomy",
+                              SUBMISSIONS / "sarcopenia-lumbar-lab.zip"),
+                             ("edss", "Pixel Anatomy", xlsx),
+                             ("edss", "Myelin Minds", SUBMISSIONS / "edss-myelin-minds.csv")]:
+        result = subprocess.run(
+            [*PODIUM, "submit", "--server", server.url, "--token", tokens[team],
+             "--challenge", slug, "--json", "--wait", "60", str(path)],
+            capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert result.returncode == 0, result.stderr
+        body = json.loads(result.stdout)
+        assert body["status"] == "scored"
+        assert body["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
