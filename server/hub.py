@@ -42,7 +42,7 @@ Snapshot = Callable[[asyncpg.Connection, Principal | None, str], Awaitable[Messa
 class Viewer:
     ws: web.WebSocketResponse
     principal: Principal | None
-    queue: asyncio.Queue[Message] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     channels: set[str] = field(default_factory=set)
     dropped: int = 0
     # The newest board version sent per channel: announcements handled out of order never
@@ -119,23 +119,22 @@ class Hub:
 
     # -- delivery -----------------------------------------------------------------------------
 
-    def offer(self, viewer: Viewer, message: Message) -> None:
+    def offer(self, viewer: Viewer, message: Message | str) -> None:
+        """Queues a message (a dict, or one already serialised for many viewers)."""
         try:
-            viewer.queue.put_nowait(message)
+            viewer.queue.put_nowait(message if isinstance(message, str) else _text(message))
         except asyncio.QueueFull:
             # Never wait for a slow viewer: drop what it has not read and ask it to resubscribe.
             while not viewer.queue.empty():
                 viewer.queue.get_nowait()
             viewer.dropped += 1
-            viewer.queue.put_nowait({"type": "resync", "channels": sorted(viewer.channels),
-                                     "message": "you fell behind; subscribe again for a "
-                                                "fresh snapshot"})
+            viewer.queue.put_nowait(_text({"type": "resync", "channels": sorted(viewer.channels),
+                                           "message": "you fell behind; subscribe again for a "
+                                                      "fresh snapshot"}))
 
     async def pump(self, viewer: Viewer) -> None:
         while True:
-            message = await viewer.queue.get()
-            message.setdefault("server_time", iso(datetime.now(UTC)))
-            await viewer.ws.send_str(json.dumps(message))
+            await viewer.ws.send_str(await viewer.queue.get())
 
     async def broadcast(self, channel: str) -> None:
         """Sends `channel`'s fresh snapshot to every viewer subscribed to it, computed once per
@@ -143,7 +142,9 @@ class Hub:
         targets = [v for v in self.viewers if channel in v.channels]
         if not targets:
             return
-        cache: dict[tuple[Any, ...], Message | None] = {}
+        # One snapshot, serialised once, per distinct principal: 1,000 jury screens cost one
+        # query and one json.dumps.
+        cache: dict[tuple[Any, ...], tuple[Message, str] | None] = {}
         async with self.pool.acquire() as conn:
             kind = self.channel_kind(channel)
             assert kind is not None
@@ -151,16 +152,18 @@ class Hub:
                 p = viewer.principal
                 key = (p.role, p.team_id) if p else (None, None)
                 if key not in cache:
-                    cache[key] = await self.snapshots[kind](conn, p, channel)
-                message = cache[key]
-                if message is None:
+                    snapshot = await self.snapshots[kind](conn, p, channel)
+                    cache[key] = (snapshot, _text(snapshot)) if snapshot is not None else None
+                found = cache[key]
+                if found is None:
                     continue
+                message, text = found
                 seq = message.get("seq")
                 if isinstance(seq, int):
                     if seq <= viewer.seen_seq.get(channel, -1):
                         continue
                     viewer.seen_seq[channel] = seq
-                self.offer(viewer, dict(message))
+                self.offer(viewer, text)
 
     async def dispatch(self, event: Message) -> None:
         kind = event.get("type")
@@ -216,6 +219,13 @@ class Hub:
                 await viewer.ws.close(code=1001, message=b"server shutting down")
         for task in list(self._tasks):
             task.cancel()
+
+
+def _text(message: Message) -> str:
+    """A message as sent: every message carries the server's time."""
+    if "server_time" not in message:
+        message = {**message, "server_time": iso(datetime.now(UTC))}
+    return json.dumps(message)
 
 
 async def _leaderboard_snapshot(conn: asyncpg.Connection, principal: Principal | None,
