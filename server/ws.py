@@ -32,7 +32,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         raise Forbidden("websocket connections are accepted from this server's own pages only",
                         code="bad_origin")
     hub = request.app[HUB]
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024)
+    # No per-message compression: boards are a few KB on a local network, and deflate costs
+    # each connection ~256 KB of state and half of a broadcast's CPU (bench/fanout.py).
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024, compress=False)
     await ws.prepare(request)
     viewer = Viewer(ws, principal_of(request))
     hub.viewers.add(viewer)
