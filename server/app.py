@@ -83,7 +83,7 @@ class JsonAccessLogger(AbstractAccessLogger):
             "method": request.method,
             "path": request.path,
             "status": response.status,
-            "bytes": response.body_length,
+            "bytes": _bytes_sent(response),
             "ms": round(time * 1000, 1),
             "role": str(principal.role) if principal else None,
             "team": principal.team_name if principal else None,
@@ -93,6 +93,13 @@ class JsonAccessLogger(AbstractAccessLogger):
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
+
+
+def _bytes_sent(response: web.StreamResponse) -> int:
+    # A file sent with sendfile does not count in body_length; its length is the header's.
+    if isinstance(response, web.FileResponse) and response.status in (200, 206):
+        return response.content_length or response.body_length
+    return response.body_length
 
 
 def _now() -> float:
