@@ -24,7 +24,7 @@ from server.errors import PodiumError
 from server.event import EventSpec
 from server.hub import Hub
 from server.intake import MAX_PENDING, RATE_LIMITER, RateLimiter
-from server.keys import CONFIG, EVENT, HUB, POOL, PRINCIPAL, TEMPLATES
+from server.keys import ARRIVED, CONFIG, EVENT, HUB, POOL, PRINCIPAL, TEMPLATES
 from server.loader import load_event
 from server.resources import resource_dir
 from server.worker import Scoring
@@ -49,6 +49,14 @@ def error_response(request: web.Request, status: int, body: dict[str, Any]) -> w
     html = template.render(status=status, error=body["error"], principal=principal_of(request),
                            event=request.app[EVENT])
     return web.Response(text=html, status=status, content_type="text/html")
+
+
+@web.middleware
+async def arrival_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Notes when the request arrived, before anything can make it wait (a pool connection,
+    the token lookup): an upload's start is judged from this moment."""
+    request[ARRIVED] = asyncio.get_running_loop().time()
+    return await handler(request)
 
 
 @web.middleware
@@ -159,7 +167,7 @@ async def _close_websockets(app: web.Application) -> None:
 
 
 def create_app(config: Config, event: EventSpec) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, auth_middleware],
+    app = web.Application(middlewares=[arrival_middleware, error_middleware, auth_middleware],
                           client_max_size=1024**2)
     app[CONFIG] = config
     app[EVENT] = event

@@ -30,7 +30,7 @@ from server.countdown.store import countdown_of
 from server.durable import fsync_dir
 from server.errors import BadRequest, Conflict, Forbidden, NotFound, PodiumError, TooLarge
 from server.isotime import iso
-from server.keys import CONFIG, HUB, POOL
+from server.keys import ARRIVED, CONFIG, HUB, POOL
 from server.notify import bump_board
 from server.submission import (
     announce,
@@ -169,7 +169,7 @@ async def upload(request: web.Request) -> web.Response:
     slug = request.match_info["slug"]
     pool = request.app[POOL]
     async with pool.acquire() as conn:
-        began = await queries.database_now(conn)
+        began = await _request_began(request, conn)
         row = await queries.fetch_challenge(conn, slug)
         if row is None:
             raise NotFound(f"no challenge {slug!r}", code="unknown_challenge")
@@ -207,6 +207,14 @@ async def upload(request: web.Request) -> web.Response:
         if final_state is not None:
             return web.json_response(final_state, status=202)
     return web.json_response(receipt, status=202)
+
+
+async def _request_began(request: web.Request, conn: asyncpg.Connection) -> datetime:
+    """When the request began, by the database's clock: its now, less the time the request
+    has already spent waiting in this process (for a connection, the token lookup)."""
+    now = await queries.database_now(conn)
+    waited = asyncio.get_running_loop().time() - request[ARRIVED]
+    return now - timedelta(seconds=max(0.0, waited))
 
 
 def _check_limits(request: web.Request, row: asyncpg.Record, principal: Principal,

@@ -18,3 +18,5 @@ TEMPLATES = web.AppKey("templates", jinja2.Environment)
 HUB = web.AppKey("hub", Hub)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
+# The event loop's clock (monotonic) when the request arrived.
+ARRIVED = web.RequestKey("arrived", float)

@@ -96,9 +96,10 @@ async def count_for_team(conn: asyncpg.Connection, challenge_id: int, team_id: i
 # -- the scoring queue ------------------------------------------------------------------------
 
 async def claim_next(conn: asyncpg.Connection, claimant: str) -> asyncpg.Record | None:
-    """Claims the oldest queued submission, or one whose claimant's database session is gone
-    (its server process died while scoring it). SKIP LOCKED lets several processes share the
-    queue without waiting on each other."""
+    """Claims the next submission: queued, or one whose claimant's database session is gone
+    (its server process died while scoring it). Small files (tables) go first, oldest first
+    within each size class: a table scores in milliseconds and should not wait behind mask
+    archives. SKIP LOCKED lets several processes share the queue without waiting."""
     return await conn.fetchrow(
         """UPDATE submission s SET status = 'scoring', claimed_by = $1,
                   claimed_at = clock_timestamp(), attempts = s.attempts + 1
@@ -109,7 +110,7 @@ async def claim_next(conn: asyncpg.Connection, claimant: str) -> asyncpg.Record 
                   OR (q.status = 'scoring' AND NOT EXISTS (
                         SELECT 1 FROM pg_stat_activity a
                         WHERE a.pid::text = split_part(q.claimed_by, ':', 1)))
-               ORDER BY q.id FOR UPDATE SKIP LOCKED LIMIT 1)
+               ORDER BY q.size > 1048576, q.id FOR UPDATE SKIP LOCKED LIMIT 1)
              AND c.id = s.challenge_id
            RETURNING s.id, s.attempts, s.stored_path, s.filename, s.team_id, c.slug, c.kind,
                      c.truth_path, c.hu_low, c.hu_high""",

@@ -38,6 +38,8 @@ class WorkerCrashed(Exception):
 
 def _serve(conn: Connection) -> None:
     """The child process: score jobs until the pipe closes."""
+    # Scoring can wait a few milliseconds; uploads in the last-minute rush cannot.
+    os.nice(10)
     from server.evaluators import evaluate
     from server.scoring import scoring_options
 
