@@ -67,7 +67,7 @@ def test_public_endpoints(server: ServerProcess) -> None:
     assert [c["slug"] for c in challenges] == ["sarcopenia", "nodules", "edss"]
     first = challenges[0]
     assert set(first) == {"slug", "title", "kind", "duration_s", "state", "started_at",
-                          "deadline", "remaining_s", "server_time"}
+                          "deadline", "remaining_s", "server_time", "release"}
     assert (first["kind"], first["duration_s"], first["state"], first["remaining_s"]) == (
         "segmentation-surface", 3600, "waiting", 3600)
 
@@ -99,10 +99,11 @@ def test_roles_on_every_route(server: ServerProcess) -> None:
 
     def call(method: str, path: str, token: str | None = None) -> tuple[int, str | None]:
         body = json.dumps({"seconds": 60}).encode() if method == "POST" else None
-        status, _, raw = server.request(method, path, token, body,
-                                        {"Content-Type": "application/json"} if body else {})
-        if not path.startswith("/api/"):
-            return status, None  # pages answer with an HTML error page
+        status, headers, raw = server.request(method, path, token, body,
+                                              {"Content-Type": "application/json"} if body
+                                              else {})
+        if not headers.get("Content-Type", "").startswith("application/json"):
+            return status, None  # pages (HTML), downloads (zip, xlsx, csv)
         parsed = json.loads(raw)
         return status, parsed["error"]["code"] if isinstance(parsed, dict) and \
             "error" in parsed else None
@@ -142,7 +143,8 @@ def test_login_link_sets_a_session_cookie(server: ServerProcess) -> None:
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     with opener.open(f"{server.url}/login?token={tokens['jury']}") as response:
-        assert response.url == server.url + "/"  # redirected: the token leaves the address bar
+        # Redirected to the jury's page: the token leaves the address bar.
+        assert response.url == server.url + "/jury"
         assert b"jury" in response.read()
     cookie = next(iter(jar))
     assert cookie.name == "podium_session"
