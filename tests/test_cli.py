@@ -1,0 +1,37 @@
+"""`podium tokens` in its three formats, and usage errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+from pathlib import Path
+
+from tests.conftest import EXAMPLE_EVENT, PODIUM, ROOT
+
+
+def tokens(data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*PODIUM, "tokens", "--event", str(EXAMPLE_EVENT), "--data-dir",
+                           str(data_dir), *extra], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_tokens_in_every_format_agree(tmp_path: Path) -> None:
+    as_json = json.loads(tokens(tmp_path, "--format", "json").stdout)
+    assert [r["name"] for r in as_json] == ["organizer", "jury", "Lumbar Lab", "Nodule Hunters",
+                                            "Myelin Minds", "Pixel Anatomy"]
+    assert all(r["link"] == f"http://127.0.0.1:8080/login?token={r['token']}" for r in as_json)
+    as_csv = list(csv.DictReader(io.StringIO(tokens(tmp_path, "--format", "csv").stdout)))
+    assert as_csv == as_json
+    table = tokens(tmp_path, "--base-url", "https://podium.example.org/").stdout.splitlines()
+    assert len(table) == 6
+    assert table[2].split()[:3] == ["team", "Lumbar", "Lab"]
+    assert table[2].endswith(f"https://podium.example.org/login?token={as_json[2]['token']}")
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    missing = subprocess.run([*PODIUM, "serve"], capture_output=True, text=True, cwd=ROOT)
+    assert missing.returncode == 2 and "--event" in missing.stderr
+    refused = subprocess.run([*PODIUM, "tokens", "--event", str(tmp_path / "none.toml")],
+                             capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 2 and "event file not found" in refused.stderr
