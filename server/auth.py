@@ -58,6 +58,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     policy = route_policy(route)
     if policy is None and not isinstance(request.match_info.http_exception, web.HTTPException):
         raise RuntimeError(f"route {route.method} {route.resource} declares no access policy")
+    if isinstance(route.resource, web.StaticResource):
+        return await handler(request)  # no database lookup for a stylesheet
     token = request_token(request)
     principal = await authenticate(request, token) if token else None
     if principal is not None:
