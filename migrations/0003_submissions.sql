@@ -5,7 +5,7 @@ CREATE TABLE submission (
     challenge_id     integer NOT NULL REFERENCES challenge (id),
     team_id          integer NOT NULL REFERENCES team (id),
     request_began_at timestamptz NOT NULL,   -- database clock when the upload request arrived
-    received_at      timestamptz NOT NULL,   -- database clock when it was stored durably
+    received_at      timestamptz NOT NULL,   -- database clock when its last byte was on disk
     sha256           text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
     size             bigint NOT NULL CHECK (size >= 0),
     filename         text NOT NULL,

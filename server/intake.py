@@ -188,6 +188,7 @@ async def upload(request: web.Request) -> web.Response:
     partial = folder / f".{uuid.uuid4().hex}.part"
     try:
         sha256, size, filename = await _receive(request, partial, row["max_upload_bytes"])
+        body_done = asyncio.get_running_loop().time()
         final = folder / f"{uuid.uuid4().hex[:12]}_{filename}"
         await asyncio.to_thread(os.replace, partial, final)
         await asyncio.to_thread(fsync_dir, folder)
@@ -195,8 +196,8 @@ async def upload(request: web.Request) -> web.Response:
         partial.unlink(missing_ok=True)
         raise
     try:
-        receipt = await _record(pool, row["id"], principal, began, sha256, size, filename,
-                                final)
+        receipt = await _record(pool, row["id"], principal, began, body_done, sha256, size,
+                                filename, final)
     except BaseException:
         final.unlink(missing_ok=True)
         raise
@@ -235,7 +236,7 @@ def _check_limits(request: web.Request, row: asyncpg.Record, principal: Principa
 
 
 async def _record(pool: asyncpg.Pool, challenge_id: int, principal: Principal,
-                  began: datetime, sha256: str, size: int, filename: str,
+                  began: datetime, body_done: float, sha256: str, size: int, filename: str,
                   path: Path) -> dict[str, Any]:
     assert principal.team_id is not None
     async with pool.acquire() as conn, conn.transaction():
@@ -246,16 +247,21 @@ async def _record(pool: asyncpg.Pool, challenge_id: int, principal: Principal,
             f"SELECT {queries.CHALLENGE_COLUMNS} FROM challenge c WHERE c.id = $1 "  # noqa: S608
             "FOR NO KEY UPDATE", challenge_id)
         assert row is not None
+        # The upload finished when its last byte was on disk, by the database's clock: waiting
+        # here for the row lock behind other uploads must not count against the team.
         now = await queries.database_now(conn)
+        waited = asyncio.get_running_loop().time() - body_done
+        finished = now - timedelta(seconds=max(0.0, waited))
         extension = await _team_extension(conn, challenge_id, principal.team_id)
-        _check_time(row, extension, began, now)
+        _check_time(row, extension, began, finished)
         total, _ = await count_for_team(conn, challenge_id, principal.team_id)
         if row["max_submissions"] is not None and total >= row["max_submissions"]:
             raise Conflict(f"your team has used all {row['max_submissions']} submissions",
                            code="submission_limit", max_submissions=row["max_submissions"])
         inserted = await insert_submission(
             conn, challenge_id=challenge_id, team_id=principal.team_id, request_began_at=began,
-            sha256=sha256, size=size, filename=filename, stored_path=str(path))
+            received_at=finished, sha256=sha256, size=size, filename=filename,
+            stored_path=str(path))
         await announce(conn, inserted["id"], row["slug"], principal.team_id, "queued")
         await bump_board(conn, challenge_id)  # the team's submission count changed
     return {"id": inserted["id"], "received_at": iso(inserted["received_at"]),

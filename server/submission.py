@@ -69,14 +69,15 @@ async def fetch_submissions(conn: asyncpg.Connection, *, challenge_id: int | Non
 
 
 async def insert_submission(conn: asyncpg.Connection, *, challenge_id: int, team_id: int,
-                            request_began_at: Any, sha256: str, size: int, filename: str,
-                            stored_path: str) -> asyncpg.Record:
+                            request_began_at: Any, received_at: Any, sha256: str, size: int,
+                            filename: str, stored_path: str) -> asyncpg.Record:
     row = await conn.fetchrow(
         """INSERT INTO submission (challenge_id, team_id, request_began_at, received_at, sha256,
                                    size, filename, stored_path)
-           VALUES ($1, $2, $3, clock_timestamp(), $4, $5, $6, $7)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
            RETURNING id, received_at""",
-        challenge_id, team_id, request_began_at, sha256, size, filename, stored_path)
+        challenge_id, team_id, request_began_at, received_at, sha256, size, filename,
+        stored_path)
     assert row is not None
     return row
 
