@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="PostgreSQL URL (or PODIUM_DATABASE_URL); default: embedded")
     serve.add_argument("--base-url", default=None,
                        help="public address used in printed links (default http://HOST:PORT)")
+    serve.add_argument("--scoring-timeout", type=float, default=300.0, metavar="SECONDS",
+                       help="a submission still being scored after this long is marked invalid")
     serve.add_argument("--allow-release", metavar="REASON", default=None,
                        help="serve releases even with identifying DICOM attributes (logged)")
     serve.add_argument("--scoring-workers", type=int, default=2, metavar="N",
@@ -154,7 +156,7 @@ def serve(args: argparse.Namespace) -> int:
                     data_dir=args.data_dir.resolve(),
                     database_url=database_url_from_env(args.database_url),
                     base_url=args.base_url, scoring_slots=max(0, args.scoring_workers),
-                    allow_release=args.allow_release)
+                    scoring_timeout_s=args.scoring_timeout, allow_release=args.allow_release)
     _setup_logging()
     with _database(config) as config:
         asyncio.run(_serve(config, event))

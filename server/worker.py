@@ -80,19 +80,23 @@ class ScoringProcess:
 
     def score(self, job: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Blocking: run in a thread. TimeoutError or WorkerCrashed replace the child."""
+        if not self.process.is_alive():  # died while idle: no submission should pay for that
+            self.stop()
+            self.start()
         assert self.conn is not None
         try:
             self.conn.send(job)
-            if not self.conn.poll(timeout):
-                self.stop()
-                self.start()
-                raise TimeoutError
-            result: dict[str, Any] = self.conn.recv()
-            return result
-        except (EOFError, OSError, BrokenPipeError) as exc:
+            answered = self.conn.poll(timeout)
+            result: dict[str, Any] | None = self.conn.recv() if answered else None
+        except (EOFError, OSError) as exc:  # the child died: its pipe is closed
             self.stop()
             self.start()
             raise WorkerCrashed(str(exc)) from exc
+        if result is None:
+            self.stop()
+            self.start()
+            raise TimeoutError
+        return result
 
 
 @dataclass
@@ -105,23 +109,37 @@ class Scoring:
     timeout_s: float
     work_available: asyncio.Event
 
+    def __post_init__(self) -> None:
+        self._presence: asyncpg.Connection | None = None
+        self._claimant = ""
+        self._presence_lock = asyncio.Lock()
+
+    async def claimant(self) -> str:
+        """This process's claimant name, from a live presence session (reopened after a
+        database restart: claims made under the old session are then anyone's to retry)."""
+        async with self._presence_lock:
+            if self._presence is None or self._presence.is_closed():
+                self._presence = await asyncpg.connect(self.database_url)
+                pid = await self._presence.fetchval("SELECT pg_backend_pid()")
+                self._claimant = f"{pid}:{socket.gethostname()}:{os.getpid()}"
+            return self._claimant
+
     async def run(self) -> None:
-        presence = await asyncpg.connect(self.database_url)
-        pid = await presence.fetchval("SELECT pg_backend_pid()")
-        claimant = f"{pid}:{socket.gethostname()}:{os.getpid()}"
         processes = await asyncio.gather(*(asyncio.to_thread(ScoringProcess)
                                            for _ in range(self.slots)))
         try:
-            await asyncio.gather(*(self._slot(p, claimant) for p in processes))
+            await asyncio.gather(*(self._slot(p) for p in processes))
         finally:
             for p in processes:
                 await asyncio.to_thread(p.stop)
-            with contextlib.suppress(Exception):
-                await presence.close()
+            if self._presence is not None:
+                with contextlib.suppress(Exception):
+                    await self._presence.close()
 
-    async def _slot(self, process: ScoringProcess, claimant: str) -> None:
+    async def _slot(self, process: ScoringProcess) -> None:
         while True:
             try:
+                claimant = await self.claimant()
                 async with self.pool.acquire() as conn:
                     job = await claim_next(conn, claimant)
                     if job is not None:
