@@ -178,8 +178,9 @@ def freeze_start(countdown: Countdown, now: datetime, freeze: timedelta,
     """When the board froze for non-jury viewers, or None if it is not frozen at `now`.
 
     Running: from `freeze` before the deadline (derived, so no timer is needed). Once frozen a
-    board stays frozen — through a pause, an extension or the closing — until the results are
-    revealed; `frozen_at` records that moment when it is reached by an action or the ticker.
+    board stays frozen — through a pause, an extension or the closing — for the rest of the
+    event (the jury, who sees it live, announces the result); `frozen_at` records that moment
+    when it is reached by an action or the ticker.
     """
     if frozen_at is not None:
         return frozen_at if frozen_at <= now else None
