@@ -10,7 +10,7 @@ from aiohttp import web
 from server import dataset, intake, queries
 from server.access import Role
 from server.auth import principal_of, public, requires
-from server.challenge import challenges_for
+from server.challenge import challenges_for, unknown_challenge
 from server.countdown import InvalidTransition, store
 from server.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from server.isotime import iso
@@ -31,12 +31,6 @@ async def list_challenges(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         _, challenges = await challenges_for(conn, principal_of(request))
     return web.json_response(challenges)
-
-
-async def unknown_challenge(conn: asyncpg.Connection, slug: str) -> NotFound:
-    known = [r["slug"] for r in await queries.fetch_challenges(conn)]
-    return NotFound(f"no challenge {slug!r}; challenges: {', '.join(known)}",
-                    code="unknown_challenge")
 
 
 @public

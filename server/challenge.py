@@ -12,6 +12,7 @@ from server.access import Principal, Role
 from server.countdown import phase_at
 from server.countdown.schedule import NO_EXTENSION
 from server.countdown.store import Extension, countdown_of, extensions
+from server.errors import Forbidden, NotFound
 from server.isotime import iso
 from server.release_store import release_views
 
@@ -115,3 +116,21 @@ async def challenges_for(conn: asyncpg.Connection, principal: Principal | None, 
         if c["slug"] in releases:
             c["release"] = releases[c["slug"]]
     return now, shown
+
+
+async def unknown_challenge(conn: asyncpg.Connection, slug: str) -> NotFound:
+    known = [r["slug"] for r in await queries.fetch_challenges(conn)]
+    return NotFound(f"no challenge {slug!r}; challenges: {', '.join(known)}",
+                    code="unknown_challenge")
+
+
+async def team_challenge(conn: asyncpg.Connection, slug: str, team_id: int
+                         ) -> asyncpg.Record:
+    """The challenge a team acts on (upload, download): 404 if there is none, 403 if the
+    team is not registered for it."""
+    row = await queries.fetch_challenge(conn, slug)
+    if row is None:
+        raise await unknown_challenge(conn, slug)
+    if not await queries.is_registered(conn, team_id, row["id"]):
+        raise Forbidden(f"your team is not registered for {slug!r}", code="not_registered")
+    return row

@@ -12,9 +12,9 @@ from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict
 
-from server import queries
 from server.access import Role
 from server.auth import principal_of, requires
+from server.challenge import team_challenge
 from server.errors import Forbidden, NotFound
 from server.keys import POOL
 
@@ -25,13 +25,7 @@ async def dataset(request: web.Request) -> web.StreamResponse:
     assert principal is not None and principal.team_id is not None
     slug = request.match_info["slug"]
     async with request.app[POOL].acquire() as conn:
-        row = await queries.fetch_challenge(conn, slug)
-        if row is None:
-            raise NotFound(f"no challenge {slug!r}", code="unknown_challenge")
-        if not await conn.fetchval(
-                "SELECT 1 FROM registration WHERE team_id = $1 AND challenge_id = $2",
-                principal.team_id, row["id"]):
-            raise Forbidden(f"your team is not registered for {slug!r}", code="not_registered")
+        row = await team_challenge(conn, slug, principal.team_id)
         release = await conn.fetchrow("SELECT * FROM release WHERE challenge_id = $1",
                                       row["id"])
         if release is None:

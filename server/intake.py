@@ -25,10 +25,11 @@ from aiohttp import BodyPartReader, web
 from server import queries
 from server.access import Principal, Role
 from server.auth import principal_of, requires
+from server.challenge import team_challenge
 from server.countdown import upload_deadline, upload_refusal
 from server.countdown.store import countdown_of
 from server.durable import fsync_dir
-from server.errors import BadRequest, Conflict, Forbidden, NotFound, PodiumError, TooLarge
+from server.errors import BadRequest, Conflict, Forbidden, PodiumError, TooLarge
 from server.isotime import iso
 from server.keys import ARRIVED, CONFIG, HUB, POOL
 from server.notify import bump_board
@@ -170,14 +171,7 @@ async def upload(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     async with pool.acquire() as conn:
         began = await _request_began(request, conn)
-        row = await queries.fetch_challenge(conn, slug)
-        if row is None:
-            raise NotFound(f"no challenge {slug!r}", code="unknown_challenge")
-        if not await conn.fetchval(
-                "SELECT 1 FROM registration WHERE team_id = $1 AND challenge_id = $2",
-                team_id, row["id"]):
-            raise Forbidden(f"your team is not registered for {slug!r}",
-                            code="not_registered")
+        row = await team_challenge(conn, slug, team_id)
         extension = await _team_extension(conn, row["id"], team_id)
         _check_time(row, extension, began, began)
         total, pending = await count_for_team(conn, row["id"], team_id)

@@ -9,7 +9,6 @@ each change of the live board (an upload, a result, the start of the freeze).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -79,7 +78,7 @@ async def _rows(conn: asyncpg.Connection, challenge: asyncpg.Record,
             metrics = s["metrics"]
             scored[s["team_id"]].append(Scored(
                 s["id"], names[s["team_id"]], s["received_at"],
-                json.loads(metrics) if isinstance(metrics, str) else metrics))
+                queries.decode_json(metrics)))
     entries = [Entry(t["name"], counted_submission(challenge["kind"], challenge["counts"],
                                                    scored[t["id"]]), counts[t["id"]])
                for t in teams]

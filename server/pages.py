@@ -10,8 +10,8 @@ from aiohttp import web
 from server import queries
 from server.access import Role, hash_token
 from server.auth import SESSION_COOKIE, principal_of, public, requires
-from server.challenge import FORMATS, challenges_for
-from server.errors import NotFound, Unauthorized
+from server.challenge import FORMATS, challenges_for, unknown_challenge
+from server.errors import Unauthorized
 from server.keys import EVENT, POOL, TEMPLATES
 from server.submission import fetch_submissions, submission_json
 
@@ -78,8 +78,8 @@ async def jury(request: web.Request) -> web.Response:
     slug = request.match_info.get("slug")
     async with request.app[POOL].acquire() as conn:
         _, challenges = await challenges_for(conn, principal_of(request), slug=slug)
-    if slug and not challenges:
-        raise NotFound(f"no challenge {slug!r}", code="unknown_challenge")
+        if slug and not challenges:
+            raise await unknown_challenge(conn, slug)
     return render(request, "jury.html", page_title="Jury", challenges=challenges, analysis=True,
                   single=bool(slug), reveal=request.query.get("reveal") == "1")
 

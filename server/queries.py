@@ -3,7 +3,9 @@ connection (and the transaction, where one is needed)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -98,3 +100,14 @@ async def registered_teams(conn: asyncpg.Connection) -> dict[str, list[str]]:
     for r in rows:
         found.setdefault(r["slug"], []).append(r["name"])
     return found
+
+
+async def is_registered(conn: asyncpg.Connection, team_id: int, challenge_id: int) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT 1 FROM registration WHERE team_id = $1 AND challenge_id = $2",
+        team_id, challenge_id))
+
+
+def decode_json(value: Any) -> Any:
+    """A jsonb column's value: asyncpg hands jsonb over as text."""
+    return json.loads(value) if isinstance(value, str) else value

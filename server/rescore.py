@@ -3,7 +3,6 @@ result on the board can be traced to the code and the file that produced it."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import asyncpg
 
 from server.deliberation.workbook import boards_from_results
 from server.evaluators import SCORER_VERSION, evaluate
+from server.queries import decode_json
 from server.results import load_results
 from server.scoring import scoring_options
 
@@ -41,8 +41,7 @@ async def rescore(conn: asyncpg.Connection, only: str | None) -> tuple[list[str]
             checked += 1
             result = evaluate(info["kind"], Path(info["truth_path"]),
                               Path(stored["stored_path"]), options)
-            before = json.loads(stored["metrics"]) if isinstance(stored["metrics"], str) \
-                else stored["metrics"]
+            before = decode_json(stored["metrics"])
             where = f"{challenge.slug} {row.team} #{row.submission_id}"
             if result.status != "scored":
                 differences.append(f"{where}: now {result.status}: "

@@ -3,12 +3,13 @@ plots, rank stability) is computed from these, never from the database directly.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+
+from server.queries import decode_json
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,8 @@ async def load_results(conn: asyncpg.Connection) -> EventResults:
         by_challenge.setdefault(s["challenge_id"], []).append(SubmissionRecord(
             id=s["id"], team=s["team"], received_at=s["received_at"], sha256=s["sha256"],
             size=s["size"], filename=s["filename"], status=s["status"],
-            metrics=_json(s["metrics"]), errors=tuple(_json(s["errors"]) or ()),
-            details=_json(s["details"]), scorer_version=s["scorer_version"]))
+            metrics=decode_json(s["metrics"]), errors=tuple(decode_json(s["errors"]) or ()),
+            details=decode_json(s["details"]), scorer_version=s["scorer_version"]))
     registered: dict[int, list[str]] = {}
     for r in registrations:
         registered.setdefault(r["challenge_id"], []).append(r["name"])
@@ -100,7 +101,3 @@ async def load_results(conn: asyncpg.Connection) -> EventResults:
         log=tuple(LogRecord(at=r["at"], challenge=r["slug"], action=r["action"],
                             seconds=r["seconds"], team=r["team"], actor=r["actor"],
                             state_after=r["state_after"]) for r in log))
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value

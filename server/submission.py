@@ -10,6 +10,7 @@ import asyncpg
 from server.access import Principal, Role
 from server.isotime import iso
 from server.notify import bump_board, notify
+from server.queries import decode_json
 
 SUBMISSION_COLUMNS = """
     s.id, s.challenge_id, c.slug AS challenge, c.team_feedback, s.team_id, t.name AS team,
@@ -30,17 +31,13 @@ def submission_json(row: asyncpg.Record, viewer: Principal | None) -> dict[str, 
     }
     full = viewer is not None and viewer.role in (Role.JURY, Role.ORGANIZER)
     if row["status"] in ("scored", "invalid"):
-        body["errors"] = _decode(row["errors"]) or []
+        body["errors"] = decode_json(row["errors"]) or []
         if full or row["team_feedback"] == "score":
-            body["metrics"] = _decode(row["metrics"])
+            body["metrics"] = decode_json(row["metrics"])
         if full:
             body["scorer_version"] = row["scorer_version"]
             body["scored_at"] = iso(row["scored_at"])
     return body
-
-
-def _decode(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def may_see(viewer: Principal | None, row: asyncpg.Record) -> bool:

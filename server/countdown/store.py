@@ -19,6 +19,7 @@ from server.countdown.schedule import (
     transition,
 )
 from server.notify import bump_board, notify
+from server.queries import is_registered
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,7 @@ async def act(conn: asyncpg.Connection, slug: str, action: str, *, actor: str,
         ext = (await extensions(conn, row["id"])).get(row["id"], [])
         before = countdown_of(row)
         if action == "extend" and team_id is not None:
-            if not await conn.fetchval(
-                    "SELECT 1 FROM registration WHERE team_id = $1 AND challenge_id = $2",
-                    team_id, row["id"]):
+            if not await is_registered(conn, team_id, row["id"]):
                 raise LookupError("team not registered")
             current = next((e.extra for e in ext if e.team_id == team_id), NO_EXTENSION)
             extra = extend_team(before, current, now, seconds, latest_extension=latest(ext))
