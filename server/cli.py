@@ -18,7 +18,7 @@ from server import __version__
 from server.access import Credential, ensure_tokens
 from server.config import DEFAULT_DATA_DIR, Config, database_url_from_env
 from server.errors import EventFileError
-from server.event import EventSpec, parse_event
+from server.event import EventSpec, check_truth, parse_event
 
 log = logging.getLogger("podium")
 
@@ -151,7 +151,7 @@ def _database(config: Config) -> Iterator[Config]:
 
 
 def serve(args: argparse.Namespace) -> int:
-    event = parse_event(args.event)
+    event = check_truth(parse_event(args.event))
     config = Config(event_path=event.path, host=args.host, port=args.port,
                     data_dir=args.data_dir.resolve(),
                     database_url=database_url_from_env(args.database_url),
@@ -171,7 +171,7 @@ def demo(args: argparse.Namespace) -> int:
     if not event_file.exists():
         print(f"Writing the demo event into {event_file.parent} …", flush=True)
         write_demo_event(event_file.parent)
-    event = parse_event(event_file)
+    event = check_truth(parse_event(event_file))
     config = Config(event_path=event.path, host=args.host, port=args.port, data_dir=data_dir,
                     database_url=database_url_from_env(args.database_url))
     _setup_logging()
@@ -295,7 +295,7 @@ def score(args: argparse.Namespace) -> int:
     from server.evaluators import evaluate
     from server.scoring import options_for
 
-    event = parse_event(args.event)
+    event = check_truth(parse_event(args.event))
     try:
         challenge = event.challenge(args.challenge)
     except KeyError as exc:

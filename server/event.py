@@ -237,23 +237,28 @@ def parse_event(path: str | Path) -> EventSpec:
                              "needs its own", table, position, key)
         seen.add(token)
 
-    for index, challenge in enumerate(challenges):
-        _check_truth(check, challenge, index)
-
     return EventSpec(path=path, name=str(name), timezone=str(timezone),
                      challenges=tuple(challenges), teams=tuple(teams),
                      organizer_token=organizer_token, jury_token=jury_token)
 
 
-def _check_truth(check: _Checker, challenge: ChallengeSpec, index: int) -> None:
-    # The evaluators own the truth formats; a truth they cannot use refuses the event now,
-    # not at the first upload. Loaded truth is cached, so scoring does not read it again.
+def check_truth(event: EventSpec) -> EventSpec:
+    """Loads every challenge's truth; raises EventFileError naming the challenge's `truth` key.
+
+    Kept apart from parse_event: only commands that score (serve, demo, score, rescore) pay
+    for reading the truth; `tokens`, `export` and `check-release` need the file's shape only.
+    The evaluators own the truth formats; a truth they cannot use refuses the event now, not at
+    the first upload. Loaded truth is cached, so scoring does not read it again.
+    """
     from server.evaluators import TruthError, load_truth
 
-    try:
-        load_truth(challenge.kind, challenge.truth)
-    except TruthError as exc:
-        raise check.fail(str(exc), "challenges", index, "truth") from None
+    check = _Checker(event.path, event.path.read_text(encoding="utf-8"))
+    for index, challenge in enumerate(event.challenges):
+        try:
+            load_truth(challenge.kind, challenge.truth)
+        except TruthError as exc:
+            raise check.fail(str(exc), "challenges", index, "truth") from None
+    return event
 
 
 def _token(check: _Checker, doc: dict[str, Any], table: str, index: int | None,

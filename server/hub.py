@@ -246,7 +246,7 @@ async def _submissions_snapshot(conn: asyncpg.Connection, principal: Principal |
         return None
     team_id = principal.team_id if principal.role is Role.TEAM else None
     rows = await fetch_submissions(conn, team_id=team_id, limit=200)
-    now = await conn.fetchval("SELECT clock_timestamp()")
+    now = await conn.fetchval("SELECT podium_now()")
     return {"type": "submissions", "submissions": [submission_json(r, principal) for r in rows],
             "server_time": iso(now)}
 

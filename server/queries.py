@@ -21,7 +21,7 @@ CHALLENGE_COLUMNS = """
 
 async def database_now(conn: asyncpg.Connection) -> datetime:
     """The one clock every deadline is judged by: the database's."""
-    now = await conn.fetchval("SELECT clock_timestamp()")
+    now = await conn.fetchval("SELECT podium_now()")
     assert isinstance(now, datetime)
     return now
 

@@ -78,7 +78,7 @@ async def store(conn: asyncpg.Connection, releases: list[Armed],
                        size = EXCLUDED.size, sha256 = EXCLUDED.sha256, sealed = EXCLUDED.sealed,
                        key = EXCLUDED.key, armed = EXCLUDED.armed, findings = EXCLUDED.findings,
                        allowed_reason = EXCLUDED.allowed_reason,
-                       prepared_at = clock_timestamp()
+                       prepared_at = podium_now()
                    WHERE (release.path, release.sha256, release.key, release.armed,
                           release.findings, release.allowed_reason)
                          IS DISTINCT FROM (EXCLUDED.path, EXCLUDED.sha256, EXCLUDED.key,

@@ -100,7 +100,7 @@ async def claim_next(conn: asyncpg.Connection, claimant: str) -> asyncpg.Record 
     archives. SKIP LOCKED lets several processes share the queue without waiting."""
     return await conn.fetchrow(
         """UPDATE submission s SET status = 'scoring', claimed_by = $1,
-                  claimed_at = clock_timestamp(), attempts = s.attempts + 1
+                  claimed_at = podium_now(), attempts = s.attempts + 1
            FROM challenge c
            WHERE s.id = (
                SELECT q.id FROM submission q
@@ -123,7 +123,7 @@ async def record_result(conn: asyncpg.Connection, submission_id: int, claimant: 
     async with conn.transaction():
         row = await conn.fetchrow(
             """UPDATE submission s SET status = $3, metrics = $4::jsonb, errors = $5::jsonb,
-                      scorer_version = $6, scored_at = clock_timestamp(), details = $7::jsonb
+                      scorer_version = $6, scored_at = podium_now(), details = $7::jsonb
                FROM challenge c
                WHERE s.id = $1 AND s.claimed_by = $2 AND s.status = 'scoring'
                  AND c.id = s.challenge_id

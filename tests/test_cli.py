@@ -8,7 +8,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.conftest import EXAMPLE_EVENT, PODIUM, ROOT
+from tests.helpers import EXAMPLE_EVENT, PODIUM, ROOT
 
 
 def tokens(data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:

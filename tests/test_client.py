@@ -38,7 +38,7 @@ from server.client import (
     watch,
     websocket_url,
 )
-from tests.conftest import EXAMPLE_DIR, ServerProcess
+from tests.helpers import EXAMPLE_DIR, ServerProcess
 
 SUBMISSIONS = EXAMPLE_DIR / "submissions"
 NODULES_CSV = SUBMISSIONS / "nodules-nodule-hunters.csv"

@@ -12,7 +12,7 @@ from server.access import Credential, Role, ensure_tokens, hash_token
 from server.database import discover_migrations, migrate
 from server.event import parse_event
 from server.loader import load_event
-from tests.conftest import run
+from tests.helpers import run
 
 
 async def _connect(url: str) -> asyncpg.Connection:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from tests.conftest import PODIUM, ROOT, ServerProcess, set_challenge_keys
+from tests.helpers import PODIUM, ROOT, ServerProcess, set_challenge_keys
 
 pytestmark = pytest.mark.slow
 

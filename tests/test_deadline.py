@@ -1,156 +1,147 @@
 """The deadline the server enforces: 100 ms either side of it, the grace rule, and two server
-processes on one database racing over it."""
+processes on one database racing over it. The database clock is frozen and moved: no upload
+depends on how fast this machine is."""
 
 from __future__ import annotations
 
 import http.client
-import threading
-import time
-from datetime import datetime
+import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import EXAMPLE_DIR, ServerProcess, set_challenge_keys
-
-pytestmark = pytest.mark.slow
+from tests.helpers import (
+    EXAMPLE_DIR,
+    AppServer,
+    Client,
+    DatabaseClock,
+    ServerProcess,
+    set_challenge_keys,
+    wait_for,
+)
 
 CSV = (EXAMPLE_DIR / "submissions" / "edss-myelin-minds.csv").read_bytes()
+NODULES = next((EXAMPLE_DIR / "submissions").glob("nodules*.csv")).read_bytes()
 BOUNDARY = "deadline-test-boundary"
 
 
-def parse(moment: str) -> float:
-    return datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp()
+def parse(moment: str) -> datetime:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00"))
 
 
-def server_offset(server: ServerProcess) -> float:
-    """Server clock minus local clock, in seconds (the shortest round trip of five)."""
-    best = None
-    for _ in range(5):
-        t0 = time.time()
-        _, body = server.json("GET", "/api/v1/time")
-        t1 = time.time()
-        if best is None or t1 - t0 < best[0]:
-            best = (t1 - t0, parse(body["server_time"]) - (t0 + t1) / 2)
-    assert best is not None
-    return best[1]
+class SlowUpload:
+    """One upload sent in two steps: the headers and half the body, then the rest, so a test
+    can move the clock between the moment the request began and the moment it ended."""
+
+    def __init__(self, server: Client, data_dir: Path, slug: str, token: str) -> None:
+        self.body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
+                     f"filename=\"late.csv\"\r\n\r\n").encode() + CSV + \
+            f"\r\n--{BOUNDARY}--\r\n".encode()
+        self.folder = data_dir / "submissions" / slug
+        url = urlsplit(server.url)
+        self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        self.slug, self.token = slug, token
+
+    def begin(self) -> SlowUpload:
+        """Sends the first half and waits until the server streams it to disk: by then it has
+        read the clock for the request's start."""
+        parts = set(self.folder.rglob(".*.part"))
+        self.conn.putrequest("POST", f"/api/v1/challenges/{self.slug}/submissions")
+        self.conn.putheader("Authorization", f"Bearer {self.token}")
+        self.conn.putheader("Content-Type", f"multipart/form-data; boundary={BOUNDARY}")
+        self.conn.putheader("Content-Length", str(len(self.body)))
+        self.conn.endheaders()
+        self.conn.send(self.body[: len(self.body) // 2])
+        wait_for(lambda: set(self.folder.rglob(".*.part")) - parts,
+                 what="the upload to reach the disk")
+        return self
+
+    def finish(self) -> tuple[int, Any]:
+        self.conn.send(self.body[len(self.body) // 2:])
+        response = self.conn.getresponse()
+        result = response.status, json.loads(response.read())
+        self.conn.close()
+        return result
 
 
-def sleep_until(server_moment: float, offset: float) -> None:
-    time.sleep(max(0.0, server_moment - offset - time.time()))
-
-
-def slow_upload(server: ServerProcess, slug: str, token: str, begin: float, finish: float,
-                offset: float) -> tuple[int, Any]:
-    """Sends the headers and half the body at `begin`, the rest at `finish` (server times)."""
-    import json
-
-    body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
-            f"filename=\"late.csv\"\r\n\r\n").encode() + CSV + f"\r\n--{BOUNDARY}--\r\n".encode()
-    url = urlsplit(server.url)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-    sleep_until(begin, offset)
-    conn.putrequest("POST", f"/api/v1/challenges/{slug}/submissions")
-    conn.putheader("Authorization", f"Bearer {token}")
-    conn.putheader("Content-Type", f"multipart/form-data; boundary={BOUNDARY}")
-    conn.putheader("Content-Length", str(len(body)))
-    conn.endheaders()
-    conn.send(body[: len(body) // 2])
-    sleep_until(finish, offset)
-    conn.send(body[len(body) // 2:])
-    response = conn.getresponse()
-    result = response.status, json.loads(response.read())
-    conn.close()
-    return result
+def at(clock: DatabaseClock, moment: datetime, seconds: float) -> None:
+    clock.freeze(moment + timedelta(seconds=seconds))
 
 
 def test_100_ms_either_side_and_the_grace(example_event: Path, database_url: str,
-                                          tmp_path: Path) -> None:
-    set_challenge_keys(example_event, "edss", duration_minutes=0.05, freeze_minutes=None,
-                       upload_grace_seconds=1)
-    server = ServerProcess(example_event, tmp_path / "data", database_url).start()
+                                          tmp_path: Path, clock: DatabaseClock) -> None:
+    set_challenge_keys(example_event, "edss", freeze_minutes=None, upload_grace_seconds=1)
+    server = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=0).start()
     try:
         tokens = server.tokens()
-        offset = server_offset(server)
-        _, challenge = server.json("POST", "/api/v1/challenges/edss/start", tokens["organizer"],
-                                   {})
-        deadline = parse(challenge["deadline"])
-        results: dict[str, tuple[int, Any]] = {}
+        clock.freeze()
+        deadline = parse(server.act("edss", "start")["deadline"])
 
-        def run(name: str, team: str, begin: float, finish: float) -> None:
-            results[name] = slow_upload(server, "edss", tokens[team], begin, finish, offset)
+        at(clock, deadline, -0.1)
+        status, receipt = server.upload("edss", tokens["Myelin Minds"], "on-time.csv", CSV)
+        assert status == 202, receipt
+        # Its end is the clock's reading less the time the server spent after the last byte.
+        assert parse(receipt["received_at"]) <= deadline - timedelta(seconds=0.1)
 
-        plan = {
-            "100 ms before": ("Myelin Minds", deadline - 0.1, deadline - 0.1),
-            "100 ms after": ("Pixel Anatomy", deadline + 0.1, deadline + 0.1),
-            "began before, ends within the grace": ("Myelin Minds", deadline - 0.4,
-                                                    deadline + 0.3),
-            "began before, ends after the grace": ("Pixel Anatomy", deadline - 0.4,
-                                                   deadline + 1.6),
-        }
-        threads = [threading.Thread(target=run, args=(name, *args)) for name, args in
-                   plan.items()]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert results["100 ms before"][0] == 202, results["100 ms before"]
-        assert results["began before, ends within the grace"][0] == 202
-        for name in ("100 ms after", "began before, ends after the grace"):
-            status, body = results[name]
-            assert (status, body["error"]["code"]) == (403, "deadline_passed"), name
+        at(clock, deadline, -0.4)
+        within = SlowUpload(server, tmp_path / "data", "edss", tokens["Myelin Minds"]).begin()
+        beyond = SlowUpload(server, tmp_path / "data", "edss", tokens["Pixel Anatomy"]).begin()
+        at(clock, deadline, +0.3)
+        status, receipt = within.finish()
+        assert status == 202, receipt  # began before the deadline, ended within the grace
+        assert parse(receipt["received_at"]) <= deadline + timedelta(seconds=0.3)
+
+        at(clock, deadline, +0.1)
+        status, late = server.upload("edss", tokens["Pixel Anatomy"], "late.csv", CSV)
+        assert (status, late["error"]["code"]) == (403, "deadline_passed")
+
+        at(clock, deadline, +1.6)
+        late_status, too_late = beyond.finish()  # began before, ended after the grace
+        for code, body in ((status, late), (late_status, too_late)):
+            assert (code, body["error"]["code"]) == (403, "deadline_passed"), body
             assert parse(body["error"]["deadline"]) == deadline
             assert parse(body["error"]["server_time"]) > deadline
-        accepted = [body for status, body in results.values() if status == 202]
-        assert all(parse(b["received_at"]) <= deadline + 1 for b in accepted)
+        status, mine = server.json("GET", "/api/v1/challenges/edss/submissions",
+                                   tokens["Pixel Anatomy"])
+        assert (status, mine) == (200, [])  # nothing of the refused uploads was kept
     finally:
         server.stop()
 
 
+@pytest.mark.slow  # two server processes
 def test_two_servers_on_one_database_race_over_the_deadline(
-        example_event: Path, database_url: str, tmp_path: Path) -> None:
-    set_challenge_keys(example_event, "nodules", duration_minutes=0.05, upload_grace_seconds=0)
+        example_event: Path, database_url: str, tmp_path: Path, clock: DatabaseClock) -> None:
+    set_challenge_keys(example_event, "nodules", upload_grace_seconds=0)
     # Processes serving one event share its data dir (tokens, stored uploads) and database.
     first = ServerProcess(example_event, tmp_path / "data", database_url).start()
     second = ServerProcess(example_event, tmp_path / "data", database_url,
                            extra_args=["--scoring-workers", "0"]).start()
     try:
         tokens = first.tokens()
-        offset = server_offset(first)
-        _, challenge = first.json("POST", "/api/v1/challenges/nodules/start",
-                                  tokens["organizer"], {})
-        deadline = parse(challenge["deadline"])
+        clock.freeze()
+        deadline = parse(first.act("nodules", "start")["deadline"])
         _, seen = second.json("GET", "/api/v1/challenges/nodules")
         assert parse(seen["deadline"]) == deadline
 
-        results: dict[str, tuple[int, Any]] = {}
+        at(clock, deadline, -0.1)
+        status, receipt = second.upload("nodules", tokens["Lumbar Lab"], "n.csv", NODULES)
+        assert status == 202, receipt
+        at(clock, deadline, +0.1)
+        for server, team in ((first, "Nodule Hunters"), (second, "Myelin Minds")):
+            status, body = server.upload("nodules", tokens[team], "n.csv", NODULES)
+            assert (status, body["error"]["code"]) == (403, "deadline_passed")
 
-        def run(name: str, server: ServerProcess, team: str, at: float) -> None:
-            results[name] = slow_upload(server, "nodules", tokens[team], at, at, offset)
+        def auto_closes() -> int:
+            _, log = first.json("GET", "/api/v1/countdown-log", tokens["organizer"])
+            return [e["action"] for e in log].count("auto-close")
 
-        threads = [
-            threading.Thread(target=run, args=("before, on the second", second,
-                                               "Lumbar Lab", deadline - 0.1)),
-            threading.Thread(target=run, args=("after, on the first", first,
-                                               "Nodule Hunters", deadline + 0.1)),
-            threading.Thread(target=run, args=("after, on the second", second,
-                                               "Myelin Minds", deadline + 0.1)),
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert results["before, on the second"][0] == 202
-        assert results["after, on the first"][1]["error"]["code"] == "deadline_passed"
-        assert results["after, on the second"][1]["error"]["code"] == "deadline_passed"
-
-        time.sleep(1.5)
-        _, log = first.json("GET", "/api/v1/countdown-log", tokens["organizer"])
-        assert [e["action"] for e in log].count("auto-close") == 1
+        wait_for(auto_closes, what="the deadline's closing to be recorded")
         for server in (first, second):
             assert server.json("GET", "/api/v1/challenges/nodules")[1]["state"] == "closed"
+        assert auto_closes() == 1
     finally:
         first.stop()
         second.stop()

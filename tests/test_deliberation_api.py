@@ -10,7 +10,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from tests.conftest import PODIUM, ROOT, ServerProcess
+from tests.helpers import PODIUM, ROOT, ServerProcess
 
 pytestmark = pytest.mark.slow
 

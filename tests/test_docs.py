@@ -7,7 +7,7 @@ import argparse
 
 from server.cli import _parser
 from server.event import ACCESS_KEYS, CHALLENGE_KEYS, EVENT_KEYS, TEAM_KEYS
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_every_event_key_is_documented() -> None:

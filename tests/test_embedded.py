@@ -8,7 +8,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ServerProcess
+from tests.helpers import ServerProcess
 
 pytestmark = pytest.mark.slow
 

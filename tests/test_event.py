@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from server.errors import EventFileError
-from server.event import parse_event
-from tests.conftest import EXAMPLE_EVENT
+from server.event import check_truth, parse_event
+from tests.helpers import EXAMPLE_EVENT
 
 
 def test_example_event_parses() -> None:
@@ -39,7 +39,7 @@ def line_of(event_file: Path, needle: str, occurrence: int = 1) -> int:
 
 def refused(event_file: Path) -> EventFileError:
     with pytest.raises(EventFileError) as info:
-        parse_event(event_file)
+        check_truth(parse_event(event_file))
     error = info.value
     assert error.path == str(event_file.resolve())
     assert str(event_file.resolve()) in str(error)
@@ -211,3 +211,13 @@ def test_a_truth_with_a_single_class(example_event: Path) -> None:
     truth.write_text("id,label\n" + "".join(f"N{i},0\n" for i in range(5)))
     error = refused(example_event)
     assert error.key == "challenges[1].truth"
+
+
+def test_parsing_does_not_read_the_truth(example_event: Path) -> None:
+    # Commands that do not score (tokens, export, check-release) must not pay for the truth.
+    truth = example_event.parent / "truth" / "edss.csv"
+    truth.write_text(truth.read_text() + "MS003,4.0\n")
+    event = parse_event(example_event)
+    assert event.challenge("edss").truth == truth.resolve()
+    with pytest.raises(EventFileError, match="MS003"):
+        check_truth(event)

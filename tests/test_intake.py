@@ -19,22 +19,23 @@ import psutil
 import pytest
 
 from server.intake import RateLimiter, safe_filename
-from tests.conftest import (
+from tests.helpers import (
     EXAMPLE_DIR,
     PODIUM,
     ROOT,
+    AppServer,
+    Client,
     ServerProcess,
     add_teams,
     run,
     set_challenge_keys,
+    wait_for,
 )
-
-pytestmark = pytest.mark.slow
 
 SUBMISSIONS = EXAMPLE_DIR / "submissions"
 
 
-def start(server: ServerProcess, *slugs: str) -> None:
+def start(server: Client, *slugs: str) -> None:
     organizer = server.tokens()["organizer"]
     for slug in slugs:
         status, body = server.json("POST", f"/api/v1/challenges/{slug}/start", organizer, {})
@@ -60,7 +61,7 @@ def edss_xlsx() -> bytes:
     return out.getvalue()
 
 
-def test_each_format_is_scored_as_offline(server: ServerProcess) -> None:
+def test_each_format_is_scored_as_offline(server: AppServer) -> None:
     tokens = server.tokens()
     start(server, "sarcopenia", "nodules", "edss")
     cases = [
@@ -91,7 +92,7 @@ def test_each_format_is_scored_as_offline(server: ServerProcess) -> None:
 
 
 def test_a_bad_file_is_stored_and_scored_invalid_with_its_problems(
-        server: ServerProcess) -> None:
+        server: AppServer) -> None:
     tokens = server.tokens()
     start(server, "nodules")
     status, result = server.upload("nodules", tokens["Lumbar Lab"], "p.csv",
@@ -103,8 +104,7 @@ def test_a_bad_file_is_stored_and_scored_invalid_with_its_problems(
 
 def test_refusals(example_event: Path, database_url: str, tmp_path: Path) -> None:
     set_challenge_keys(example_event, "nodules", max_submissions=2, max_upload_mb=0.01)
-    server = ServerProcess(example_event, tmp_path / "data", database_url,
-                           extra_args=["--scoring-workers", "0"]).start()
+    server = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=0).start()
     try:
         tokens = server.tokens()
         csv = (SUBMISSIONS / "nodules-nodule-hunters.csv").read_bytes()
@@ -172,7 +172,7 @@ def many_teams_event(event: Path, count: int) -> list[str]:
 def test_twenty_concurrent_uploads(example_event: Path, database_url: str,
                                    tmp_path: Path) -> None:
     names = many_teams_event(example_event, 20)
-    server = ServerProcess(example_event, tmp_path / "data", database_url).start()
+    server = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=2).start()
     try:
         tokens = server.tokens()
         start(server, "nodules")
@@ -192,6 +192,7 @@ def test_twenty_concurrent_uploads(example_event: Path, database_url: str,
         server.stop()
 
 
+@pytest.mark.slow  # 300 MB through the server; its own process, so its RSS is its own
 def test_a_300_mb_upload_is_streamed(example_event: Path, database_url: str,
                                      tmp_path: Path) -> None:
     big = tmp_path / "big.zip"
@@ -229,7 +230,7 @@ def test_a_300_mb_upload_is_streamed(example_event: Path, database_url: str,
         server.stop()
 
 
-def upload_file(server: ServerProcess, slug: str, token: str, path: Path) -> dict[str, Any]:
+def upload_file(server: Client, slug: str, token: str, path: Path) -> dict[str, Any]:
     """Streams a file from disk with aiohttp, as a team's script would."""
     import aiohttp
 
@@ -248,6 +249,7 @@ def upload_file(server: ServerProcess, slug: str, token: str, path: Path) -> dic
     return run(go())
 
 
+@pytest.mark.slow  # a server process killed, restarted, 36 uploads scored
 def test_kill_9_during_a_burst_loses_nothing_acknowledged(
         example_event: Path, database_url: str, tmp_path: Path) -> None:
     names = many_teams_event(example_event, 12)
@@ -258,6 +260,7 @@ def test_kill_9_during_a_burst_loses_nothing_acknowledged(
     sent: dict[str, bytes] = {}
     acknowledged: list[dict[str, Any]] = []
     lock = threading.Lock()
+    first_acknowledged = threading.Event()
 
     def send(index: int) -> None:
         name = names[index % len(names)]
@@ -273,25 +276,28 @@ def test_kill_9_during_a_burst_loses_nothing_acknowledged(
         if status == 202:
             with lock:
                 acknowledged.append(body)
+            first_acknowledged.set()
 
     with ThreadPoolExecutor(12) as pool:
         futures = [pool.submit(send, i) for i in range(36)]
-        time.sleep(0.15)
+        # Killed in the middle of the burst: once something was acknowledged, while the rest
+        # is still in flight.
+        assert first_acknowledged.wait(120), "no upload was acknowledged"
         server.stop(signal.SIGKILL)
         for future in futures:
             future.result()
-    assert acknowledged, "the burst was killed before anything was acknowledged"
+    assert 0 < len(acknowledged) < 36, "the kill did not land in the middle of the burst"
 
     server.start()
     try:
         organizer = tokens["organizer"]
-        deadline = time.monotonic() + 60
-        while True:
+
+        def all_done() -> list[dict[str, Any]] | None:
             _, stored = server.json("GET", "/api/v1/challenges/nodules/submissions", organizer)
-            if all(s["status"] in ("scored", "invalid") for s in stored) or \
-                    time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
+            return stored if all(s["status"] in ("scored", "invalid") for s in stored) \
+                else None
+
+        stored = wait_for(all_done, timeout=120, what="every stored submission to be scored")
         by_id = {s["id"]: s for s in stored}
         for receipt in acknowledged:
             assert receipt["id"] in by_id, receipt
@@ -306,7 +312,7 @@ def test_kill_9_during_a_burst_loses_nothing_acknowledged(
         server.stop()
 
 
-def test_submit_then_read_back_as_each_role(server: ServerProcess) -> None:
+def test_submit_then_read_back_as_each_role(server: AppServer) -> None:
     tokens = server.tokens()
     start(server, "nodules")
     csv = (SUBMISSIONS / "nodules-nodule-hunters.csv").read_bytes()
@@ -341,7 +347,7 @@ def test_podium_score_exit_codes(tmp_path: Path) -> None:
     assert usage.returncode == 2 and "lungs" in usage.stderr
 
 
-def test_each_format_through_the_command_line(server: ServerProcess, tmp_path: Path) -> None:
+def test_each_format_through_the_command_line(server: AppServer, tmp_path: Path) -> None:
     tokens = server.tokens()
     start(server, "sarcopenia", "edss")
     xlsx = tmp_path / "edss.xlsx"
@@ -363,9 +369,8 @@ def test_each_format_through_the_command_line(server: ServerProcess, tmp_path: P
 def test_a_scoring_past_its_time_limit_is_marked_failed_and_the_queue_moves_on(
         example_event: Path, database_url: str, tmp_path: Path) -> None:
     # No scorer answers within a tenth of a millisecond: every job runs past the limit.
-    server = ServerProcess(example_event, tmp_path / "data", database_url,
-                           extra_args=["--scoring-timeout", "0.0001",
-                                       "--scoring-workers", "1"]).start()
+    server = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=1,
+                       config_overrides={"scoring_timeout_s": 0.0001}).start()
     try:
         tokens = server.tokens()
         start(server, "nodules")
@@ -379,8 +384,10 @@ def test_a_scoring_past_its_time_limit_is_marked_failed_and_the_queue_moves_on(
         server.stop()
 
 
+@pytest.mark.slow  # the scorers are children of a server process
 def test_a_scorer_that_died_is_replaced_before_it_costs_a_submission(
-        server: ServerProcess) -> None:
+        server_process: ServerProcess) -> None:
+    server = server_process
     tokens = server.tokens()
     start(server, "nodules")
     assert server.process is not None
@@ -389,9 +396,7 @@ def test_a_scorer_that_died_is_replaced_before_it_costs_a_submission(
     assert len(scorers) == 2
     for scorer in scorers:
         scorer.kill()  # a scorer dies (out of memory, a segfault in a decoder…)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_running(p) for p in scorers):
-        time.sleep(0.02)
+    wait_for(lambda: not any(_running(p) for p in scorers), what="the scorers to die")
     csv = (SUBMISSIONS / "nodules-nodule-hunters.csv").read_bytes()
     for team in ("Lumbar Lab", "Nodule Hunters"):
         status, result = server.upload("nodules", tokens[team], "p.csv", csv, "?wait=60")

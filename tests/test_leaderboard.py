@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import EXAMPLE_DIR, ServerProcess, set_challenge_keys
+from tests.helpers import EXAMPLE_DIR, ServerProcess, set_challenge_keys
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ServerProcess
+from tests.helpers import ServerProcess
 
 pytestmark = pytest.mark.slow
 

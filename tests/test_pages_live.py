@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLE_DIR, ServerProcess
+from tests.helpers import EXAMPLE_DIR, ServerProcess
 
 pytestmark = pytest.mark.slow
 

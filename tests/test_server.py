@@ -16,7 +16,7 @@ from server.auth import route_policy
 from server.config import Config
 from server.countdown import ACTIONS
 from server.event import parse_event
-from tests.conftest import EXAMPLE_EVENT, ServerProcess
+from tests.helpers import EXAMPLE_EVENT, ServerProcess
 
 pytestmark = pytest.mark.slow
 

@@ -82,7 +82,7 @@ async def act(conn: asyncpg.Connection, slug: str, action: str, *, actor: str,
                FROM challenge WHERE slug = $1 AND in_event FOR UPDATE""", slug)
         if row is None:
             raise LookupError(slug)
-        now = await conn.fetchval("SELECT clock_timestamp()")
+        now = await conn.fetchval("SELECT podium_now()")
         ext = (await extensions(conn, row["id"])).get(row["id"], [])
         before = countdown_of(row)
         if action == "extend" and team_id is not None:
@@ -131,7 +131,7 @@ async def start_freezes(conn: asyncpg.Connection) -> list[str]:
         rows = await conn.fetch(
             """UPDATE challenge SET frozen_at = deadline - freeze_window
                WHERE state = 'running' AND in_event AND freeze_window > interval '0'
-                 AND frozen_at IS NULL AND clock_timestamp() >= deadline - freeze_window
+                 AND frozen_at IS NULL AND podium_now() >= deadline - freeze_window
                RETURNING id, slug""")
         for row in rows:
             await bump_board(conn, row["id"])
@@ -149,7 +149,7 @@ async def close_expired(conn: asyncpg.Connection) -> list[str]:
                FOR UPDATE SKIP LOCKED""")
         if not rows:
             return []
-        now = await conn.fetchval("SELECT clock_timestamp()")
+        now = await conn.fetchval("SELECT podium_now()")
         all_ext = await extensions(conn)
         for row in rows:
             countdown = countdown_of(row)
@@ -177,7 +177,7 @@ async def next_deadline(conn: asyncpg.Connection) -> float | None:
         """SELECT extract(epoch FROM min(least(
                       c.deadline + coalesce(e.extra, interval '0'),
                       CASE WHEN c.freeze_window > interval '0' AND c.frozen_at IS NULL
-                           THEN c.deadline - c.freeze_window END)) - clock_timestamp())
+                           THEN c.deadline - c.freeze_window END)) - podium_now())
            FROM challenge c
            LEFT JOIN (SELECT challenge_id, max(extra) AS extra FROM team_extension
                       GROUP BY challenge_id) e ON e.challenge_id = c.id
