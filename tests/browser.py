@@ -3,6 +3,10 @@
 Browsers cannot be downloaded here, so Playwright launches the system Chromium. Where it is
 missing the page tests are skipped, unless PODIUM_REQUIRE_BROWSER=1 (as in CI, whose .ci/run
 installs Chromium) turns the skip into a failure.
+
+One browser per test module, not per session: Playwright's sync API keeps an event loop running
+in the main thread while it lives, and a test of another module that starts a loop of its own
+(asyncio.run) must not depend on whether a page test happened to run before it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     path = chromium_path()
     if path is None:

@@ -11,17 +11,15 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from tests.helpers import PODIUM, ROOT, ServerProcess, set_challenge_keys
-
-pytestmark = pytest.mark.slow
+from tests.helpers import PODIUM, ROOT, AppServer, Client, ServerProcess, set_challenge_keys
 
 
-def download(server: ServerProcess, slug: str, token: str,
+def download(server: Client, slug: str, token: str,
              headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     return server.request("GET", f"/api/v1/challenges/{slug}/dataset", token, None, headers)
 
 
-def test_gating_by_role_registration_and_state(server: ServerProcess) -> None:
+def test_gating_by_role_registration_and_state(server: AppServer) -> None:
     tokens = server.tokens()
     status, _, raw = download(server, "nodules", tokens["Lumbar Lab"])
     assert status == 403 and b"not_started" in raw
@@ -54,7 +52,7 @@ def test_gating_by_role_registration_and_state(server: ServerProcess) -> None:
     assert b'data-count="downloaded">1<' in page
 
 
-def test_range_and_if_range_resume_byte_exactly(server: ServerProcess) -> None:
+def test_range_and_if_range_resume_byte_exactly(server: AppServer) -> None:
     tokens = server.tokens()
     server.json("POST", "/api/v1/challenges/nodules/start", tokens["organizer"], {})
     status, headers, whole = download(server, "nodules", tokens["Nodule Hunters"])
@@ -79,7 +77,7 @@ def test_a_sealed_release_downloads_early_and_opens_with_the_key_revealed_at_sta
     import pyzipper
 
     set_challenge_keys(example_event, "edss", sealed=True)
-    server = ServerProcess(example_event, tmp_path / "data", database_url).start()
+    server = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=0).start()
     try:
         tokens = server.tokens()
         team = tokens["Myelin Minds"]
@@ -114,6 +112,7 @@ def test_a_sealed_release_downloads_early_and_opens_with_the_key_revealed_at_sta
         server.stop()
 
 
+@pytest.mark.slow  # reads a server process's log, then restarts it with --allow-release
 def test_a_release_with_identifying_data_is_held_back(example_event: Path, database_url: str,
                                                       tmp_path: Path) -> None:
     dicom = sorted((example_event.parent / "release" / "nodules").glob("*.dcm"))[0]

@@ -12,11 +12,11 @@ import pytest
 
 from tests.helpers import PODIUM, ROOT, ServerProcess
 
-pytestmark = pytest.mark.slow
 
-
-def test_the_demo_serves_and_its_examples_score_as_promised(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+@pytest.mark.slow  # the README's first command: `podium demo` with its own PostgreSQL
+def test_the_demo_serves_and_its_examples_score_as_promised(embedded_data_dir: Path,
+                                                            tmp_path: Path) -> None:
+    data_dir = embedded_data_dir
     server = ServerProcess(Path("unused"), data_dir, None, demo=True).start(timeout=120)
     try:
         tokens = server.links()

@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import ServerProcess
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # each test starts server processes and their PostgreSQL
 
 
 def postmaster_pid(data_dir: Path) -> int | None:
@@ -28,8 +28,8 @@ def alive(pid: int) -> bool:
 
 
 def test_sigterm_stops_postgres_and_a_restart_finds_the_data(example_event: Path,
-                                                             tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+                                                             embedded_data_dir: Path) -> None:
+    data_dir = embedded_data_dir
     server = ServerProcess(example_event, data_dir, database_url=None).start()
     pid = postmaster_pid(data_dir)
     assert pid is not None and alive(pid)
@@ -50,8 +50,8 @@ def test_sigterm_stops_postgres_and_a_restart_finds_the_data(example_event: Path
 
 
 def test_after_a_sigkill_the_next_server_still_stops_postgres(example_event: Path,
-                                                              tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+                                                              embedded_data_dir: Path) -> None:
+    data_dir = embedded_data_dir
     server = ServerProcess(example_event, data_dir, database_url=None).start()
     first_pid = postmaster_pid(data_dir)
     server.stop(signal.SIGKILL)
@@ -65,8 +65,8 @@ def test_after_a_sigkill_the_next_server_still_stops_postgres(example_event: Pat
     assert not alive(first_pid)
 
 
-def test_sigint_stops_cleanly_too(example_event: Path, tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def test_sigint_stops_cleanly_too(example_event: Path, embedded_data_dir: Path) -> None:
+    data_dir = embedded_data_dir
     server = ServerProcess(example_event, data_dir, database_url=None).start()
     pid = postmaster_pid(data_dir)
     assert server.stop(signal.SIGINT) == 0

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-import pytest
-
-from tests.helpers import ServerProcess
-
-pytestmark = pytest.mark.slow
+from tests.helpers import AppServer, DatabaseClock
 
 THREE_MINUTES_FAST = "const realNow = Date.now; Date.now = () => realNow() + 180000;"
 
 
-def test_the_organizer_runs_the_clock_from_the_console(server: ServerProcess,
-                                                       browser: Any) -> None:
+def test_the_organizer_runs_the_clock_from_the_console(server: AppServer, browser: Any,
+                                                       clock: DatabaseClock) -> None:
     tokens = server.tokens()
+    clock.freeze()
     page = browser.new_page()
     page.on("dialog", lambda dialog: dialog.accept("2") if dialog.type == "prompt"
             else dialog.accept())
@@ -37,8 +33,9 @@ def test_the_organizer_runs_the_clock_from_the_console(server: ServerProcess,
         "document.querySelector('[data-clock=sarcopenia]').dataset.state === 'paused'")
     card.locator('button[data-seconds="custom"]').click()  # the prompt answers 2 minutes
     page.wait_for_function("document.querySelectorAll('#log tr').length === 3")
-    text = page.inner_text('[data-clock="sarcopenia"]')
-    assert re.fullmatch(r"(1:0[12]|1:00):\d\d", text), text  # 60 min + 2, minus a few seconds
+    # Paused at once on a stopped clock: exactly the hour, and the two minutes added.
+    page.wait_for_function(
+        "document.querySelector('[data-clock=sarcopenia]').textContent === '1:02:00'")
 
     card.locator("select").select_option("Pixel Anatomy")
     card.locator('button[data-action="extend-team"]').click()
@@ -56,7 +53,7 @@ def test_the_organizer_runs_the_clock_from_the_console(server: ServerProcess,
 
 
 def test_a_laptop_three_minutes_fast_shows_the_servers_remaining_time(
-        server: ServerProcess, browser: Any) -> None:
+        server: AppServer, browser: Any) -> None:
     organizer = server.tokens()["organizer"]
     server.json("POST", "/api/v1/challenges/edss/start", token=organizer, body={})
     _, served = server.json("GET", "/api/v1/challenges/edss")
@@ -65,9 +62,11 @@ def test_a_laptop_three_minutes_fast_shows_the_servers_remaining_time(
     page.goto(f"{server.url}/clock")
     assert page.evaluate("Date.now() - performance.timeOrigin - performance.now()") > 170000
     page.wait_for_function("Math.abs(Podium.offsetMs + 180000) < 2000")
-    page.wait_for_timeout(400)  # the display redraws four times a second
-    shown = float(page.get_attribute('[data-clock="edss"]', "data-remaining") or "nan")
-    assert abs(shown - served["remaining_s"]) < 3
+    # The display redraws four times a second; once it has, it shows the server's time left,
+    # not the laptop's (three minutes apart). The margin is for this machine's pace only.
+    page.wait_for_function(
+        f"Math.abs(Number(document.querySelector('[data-clock=edss]').dataset.remaining)"
+        f" - {served['remaining_s']}) < 60", timeout=30000)
     page.close()
 
 
@@ -75,8 +74,8 @@ def test_the_clock_turns_red_then_says_time_is_up(example_event: Any, database_u
                                                   tmp_path: Any, browser: Any) -> None:
     from tests.test_countdown_api import set_duration
 
-    set_duration(example_event, "edss", 0.05)
-    server = ServerProcess(example_event, tmp_path / "data", database_url).start()
+    set_duration(example_event, "edss", 0.05)  # three seconds: waited for, never assumed
+    server = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=0).start()
     try:
         page = browser.new_page()
         page.goto(f"{server.url}/clock")
@@ -86,7 +85,7 @@ def test_the_clock_turns_red_then_says_time_is_up(example_event: Any, database_u
             "document.querySelector('[data-clock=edss]').classList.contains('late')")
         page.wait_for_function(
             "document.querySelector('[data-clock=edss]').textContent === 'Time is up'",
-            timeout=10000)
+            timeout=60000)
         assert page.inner_text('[data-state-of="edss"]') == "closed"
         page.close()
     finally:

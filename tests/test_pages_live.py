@@ -9,21 +9,21 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import EXAMPLE_DIR, ServerProcess
-
-pytestmark = pytest.mark.slow
+from tests.helpers import EXAMPLE_DIR, AppServer, Client, ServerProcess
 
 NODULES = EXAMPLE_DIR / "submissions" / "nodules-nodule-hunters.csv"
 
 
-def logged_in(browser: Any, server: ServerProcess, token: str) -> Any:
+def logged_in(browser: Any, server: Client, token: str) -> Any:
     page = browser.new_page()
     page.goto(f"{server.url}/login?token={token}")
     return page
 
 
-def test_the_jury_board_updates_live_and_survives_a_restart(server: ServerProcess,
+@pytest.mark.slow  # a server process stopped and restarted on its port
+def test_the_jury_board_updates_live_and_survives_a_restart(server_process: ServerProcess,
                                                              browser: Any) -> None:
+    server = server_process
     tokens = server.tokens()
     server.json("POST", "/api/v1/challenges/nodules/start", tokens["organizer"], {})
     page = logged_in(browser, server, tokens["jury"])
@@ -46,7 +46,7 @@ def test_the_jury_board_updates_live_and_survives_a_restart(server: ServerProces
     page.close()
 
 
-def test_a_team_uploads_from_its_page_and_sees_its_result(server: ServerProcess,
+def test_a_team_uploads_from_its_page_and_sees_its_result(server: AppServer,
                                                           browser: Any) -> None:
     tokens = server.tokens()
     server.json("POST", "/api/v1/challenges/edss/start", tokens["organizer"], {})
@@ -73,14 +73,14 @@ def test_a_team_uploads_from_its_page_and_sees_its_result(server: ServerProcess,
 
 def test_the_winner_reveal_goes_from_last_to_first(example_event: Path, database_url: str,
                                                    tmp_path: Path, browser: Any) -> None:
-    server = ServerProcess(example_event, tmp_path / "data", database_url).start()
+    server = AppServer(example_event, tmp_path / "data", database_url).start()
     try:
         tokens = server.tokens()
         server.json("POST", "/api/v1/challenges/nodules/start", tokens["organizer"], {})
         good = NODULES.read_bytes()
         worse = good.replace(b"NOD002;0,698", b"NOD002;0,1")
-        server.upload("nodules", tokens["Lumbar Lab"], "a.csv", good, "?wait=30")
-        server.upload("nodules", tokens["Nodule Hunters"], "b.csv", worse, "?wait=30")
+        server.upload("nodules", tokens["Lumbar Lab"], "a.csv", good, "?wait=60")
+        server.upload("nodules", tokens["Nodule Hunters"], "b.csv", worse, "?wait=60")
         page = logged_in(browser, server, tokens["jury"])
         page.goto(f"{server.url}/jury/nodules?reveal=1")
         page.wait_for_selector('[data-board="nodules"] tbody tr', state="attached")

@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # runs ruff and mypy over the whole tree
 
 
 def test_ruff() -> None:

@@ -1,11 +1,11 @@
-"""The server as a subprocess on a free port, queried over HTTP."""
+"""The application over HTTP: routes, roles, sessions and the clock in this process; the access
+log and a restart against the server as a subprocess."""
 
 from __future__ import annotations
 
 import json
 import re
-import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,9 +16,7 @@ from server.auth import route_policy
 from server.config import Config
 from server.countdown import ACTIONS
 from server.event import parse_event
-from tests.helpers import EXAMPLE_EVENT, ServerProcess
-
-pytestmark = pytest.mark.slow
+from tests.helpers import EXAMPLE_EVENT, AppServer, DatabaseClock, ServerProcess, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH_VALUES = {"slug": "nodules", "id": "1"}
@@ -57,7 +55,7 @@ def test_every_api_route_is_documented() -> None:
             assert f"{method} {documented}" in doc, f"{method} {documented} not in docs/api.md"
 
 
-def test_public_endpoints(server: ServerProcess) -> None:
+def test_public_endpoints(server: AppServer) -> None:
     status, body = server.json("GET", "/api/v1/time")
     assert status == 200
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", body["server_time"])
@@ -91,7 +89,7 @@ def test_public_endpoints(server: ServerProcess) -> None:
     assert status == 200 and b"Pulmonary nodules" in html
 
 
-def test_roles_on_every_route(server: ServerProcess) -> None:
+def test_roles_on_every_route(server: AppServer) -> None:
     tokens = server.tokens()
     by_role = {Role.ORGANIZER: tokens["organizer"], Role.JURY: tokens["jury"],
                Role.TEAM: tokens["Nodule Hunters"]}
@@ -126,7 +124,7 @@ def test_roles_on_every_route(server: ServerProcess) -> None:
     assert checked >= 8
 
 
-def test_a_team_sees_only_itself(server: ServerProcess) -> None:
+def test_a_team_sees_only_itself(server: AppServer) -> None:
     tokens = server.tokens()
     status, me = server.json("GET", "/api/v1/me", token=tokens["Myelin Minds"])
     assert status == 200
@@ -135,7 +133,7 @@ def test_a_team_sees_only_itself(server: ServerProcess) -> None:
     assert status == 403
 
 
-def test_login_link_sets_a_session_cookie(server: ServerProcess) -> None:
+def test_login_link_sets_a_session_cookie(server: AppServer) -> None:
     import http.cookiejar
     import urllib.request
 
@@ -154,20 +152,30 @@ def test_login_link_sets_a_session_cookie(server: ServerProcess) -> None:
     assert status == 401 and b"not recognised" in html
 
 
-def test_access_log_is_json_without_tokens(server: ServerProcess) -> None:
+@pytest.mark.slow  # reads the log a server process writes on stderr
+def test_access_log_is_json_without_tokens(server_process: ServerProcess) -> None:
+    server = server_process
     tokens = server.tokens()
     server.json("GET", "/api/v1/teams", token=tokens["organizer"])
     server.request("GET", f"/login?token={tokens['organizer']}")
-    time.sleep(0.2)
-    records = [json.loads(line) for line in server.stderr().splitlines()
-               if line.startswith("{")]
-    teams = [r for r in records if r["path"] == "/api/v1/teams"]
+
+    def teams_lines() -> list[dict[str, object]]:
+        records = [json.loads(line) for line in server.stderr().splitlines()
+                   if line.startswith("{")]
+        return [r for r in records if r["path"] == "/api/v1/teams"]
+
+    teams = wait_for(teams_lines, what="the access log line")
+    wait_for(lambda: any(r["path"] == "/login" for r in (
+        json.loads(line) for line in server.stderr().splitlines() if line.startswith("{"))),
+        what="the login's log line")
     assert teams and teams[-1]["status"] == 200 and teams[-1]["role"] == "organizer"
     assert {"ts", "remote", "method", "path", "status", "bytes", "ms"} <= set(teams[-1])
     assert tokens["organizer"] not in server.stderr()
 
 
-def test_restart_on_the_same_data_keeps_everything(server: ServerProcess) -> None:
+@pytest.mark.slow  # a server process stopped and started again
+def test_restart_on_the_same_data_keeps_everything(server_process: ServerProcess) -> None:
+    server = server_process
     tokens = server.tokens()
     _, before = server.json("GET", "/api/v1/challenges")
     assert server.stop() == 0
@@ -181,7 +189,7 @@ def test_restart_on_the_same_data_keeps_everything(server: ServerProcess) -> Non
     assert "unchanged" in server.stderr().splitlines()[-1] or "unchanged" in server.stderr()
 
 
-def test_server_time_is_the_databases(server: ServerProcess) -> None:
+def test_server_time_is_the_databases(server: AppServer, clock: DatabaseClock) -> None:
+    moment = clock.freeze(datetime(2019, 10, 14, 9, 30, tzinfo=UTC))
     _, body = server.json("GET", "/api/v1/time")
-    server_time = datetime.fromisoformat(body["server_time"].replace("Z", "+00:00"))
-    assert abs(server_time.timestamp() - time.time()) < 5
+    assert datetime.fromisoformat(body["server_time"].replace("Z", "+00:00")) == moment
