@@ -31,3 +31,38 @@ def test_the_readme_quick_start_is_two_commands_and_ci_runs_the_second() -> None
     assert len(commands) == 2
     assert commands[0].endswith("podium demo")
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_module_has_its_tests_where_a_reader_looks() -> None:
+    table = (ROOT / "docs" / "testing.md").read_text().split("## Where a module's tests are")[1]
+    unplaced = []
+    for module in sorted((ROOT / "server").rglob("*.py")):
+        if module.name in ("__init__.py", "__main__.py") or "_resources" in module.parts:
+            continue
+        relative = module.relative_to(ROOT / "server")
+        folder = ROOT / "tests" / relative.parent
+        if list(folder.glob(f"test_{module.stem}.py")) + \
+                list(folder.glob(f"test_{module.stem}_*.py")):
+            continue
+        if f"| `server/{relative}` |" not in table:
+            unplaced.append(f"server/{relative}")
+    assert not unplaced, f"no tests/…/test_<module>.py and no line in docs/testing.md: {unplaced}"
+
+
+def test_every_slow_test_says_why_in_the_docs() -> None:
+    import re
+
+    doc = (ROOT / "docs" / "testing.md").read_text().split("## Slow tests")[1]
+    missing = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        text = path.read_text()
+        relative = path.relative_to(ROOT).as_posix()
+        if re.search(r"^pytestmark = pytest\.mark\.slow", text, re.MULTILINE):
+            if f"`{relative}`" not in doc:
+                missing.append(relative)
+            continue
+        for match in re.finditer(r"^@pytest\.mark\.slow.*\n(?:@.*\n)*def (\w+)", text,
+                                 re.MULTILINE):
+            if f"`{relative}::{match.group(1)}`" not in doc:
+                missing.append(f"{relative}::{match.group(1)}")
+    assert not missing, f"slow tests without a reason in docs/testing.md: {missing}"

@@ -72,7 +72,7 @@ def test_a_laptop_three_minutes_fast_shows_the_servers_remaining_time(
 
 def test_the_clock_turns_red_then_says_time_is_up(example_event: Any, database_url: str,
                                                   tmp_path: Any, browser: Any) -> None:
-    from tests.test_countdown_api import set_duration
+    from tests.countdown.test_store import set_duration
 
     set_duration(example_event, "edss", 0.05)  # three seconds: waited for, never assumed
     server = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=0).start()

@@ -1,17 +1,16 @@
-"""The countdown through the API and the websocket: the app in this process for the protocol,
-a subprocess for surviving SIGKILL. Time moves by the database clock, never by sleeping."""
+"""The countdown's store (server/countdown/store.py) through the organizer's API: every action
+and refusal on the in-process app, and the state surviving SIGKILL of a server process. Time
+moves by the database clock, never by sleeping."""
 
 from __future__ import annotations
 
 import json
 import signal
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.sync.client import connect
 
 from tests.helpers import (
     AppServer,
@@ -116,45 +115,6 @@ def test_invalid_transitions_and_bad_requests(server: AppServer) -> None:
         assert (status, body["error"]["state"]) == (409, "closed")
 
 
-def closing_message(ws: Any, slug: str, timeout: float = 30) -> dict[str, Any]:
-    """Reads clock messages until one shows `slug` closed (the ticker looks every 0.5 s)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        message = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
-        if message["type"] == "clock" and any(
-                c["slug"] == slug and c["state"] == "closed" for c in message["challenges"]):
-            return message
-
-
-def test_a_running_challenge_closes_itself_and_tells_every_viewer(
-        server: AppServer, clock: DatabaseClock) -> None:
-    organizer = server.tokens()["organizer"]
-    clock.freeze()
-    with connect(server.ws_url) as ws, connect(server.ws_url) as other:
-        for viewer in (ws, other):
-            viewer.send(json.dumps({"type": "subscribe", "channels": ["clock"]}))
-            snapshot = json.loads(viewer.recv(timeout=30))
-            assert snapshot["type"] == "clock" and "server_time" in snapshot
-            assert [c["state"] for c in snapshot["challenges"]] == ["waiting"] * 3
-
-        _, c = act(server, organizer, "edss", "start")
-        deadline = parse(c["deadline"])
-        started = json.loads(ws.recv(timeout=30))
-        assert started["challenges"][2]["state"] == "running"
-
-        clock.advance(3599)
-        _, still = server.json("GET", "/api/v1/challenges/edss")
-        assert (still["state"], still["remaining_s"]) == ("running", 1)
-        clock.advance(1)
-        for viewer in (ws, other):
-            closing = closing_message(viewer, "edss")
-            assert parse(closing["server_time"]) == deadline
-    _, log = server.json("GET", "/api/v1/countdown-log", token=organizer)
-    assert log[0]["action"] == "auto-close" and log[0]["actor"] == "server"
-    assert parse(log[0]["deadline_after"]) == deadline
-    assert parse(log[0]["at"]) == deadline
-
-
 @pytest.mark.slow  # three restarts of a server process
 def test_the_clock_survives_sigkill_in_every_state(example_event: Path, database_url: str,
                                                    tmp_path: Path) -> None:
@@ -203,17 +163,3 @@ def test_the_clock_survives_sigkill_in_every_state(example_event: Path, database
         assert auto_closed() == ["edss"]  # recorded once, by one process
     finally:
         server.stop()
-
-
-def test_websocket_refuses_other_origins_and_bad_messages(server: AppServer) -> None:
-    ws_url = server.ws_url
-    from websockets.exceptions import InvalidStatus
-
-    with pytest.raises(InvalidStatus) as info:
-        connect(ws_url, origin="http://evil.example")  # type: ignore[arg-type]
-    assert info.value.response.status_code == 403
-    with connect(ws_url) as ws:
-        ws.send("hello")
-        assert json.loads(ws.recv(timeout=5))["error"]["code"] == "bad_message"
-        ws.send(json.dumps({"type": "subscribe", "channels": ["weather"]}))
-        assert json.loads(ws.recv(timeout=5))["error"]["code"] == "unknown_channel"

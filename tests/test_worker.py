@@ -1,0 +1,59 @@
+"""Scoring in worker processes (server/worker.py): a scoring past its time limit, a scorer that
+died between two submissions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.helpers import AppServer, ServerProcess, wait_for
+from tests.test_intake import SUBMISSIONS, start
+
+
+def test_a_scoring_past_its_time_limit_is_marked_failed_and_the_queue_moves_on(
+        example_event: Path, database_url: str, tmp_path: Path) -> None:
+    # No scorer answers within a tenth of a millisecond: every job runs past the limit.
+    server = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=1,
+                       config_overrides={"scoring_timeout_s": 0.0001}).start()
+    try:
+        tokens = server.tokens()
+        start(server, "nodules")
+        csv = (SUBMISSIONS / "nodules-nodule-hunters.csv").read_bytes()
+        for team in ("Lumbar Lab", "Nodule Hunters"):
+            status, result = server.upload("nodules", tokens[team], "p.csv", csv, "?wait=60")
+            assert status == 202 and result["status"] == "invalid", result
+            assert [e["code"] for e in result["errors"]] == ["scoring_failed"]
+            assert "longer than" in result["errors"][0]["message"]
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow  # the scorers are children of a server process
+def test_a_scorer_that_died_is_replaced_before_it_costs_a_submission(
+        server_process: ServerProcess) -> None:
+    server = server_process
+    tokens = server.tokens()
+    start(server, "nodules")
+    assert server.process is not None
+    scorers = [p for p in psutil.Process(server.process.pid).children()
+               if "spawn_main" in " ".join(p.cmdline())]
+    assert len(scorers) == 2
+    for scorer in scorers:
+        scorer.kill()  # a scorer dies (out of memory, a segfault in a decoder…)
+    wait_for(lambda: not any(_running(p) for p in scorers), what="the scorers to die")
+    csv = (SUBMISSIONS / "nodules-nodule-hunters.csv").read_bytes()
+    for team in ("Lumbar Lab", "Nodule Hunters"):
+        status, result = server.upload("nodules", tokens[team], "p.csv", csv, "?wait=60")
+        assert result["status"] == "scored", result
+    replaced = [p for p in psutil.Process(server.process.pid).children()
+                if p.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(p.cmdline())]
+    assert replaced and not {p.pid for p in replaced} & {p.pid for p in scorers}
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
