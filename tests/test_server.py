@@ -85,7 +85,8 @@ def test_public_endpoints(server: ServerProcess) -> None:
     assert status == 404 and body["error"]["code"] == "not_found"
 
     status, body = server.json("GET", "/healthz")
-    assert (status, body) == (200, {"status": "ok", "database": "ok"})
+    assert status == 200 and (body["status"], body["database"]) == ("ok", "ok")
+    assert body["loop_lag_ms"] >= 0 and body["connections"]["open"] >= 1
 
     status, headers, html = server.request("GET", "/")
     assert status == 200 and b"Pulmonary nodules" in html
