@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser import log_in
 from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -20,7 +21,7 @@ def test_the_organizer_runs_the_clock_from_the_console(server: ServerProcess,
     page = browser.new_page()
     page.on("dialog", lambda dialog: dialog.accept("2") if dialog.type == "prompt"
             else dialog.accept())
-    page.goto(f"{server.url}/login?token={tokens['organizer']}")
+    log_in(page, server.url, tokens["organizer"])
     assert page.url == f"{server.url}/organizer"
     page.fill("#actor", "Alice")
     page.dispatch_event("#actor", "change")
