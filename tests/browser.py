@@ -1,5 +1,9 @@
 """Headless Chromium (Debian's) driven by Playwright, for page tests.
 
+Pages run under a Content-Security-Policy without 'unsafe-eval': give `wait_for_function` a
+function ("() => ..."), which Playwright runs as it runs `evaluate`, not an expression, which
+it would eval in the page.
+
 Browsers cannot be downloaded here, so Playwright launches the system Chromium. Where it is
 missing the page tests are skipped, unless PODIUM_REQUIRE_BROWSER=1 (as in CI, whose .ci/run
 installs Chromium) turns the skip into a failure.

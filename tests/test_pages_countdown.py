@@ -28,23 +28,23 @@ def test_the_organizer_runs_the_clock_from_the_console(server: ServerProcess,
     card = page.locator('article[data-slug="sarcopenia"]')
     card.locator('button[data-action="start"]').click()
     page.wait_for_function(
-        "document.querySelector('[data-clock=sarcopenia]').dataset.state === 'running'")
+        "() => document.querySelector('[data-clock=sarcopenia]').dataset.state === 'running'")
     page.wait_for_selector("#log tr")
     assert "start" in page.inner_text("#log tr:first-child")
     assert "organizer (Alice)" in page.inner_text("#log tr:first-child")
 
     card.locator('button[data-action="pause"]').click()
     page.wait_for_function(
-        "document.querySelector('[data-clock=sarcopenia]').dataset.state === 'paused'")
+        "() => document.querySelector('[data-clock=sarcopenia]').dataset.state === 'paused'")
     card.locator('button[data-seconds="custom"]').click()  # the prompt answers 2 minutes
-    page.wait_for_function("document.querySelectorAll('#log tr').length === 3")
+    page.wait_for_function("() => document.querySelectorAll('#log tr').length === 3")
     text = page.inner_text('[data-clock="sarcopenia"]')
     assert re.fullmatch(r"(1:0[12]|1:00):\d\d", text), text  # 60 min + 2, minus a few seconds
 
     card.locator("select").select_option("Pixel Anatomy")
     card.locator('button[data-action="extend-team"]').click()
     page.wait_for_function(
-        "document.querySelector('[data-extensions-of=sarcopenia]').textContent"
+        "() => document.querySelector('[data-extensions-of=sarcopenia]').textContent"
         ".includes('Pixel Anatomy')")
 
     # Starting a running challenge again is refused with the server's message on the page.
@@ -65,7 +65,7 @@ def test_a_laptop_three_minutes_fast_shows_the_servers_remaining_time(
     page.add_init_script(THREE_MINUTES_FAST)
     page.goto(f"{server.url}/clock")
     assert page.evaluate("Date.now() - performance.timeOrigin - performance.now()") > 170000
-    page.wait_for_function("Math.abs(Podium.offsetMs + 180000) < 2000")
+    page.wait_for_function("() => Math.abs(Podium.offsetMs + 180000) < 2000")
     page.wait_for_timeout(400)  # the display redraws four times a second
     shown = float(page.get_attribute('[data-clock="edss"]', "data-remaining") or "nan")
     assert abs(shown - served["remaining_s"]) < 3
@@ -84,9 +84,9 @@ def test_the_clock_turns_red_then_says_time_is_up(example_event: Any, database_u
         server.json("POST", "/api/v1/challenges/edss/start",
                     token=server.tokens()["organizer"], body={})
         page.wait_for_function(
-            "document.querySelector('[data-clock=edss]').classList.contains('late')")
+            "() => document.querySelector('[data-clock=edss]').classList.contains('late')")
         page.wait_for_function(
-            "document.querySelector('[data-clock=edss]').textContent === 'Time is up'",
+            "() => document.querySelector('[data-clock=edss]').textContent === 'Time is up'",
             timeout=10000)
         assert page.inner_text('[data-state-of="edss"]') == "closed"
         page.close()
