@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import resource
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,9 +31,9 @@ from aiohttp.typedefs import Handler, Middleware
 
 log = logging.getLogger(__name__)
 
-# Descriptors kept for everything that is not a client socket: the database pool, files being
-# uploaded or served, scorer pipes, logs.
-RESERVED_DESCRIPTORS = 128
+# Descriptors kept for everything that is not a client socket (the database pool, files being
+# uploaded or served, scorer pipes, logs) and for a turn's accepts beyond the cap.
+RESERVED_DESCRIPTORS = 256
 DEFAULT_MAX_CONNECTIONS = 4096
 
 
@@ -64,15 +65,22 @@ def default_max_connections(descriptors: int | None = None) -> int:
     return max(32, min(DEFAULT_MAX_CONNECTIONS, (descriptors - RESERVED_DESCRIPTORS) // 2))
 
 
+# asyncio accepts up to `backlog` sockets per loop turn before any of them is looked at, so that
+# number is also how far past the connection cap the descriptors can go for a moment; the
+# kernel's queue of connections waiting to be accepted is made deeper on its own, so a burst
+# waits there instead of having its SYNs dropped (a dropped SYN costs a client 1 s).
+ACCEPTS_PER_TURN = 128
+LISTEN_QUEUE = 4096
+
+
 class GuardedSite(web.BaseSite):
-    """A TCP site whose connections go through the guard; a deep accept backlog so a burst of
-    connections waits in the kernel instead of being reset."""
+    """A TCP site whose connections go through the guard."""
 
     __slots__ = ("_host", "_port", "_guard")
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: ConnectionGuard,
-                 backlog: int = 1024) -> None:
-        super().__init__(runner, backlog=backlog)
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: ConnectionGuard
+                 ) -> None:
+        super().__init__(runner, backlog=ACCEPTS_PER_TURN)
         self._host = host
         self._port = port
         self._guard = guard
@@ -88,6 +96,10 @@ class GuardedSite(web.BaseSite):
         self._server = await asyncio.get_running_loop().create_server(
             self._guard.protocol_factory(server), self._host, self._port,
             backlog=self._backlog, reuse_address=True)
+        for listening in self._server.sockets:
+            # listen() again on a duplicate of the descriptor: same socket, deeper queue.
+            with socket.fromfd(listening.fileno(), listening.family, listening.type) as dup:
+                dup.listen(LISTEN_QUEUE)
 
 
 def _refusal(status: str, code: str, message: str) -> bytes:
@@ -192,7 +204,8 @@ class ConnectionGuard:
             task.add_done_callback(lambda _: connection.end_request())
 
     def stats(self) -> dict[str, int]:
-        return {"open": self.open, "idle": len(self._idle), "refused": self.refused,
+        return {"max": self.limits.max_connections, "open": self.open, "idle": len(self._idle),
+                "refused": self.refused,
                 "evicted": self.evicted, "header_timeouts": self.timed_out}
 
 

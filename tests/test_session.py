@@ -190,3 +190,15 @@ def test_a_login_body_is_bounded(server: ServerProcess) -> None:
     status, _, body = raw(server, "POST", "/login", b"token=" + b"x" * 10_000,
                           {"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 400 and b'data-code="bad_login"' in body
+
+
+def test_a_websocket_from_another_origin_is_refused(server: ServerProcess) -> None:
+    jury = session_cookie(login(server, server.tokens()["jury"])[1])[1]
+    handshake = {"Upgrade": "websocket", "Connection": "Upgrade",
+                 "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13",
+                 **cookie_header(jury)}
+    status, _, body = raw(server, "GET", "/ws", headers={**handshake,
+                                                         "Origin": "http://127.0.0.1:1"})
+    assert (status, json.loads(body)["error"]["code"]) == (403, "bad_origin")
+    status, _, _ = raw(server, "GET", "/ws", headers={**handshake, "Origin": server.url})
+    assert status == 101
