@@ -14,7 +14,7 @@ from server.challenge import challenges_for, unknown_challenge
 from server.countdown import InvalidTransition, store
 from server.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from server.isotime import iso
-from server.keys import POOL
+from server.keys import CONNECTIONS, LOOP_MONITOR, POOL
 from server.leaderboard import board
 from server.submission import fetch_submission, fetch_submissions, may_see, submission_json
 
@@ -185,7 +185,10 @@ async def health(request: web.Request) -> web.Response:
             await conn.fetchval("SELECT 1")
     except Exception as exc:  # any failure to reach the database is what this reports
         return web.json_response({"status": "unavailable", "database": str(exc)}, status=503)
-    return web.json_response({"status": "ok", "database": "ok"})
+    return web.json_response({
+        "status": "ok", "database": "ok",
+        "loop_lag_ms": round(request.app[LOOP_MONITOR].worst_lag_s() * 1000, 1),
+        "connections": request.app[CONNECTIONS].stats()})
 
 
 def setup(app: web.Application) -> None:

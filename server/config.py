@@ -30,6 +30,11 @@ class Config:
     max_pending_per_team: int = 3
     # Serve releases with identifying DICOM data anyway; the reason is logged.
     allow_release: str | None = None
+    # Connections (server/connection.py). None: derived from the open-file limit.
+    max_connections: int | None = None
+    max_connections_per_client: int = 256
+    header_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 30.0
 
     @property
     def public_url(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import re
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from server import queries
 from server.access import Principal, Role
@@ -30,6 +31,7 @@ from server.countdown import upload_deadline, upload_refusal
 from server.countdown.store import countdown_of
 from server.durable import fsync_dir
 from server.errors import BadRequest, Conflict, Forbidden, PodiumError, TooLarge
+from server.form import FormError, FormReader, Part, Read, boundary_of
 from server.isotime import iso
 from server.keys import ARRIVED, CONFIG, HUB, POOL
 from server.notify import bump_board
@@ -41,7 +43,8 @@ from server.submission import (
     submission_json,
 )
 
-CHUNK = 1024 * 1024
+log = logging.getLogger(__name__)
+
 MULTIPART_OVERHEAD = 64 * 1024
 MAX_WAIT_S = 300.0
 
@@ -54,6 +57,13 @@ class TooManyRequests(PodiumError):
 class UploadTimeout(PodiumError):
     status = 408
     code = "upload_timeout"
+
+
+class ClientGone(PodiumError):
+    """The client went away mid-upload: nobody will read the answer, one log line says so."""
+
+    status = 400
+    code = "upload_interrupted"
 
 
 @dataclass
@@ -123,30 +133,19 @@ async def _receive(request: web.Request, target: Path, limit: int) -> tuple[str,
             MULTIPART_OVERHEAD:
         raise _too_large(limit)
     try:
-        reader = await request.multipart()
-    except (AssertionError, ValueError, KeyError):
-        raise BadRequest("send the file as multipart/form-data in a field named 'file'",
-                         code="bad_upload") from None
-    idle = request.app[CONFIG].upload_idle_timeout_s
-    while True:
-        async with asyncio.timeout(idle):
-            part = await reader.next()
-        if part is None:
-            raise BadRequest("no field named 'file' in the upload", code="bad_upload")
-        if isinstance(part, BodyPartReader) and part.name == "file":
-            break
-    filename = safe_filename(part.filename)
+        form = FormReader(_body_reader(request), boundary_of(request.headers.get("Content-Type")))
+        part = await form.file_part("file")
+        return await _store(form, part, target, limit)
+    except FormError as exc:
+        raise BadRequest(str(exc), code="bad_upload") from None
+
+
+async def _store(form: FormReader, part: Part, target: Path, limit: int
+                 ) -> tuple[str, int, str]:
+    """The file part's bytes to `target`, hashed and counted against `limit`, then fsynced."""
     digest, size = hashlib.sha256(), 0
     with target.open("wb") as out:
-        while True:
-            try:
-                async with asyncio.timeout(idle):
-                    chunk = await part.read_chunk(CHUNK)
-            except TimeoutError:
-                raise UploadTimeout(f"no data received for {idle:g} s; the upload was "
-                                    "dropped, send it again") from None
-            if not chunk:
-                break
+        async for chunk in form.body():
             size += len(chunk)
             if size > limit:
                 raise _too_large(limit)
@@ -154,7 +153,25 @@ async def _receive(request: web.Request, target: Path, limit: int) -> tuple[str,
             out.write(chunk)
         out.flush()
         await asyncio.to_thread(os.fsync, out.fileno())
-    return digest.hexdigest(), size, filename
+    return digest.hexdigest(), size, safe_filename(part.filename)
+
+
+def _body_reader(request: web.Request) -> Read:
+    """The request body's next bytes, with the idle timeout; a vanished client is ClientGone."""
+    idle = request.app[CONFIG].upload_idle_timeout_s
+
+    async def read() -> bytes:
+        try:
+            async with asyncio.timeout(idle):
+                return await request.content.readany()
+        except TimeoutError:
+            raise UploadTimeout(f"no data received for {idle:g} s; the upload was dropped, "
+                                "send it again") from None
+        except (ConnectionError, web.RequestPayloadError) as exc:
+            raise ClientGone(f"the connection closed before the upload was complete ({exc})"
+                             ) from None
+
+    return read
 
 
 def _too_large(limit: int) -> TooLarge:
@@ -186,6 +203,10 @@ async def upload(request: web.Request) -> web.Response:
         final = folder / f"{uuid.uuid4().hex[:12]}_{filename}"
         await asyncio.to_thread(os.replace, partial, final)
         await asyncio.to_thread(fsync_dir, folder)
+    except ClientGone as exc:
+        partial.unlink(missing_ok=True)
+        log.warning("upload by %s for %s dropped: %s", principal.team_name, slug, exc.message)
+        raise
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

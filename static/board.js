@@ -148,3 +148,10 @@ const PodiumBoard = (() => {
 
   return { render, start, seqs, revealNext };
 })();
+
+// The page's data is a JSON block (no inline script: the Content-Security-Policy forbids it).
+{
+  const page = Podium.pageData();
+  PodiumClock.update(page.challenges);
+  PodiumBoard.start({ reveal: page.reveal, analysis: page.analysis });
+}

@@ -103,3 +103,8 @@ const Organizer = (() => {
 
   return { start, refreshLog };
 })();
+
+{
+  PodiumClock.update(Podium.pageData().challenges);
+  Organizer.start();
+}

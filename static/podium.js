@@ -99,7 +99,17 @@ const Podium = (() => {
     return data;
   }
 
-  return { syncClock, now, remaining, formatDuration, formatTime, live, api,
+  // What the server rendered the page with: a JSON block, read once.
+  let page = null;
+  function pageData() {
+    if (page === null) {
+      const block = document.getElementById("page-data");
+      page = block ? JSON.parse(block.textContent) : {};
+    }
+    return page;
+  }
+
+  return { syncClock, now, remaining, formatDuration, formatTime, live, api, pageData,
            get offsetMs() { return offsetMs; } };
 })();
 

@@ -132,3 +132,9 @@ const Team = (() => {
 
   return { start };
 })();
+
+{
+  const page = Podium.pageData();
+  PodiumClock.update(page.challenges);
+  Team.start(page.submissions);
+}

@@ -203,9 +203,7 @@ class AppServer(Client):
     _tokens: dict[str, str] | None = None
 
     def start(self) -> AppServer:
-        from aiohttp import web
-
-        from server.app import JsonAccessLogger, create_app
+        from server.app import create_app, start_serving
         from server.config import Config
         from server.event import check_truth, parse_event
 
@@ -218,15 +216,7 @@ class AppServer(Client):
         started: concurrent.futures.Future[str] = concurrent.futures.Future()
 
         async def serve() -> None:
-            import logging
-
-            app = create_app(config, event)
-            runner = web.AppRunner(app, access_log_class=JsonAccessLogger,
-                                   access_log=logging.getLogger("podium.access"),
-                                   handle_signals=False)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
+            runner = await start_serving(create_app(config, event))
             self._runner = runner
             started.set_result(f"http://127.0.0.1:{runner.addresses[0][1]}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.browser import log_in
 from tests.helpers import AppServer, DatabaseClock
 
 THREE_MINUTES_FAST = "const realNow = Date.now; Date.now = () => realNow() + 180000;"
@@ -16,31 +17,31 @@ def test_the_organizer_runs_the_clock_from_the_console(server: AppServer, browse
     page = browser.new_page()
     page.on("dialog", lambda dialog: dialog.accept("2") if dialog.type == "prompt"
             else dialog.accept())
-    page.goto(f"{server.url}/login?token={tokens['organizer']}")
+    log_in(page, server.url, tokens["organizer"])
     assert page.url == f"{server.url}/organizer"
     page.fill("#actor", "Alice")
     page.dispatch_event("#actor", "change")
     card = page.locator('article[data-slug="sarcopenia"]')
     card.locator('button[data-action="start"]').click()
     page.wait_for_function(
-        "document.querySelector('[data-clock=sarcopenia]').dataset.state === 'running'")
+        "() => document.querySelector('[data-clock=sarcopenia]').dataset.state === 'running'")
     page.wait_for_selector("#log tr")
     assert "start" in page.inner_text("#log tr:first-child")
     assert "organizer (Alice)" in page.inner_text("#log tr:first-child")
 
     card.locator('button[data-action="pause"]').click()
     page.wait_for_function(
-        "document.querySelector('[data-clock=sarcopenia]').dataset.state === 'paused'")
+        "() => document.querySelector('[data-clock=sarcopenia]').dataset.state === 'paused'")
     card.locator('button[data-seconds="custom"]').click()  # the prompt answers 2 minutes
-    page.wait_for_function("document.querySelectorAll('#log tr').length === 3")
+    page.wait_for_function("() => document.querySelectorAll('#log tr').length === 3")
     # Paused at once on a stopped clock: exactly the hour, and the two minutes added.
     page.wait_for_function(
-        "document.querySelector('[data-clock=sarcopenia]').textContent === '1:02:00'")
+        "() => document.querySelector('[data-clock=sarcopenia]').textContent === '1:02:00'")
 
     card.locator("select").select_option("Pixel Anatomy")
     card.locator('button[data-action="extend-team"]').click()
     page.wait_for_function(
-        "document.querySelector('[data-extensions-of=sarcopenia]').textContent"
+        "() => document.querySelector('[data-extensions-of=sarcopenia]').textContent"
         ".includes('Pixel Anatomy')")
 
     # Starting a running challenge again is refused with the server's message on the page.
@@ -61,11 +62,11 @@ def test_a_laptop_three_minutes_fast_shows_the_servers_remaining_time(
     page.add_init_script(THREE_MINUTES_FAST)
     page.goto(f"{server.url}/clock")
     assert page.evaluate("Date.now() - performance.timeOrigin - performance.now()") > 170000
-    page.wait_for_function("Math.abs(Podium.offsetMs + 180000) < 2000")
+    page.wait_for_function("() => Math.abs(Podium.offsetMs + 180000) < 2000")
     # The display redraws four times a second; once it has, it shows the server's time left,
     # not the laptop's (three minutes apart). The margin is for this machine's pace only.
     page.wait_for_function(
-        f"Math.abs(Number(document.querySelector('[data-clock=edss]').dataset.remaining)"
+        f"() => Math.abs(Number(document.querySelector('[data-clock=edss]').dataset.remaining)"
         f" - {served['remaining_s']}) < 60", timeout=30000)
     page.close()
 
@@ -82,9 +83,9 @@ def test_the_clock_turns_red_then_says_time_is_up(example_event: Any, database_u
         server.json("POST", "/api/v1/challenges/edss/start",
                     token=server.tokens()["organizer"], body={})
         page.wait_for_function(
-            "document.querySelector('[data-clock=edss]').classList.contains('late')")
+            "() => document.querySelector('[data-clock=edss]').classList.contains('late')")
         page.wait_for_function(
-            "document.querySelector('[data-clock=edss]').textContent === 'Time is up'",
+            "() => document.querySelector('[data-clock=edss]').textContent === 'Time is up'",
             timeout=60000)
         assert page.inner_text('[data-state-of="edss"]') == "closed"
         page.close()
