@@ -140,7 +140,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     hub = Hub(app[POOL], config.database_url)
     app[HUB] = hub
     scoring = Scoring(app[POOL], config.database_url, config.scoring_slots,
-                      config.scoring_timeout_s, hub.work_available)
+                      config.scoring_timeout_s, hub.work_available, config.scoring_memory_mb)
     tasks = [asyncio.create_task(hub.listen_forever(), name="hub-listen"),
              asyncio.create_task(run_ticker(app[POOL], hub.clock_changed), name="ticker")]
     if config.scoring_slots > 0:

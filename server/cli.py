@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="public address used in printed links (default http://HOST:PORT)")
     serve.add_argument("--scoring-timeout", type=float, default=300.0, metavar="SECONDS",
                        help="a submission still being scored after this long is marked invalid")
+    serve.add_argument("--scoring-memory-mb", type=int, default=4096, metavar="MIB",
+                       help="address-space limit of each scoring process; a file that needs "
+                            "more is marked invalid (too_large); 0: no limit")
     serve.add_argument("--allow-release", metavar="REASON", default=None,
                        help="serve releases even with identifying DICOM attributes (logged)")
     serve.add_argument("--scoring-workers", type=int, default=2, metavar="N",
@@ -156,7 +159,9 @@ def serve(args: argparse.Namespace) -> int:
                     data_dir=args.data_dir.resolve(),
                     database_url=database_url_from_env(args.database_url),
                     base_url=args.base_url, scoring_slots=max(0, args.scoring_workers),
-                    scoring_timeout_s=args.scoring_timeout, allow_release=args.allow_release)
+                    scoring_timeout_s=args.scoring_timeout,
+                    scoring_memory_mb=max(0, args.scoring_memory_mb),
+                    allow_release=args.allow_release)
     _setup_logging()
     with _database(config) as config:
         asyncio.run(_serve(config, event))

@@ -23,6 +23,8 @@ class Config:
     # Scoring: child processes per server process, and the time one submission may take.
     scoring_slots: int = 2
     scoring_timeout_s: float = 300.0
+    # Address space of each scoring child (RLIMIT_AS), in MiB; 0 for no limit.
+    scoring_memory_mb: int = 4096
     # Uploads: a slow client is dropped after this long without a byte; per-team limits.
     upload_idle_timeout_s: float = 60.0
     upload_burst: int = 6
