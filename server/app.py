@@ -27,6 +27,7 @@ from server.intake import MAX_PENDING, RATE_LIMITER, RateLimiter
 from server.keys import ARRIVED, CONFIG, EVENT, HUB, POOL, PRINCIPAL, TEMPLATES
 from server.loader import load_event
 from server.resources import resource_dir
+from server.storage import STORAGE, Storage, housekeeping
 from server.worker import Scoring
 
 log = logging.getLogger("podium")
@@ -173,6 +174,7 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
     app[EVENT] = event
     app[RATE_LIMITER] = RateLimiter(config.upload_burst, config.upload_every_s)
     app[MAX_PENDING] = config.max_pending_per_team
+    app[STORAGE] = Storage.from_config(config)
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(resource_dir("templates")),
         autoescape=jinja2.select_autoescape(["html"]),
@@ -180,6 +182,7 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
     )
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_background)
+    app.cleanup_ctx.append(housekeeping)
     app.on_shutdown.append(_close_websockets)
     api.setup(app)
     jury_api.setup(app)

@@ -30,6 +30,11 @@ class Config:
     upload_burst: int = 6
     upload_every_s: float = 10.0
     max_pending_per_team: int = 3
+    # Storage: the quota per team and challenge for challenges that set none (None: four
+    # maximum-size uploads), and the data dir's free space kept from uploads (None: 2 GiB or
+    # 5 %, whichever is smaller).
+    storage_quota_mb: float | None = None
+    storage_reserve_mb: float | None = None
     # Serve releases with identifying DICOM data anyway; the reason is logged.
     allow_release: str | None = None
 

@@ -33,6 +33,7 @@ from server.errors import BadRequest, Conflict, Forbidden, PodiumError, TooLarge
 from server.isotime import iso
 from server.keys import ARRIVED, CONFIG, HUB, POOL
 from server.notify import bump_board
+from server.storage import admit_upload, refuse_if_disk_full
 from server.submission import (
     announce,
     count_for_team,
@@ -176,25 +177,30 @@ async def upload(request: web.Request) -> web.Response:
         _check_time(row, extension, began, began)
         total, pending = await count_for_team(conn, row["id"], team_id)
     _check_limits(request, row, principal, total, pending)
+    space = await admit_upload(request, row, team_id)  # 507 storage_full: quota, free space
 
     folder = request.app[CONFIG].data_dir / "submissions" / slug / str(team_id)
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     partial = folder / f".{uuid.uuid4().hex}.part"
     try:
         sha256, size, filename = await _receive(request, partial, row["max_upload_bytes"])
+        space.check(size)
         body_done = asyncio.get_running_loop().time()
         final = folder / f"{uuid.uuid4().hex[:12]}_{filename}"
         await asyncio.to_thread(os.replace, partial, final)
         await asyncio.to_thread(fsync_dir, folder)
-    except BaseException:
+    except BaseException as exc:
         partial.unlink(missing_ok=True)
+        refuse_if_disk_full(exc)
         raise
     try:
         receipt = await _record(pool, row["id"], principal, began, body_done, sha256, size,
                                 filename, final)
-    except BaseException:
+    except BaseException as exc:
         final.unlink(missing_ok=True)
+        refuse_if_disk_full(exc)
         raise
+    space.release()  # the upload is stored: from now on it counts in the team's total
     request.app[HUB].work_available.set()
     wait = _wait_seconds(request)
     if wait:

@@ -13,6 +13,7 @@ from server.auth import SESSION_COOKIE, principal_of, public, requires
 from server.challenge import FORMATS, challenges_for, unknown_challenge
 from server.errors import Unauthorized
 from server.keys import EVENT, POOL, TEMPLATES
+from server.storage import STORAGE, disk_report
 from server.submission import fetch_submissions, submission_json
 
 SESSION_DAYS = 7
@@ -54,8 +55,10 @@ async def organizer(request: web.Request) -> web.Response:
         _, challenges = await challenges_for(conn, principal_of(request))
         counts = await queries.challenge_counts(conn)
         teams = await queries.registered_teams(conn)
+    storage = await disk_report(request.app[STORAGE])
     return render(request, "organizer.html", challenges=challenges, counts=counts,
-                  teams={c["slug"]: teams.get(c["slug"], []) for c in challenges})
+                  teams={c["slug"]: teams.get(c["slug"], []) for c in challenges},
+                  storage=storage)
 
 
 @requires(Role.TEAM)
