@@ -17,6 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from server.storage import (
     GiB,
@@ -71,6 +73,26 @@ def test_an_upload_is_refused_past_the_quota_or_into_the_reserve(
         assert found.extra == {"quota_bytes": GiB, "stored_bytes": stored}
     else:
         assert "disk is nearly full" in found.message and "Tell the organizers" in found.message
+
+
+sizes = st.integers(min_value=0, max_value=4 * GiB)
+
+
+@given(free=sizes, reserve=sizes, in_flight=sizes, incoming=sizes, extra=sizes, stored=sizes,
+       quota=sizes)
+def test_a_larger_upload_is_never_admitted_where_a_smaller_one_is_refused(
+        free: int, reserve: int, in_flight: int, incoming: int, extra: int, stored: int,
+        quota: int) -> None:
+    def admitted(size: int, already: int) -> bool:
+        return refusal(space=Space(free, 8 * GiB), reserve=reserve, in_flight=in_flight,
+                       incoming=size, stored=already, quota=quota, challenge="c") is None
+
+    if admitted(incoming + extra, stored):
+        assert admitted(incoming, stored)
+    if admitted(incoming, stored + extra):  # nor a team that stores more
+        assert admitted(incoming, stored)
+    if admitted(incoming, stored):  # and what it admits fits both limits
+        assert stored + incoming <= quota and free - in_flight - incoming >= reserve
 
 
 def test_disk_full_errors_are_recognised() -> None:

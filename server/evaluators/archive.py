@@ -141,8 +141,8 @@ def _member_too_large(name: str, archive: str, size: int, limit: int, what: str,
     should = f"; {what} takes at most {limit} bytes" if what else f" (limit {limit} bytes)"
     return Problem(
         "too_large",
-        f"{name} in {archive} expands to {size} bytes{should}: check that it holds what its "
-        "name says (a mask: one 2-D slice of the exam's shape, 0/1 values, e.g. uint8)",
+        f"{name} in {archive} expands to {size} bytes{should}: check that the file holds what "
+        "its name says",
         label,
     )
 

@@ -127,7 +127,7 @@ def _score_archive(
         name, info = tables[0]
         try:
             data = archive.read(name, info, limit=table_member_limit(len(truth.ids)),
-                                what=f"a table of {len(truth.ids)} exams")
+                                what=f"a table of {len(truth.ids)} exams (id,surface_mm2)")
             table = parse_table(data, name, len(truth.ids))
             surfaces, found = table_values(
                 table, truth.index, label="surface", check=at_least(0.0), where=name
@@ -144,7 +144,8 @@ def _score_archive(
         rows, columns = target.shape
         try:
             data = archive.read(name, info, exam_id, limit=mask_member_limit(target.shape),
-                                what=f"a mask of {rows} × {columns} pixels")
+                                what=f"a mask of {rows} × {columns} pixels (one 2-D slice of "
+                                     "0/1 values, e.g. uint8)")
             mask = read_mask(data, name, target.shape, exam_id)
         except Invalid as exc:
             problems.extend(exc.problems)
