@@ -31,7 +31,7 @@ from server.storage import (
     reserve_for,
     sweep_partial_uploads,
 )
-from tests.conftest import EXAMPLE_DIR, ServerProcess, set_challenge_keys
+from tests.conftest import EXAMPLE_DIR, PODIUM, ROOT, ServerProcess, set_challenge_keys
 
 NODULES = (EXAMPLE_DIR / "submissions" / "nodules-nodule-hunters.csv").read_bytes()
 
@@ -143,11 +143,20 @@ def test_a_team_past_its_quota_gets_507_and_other_teams_do_not(
         assert body["error"]["code"] == "storage_full"
         assert body["error"]["stored_bytes"] == 2 * size
         assert "storage_quota_mb" in body["error"]["message"]
+        # From a terminal: a refusal that says what to do, not "send it again".
+        csv = tmp_path / "p.csv"
+        csv.write_bytes(padded)
+        out = subprocess.run([*PODIUM, "submit", "--server", server.url, "--token",
+                              tokens["Lumbar Lab"], "--challenge", "nodules", str(csv)],
+                             capture_output=True, text=True, cwd=ROOT, check=False)
+        assert out.returncode == 1, out.stderr
+        assert "refused the upload (HTTP 507, storage_full)" in out.stderr
+        assert "NOT acknowledged" not in out.stderr
         status, body = server.upload("nodules", tokens["Nodule Hunters"], "p.csv", padded,
                                      "?wait=30")
         assert status == 202 and body["status"] == "scored", body
         stored = list((tmp_path / "data" / "submissions" / "nodules").glob("*/*"))
-        assert len(stored) == 3  # the refused upload left nothing behind
+        assert len(stored) == 3  # the refused uploads left nothing behind
     finally:
         server.stop()
 
