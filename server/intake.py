@@ -177,7 +177,7 @@ async def upload(request: web.Request) -> web.Response:
         _check_time(row, extension, began, began)
         total, pending = await count_for_team(conn, row["id"], team_id)
     _check_limits(request, row, principal, total, pending)
-    space = await admit_upload(request, row, team_id)  # 507 storage_full: quota, free space
+    space = await admit_upload(request, row, team_id, total)  # 507 storage_full
 
     folder = request.app[CONFIG].data_dir / "submissions" / slug / str(team_id)
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)

@@ -166,6 +166,9 @@ class Admission:
         if not self.released:
             self.released = True
             self.storage.in_flight -= self.incoming
+            left = self.storage.team_in_flight.pop(self.key, 0) - self.incoming
+            if left > 0:
+                self.storage.team_in_flight[self.key] = left
 
 
 @dataclass
@@ -174,7 +177,10 @@ class Storage:
     reserve_bytes: int | None = None  # None: the default rule
     default_quota_bytes: int | None = None
     orphan_age_s: float = MIN_ORPHAN_AGE_S
-    in_flight: int = field(default=0)
+    # Bytes that uploads being received in this process may still write: in all, and per
+    # (challenge id, team id).
+    in_flight: int = 0
+    team_in_flight: dict[tuple[int, int], int] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: Config) -> Storage:
@@ -192,18 +198,28 @@ class Storage:
     def reserve(self, space: Space) -> int:
         return reserve_for(space.total, self.reserve_bytes)
 
-    async def admit(self, conn: asyncpg.Connection, *, challenge_id: int, challenge: str,
-                    team_id: int, incoming: int, quota: int) -> Admission:
+    async def admit(self, pool: asyncpg.Pool, *, challenge_id: int, challenge: str,
+                    team_id: int, incoming: int, quota: int, most_stored: int) -> Admission:
         """Admits an upload of up to `incoming` bytes, or raises 507 `storage_full`. The
-        admission is released when the request's task ends, whatever happens to it."""
-        stored = await stored_bytes(conn, challenge_id, team_id)
+        admission is released when the request's task ends, whatever happens to it.
+        `most_stored` bounds what the team can have stored (its uploads × the largest size):
+        when even that leaves room, the database is not asked (the rush's common case)."""
+        key = (challenge_id, team_id)
+        # The team's other uploads still being received here count as stored already.
+        receiving = self.team_in_flight.get(key, 0)
+        if most_stored + receiving + incoming <= quota:
+            stored = receiving  # whatever the team stored, this fits: no query (see check)
+        else:
+            async with pool.acquire() as conn:
+                stored = receiving + await stored_bytes(conn, challenge_id, team_id)
         space = await self.space()
         refused = refusal(space=space, reserve=self.reserve(space), in_flight=self.in_flight,
                           incoming=incoming, stored=stored, quota=quota, challenge=challenge)
         if refused is not None:
             raise refused
-        admission = Admission(self, (challenge_id, team_id), incoming, stored, quota, challenge)
+        admission = Admission(self, key, incoming, stored, quota, challenge)
         self.in_flight += incoming
+        self.team_in_flight[key] = receiving + incoming
         task = asyncio.current_task()
         if task is not None:
             task.add_done_callback(lambda _task: admission.release())
@@ -249,8 +265,10 @@ async def stored_bytes(conn: asyncpg.Connection, challenge_id: int, team_id: int
 STORAGE = web.AppKey("storage", Storage)
 
 
-async def admit_upload(request: web.Request, row: asyncpg.Record, team_id: int) -> Admission:
-    """The intake's hook: admits the upload about to be received on challenge `row`."""
+async def admit_upload(request: web.Request, row: asyncpg.Record, team_id: int,
+                       uploads: int) -> Admission:
+    """The intake's hook: admits the upload about to be received on challenge `row`, the
+    team having made `uploads` before it."""
     storage = request.app[STORAGE]
     spec = request.app[EVENT].challenge(row["slug"])
     quota = quota_for(row["max_upload_bytes"], spec.storage_quota_bytes,
@@ -258,9 +276,9 @@ async def admit_upload(request: web.Request, row: asyncpg.Record, team_id: int) 
     incoming = request.content_length or row["max_upload_bytes"]
     if request.content_length is not None:
         incoming = min(incoming, row["max_upload_bytes"])
-    async with request.app[POOL].acquire() as conn:
-        return await storage.admit(conn, challenge_id=row["id"], challenge=row["slug"],
-                                   team_id=team_id, incoming=incoming, quota=quota)
+    return await storage.admit(request.app[POOL], challenge_id=row["id"],
+                               challenge=row["slug"], team_id=team_id, incoming=incoming,
+                               quota=quota, most_stored=uploads * row["max_upload_bytes"])
 
 
 async def housekeeping(app: web.Application) -> AsyncIterator[None]:

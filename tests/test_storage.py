@@ -280,6 +280,12 @@ def upload_while_the_disk_fills(server: ServerProcess, token: str, disk: Path,
         conn.putheader("Content-Length", str(len(head) + size + len(tail)))
         conn.endheaders()
         conn.send(head + first)
+        # Once the server has admitted the upload and is writing it (its .part file grows),
+        # the disk fills up.
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size for p in disk.glob("data/submissions/*/*/.*.part")):
+            assert time.monotonic() < deadline, "the upload never started being written"
+            time.sleep(0.01)
         fill(disk, 0)
         conn.send(rest + tail)
         response = conn.getresponse()
