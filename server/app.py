@@ -44,6 +44,7 @@ from server.keys import (
 from server.loader import load_event
 from server.loop_monitor import LoopMonitor
 from server.resources import resource_dir
+from server.storage import STORAGE, Storage, housekeeping
 from server.worker import Scoring
 
 log = logging.getLogger("podium")
@@ -157,7 +158,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     hub = Hub(app[POOL], config.database_url)
     app[HUB] = hub
     scoring = Scoring(app[POOL], config.database_url, config.scoring_slots,
-                      config.scoring_timeout_s, hub.work_available)
+                      config.scoring_timeout_s, hub.work_available, config.scoring_memory_mb)
     tasks = [asyncio.create_task(hub.listen_forever(), name="hub-listen"),
              asyncio.create_task(run_ticker(app[POOL], hub.clock_changed), name="ticker")]
     if config.scoring_slots > 0:
@@ -254,6 +255,7 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
     app[EVENT] = event
     app[RATE_LIMITER] = RateLimiter(config.upload_burst, config.upload_every_s)
     app[MAX_PENDING] = config.max_pending_per_team
+    app[STORAGE] = Storage.from_config(config)
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(resource_dir("templates")),
         autoescape=jinja2.select_autoescape(["html"]),
@@ -262,6 +264,7 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_background)
     app.cleanup_ctx.append(_loop_monitor)
+    app.cleanup_ctx.append(housekeeping)
     app.on_shutdown.append(_close_websockets)
     app.on_response_prepare.append(_security_headers)
     api.setup(app)

@@ -51,8 +51,8 @@ FORMATS: dict[str, dict[str, Any]] = {
 def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False,
                    extension: timedelta = NO_EXTENSION,
                    extensions: list[Extension] | None = None) -> dict[str, Any]:
-    """A challenge as one viewer sees it: a team through its own extension, everyone else with
-    the list of teams given extra time."""
+    """A challenge as one viewer sees it: a team through its own extension, the jury and
+    organizers with the list of teams given extra time, anyone else with neither."""
     countdown = countdown_of(row)
     phase = phase_at(countdown, now, extension)
     body: dict[str, Any] = {
@@ -103,6 +103,9 @@ async def challenges_for(conn: asyncpg.Connection, principal: Principal | None, 
         rows = [one] if one else []
     all_ext = await extensions(conn)
     team_id = principal.team_id if principal and principal.role is Role.TEAM else None
+    # Who was given extra time is the team's own business, the jury's and the organizers':
+    # an anonymous viewer (the public clock) sees the challenge's own deadline only.
+    sees_all = principal is not None and principal.role in (Role.JURY, Role.ORGANIZER)
     shown = []
     for row in rows:
         ext = all_ext.get(row["id"], [])
@@ -110,7 +113,8 @@ async def challenges_for(conn: asyncpg.Connection, principal: Principal | None, 
             own = next((e.extra for e in ext if e.team_id == team_id), NO_EXTENSION)
             shown.append(challenge_json(row, now, detail=detail, extension=own))
         else:
-            shown.append(challenge_json(row, now, detail=detail, extensions=ext))
+            shown.append(challenge_json(row, now, detail=detail,
+                                        extensions=ext if sees_all else None))
     releases = await release_views(conn, principal, {c["slug"]: c["state"] for c in shown})
     for c in shown:
         if c["slug"] in releases:

@@ -47,6 +47,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="public address used in printed links (default http://HOST:PORT)")
     serve.add_argument("--scoring-timeout", type=float, default=300.0, metavar="SECONDS",
                        help="a submission still being scored after this long is marked invalid")
+    serve.add_argument("--scoring-memory-mb", type=int, default=4096, metavar="MIB",
+                       help="address-space limit of each scoring process; a file that needs "
+                            "more is marked invalid (too_large); 0: no limit")
+    serve.add_argument("--storage-quota-mb", type=float, default=None, metavar="MIB",
+                       help="what one team may store per challenge, for challenges without "
+                            "storage_quota_mb (default: four maximum-size uploads)")
+    serve.add_argument("--storage-reserve-mb", type=float, default=None, metavar="MIB",
+                       help="free space on the data dir that uploads never use (default: "
+                            "2 GiB or 5%% of the disk, whichever is smaller)")
     serve.add_argument("--allow-release", metavar="REASON", default=None,
                        help="serve releases even with identifying DICOM attributes (logged)")
     serve.add_argument("--scoring-workers", type=int, default=2, metavar="N",
@@ -191,12 +200,25 @@ def serve(args: argparse.Namespace) -> int:
                     data_dir=args.data_dir.resolve(),
                     database_url=database_url_from_env(args.database_url),
                     base_url=args.base_url, scoring_slots=max(0, args.scoring_workers),
-                    scoring_timeout_s=args.scoring_timeout, allow_release=args.allow_release,
-                    **_connection_settings(args))
+                    scoring_timeout_s=args.scoring_timeout,
+                    scoring_memory_mb=max(0, args.scoring_memory_mb),
+                    storage_quota_mb=_positive(args.storage_quota_mb, "--storage-quota-mb"),
+                    storage_reserve_mb=_positive(args.storage_reserve_mb,
+                                                 "--storage-reserve-mb", zero=True),
+                    allow_release=args.allow_release, **_connection_settings(args))
     _setup_logging()
     with _database(config) as config:
         asyncio.run(_serve(config, event))
     return EXIT_OK
+
+
+def _positive(value: float | None, flag: str, *, zero: bool = False) -> float | None:
+    if value is None:
+        return None
+    if not (value >= 0 if zero else value > 0) or value == float("inf"):
+        raise UsageError(f"{flag} must be a number of MiB {'>= 0' if zero else '> 0'}, "
+                         f"got {value:g}")
+    return value
 
 
 def demo(args: argparse.Namespace) -> int:

@@ -310,7 +310,11 @@ async def submit(server: str, token: str, challenge: str, file: BinaryIO, filena
             return fail("connection_lost", f"the connection failed before the server answered "
                         f"({_describe(exc)}; {sent}). No receipt was received, so the upload "
                         "is NOT acknowledged: send it again.", EXIT_NETWORK)
-        if reply.status >= 500 or (reply.status >= 400 and not _is_error(reply.body)):
+        # 507 storage_full is a refusal with a message (the server's disk or the team's quota),
+        # not a failure to retry blindly; other 5xx are.
+        refused = reply.status >= 400 and _is_error(reply.body) and \
+            (reply.status < 500 or reply.status == 507)
+        if reply.status >= 400 and not refused:
             detail = _error_text(reply)
             code = EXIT_NETWORK if reply.status >= 500 else EXIT_REFUSED
             note = " The upload is NOT acknowledged: send it again." if code == EXIT_NETWORK \

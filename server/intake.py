@@ -35,6 +35,7 @@ from server.form import FormError, FormReader, Part, Read, boundary_of
 from server.isotime import iso
 from server.keys import ARRIVED, CONFIG, HUB, POOL
 from server.notify import bump_board
+from server.storage import admit_upload, refuse_if_disk_full
 from server.submission import (
     announce,
     count_for_team,
@@ -193,29 +194,37 @@ async def upload(request: web.Request) -> web.Response:
         _check_time(row, extension, began, began)
         total, pending = await count_for_team(conn, row["id"], team_id)
     _check_limits(request, row, principal, total, pending)
-
-    folder = request.app[CONFIG].data_dir / "submissions" / slug / str(team_id)
-    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-    partial = folder / f".{uuid.uuid4().hex}.part"
+    space = await admit_upload(request, row, team_id, total)  # 507 storage_full
     try:
-        sha256, size, filename = await _receive(request, partial, row["max_upload_bytes"])
-        body_done = asyncio.get_running_loop().time()
-        final = folder / f"{uuid.uuid4().hex[:12]}_{filename}"
-        await asyncio.to_thread(os.replace, partial, final)
-        await asyncio.to_thread(fsync_dir, folder)
-    except ClientGone as exc:
-        partial.unlink(missing_ok=True)
-        log.warning("upload by %s for %s dropped: %s", principal.team_name, slug, exc.message)
-        raise
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    try:
-        receipt = await _record(pool, row["id"], principal, began, body_done, sha256, size,
-                                filename, final)
-    except BaseException:
-        final.unlink(missing_ok=True)
-        raise
+        folder = request.app[CONFIG].data_dir / "submissions" / slug / str(team_id)
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        partial = folder / f".{uuid.uuid4().hex}.part"
+        try:
+            sha256, size, filename = await _receive(request, partial, row["max_upload_bytes"])
+            space.check(size)
+            body_done = asyncio.get_running_loop().time()
+            final = folder / f"{uuid.uuid4().hex[:12]}_{filename}"
+            await asyncio.to_thread(os.replace, partial, final)
+            await asyncio.to_thread(fsync_dir, folder)
+        except ClientGone as exc:
+            partial.unlink(missing_ok=True)
+            log.warning("upload by %s for %s dropped: %s", principal.team_name, slug, exc.message)
+            raise
+        except BaseException as exc:
+            partial.unlink(missing_ok=True)
+            refuse_if_disk_full(exc)
+            raise
+        try:
+            receipt = await _record(pool, row["id"], principal, began, body_done, sha256, size,
+                                    filename, final)
+        except BaseException as exc:
+            final.unlink(missing_ok=True)
+            refuse_if_disk_full(exc)
+            raise
+    finally:
+        # Stored (it now counts in the team's total) or refused, dropped, failed (its file is
+        # gone): either way its admitted bytes no longer count as in flight.
+        space.release()
     request.app[HUB].work_available.set()
     wait = _wait_seconds(request)
     if wait:

@@ -22,6 +22,7 @@ from server.session import (
     revoke_session,
     served_over_https,
 )
+from server.storage import STORAGE, disk_report
 from server.submission import fetch_submissions, submission_json
 
 LOGIN_BODY_BYTES = 4096
@@ -64,8 +65,10 @@ async def organizer(request: web.Request) -> web.Response:
         _, challenges = await challenges_for(conn, principal_of(request))
         counts = await queries.challenge_counts(conn)
         teams = await queries.registered_teams(conn)
+    storage = await disk_report(request.app[STORAGE])
     return render(request, "organizer.html", challenges=challenges, counts=counts,
-                  teams={c["slug"]: teams.get(c["slug"], []) for c in challenges})
+                  teams={c["slug"]: teams.get(c["slug"], []) for c in challenges},
+                  storage=storage)
 
 
 @requires(Role.TEAM)

@@ -93,25 +93,43 @@ async def count_for_team(conn: asyncpg.Connection, challenge_id: int, team_id: i
 
 # -- the scoring queue ------------------------------------------------------------------------
 
+# A submission waiting to be scored: queued, or claimed by a process whose database session is
+# gone (it died while scoring it).
+_WAITING = """(q.status = 'queued'
+                OR (q.status = 'scoring' AND NOT EXISTS (
+                      SELECT 1 FROM pg_stat_activity a
+                      WHERE a.pid::text = split_part(q.claimed_by, ':', 1))))"""
+
+
 async def claim_next(conn: asyncpg.Connection, claimant: str) -> asyncpg.Record | None:
-    """Claims the next submission: queued, or one whose claimant's database session is gone
-    (its server process died while scoring it). Small files (tables) go first, oldest first
-    within each size class: a table scores in milliseconds and should not wait behind mask
-    archives. SKIP LOCKED lets several processes share the queue without waiting."""
+    """Claims the next submission, round-robin over teams: each team's oldest waiting file
+    is its head; heads go first, a team's second file only after every other team's head
+    (`place`); among heads, the team served least recently goes first (never served: first),
+    then a small file (a table) before a mask archive, then the oldest. So a team that queues
+    many files delays another team's result by at most one scoring. SKIP LOCKED lets several
+    processes share the queue without waiting; the status is checked again on the locked row,
+    since another process may have claimed it after this statement's snapshot was taken."""
     return await conn.fetchrow(
-        """UPDATE submission s SET status = 'scoring', claimed_by = $1,
-                  claimed_at = podium_now(), attempts = s.attempts + 1
-           FROM challenge c
-           WHERE s.id = (
-               SELECT q.id FROM submission q
-               WHERE q.status = 'queued'
-                  OR (q.status = 'scoring' AND NOT EXISTS (
-                        SELECT 1 FROM pg_stat_activity a
-                        WHERE a.pid::text = split_part(q.claimed_by, ':', 1)))
-               ORDER BY q.size > 1048576, q.id FOR UPDATE SKIP LOCKED LIMIT 1)
-             AND c.id = s.challenge_id
-           RETURNING s.id, s.attempts, s.stored_path, s.filename, s.team_id, c.slug, c.kind,
-                     c.truth_path, c.hu_low, c.hu_high""",
+        f"""UPDATE submission s SET status = 'scoring', claimed_by = $1,
+                   claimed_at = podium_now(), attempts = s.attempts + 1
+            FROM challenge c
+            WHERE s.id = (
+                WITH waiting AS (
+                    SELECT q.id, q.team_id, q.size,
+                           row_number() OVER (PARTITION BY q.team_id ORDER BY q.id) AS place
+                    FROM submission q WHERE {_WAITING}),
+                served AS (
+                    SELECT p.team_id, max(p.claimed_at) AS last_claimed FROM submission p
+                    WHERE p.team_id IN (SELECT team_id FROM waiting) GROUP BY p.team_id)
+                SELECT q.id FROM submission q
+                JOIN waiting w ON w.id = q.id
+                LEFT JOIN served v ON v.team_id = w.team_id
+                WHERE {_WAITING}
+                ORDER BY w.place, v.last_claimed NULLS FIRST, w.size > 1048576, w.id
+                FOR UPDATE OF q SKIP LOCKED LIMIT 1)
+              AND c.id = s.challenge_id
+            RETURNING s.id, s.attempts, s.stored_path, s.filename, s.team_id, c.slug, c.kind,
+                      c.truth_path, c.hu_low, c.hu_high""",  # noqa: S608 - constant SQL
         claimant)
 
 

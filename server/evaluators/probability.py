@@ -20,7 +20,7 @@ Z_95 = 1.959963984540054
 
 def score_probability(truth: ValueTruth, submission: Path, options: ScoringOptions) -> Result:
     try:
-        table = read_table(submission)
+        table = read_table(submission, len(truth.ids))
     except Invalid as exc:
         return Result.invalid(exc.problems, options.max_errors)
     values, problems = table_values(

@@ -19,7 +19,7 @@ EDSS_RANGE = (0.0, 10.0)
 
 def score_regression(truth: ValueTruth, submission: Path, options: ScoringOptions) -> Result:
     try:
-        table = read_table(submission)
+        table = read_table(submission, len(truth.ids))
     except Invalid as exc:
         return Result.invalid(exc.problems, options.max_errors)
     values, problems = table_values(table, truth.index, label="EDSS", check=within(*EDSS_RANGE))

@@ -37,6 +37,20 @@ def evaluate(
         return score_regression(loaded, submission, options)
     except TruthError:
         raise
+    except MemoryError:
+        # The scorer's address-space limit (RLIMIT_AS) stopped an allocation: the file makes
+        # the reader take far more memory than a file of this challenge can need.
+        log.warning("scoring %s ran out of memory on %s", kind, submission)
+        return Result.invalid(
+            [Problem(
+                "too_large",
+                f"{submission.name} needs more memory to read than a scorer may use; it "
+                "expands far beyond what this challenge's files need. Check it (a mask: one "
+                "2-D slice of the exam's shape with 0/1 values, e.g. uint8; a table: two "
+                "columns) and send it again",
+            )],
+            options.max_errors,
+        )
     except Exception as exc:  # noqa: BLE001 - a team's file must never crash a worker
         log.exception("scoring %s failed on %s", kind, submission)
         return Result.invalid(

@@ -1,7 +1,9 @@
 """segmentation-surface (sarcopenia): mean per-exam Dice, and the MSE of surfaces in mm².
 
 Masks are streamed from the zip one at a time and compared at once, so memory stays flat
-whatever the number of exams.
+whatever the number of exams. Each member is inflated only up to what it should hold: a mask
+up to what a mask of its exam's shape can take in any mask format, the surfaces table up to
+what a table of the truth's ids can take; the archive's own declarations never raise that.
 """
 
 from __future__ import annotations
@@ -27,6 +29,25 @@ EXPECTED = "one .zip holding a mask per exam (<id>.png, .dcm, .nii, .nii.gz or .
     "surfaces.csv (id,surface_mm2)"
 
 Member = tuple[str, zipfile.ZipInfo]
+
+# The widest pixel a mask is written with (float64, int64): twice that per pixel, plus room
+# for headers (DICOM, NIfTI extensions), is more than any real mask file of the exam takes.
+MASK_BYTES_PER_PIXEL = 2 * 8
+MASK_HEADER_ROOM = 1024**2
+# A table row is an id and a number; a kilobyte per expected row is generous.
+TABLE_FLOOR = 4 * 1024**2
+TABLE_BYTES_PER_ROW = 1024
+
+
+def mask_member_limit(shape: tuple[int, int]) -> int:
+    """The most bytes a mask of an exam of `shape` may expand to inside the archive."""
+    rows, columns = shape
+    return MASK_HEADER_ROOM + rows * columns * MASK_BYTES_PER_PIXEL
+
+
+def table_member_limit(expected_rows: int) -> int:
+    """The most bytes the surfaces table (CSV or xlsx) may expand to inside the archive."""
+    return TABLE_FLOOR + expected_rows * TABLE_BYTES_PER_ROW
 
 
 def score_segmentation(
@@ -105,7 +126,9 @@ def _score_archive(
     else:
         name, info = tables[0]
         try:
-            table = parse_table(archive.read(name, info), name)
+            data = archive.read(name, info, limit=table_member_limit(len(truth.ids)),
+                                what=f"a table of {len(truth.ids)} exams (id,surface_mm2)")
+            table = parse_table(data, name, len(truth.ids))
             surfaces, found = table_values(
                 table, truth.index, label="surface", check=at_least(0.0), where=name
             )
@@ -118,12 +141,16 @@ def _score_archive(
     ordered = sorted(assignment.matched.items(), key=lambda item: item[1][1].header_offset)
     for exam_id, (name, info) in ordered:
         target = targets[exam_id]
+        rows, columns = target.shape
         try:
-            mask = read_mask(archive.read(name, info, exam_id), name, target.shape, exam_id)
+            data = archive.read(name, info, exam_id, limit=mask_member_limit(target.shape),
+                                what=f"a mask of {rows} × {columns} pixels (one 2-D slice of "
+                                     "0/1 values, e.g. uint8)")
+            mask = read_mask(data, name, target.shape, exam_id)
         except Invalid as exc:
             problems.extend(exc.problems)
-            if any(p.code == "too_large" for p in exc.problems):
-                break  # the byte budget is spent: nothing more may be inflated
+            if archive.expanded >= archive.max_expanded_bytes:
+                break  # the archive's byte budget is spent: nothing more may be inflated
             continue
         dice[exam_id] = exam_dice(mask, target)
     if problems:

@@ -15,7 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from server.evaluators.archive import check_directory
 from server.evaluators.result import Invalid, Problem
+from server.evaluators.sheet import SheetLimits, scan_extent
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 WORKBOOK_SUFFIXES = (".xlsx",)
@@ -23,8 +25,6 @@ TABLE_SUFFIXES = TEXT_SUFFIXES + WORKBOOK_SUFFIXES
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ZIP_MAGIC = b"PK\x03\x04"
-# A table of a few thousand rows is kilobytes; this only stops a zip bomb posing as xlsx.
-MAX_WORKBOOK_EXPANDED = 256 * 1024**2
 MAX_ROWS = 1_000_000
 
 SEND_INSTEAD = "send a .csv (id,value) or an .xlsx workbook"
@@ -118,18 +118,19 @@ def normalise_id(text: str) -> str:
     return s
 
 
-def read_table(path: Path) -> Table:
-    """Read an id,value table from disk; raises Invalid for a file that is not a usable table."""
+def read_table(path: Path, expected_rows: int | None = None) -> Table:
+    """Read an id,value table from disk; raises Invalid for a file that is not a usable table.
+    `expected_rows` (the truth's size) bounds what a workbook may make the reader do."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise Invalid(
             Problem("unreadable", f"{path.name}: cannot be read ({exc.strerror})")
         ) from exc
-    return parse_table(data, path.name)
+    return parse_table(data, path.name, expected_rows)
 
 
-def parse_table(data: bytes, name: str) -> Table:
+def parse_table(data: bytes, name: str, expected_rows: int | None = None) -> Table:
     """Read an id,value table from bytes; the format comes from the name's suffix."""
     suffix = suffix_of(name)
     if suffix in REFUSED:
@@ -149,7 +150,7 @@ def parse_table(data: bytes, name: str) -> Table:
         ))
     if suffix in WORKBOOK_SUFFIXES or (suffix in TEXT_SUFFIXES and data.startswith(ZIP_MAGIC)):
         # A workbook renamed .csv is read as what it is: the scores cannot differ.
-        return _parse_workbook(data, name)
+        return _parse_workbook(data, name, SheetLimits.for_rows(expected_rows))
     if suffix in TEXT_SUFFIXES:
         return _parse_text(data, name)
     raise Invalid(Problem(
@@ -226,9 +227,15 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
-def _parse_workbook(data: bytes, name: str) -> Table:
+def _parse_workbook(data: bytes, name: str, limits: SheetLimits | None = None) -> Table:
+    """A workbook's first sheet, read within `limits` (derived from the table expected): the
+    member count from the zip's end record, every part's expanded size from its directory,
+    then the sheet's extent by streaming its XML, and only then its rows, up to that extent."""
+    limits = limits or SheetLimits.for_rows(None)
+    stream = io.BytesIO(data)
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        check_directory(stream, name, limits.parts)
+        archive = zipfile.ZipFile(stream)
     except zipfile.BadZipFile as exc:
         raise Invalid(Problem(
             "unreadable", f"{name} is not a valid .xlsx workbook (damaged or truncated)"
@@ -240,10 +247,7 @@ def _parse_workbook(data: bytes, name: str) -> Table:
                 "unsupported_format", f"{name} is a zip archive, not an Excel workbook; "
                 + SEND_INSTEAD,
             ))
-        if sum(info.file_size for info in archive.infolist()) > MAX_WORKBOOK_EXPANDED:
-            raise Invalid(
-                Problem("too_large", f"{name} expands past {MAX_WORKBOOK_EXPANDED} bytes")
-            )
+        _check_parts(archive, name, limits)
         if "vnd.ms-excel.sheet.macroEnabled" in archive.read("[Content_Types].xml").decode(
             "utf-8", "replace"
         ) or "xl/vbaProject.bin" in names:
@@ -261,20 +265,47 @@ def _parse_workbook(data: bytes, name: str) -> Table:
                 if not book.worksheets:
                     raise Invalid(Problem("empty", f"{name} has no worksheet"))
                 sheet = book.worksheets[0]
-                records = []
-                for index, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
-                    records.append((index, cells))
-                    if index > MAX_ROWS:
-                        raise Invalid(Problem("too_large", f"{name} has more than {MAX_ROWS} rows"))
+                # The dimension the file declares is not trusted: openpyxl would pad every
+                # row to it. The extent of the values, found by streaming, bounds the read.
+                with book._archive.open(sheet._worksheet_path) as xml:
+                    extent = scan_extent(xml, name, limits)
+                records: list[tuple[int, tuple[object, ...]]] = []
+                if extent.rows and extent.columns:
+                    rows = sheet.iter_rows(min_row=1, max_row=extent.rows, min_col=1,
+                                           max_col=extent.columns, values_only=True)
+                    records = list(enumerate(rows, start=1))
             finally:
                 book.close()
-    except Invalid:
+    except (Invalid, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - openpyxl raises anything on a damaged file
         raise Invalid(Problem(
             "unreadable", f"{name} cannot be read as an .xlsx workbook ({type(exc).__name__})"
         )) from exc
     return _build(name, records, text_cells=False)
+
+
+def _check_parts(archive: zipfile.ZipFile, name: str, limits: SheetLimits) -> None:
+    """Every XML part openpyxl would parse, and the whole, within the limits once expanded
+    (declared sizes: zipfile never inflates a member past the size its directory gives)."""
+    infos = archive.infolist()
+    total = sum(info.file_size for info in infos)
+    parts = [i for i in infos if i.filename.lower().endswith((".xml", ".rels", ".vml"))]
+    big = max(parts, key=lambda i: i.file_size, default=None)
+    if big is not None and big.file_size > limits.part_bytes:
+        raise Invalid(Problem(
+            "too_large",
+            f"{name}: its part {big.filename} expands to {big.file_size} bytes, more than the "
+            f"{limits.part_bytes} this challenge's table can need; copy the two columns "
+            "(id, value) into a new workbook, or send a CSV",
+        ))
+    if total > limits.total_bytes:
+        raise Invalid(Problem(
+            "too_large",
+            f"{name} expands to {total} bytes, more than the {limits.total_bytes} this "
+            "challenge's table can need; copy the two columns (id, value) into a new "
+            "workbook, or send a CSV",
+        ))
 
 
 def _build(
