@@ -140,15 +140,18 @@ def test_nifti_as_nibabel_saves_a_slice(exam: tuple[Path, BoolArray], gz: bool,
     assert np.array_equal(read_mask(nifti_mask(mask, gz=gz, slab=slab), name, SHAPE), mask)
 
 
-def test_nifti_rows_by_columns_gets_a_transpose_hint(exam: tuple[Path, BoolArray]) -> None:
+def test_nifti_without_orientation_on_a_non_square_exam_is_read_by_its_shape(
+        exam: tuple[Path, BoolArray]) -> None:
     import nibabel as nib
 
     _, mask = exam
-    data = nib.Nifti1Image(mask.astype(np.uint8), np.eye(4)).to_bytes()
-    with pytest.raises(Invalid) as info:
-        read_mask(data, "a.nii", SHAPE)
-    [problem] = info.value.problems
-    assert problem.code == "wrong_shape" and "transpose" in problem.message
+    for array, order in ((mask, "rows × columns"), (mask.T, "x = columns, y = rows")):
+        data = nib.Nifti1Image(array.astype(np.uint8), np.eye(4)).to_bytes()
+        notes: list = []
+        assert np.array_equal(read_mask(data, "a.nii", SHAPE, "0042", notes), mask)
+        [note] = notes
+        assert note.code == "orientation_from_shape" and order in note.message
+        assert note.id == "0042"
 
 
 def test_nifti_scaling_is_not_applied(exam: tuple[Path, BoolArray]) -> None:

@@ -74,7 +74,7 @@ def test_evaluate_raises_only_for_truth(tmp_path: Path) -> None:
     truth.write_text("a,1\n")
     result = evaluate("regression", truth, tmp_path / "not-uploaded.csv")
     assert result.to_json() == {"status": "invalid", "errors": [
-        {"code": "unreadable", "message": "not-uploaded.csv: no such file"}]}
+        {"code": "unreadable", "message": "not-uploaded.csv: no such file"}], "warnings": []}
 
 
 def test_cap_and_json_shapes() -> None:
@@ -84,7 +84,7 @@ def test_cap_and_json_shapes() -> None:
     assert [p.message for p in capped] == ["p0", "p1", "p2", "… and 2 more problems"]
     result = Result.scored({"mse": np.float64(1.5)})  # type: ignore[dict-item]
     assert type(result.metrics["mse"]) is float
-    assert result.to_json() == {"status": "scored", "metrics": {"mse": 1.5}}
+    assert result.to_json() == {"status": "scored", "metrics": {"mse": 1.5}, "warnings": []}
 
 
 def test_every_error_code_is_documented() -> None:
