@@ -98,3 +98,35 @@ def test_every_error_code_is_documented() -> None:
     docs = (Path(__file__).resolve().parents[2] / "docs" / "formats.md").read_text()
     assert len(codes) > 20
     assert {c for c in codes if f"| `{c}` |" not in docs} == set()
+
+
+def test_one_problem_on_many_exams_is_one_line() -> None:
+    from server.evaluators.result import grouped
+
+    same = [Problem("wrong_shape", f"mask {i}.png is 2×2, the exam is 4×4", i,
+                    group="masks are 2×2, the exams are 4×4") for i in ("a", "b", "c")]
+    other = Problem("missing_id", "1 mask missing: d")
+    alone = Problem("not_binary", "mask e.png has values 1, 2 but no 0", "e",
+                    group="masks have values 1, 2 but no 0")
+    assert grouped([same[0], other, *same[1:], alone]) == [
+        Problem("wrong_shape", "3 masks are 2×2, the exams are 4×4: a, b, c"), other, alone]
+    result = Result.invalid([*same, other], max_errors=20)
+    assert [p.message for p in result.errors] == [
+        "3 masks are 2×2, the exams are 4×4: a, b, c", "1 mask missing: d"]
+
+
+def test_messages_name_the_file_as_the_team_uploaded_it(tmp_path: Path) -> None:
+    truth = tmp_path / "t.csv"
+    truth.write_text("a,1\nb,2\n")
+    stored = tmp_path / "593b09f3dd27_edss final.csv"
+    stored.write_text("a,11\nc,2\n")
+    result = evaluate("regression", truth, stored, name="edss final.csv")
+    assert result.errors and all("593b09f3dd27" not in p.message for p in result.errors)
+    assert all(p.message.startswith("edss final.csv") for p in result.errors)
+    zipped = tmp_path / "593b09f3dd27_masks.zip"
+    zipped.write_bytes(b"not a zip")
+    seg = evaluate("segmentation-surface",
+                   Path(__file__).resolve().parents[1] / "corpus" / "truth" / "sarcopenia",
+                   zipped, name="masks.zip")
+    assert [p.message for p in seg.errors] == [
+        "masks.zip is not a zip archive; send a .zip of the masks"]
