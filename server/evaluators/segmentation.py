@@ -323,14 +323,15 @@ def plausibility(truth: SegmentationTruth, targets: dict[str, Target],
             ))
             if fact.better is not None:
                 how, share = fact.better
-                code = "looks_transposed" if how.startswith("transposed") else "looks_flipped"
-                notes.append(notice(
-                    code,
-                    f"mask {i} looks {how}: read {how}, only {share:.0%} of it would lie outside "
-                    "the HU window. Check the axis order and direction your writer uses",
-                    i, group=f"masks look {how}: read {how}, they would lie inside the HU window."
-                    " Check the axis order and direction your writer uses",
-                ))
+                message = (f"mask {i} looks {how}: read {how}, only {share:.0%} of it would lie "
+                           "outside the HU window. Check the axis order and direction your "
+                           "writer uses")
+                group = (f"masks look {how}: read {how}, they would lie inside the HU window. "
+                         "Check the axis order and direction your writer uses")
+                if how.startswith("transposed"):
+                    notes.append(notice("looks_transposed", message, i, group=group))
+                else:
+                    notes.append(notice("looks_flipped", message, i, group=group))
     notes.extend(_surface_notes(truth, targets, facts, surfaces, table_name))
     values = {surfaces[i] for i in truth.ids}
     if len(truth.ids) > 1 and len(values) == 1:
