@@ -5,6 +5,7 @@ name the file as the team uploaded it; a second upload of the same bytes is told
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import zipfile
 from pathlib import Path
@@ -125,3 +126,14 @@ def test_the_team_page_shows_warnings_as_notices_not_errors(server: ServerProces
     receipt = page.locator('[data-receipt-of="sarcopenia"] .warnings li')
     assert receipt.count() == 3
     page.close()
+
+
+def test_podium_score_prints_the_warnings(tmp_path: Path) -> None:
+    path = tmp_path / "naive.zip"
+    path.write_bytes(naive_nifti_zip())
+    out = subprocess.run([*PODIUM, "score", "--event", str(EXAMPLE_DIR / "event.toml"),
+                          "--challenge", "sarcopenia", str(path)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["status"] == "scored" and codes(result) == NAIVE
