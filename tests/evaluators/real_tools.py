@@ -13,6 +13,7 @@ Run it alone to keep a copy:  .venv/bin/python -m tests.evaluators.real_tools OU
 from __future__ import annotations
 
 import io
+import locale
 import shutil
 import subprocess
 import sys
@@ -347,7 +348,13 @@ def sitk_dicom_with_ct_tags(exam: Exam, pred: BoolArray, work: Path) -> tuple[st
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     writer.SetFileName(str(path))
-    writer.Execute(mask)
+    # GDCM's DICOM writer switches the process's locale to "C", and leaves it: the rest of
+    # the test run would then read text files as ASCII.
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        writer.Execute(mask)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
     return ".dcm", path.read_bytes()
 
 
