@@ -428,13 +428,9 @@ def _nifti(data: bytes, name: str, grid: ExamGrid, mask_id: str | None, notes: N
         raise Invalid(Problem("unreadable", f"mask {name} is not a readable NIfTI file",
                               mask_id)) from exc
     got = tuple(int(n) for n in image.header.get_data_shape())
+    # The slice's two axes are those longer than 1: (C, R), (C, R, 1) and (C, 1, R) all hold
+    # a slice, and the affine's matching columns say where it lies.
     axes = [a for a, n in enumerate(got) if n != 1]
-    for a in range(len(got)):
-        if len(axes) >= 2:
-            break
-        if a not in axes:
-            axes.append(a)
-    axes.sort()
     if len(axes) != 2 or axes[1] > 2 or sorted(got[a] for a in axes) != sorted((rows, columns)):
         raise Invalid(Problem(
             "wrong_shape",
@@ -445,8 +441,8 @@ def _nifti(data: bytes, name: str, grid: ExamGrid, mask_id: str | None, notes: N
             f"{columns} columns, so a NIfTI mask is {columns}×{rows}",
         ))
     dims = (got[axes[0]], got[axes[1]])
-    affine, which = orienting_affine(image.header)
-    placement = place(affine, which, (axes[0], axes[1]), dims, grid, name, mask_id)
+    affine, why_none = orienting_affine(image.header)
+    placement = place(affine, why_none, (axes[0], axes[1]), dims, grid, name, mask_id)
     notes.extend(placement.notes)
     proxy: Any = image.dataobj
     # get_unscaled: the stored values, before scl_slope/scl_inter.
