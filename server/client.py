@@ -433,6 +433,9 @@ def _print_result(state: dict[str, Any], out: TextIO) -> None:
     for error in state.get("errors") or []:
         where = f" [{error['id']}]" if error.get("id") else ""
         print(f"error: {error.get('code')}{where}: {error.get('message')}", file=out)
+    for warning in state.get("warnings") or []:
+        where = f" [{warning['id']}]" if warning.get("id") else ""
+        print(f"warning: {warning.get('code')}{where}: {warning.get('message')}", file=out)
 
 
 def _number(value: Any) -> str:

@@ -83,7 +83,7 @@ async def team(request: web.Request) -> web.Response:
     return render(request, "team.html", challenges=shown,
                   submissions=[submission_json(r, principal) for r in rows],
                   releases={c["slug"]: c["release"] for c in shown if "release" in c},
-                  formats={kind: f["files"] for kind, f in FORMATS.items()})
+                  formats=FORMATS)
 
 
 @requires(Role.JURY, Role.ORGANIZER)

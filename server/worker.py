@@ -71,7 +71,8 @@ def _serve(conn: Connection, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
             return
         options = scoring_options(job["hu_low"], job["hu_high"])
         try:
-            result = evaluate(job["kind"], Path(job["truth"]), Path(job["path"]), options)
+            result = evaluate(job["kind"], Path(job["truth"]), Path(job["path"]), options,
+                              name=job.get("name"))
             # Per-exam values (for plots and rank stability) travel beside the public result.
             answer = {**result.to_json(), "details": getattr(result, "details", None)}
         except MemoryError:  # outside the file's reading (the truth, the result): say so
@@ -189,20 +190,21 @@ class Scoring:
                      job: asyncpg.Record) -> None:
         from server.evaluators import SCORER_VERSION
 
-        status, metrics, errors, details = "invalid", None, [], None
+        status, metrics, errors, details, warnings = "invalid", None, [], None, []
         if job["attempts"] > MAX_ATTEMPTS:
             errors = [_failure(f"scoring was interrupted {MAX_ATTEMPTS} times; the organizers "
                                "have been told")]
         else:
             payload = {"kind": job["kind"], "truth": job["truth_path"],
                        "path": job["stored_path"], "hu_low": job["hu_low"],
-                       "hu_high": job["hu_high"]}
+                       "hu_high": job["hu_high"], "name": job["filename"]}
             try:
                 result = await asyncio.to_thread(process.score, payload, self.timeout_s)
                 status = result["status"]
                 metrics = result.get("metrics")
                 errors = result.get("errors", [])
                 details = result.get("details")
+                warnings = result.get("warnings", [])
             except TimeoutError:
                 errors = [_failure(f"scoring took longer than {self.timeout_s:g} s and was "
                                    "stopped; check the file, then tell the organizers")]
@@ -212,7 +214,7 @@ class Scoring:
             log.error("submission %s: %s", job["id"], errors[0]["message"])
         async with self.pool.acquire() as conn:
             stored = await record_result(conn, job["id"], claimant, status, metrics, errors,
-                                         SCORER_VERSION, details)
+                                         SCORER_VERSION, details, warnings)
         if not stored:
             log.warning("submission %s was claimed by another process meanwhile", job["id"])
 

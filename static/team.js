@@ -16,11 +16,25 @@ const Team = (() => {
     return s.status === "scoring" ? "scoring…" : "queued…";
   }
 
+  // Warnings are truth-free notices about how the file was read: shown beside the result,
+  // in the notice style, never as errors.
+  function warningList(s) {
+    const list = document.createElement("ul");
+    list.className = "warnings";
+    for (const w of s.warnings || []) {
+      const item = document.createElement("li");
+      item.dataset.code = w.code;
+      item.textContent = w.message;
+      list.append(item);
+    }
+    return list;
+  }
+
   function drawHistory(slug) {
     const body = document.querySelector(`[data-history-of="${slug}"]`);
     if (!body) return;
     const list = Object.values(bySlug[slug] || {}).sort((a, b) => b.id - a.id);
-    body.replaceChildren(...list.map((s) => {
+    body.replaceChildren(...list.flatMap((s) => {
       const tr = document.createElement("tr");
       tr.dataset.id = String(s.id);
       tr.dataset.status = s.status;
@@ -32,7 +46,15 @@ const Team = (() => {
         if (cls) td.className = cls;
         tr.append(td);
       }
-      return tr;
+      if (!(s.warnings || []).length) return [tr];
+      const notes = document.createElement("tr");
+      notes.className = "warnings-row";
+      notes.dataset.warningsOf = String(s.id);
+      const cell = document.createElement("td");
+      cell.colSpan = 7;
+      cell.append(warningList(s));
+      notes.append(cell);
+      return [tr, notes];
     }));
   }
 
@@ -56,6 +78,7 @@ const Team = (() => {
     receipt.hidden = false;
     receipt.textContent = `Receipt — submission ${s.id}, received ${s.received_at} (server time), ` +
       `${s.size} bytes, SHA-256 ${s.sha256}. Status: ${s.status}. ${resultText(s)}`;
+    if ((s.warnings || []).length) receipt.append(warningList(s));
     receipt.dataset.status = s.status;
   }
 

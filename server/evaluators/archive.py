@@ -27,6 +27,10 @@ JUNK_DIRS = frozenset({"__MACOSX"})
 SUPPORTED_COMPRESSION = frozenset({
     zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA
 })
+# Zip compression methods (APPNOTE 4.4.5) that archivers offer, by name for messages.
+METHOD_NAMES = {9: "Deflate64", 10: "PKWARE DCL Implode", 6: "Implode", 93: "Zstandard",
+                95: "XZ", 96: "JPEG", 97: "WavPack", 98: "PPMd"}
+AES_METHOD = 99  # WinZip AES: the member is encrypted, whatever codec is inside
 
 # A central-directory entry is 46 bytes plus its name, extra field and comment; real zip
 # writers stay far below this on average, so a directory larger than this per allowed member
@@ -255,7 +259,7 @@ def _checked(
     unsafe: list[str] = []
     links: list[str] = []
     locked: list[str] = []
-    methods: list[str] = []
+    methods: dict[str, list[str]] = {}
     seen: dict[str, str] = {}
     duplicates: list[str] = []
     members: list[tuple[str, zipfile.ZipInfo]] = []
@@ -276,8 +280,11 @@ def _checked(
         seen[name] = info.filename
         if info.flag_bits & 0x1:
             locked.append(name)
-        if info.compress_type not in SUPPORTED_COMPRESSION:
-            methods.append(f"{name} (method {info.compress_type})")
+        if info.compress_type == AES_METHOD:
+            locked.append(name)
+        elif info.compress_type not in SUPPORTED_COMPRESSION:
+            method = METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
+            methods.setdefault(method, []).append(name)
         declared += info.file_size
         members.append((name, info))
     if unsafe:
@@ -299,13 +306,17 @@ def _checked(
         ))
     if locked:
         problems.append(Problem(
-            "encrypted", f"{label} is password-protected; zip the files without a password"
+            "encrypted", f"{label} is password-protected (encrypted); zip the files again "
+            "without a password"
         ))
     if methods:
         problems.append(Problem(
             "unsupported_compression",
-            f"{label}: {listing(methods, 5)} use a compression method that cannot be read; "
-            "use ordinary zip (deflate) compression",
+            f"{label}: " + "; ".join(f"{plural(len(names), 'file')} compressed with {method} "
+                                     f"({listing(names, 5)})" for method, names in methods.items())
+            + ", which cannot be read; zip them again with ordinary Deflate compression "
+            "(7-Zip: Compression method Deflate, not Deflate64 or PPMd; or the zip command, or "
+            "Windows' Send to → Compressed folder)",
         ))
     if declared > max_expanded_bytes:
         problems.append(Problem(
