@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import rankdata
 
+from server.evaluators.probability import midranks
 from server.ranking import Entry, Row, Scored, rank
 from server.results import ChallengeResults, EventResults
 
@@ -95,7 +95,7 @@ def auc_by_ranks(labels: Floats, scores: Floats) -> Floats:
     with a single class."""
     labels = np.atleast_2d(labels)
     scores = np.atleast_2d(scores)
-    ranks = rankdata(scores, method="average", axis=1)
+    ranks = midranks(scores, axis=1)
     positive = labels == 1
     n_pos = positive.sum(axis=1).astype(np.float64)
     n_neg = labels.shape[1] - n_pos
