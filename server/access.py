@@ -54,7 +54,12 @@ class Credential:
 
 
 def generate_token() -> str:
-    return secrets.token_urlsafe(32)
+    # Never one starting with "-": `podium submit --token -x…` would read it as an option
+    # (one token in 64 did). Drawing again keeps all 256 bits of the rest.
+    while True:
+        token = secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
 
 
 def hash_token(token: str) -> bytes:

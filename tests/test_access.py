@@ -39,3 +39,12 @@ def test_tokens_in_the_event_file_win(example_event: Path, tmp_path: Path) -> No
 def test_hash_is_sha256() -> None:
     assert hash_token("abc").hex() == (
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+
+
+def test_no_generated_token_reads_as_a_command_line_option() -> None:
+    from server.access import generate_token
+
+    # One token_urlsafe in 64 starts with "-"; in 2,000 draws that would show ~31 times.
+    tokens = [generate_token() for _ in range(2000)]
+    assert not [t for t in tokens if t.startswith("-")]
+    assert all(len(t) == 43 for t in tokens)
