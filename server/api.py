@@ -14,7 +14,7 @@ from server.challenge import challenges_for, unknown_challenge
 from server.countdown import InvalidTransition, store
 from server.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from server.isotime import iso
-from server.keys import POOL
+from server.keys import EVENT, POOL
 from server.leaderboard import board
 from server.submission import fetch_submission, fetch_submissions, may_see, submission_json
 
@@ -23,7 +23,8 @@ from server.submission import fetch_submission, fetch_submissions, may_see, subm
 async def get_time(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         now = await queries.database_now(conn)
-    return web.json_response({"server_time": iso(now)})
+    # The zone people read times in (pages, receipts, the command line); times stay UTC.
+    return web.json_response({"server_time": iso(now), "timezone": request.app[EVENT].timezone})
 
 
 @public

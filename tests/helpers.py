@@ -196,6 +196,7 @@ class AppServer(Client):
     database_url: str
     scoring_slots: int = 1
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    ssl_context: Any = None  # an ssl.SSLContext to serve https
     url: str = ""
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
@@ -225,10 +226,11 @@ class AppServer(Client):
                                    access_log=logging.getLogger("podium.access"),
                                    handle_signals=False)
             await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
+            site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
             await site.start()
             self._runner = runner
-            started.set_result(f"http://127.0.0.1:{runner.addresses[0][1]}")
+            scheme = "https" if self.ssl_context is not None else "http"
+            started.set_result(f"{scheme}://127.0.0.1:{runner.addresses[0][1]}")
 
         def main() -> None:
             asyncio.set_event_loop(loop)
