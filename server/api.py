@@ -10,13 +10,19 @@ from aiohttp import web
 from server import dataset, intake, queries
 from server.access import Role
 from server.auth import principal_of, public, requires
-from server.challenge import challenges_for, unknown_challenge
+from server.challenge import challenges_for, team_challenge, unknown_challenge
 from server.countdown import InvalidTransition, store
 from server.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from server.isotime import iso
 from server.keys import EVENT, POOL
 from server.leaderboard import board
-from server.submission import fetch_submission, fetch_submissions, may_see, submission_json
+from server.submission import (
+    fetch_submission,
+    fetch_submissions,
+    may_see,
+    submission_json,
+    team_standing,
+)
 
 
 @public
@@ -66,6 +72,10 @@ async def countdown_action(request: web.Request) -> web.Response:
     team_name = body.get("team")
     if team_name is not None and action != "extend":
         raise BadRequest("only extend takes a team", code="bad_request")
+    keep = body.get("keep_extensions", False)
+    if not isinstance(keep, bool) or (keep and action != "close"):
+        raise BadRequest("keep_extensions is true or false, and only close takes it",
+                         code="bad_request")
     async with request.app[POOL].acquire() as conn:
         team_id = None
         if team_name is not None:
@@ -74,7 +84,7 @@ async def countdown_action(request: web.Request) -> web.Response:
                 raise NotFound(f"no team {team_name!r} in this event", code="unknown_team")
         try:
             await store.act(conn, slug, action, actor=actor, seconds=body.get("seconds"),
-                            team_id=team_id)
+                            team_id=team_id, keep_extensions=keep)
         except InvalidTransition as exc:
             raise Conflict(str(exc), code="invalid_transition", state=exc.state) from None
         except ValueError as exc:
@@ -117,6 +127,16 @@ async def list_submissions(request: web.Request) -> web.Response:
     return web.json_response([submission_json(r, principal) for r in rows])
 
 
+@requires(Role.TEAM)
+async def standing(request: web.Request) -> web.Response:
+    """A team's own standing on a challenge (`team_standing`)."""
+    principal = principal_of(request)
+    assert principal is not None and principal.team_id is not None
+    async with request.app[POOL].acquire() as conn:
+        row = await team_challenge(conn, request.match_info["slug"], principal.team_id)
+        return web.json_response(await team_standing(conn, row, principal.team_id))
+
+
 @public
 async def get_leaderboard(request: web.Request) -> web.Response:
     slug = request.match_info["slug"]
@@ -143,6 +163,15 @@ _AUDIENCE = {"jury": "the jury and organizers", "teams": "the jury, organizers a
 async def counts(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         return web.json_response(await queries.challenge_counts(conn))
+
+
+@requires(Role.ORGANIZER)
+async def status(request: web.Request) -> web.Response:
+    """What the console watches besides the clocks: the scoring queue."""
+    async with request.app[POOL].acquire() as conn:
+        queue = await queries.scoring_queue(conn)
+        now = await queries.database_now(conn)
+    return web.json_response({"queue": queue, "server_time": iso(now)})
 
 
 @requires(Role.ORGANIZER, Role.JURY)
@@ -201,8 +230,10 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/v1/challenges/{slug}/submissions", list_submissions)
     r.add_get("/api/v1/submissions/{id}", get_submission)
     r.add_get("/api/v1/challenges/{slug}/leaderboard", get_leaderboard)
+    r.add_get("/api/v1/challenges/{slug}/standing", standing)
     r.add_get("/api/v1/challenges/{slug}/dataset", dataset.dataset)
     r.add_get("/api/v1/countdown-log", countdown_log)
     r.add_get("/api/v1/counts", counts)
+    r.add_get("/api/v1/status", status)
     r.add_get("/api/v1/me", whoami)
     r.add_get("/api/v1/teams", list_teams)

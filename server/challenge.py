@@ -10,8 +10,8 @@ import asyncpg
 from server import queries
 from server.access import Principal, Role
 from server.countdown import phase_at
-from server.countdown.schedule import NO_EXTENSION
-from server.countdown.store import Extension, countdown_of, extensions
+from server.countdown.schedule import NO_EXTENSION, allowed_actions
+from server.countdown.store import Extension, countdown_of, extensions, latest
 from server.errors import Forbidden, NotFound
 from server.isotime import iso
 from server.release_store import release_views
@@ -50,7 +50,8 @@ FORMATS: dict[str, dict[str, Any]] = {
 
 def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False,
                    extension: timedelta = NO_EXTENSION,
-                   extensions: list[Extension] | None = None) -> dict[str, Any]:
+                   extensions: list[Extension] | None = None,
+                   actions: bool = False) -> dict[str, Any]:
     """A challenge as one viewer sees it: a team through its own extension, everyone else with
     the list of teams given extra time."""
     countdown = countdown_of(row)
@@ -66,6 +67,9 @@ def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False,
         "remaining_s": phase.remaining_s,
         "server_time": iso(now),
     }
+    if actions:
+        # The organizer's buttons, from the rules `transition` enforces.
+        body["actions"] = list(allowed_actions(countdown, now, latest(extensions or [])))
     if extension:
         body["extension_s"] = extension.total_seconds()
     if extensions:
@@ -110,7 +114,9 @@ async def challenges_for(conn: asyncpg.Connection, principal: Principal | None, 
             own = next((e.extra for e in ext if e.team_id == team_id), NO_EXTENSION)
             shown.append(challenge_json(row, now, detail=detail, extension=own))
         else:
-            shown.append(challenge_json(row, now, detail=detail, extensions=ext))
+            shown.append(challenge_json(row, now, detail=detail, extensions=ext,
+                                        actions=principal is not None
+                                        and principal.role is Role.ORGANIZER))
     releases = await release_views(conn, principal, {c["slug"]: c["state"] for c in shown})
     for c in shown:
         if c["slug"] in releases:

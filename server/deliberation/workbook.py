@@ -371,13 +371,13 @@ def _tie_cells(challenge: ChallengeResults, tie: Tie) -> list[tuple[str, str]]:
     """The "Tie" cell of each team of a tie: with whom, and how the rule ordered them."""
     out = []
     rule = TIE_RULES.get(challenge.kind)
-    for team, rank in tie.ranks:
+    for team, place in tie.ranks:
         others = [t for t, _ in tie.ranks if t != team]
-        sharing = [t for t, r in tie.ranks if r == rank and t != team]
+        sharing = [t for t, r in tie.ranks if r == place and t != team]
         if sharing and len(sharing) == len(others):
-            text = f"shares rank {rank} with {_and(sharing)}"
+            text = f"shares rank {place} with {_and(sharing)}"
         else:
-            text = f"same score as {_and(others)}; {rule} places it {rank}"
+            text = f"same score as {_and(others)}; {rule} places it {place}"
             if sharing:
                 text += f", shared with {_and(sharing)}"
         out.append((team, text))
