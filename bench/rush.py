@@ -52,9 +52,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from server.deliberation import demo  # noqa: E402
-from server.intake import CHUNK  # noqa: E402
 
 PODIUM = [sys.executable, "-m", "server"]
+CHUNK = 1024 * 1024  # the floor server reads uploads in 1 MiB chunks
 SLUGS = ("sarcopenia", "nodules", "edss")
 FILENAMES = {"sarcopenia": "sarcopenia.zip", "nodules": "nodules.csv", "edss": "edss.csv"}
 # The 2019 test sets: 500 sarcopenia slices, 344 nodule CTs, 483 MS patients.

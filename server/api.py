@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import asyncpg
@@ -14,8 +15,9 @@ from server.challenge import challenges_for, team_challenge, unknown_challenge
 from server.countdown import InvalidTransition, store
 from server.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from server.isotime import iso
-from server.keys import EVENT, POOL
+from server.keys import CONNECTIONS, EVENT, LOOP_MONITOR, POOL
 from server.leaderboard import board
+from server.storage import STORAGE, disk_report
 from server.submission import (
     fetch_submission,
     fetch_submissions,
@@ -167,11 +169,13 @@ async def counts(request: web.Request) -> web.Response:
 
 @requires(Role.ORGANIZER)
 async def status(request: web.Request) -> web.Response:
-    """What the console watches besides the clocks: the scoring queue."""
+    """What the console watches besides the clocks: the scoring queue and the disk."""
     async with request.app[POOL].acquire() as conn:
         queue = await queries.scoring_queue(conn)
         now = await queries.database_now(conn)
-    return web.json_response({"queue": queue, "server_time": iso(now)})
+    disk = await disk_report(request.app[STORAGE])
+    return web.json_response({"queue": queue, "disk": dataclasses.asdict(disk),
+                              "server_time": iso(now)})
 
 
 @requires(Role.ORGANIZER, Role.JURY)
@@ -215,7 +219,10 @@ async def health(request: web.Request) -> web.Response:
             await conn.fetchval("SELECT 1")
     except Exception as exc:  # any failure to reach the database is what this reports
         return web.json_response({"status": "unavailable", "database": str(exc)}, status=503)
-    return web.json_response({"status": "ok", "database": "ok"})
+    return web.json_response({
+        "status": "ok", "database": "ok",
+        "loop_lag_ms": round(request.app[LOOP_MONITOR].worst_lag_s() * 1000, 1),
+        "connections": request.app[CONNECTIONS].stats()})
 
 
 def setup(app: web.Application) -> None:

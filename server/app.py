@@ -18,15 +18,33 @@ from server import api, jury_api, pages, release_store, ws
 from server.access import ensure_tokens
 from server.auth import Handler, auth_middleware, principal_of
 from server.config import Config
+from server.connection import (
+    ConnectionGuard,
+    ConnectionLimits,
+    connection_middleware,
+    default_max_connections,
+)
 from server.countdown.ticker import run_ticker
 from server.database import create_pool, migrate
 from server.errors import PodiumError
 from server.event import EventSpec
 from server.hub import Hub
 from server.intake import MAX_PENDING, RATE_LIMITER, RateLimiter
-from server.keys import ARRIVED, CONFIG, EVENT, HUB, POOL, PRINCIPAL, TEMPLATES
+from server.keys import (
+    ARRIVED,
+    CONFIG,
+    CONNECTIONS,
+    EVENT,
+    HUB,
+    LOOP_MONITOR,
+    POOL,
+    PRINCIPAL,
+    TEMPLATES,
+)
 from server.loader import load_event
+from server.loop_monitor import LoopMonitor
 from server.resources import resource_dir
+from server.storage import STORAGE, Storage, housekeeping
 from server.worker import Scoring
 
 log = logging.getLogger("podium")
@@ -140,7 +158,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     hub = Hub(app[POOL], config.database_url)
     app[HUB] = hub
     scoring = Scoring(app[POOL], config.database_url, config.scoring_slots,
-                      config.scoring_timeout_s, hub.work_available)
+                      config.scoring_timeout_s, hub.work_available, config.scoring_memory_mb)
     tasks = [asyncio.create_task(hub.listen_forever(), name="hub-listen"),
              asyncio.create_task(run_ticker(app[POOL], hub.clock_changed), name="ticker")]
     if config.scoring_slots > 0:
@@ -155,6 +173,15 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
+async def _loop_monitor(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[LOOP_MONITOR].run(), name="loop-monitor")
+    task.add_done_callback(_report_death)
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def _report_death(task: asyncio.Task[None]) -> None:
     # These tasks run for the app's whole life: ending early is a fault someone must see.
     if not task.cancelled() and task.exception() is not None:
@@ -166,13 +193,69 @@ async def _close_websockets(app: web.Application) -> None:
         await app[HUB].close_all()
 
 
+# Pages run only their own files: no inline script or style, no framing, no plugins; forms
+# and connections go to this server only.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; "
+                           "img-src 'self'; connect-src 'self'; object-src 'none'; "
+                           "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+def connection_limits(config: Config) -> ConnectionLimits:
+    return ConnectionLimits(
+        max_connections=config.max_connections or default_max_connections(),
+        per_client=config.max_connections_per_client,
+        header_timeout_s=config.header_timeout_s)
+
+
+def runner_options(config: Config) -> dict[str, Any]:
+    """aiohttp's per-connection settings for `web.AppRunner`."""
+    return {"keepalive_timeout": config.keepalive_timeout_s,
+            # Request line and each header at most 8 KiB, at most 64 headers.
+            "max_line_size": 8190, "max_field_size": 8190, "max_headers": 64}
+
+
+async def start_serving(app: web.Application) -> web.AppRunner:
+    """Serves `app` on its config's host and port as `podium serve` does (connection guard,
+    per-connection limits, JSON access log); the caller cleans the runner up."""
+    from server.connection import GuardedSite
+
+    config = app[CONFIG]
+    runner = web.AppRunner(app, access_log_class=JsonAccessLogger, access_log=access_log,
+                           handle_signals=False, **runner_options(config))
+    await runner.setup()
+    try:
+        await GuardedSite(runner, config.host, config.port, app[CONNECTIONS]).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
+
+
 def create_app(config: Config, event: EventSpec) -> web.Application:
-    app = web.Application(middlewares=[arrival_middleware, error_middleware, auth_middleware],
+    guard = ConnectionGuard(connection_limits(config))
+    app = web.Application(middlewares=[connection_middleware(guard), arrival_middleware,
+                                       error_middleware, auth_middleware],
                           client_max_size=1024**2)
     app[CONFIG] = config
+    app[CONNECTIONS] = guard
+    app[LOOP_MONITOR] = LoopMonitor()
     app[EVENT] = event
     app[RATE_LIMITER] = RateLimiter(config.upload_burst, config.upload_every_s)
     app[MAX_PENDING] = config.max_pending_per_team
+    app[STORAGE] = Storage.from_config(config)
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(resource_dir("templates")),
         autoescape=jinja2.select_autoescape(["html"]),
@@ -180,7 +263,10 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
     )
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_background)
+    app.cleanup_ctx.append(_loop_monitor)
+    app.cleanup_ctx.append(housekeeping)
     app.on_shutdown.append(_close_websockets)
+    app.on_response_prepare.append(_security_headers)
     api.setup(app)
     jury_api.setup(app)
     pages.setup(app)

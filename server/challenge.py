@@ -16,6 +16,16 @@ from server.errors import Forbidden, NotFound
 from server.isotime import iso
 from server.release_store import release_views
 
+WARNINGS_TEXT = (
+    "A scored file may carry warnings (orientation assumed, mask outside the HU window, "
+    "surfaces that disagree with the masks, the same file sent twice, ...): they are computed "
+    "from your file and the released exams only, and shown to you whatever the feedback policy."
+)
+TABLE_TEXT = (
+    "Header optional; comma, semicolon or tab between columns; decimal point or comma. "
+    "Every id of the validation set exactly once."
+)
+
 FORMATS: dict[str, dict[str, Any]] = {
     "segmentation-surface": {
         "files": [".zip"],
@@ -23,7 +33,18 @@ FORMATS: dict[str, dict[str, Any]] = {
             "One .zip holding a binary mask per exam named by its id (<id>.dcm, <id>.png, "
             "<id>.nii, <id>.nii.gz or <id>.npy, in any folder of the archive), with the exam's "
             "rows x columns and two values (0 and one other; nonzero is muscle), plus "
-            "surfaces.csv or surfaces.xlsx with columns id,surface_mm2."),
+            "surfaces.csv or surfaces.xlsx with columns id,surface_mm2 (in mm²; write 12827, "
+            "not 12,827 or 12.827, which read two ways and are refused unless your masks' "
+            "areas settle them)."),
+        "orientation": (
+            "DICOM, PNG and .npy masks are rows x columns, as the exam's pixel_array. A NIfTI "
+            "mask is placed on the exam by its affine (sform or qform), using the exam's "
+            "ImageOrientationPatient, ImagePositionPatient and PixelSpacing: files written with "
+            "the exam's geometry (SimpleITK CopyInformation, dcm2niix, nnU-Net, 3D Slicer) read "
+            "right. A NIfTI without orientation (identity affine, or ITK's default) is read by "
+            "its shape on a non-square exam, and as x = columns, y = rows on a square one, with "
+            "the warning orientation_assumed: to be sure, write the exam's geometry into it."),
+        "warnings": WARNINGS_TEXT,
         "metrics": ["dice", "surface_mse"],
         "ranking": "rank(dice) + rank(surface_mse), lowest wins; tie -> higher dice",
     },
@@ -31,8 +52,8 @@ FORMATS: dict[str, dict[str, Any]] = {
         "files": [".csv", ".xlsx"],
         "description": (
             "One .csv or .xlsx file, two columns: exam id, then the probability of the "
-            "abnormal class in [0, 1]. Header optional; comma or semicolon; decimal point or "
-            "comma. Every id of the validation set exactly once."),
+            "abnormal class in [0, 1]. " + TABLE_TEXT),
+        "warnings": WARNINGS_TEXT,
         "metrics": ["auc"],
         "ranking": "ROC AUC, higher wins",
     },
@@ -40,8 +61,8 @@ FORMATS: dict[str, dict[str, Any]] = {
         "files": [".csv", ".xlsx"],
         "description": (
             "One .csv or .xlsx file, two columns: exam id, then the predicted value (EDSS in "
-            "[0, 10]). Header optional; comma or semicolon; decimal point or comma. Every id "
-            "of the validation set exactly once."),
+            "[0, 10]). " + TABLE_TEXT),
+        "warnings": WARNINGS_TEXT,
         "metrics": ["mse"],
         "ranking": "mean squared error, lower wins",
     },
@@ -52,8 +73,9 @@ def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False,
                    extension: timedelta = NO_EXTENSION,
                    extensions: list[Extension] | None = None,
                    actions: bool = False) -> dict[str, Any]:
-    """A challenge as one viewer sees it: a team through its own extension, everyone else with
-    the list of teams given extra time."""
+    """A challenge as one viewer sees it: a team through its own extension, the jury and
+    organizers with the list of teams given extra time, anyone else with neither; with
+    `actions`, for an organizer, what the state allows now."""
     countdown = countdown_of(row)
     phase = phase_at(countdown, now, extension)
     body: dict[str, Any] = {
@@ -107,6 +129,9 @@ async def challenges_for(conn: asyncpg.Connection, principal: Principal | None, 
         rows = [one] if one else []
     all_ext = await extensions(conn)
     team_id = principal.team_id if principal and principal.role is Role.TEAM else None
+    # Who was given extra time is the team's own business, the jury's and the organizers':
+    # an anonymous viewer (the public clock) sees the challenge's own deadline only.
+    sees_all = principal is not None and principal.role in (Role.JURY, Role.ORGANIZER)
     shown = []
     for row in rows:
         ext = all_ext.get(row["id"], [])
@@ -114,7 +139,8 @@ async def challenges_for(conn: asyncpg.Connection, principal: Principal | None, 
             own = next((e.extra for e in ext if e.team_id == team_id), NO_EXTENSION)
             shown.append(challenge_json(row, now, detail=detail, extension=own))
         else:
-            shown.append(challenge_json(row, now, detail=detail, extensions=ext,
+            shown.append(challenge_json(row, now, detail=detail,
+                                        extensions=ext if sees_all else None,
                                         actions=principal is not None
                                         and principal.role is Role.ORGANIZER))
     releases = await release_views(conn, principal, {c["slug"]: c["state"] for c in shown})

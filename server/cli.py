@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from server import __version__
 from server.access import Credential, ensure_tokens
@@ -46,11 +47,21 @@ def _parser() -> argparse.ArgumentParser:
                        help="public address used in printed links (default http://HOST:PORT)")
     serve.add_argument("--scoring-timeout", type=float, default=300.0, metavar="SECONDS",
                        help="a submission still being scored after this long is marked invalid")
+    serve.add_argument("--scoring-memory-mb", type=int, default=4096, metavar="MIB",
+                       help="address-space limit of each scoring process; a file that needs "
+                            "more is marked invalid (too_large); 0: no limit")
+    serve.add_argument("--storage-quota-mb", type=float, default=None, metavar="MIB",
+                       help="what one team may store per challenge, for challenges without "
+                            "storage_quota_mb (default: four maximum-size uploads)")
+    serve.add_argument("--storage-reserve-mb", type=float, default=None, metavar="MIB",
+                       help="free space on the data dir that uploads never use (default: "
+                            "2 GiB or 5%% of the disk, whichever is smaller)")
     serve.add_argument("--allow-release", metavar="REASON", default=None,
                        help="serve releases even with identifying DICOM attributes (logged)")
     serve.add_argument("--scoring-workers", type=int, default=2, metavar="N",
                        help="scoring processes run by this server (0: leave scoring to other "
                             "server processes sharing the database)")
+    _connection_arguments(serve)
 
     tokens = sub.add_parser("tokens", help="print every role's token and login link")
     tokens.add_argument("--event", required=True, type=Path)
@@ -69,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     demo.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     demo.add_argument("--database-url", default=None)
+    _connection_arguments(demo)
 
     export = sub.add_parser("export", help="write the results workbook (.xlsx)")
     export.add_argument("--event", required=True, type=Path)
@@ -89,6 +101,33 @@ def _parser() -> argparse.ArgumentParser:
     add_client_commands(sub)
     add_release_commands(sub)
     return parser
+
+
+def _connection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-connections", type=int, default=None, metavar="N",
+                        help="open connections at most (default: from the open-file limit, "
+                             "at most 4096)")
+    parser.add_argument("--max-connections-per-client", type=int, default=256, metavar="N",
+                        help="open connections from one address at most (0: no limit; use 0 "
+                             "behind a proxy)")
+    parser.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="a request's headers must arrive within this time")
+    parser.add_argument("--keepalive-timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="an idle keep-alive connection is closed after this time")
+
+
+def _connection_settings(args: argparse.Namespace) -> dict[str, Any]:
+    for flag in ("max_connections", "max_connections_per_client"):
+        value = getattr(args, flag)
+        if value is not None and value < 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must be 0 or more")
+    for flag in ("header_timeout", "keepalive_timeout"):
+        if not getattr(args, flag) > 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must be a positive number of seconds")
+    return {"max_connections": args.max_connections or None,
+            "max_connections_per_client": args.max_connections_per_client,
+            "header_timeout_s": args.header_timeout,
+            "keepalive_timeout_s": args.keepalive_timeout}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,8 +160,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _setup_logging() -> None:
+    from server.logs import RepeatFilter
+
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    repeats = RepeatFilter()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(repeats)
     # Access lines are JSON objects, one per line, so they can be piped to any log tool.
     access = logging.getLogger("podium.access")
     handler = logging.StreamHandler(sys.stderr)
@@ -156,11 +200,25 @@ def serve(args: argparse.Namespace) -> int:
                     data_dir=args.data_dir.resolve(),
                     database_url=database_url_from_env(args.database_url),
                     base_url=args.base_url, scoring_slots=max(0, args.scoring_workers),
-                    scoring_timeout_s=args.scoring_timeout, allow_release=args.allow_release)
+                    scoring_timeout_s=args.scoring_timeout,
+                    scoring_memory_mb=max(0, args.scoring_memory_mb),
+                    storage_quota_mb=_positive(args.storage_quota_mb, "--storage-quota-mb"),
+                    storage_reserve_mb=_positive(args.storage_reserve_mb,
+                                                 "--storage-reserve-mb", zero=True),
+                    allow_release=args.allow_release, **_connection_settings(args))
     _setup_logging()
     with _database(config) as config:
         asyncio.run(_serve(config, event))
     return EXIT_OK
+
+
+def _positive(value: float | None, flag: str, *, zero: bool = False) -> float | None:
+    if value is None:
+        return None
+    if not (value >= 0 if zero else value > 0) or value == float("inf"):
+        raise UsageError(f"{flag} must be a number of MiB {'>= 0' if zero else '> 0'}, "
+                         f"got {value:g}")
+    return value
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -173,7 +231,8 @@ def demo(args: argparse.Namespace) -> int:
         write_demo_event(event_file.parent)
     event = check_truth(parse_event(event_file))
     config = Config(event_path=event.path, host=args.host, port=args.port, data_dir=data_dir,
-                    database_url=database_url_from_env(args.database_url))
+                    database_url=database_url_from_env(args.database_url),
+                    **_connection_settings(args))
     _setup_logging()
     with _database(config) as config:
         asyncio.run(_serve(config, event, all_links=True))
@@ -229,21 +288,21 @@ async def _rescore(url: str, only: str | None) -> int:
 async def _serve(config: Config, event: EventSpec, *, all_links: bool = False) -> None:
     from dataclasses import replace
 
-    from aiohttp import web
-
-    from server.app import JsonAccessLogger, create_app
+    from server.app import create_app, start_serving
+    from server.connection import raise_descriptor_limit
+    from server.keys import CONNECTIONS
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    descriptors = raise_descriptor_limit()
     app = create_app(config, event)
-    runner = web.AppRunner(app, access_log_class=JsonAccessLogger,
-                           access_log=logging.getLogger("podium.access"), handle_signals=False)
-    await runner.setup()
+    limits = app[CONNECTIONS].limits
+    log.info("open-file limit %d: at most %d connections, %s per client", descriptors,
+             limits.max_connections, limits.per_client or "any number")
+    runner = await start_serving(app)
     try:
-        site = web.TCPSite(runner, config.host, config.port)
-        await site.start()
         port = runner.addresses[0][1] if config.port == 0 else config.port
         shown = replace(config, port=port)
         credentials = ensure_tokens(event, config.data_dir)

@@ -402,7 +402,11 @@ async def submit(server: str, token: str, challenge: str, file: BinaryIO, filena
             return fail("connection_lost", f"the connection failed before the server answered "
                         f"({_describe(exc)}; {sent}). No receipt was received, so the upload "
                         "is NOT acknowledged: send it again.", EXIT_NETWORK)
-        if reply.status >= 500 or (reply.status >= 400 and not _is_error(reply.body)):
+        # 507 storage_full is a refusal with a message (the server's disk or the team's quota),
+        # not a failure to retry blindly; other 5xx are.
+        refused = reply.status >= 400 and _is_error(reply.body) and \
+            (reply.status < 500 or reply.status == 507)
+        if reply.status >= 400 and not refused:
             detail = _error_text(reply)
             code = EXIT_NETWORK if reply.status >= 500 else EXIT_REFUSED
             note = " The upload is NOT acknowledged: send it again." if code == EXIT_NETWORK \
@@ -524,6 +528,9 @@ def _print_result(state: dict[str, Any], out: TextIO) -> None:
     for error in state.get("errors") or []:
         where = f" [{error['id']}]" if error.get("id") else ""
         print(f"error: {error.get('code')}{where}: {error.get('message')}", file=out)
+    for warning in state.get("warnings") or []:
+        where = f" [{warning['id']}]" if warning.get("id") else ""
+        print(f"warning: {warning.get('code')}{where}: {warning.get('message')}", file=out)
 
 
 def _number(value: Any) -> str:

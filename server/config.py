@@ -23,13 +23,25 @@ class Config:
     # Scoring: child processes per server process, and the time one submission may take.
     scoring_slots: int = 2
     scoring_timeout_s: float = 300.0
+    # Address space of each scoring child (RLIMIT_AS), in MiB; 0 for no limit.
+    scoring_memory_mb: int = 4096
     # Uploads: a slow client is dropped after this long without a byte; per-team limits.
     upload_idle_timeout_s: float = 60.0
     upload_burst: int = 6
     upload_every_s: float = 10.0
     max_pending_per_team: int = 3
+    # Storage: the quota per team and challenge for challenges that set none (None: four
+    # maximum-size uploads), and the data dir's free space kept from uploads (None: 2 GiB or
+    # 5 %, whichever is smaller).
+    storage_quota_mb: float | None = None
+    storage_reserve_mb: float | None = None
     # Serve releases with identifying DICOM data anyway; the reason is logged.
     allow_release: str | None = None
+    # Connections (server/connection.py). None: derived from the open-file limit.
+    max_connections: int | None = None
+    max_connections_per_client: int = 256
+    header_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 30.0
 
     @property
     def public_url(self) -> str:

@@ -25,7 +25,7 @@ ACCESS_KEYS = {"organizer_token", "jury_token"}
 CHALLENGE_KEYS = {
     "slug", "title", "kind", "duration_minutes", "truth", "release", "counts",
     "max_submissions", "team_feedback", "leaderboard", "freeze_minutes",
-    "upload_grace_seconds", "hu_window", "max_upload_mb", "sealed",
+    "upload_grace_seconds", "hu_window", "max_upload_mb", "sealed", "storage_quota_mb",
 }
 # Largest upload by kind unless the event says otherwise: masks come zipped, tables are small.
 DEFAULT_MAX_UPLOAD_MB = {"segmentation-surface": 512.0, "binary-probability": 10.0,
@@ -51,10 +51,19 @@ class ChallengeSpec:
     hu_window: tuple[float, float] | None = None
     max_upload_mb: float = 10.0
     sealed: bool = False
+    # What one team may store on this challenge; None: the server's default (podium serve
+    # --storage-quota-mb, else four maximum-size uploads).
+    storage_quota_mb: float | None = None
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def storage_quota_bytes(self) -> int | None:
+        if self.storage_quota_mb is None:
+            return None
+        return int(self.storage_quota_mb * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -323,6 +332,12 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
     max_upload = check.number(raw, table, "max_upload_mb", index,
                               default=DEFAULT_MAX_UPLOAD_MB[kind], minimum=0, strict=True)
     assert max_upload is not None
+    quota = check.number(raw, table, "storage_quota_mb", index, default=None, minimum=0,
+                         strict=False)
+    if quota is not None and quota < max_upload:
+        raise check.fail(f"storage_quota_mb ({quota:g}) is smaller than max_upload_mb "
+                         f"({max_upload:g}): a team could not store even one upload",
+                         table, index, "storage_quota_mb")
     hu_window = None
     if "hu_window" in raw:
         value = raw["hu_window"]
@@ -342,7 +357,7 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
         release=release, counts=counts, max_submissions=max_submissions,
         team_feedback=team_feedback, leaderboard=leaderboard, freeze_minutes=freeze,
         upload_grace_seconds=grace, hu_window=hu_window, max_upload_mb=max_upload,
-        sealed=sealed,
+        sealed=sealed, storage_quota_mb=quota,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import re
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from server import queries
 from server.access import Principal, Role
@@ -30,9 +31,11 @@ from server.countdown import upload_deadline, upload_refusal
 from server.countdown.store import countdown_of
 from server.durable import fsync_dir
 from server.errors import BadRequest, Conflict, Forbidden, PodiumError, TooLarge
+from server.form import FormError, FormReader, Part, Read, boundary_of
 from server.isotime import iso, wall_clock
 from server.keys import ARRIVED, CONFIG, EVENT, HUB, POOL
 from server.notify import bump_board
+from server.storage import admit_upload, refuse_if_disk_full
 from server.submission import (
     announce,
     count_for_team,
@@ -41,7 +44,8 @@ from server.submission import (
     submission_json,
 )
 
-CHUNK = 1024 * 1024
+log = logging.getLogger(__name__)
+
 MULTIPART_OVERHEAD = 64 * 1024
 MAX_WAIT_S = 300.0
 
@@ -54,6 +58,13 @@ class TooManyRequests(PodiumError):
 class UploadTimeout(PodiumError):
     status = 408
     code = "upload_timeout"
+
+
+class ClientGone(PodiumError):
+    """The client went away mid-upload: nobody will read the answer, one log line says so."""
+
+    status = 400
+    code = "upload_interrupted"
 
 
 @dataclass
@@ -125,30 +136,19 @@ async def _receive(request: web.Request, target: Path, limit: int) -> tuple[str,
             MULTIPART_OVERHEAD:
         raise _too_large(limit)
     try:
-        reader = await request.multipart()
-    except (AssertionError, ValueError, KeyError):
-        raise BadRequest("send the file as multipart/form-data in a field named 'file'",
-                         code="bad_upload") from None
-    idle = request.app[CONFIG].upload_idle_timeout_s
-    while True:
-        async with asyncio.timeout(idle):
-            part = await reader.next()
-        if part is None:
-            raise BadRequest("no field named 'file' in the upload", code="bad_upload")
-        if isinstance(part, BodyPartReader) and part.name == "file":
-            break
-    filename = safe_filename(part.filename)
+        form = FormReader(_body_reader(request), boundary_of(request.headers.get("Content-Type")))
+        part = await form.file_part("file")
+        return await _store(form, part, target, limit)
+    except FormError as exc:
+        raise BadRequest(str(exc), code="bad_upload") from None
+
+
+async def _store(form: FormReader, part: Part, target: Path, limit: int
+                 ) -> tuple[str, int, str]:
+    """The file part's bytes to `target`, hashed and counted against `limit`, then fsynced."""
     digest, size = hashlib.sha256(), 0
     with target.open("wb") as out:
-        while True:
-            try:
-                async with asyncio.timeout(idle):
-                    chunk = await part.read_chunk(CHUNK)
-            except TimeoutError:
-                raise UploadTimeout(f"no data received for {idle:g} s; the upload was "
-                                    "dropped, send it again") from None
-            if not chunk:
-                break
+        async for chunk in form.body():
             size += len(chunk)
             if size > limit:
                 raise _too_large(limit)
@@ -156,7 +156,25 @@ async def _receive(request: web.Request, target: Path, limit: int) -> tuple[str,
             out.write(chunk)
         out.flush()
         await asyncio.to_thread(os.fsync, out.fileno())
-    return digest.hexdigest(), size, filename
+    return digest.hexdigest(), size, safe_filename(part.filename)
+
+
+def _body_reader(request: web.Request) -> Read:
+    """The request body's next bytes, with the idle timeout; a vanished client is ClientGone."""
+    idle = request.app[CONFIG].upload_idle_timeout_s
+
+    async def read() -> bytes:
+        try:
+            async with asyncio.timeout(idle):
+                return await request.content.readany()
+        except TimeoutError:
+            raise UploadTimeout(f"no data received for {idle:g} s; the upload was dropped, "
+                                "send it again") from None
+        except (ConnectionError, web.RequestPayloadError) as exc:
+            raise ClientGone(f"the connection closed before the upload was complete ({exc})"
+                             ) from None
+
+    return read
 
 
 def _too_large(limit: int) -> TooLarge:
@@ -178,25 +196,37 @@ async def upload(request: web.Request) -> web.Response:
         _check_time(row, extension, began, began, request.app[EVENT].timezone)
         total, pending = await count_for_team(conn, row["id"], team_id)
     _check_limits(request, row, principal, total, pending)
-
-    folder = request.app[CONFIG].data_dir / "submissions" / slug / str(team_id)
-    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-    partial = folder / f".{uuid.uuid4().hex}.part"
+    space = await admit_upload(request, row, team_id, total)  # 507 storage_full
     try:
-        sha256, size, filename = await _receive(request, partial, row["max_upload_bytes"])
-        body_done = asyncio.get_running_loop().time()
-        final = folder / f"{uuid.uuid4().hex[:12]}_{filename}"
-        await asyncio.to_thread(os.replace, partial, final)
-        await asyncio.to_thread(fsync_dir, folder)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    try:
-        receipt = await _record(pool, row["id"], principal, began, body_done, sha256, size,
-                                filename, final, request.app[EVENT].timezone)
-    except BaseException:
-        final.unlink(missing_ok=True)
-        raise
+        folder = request.app[CONFIG].data_dir / "submissions" / slug / str(team_id)
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        partial = folder / f".{uuid.uuid4().hex}.part"
+        try:
+            sha256, size, filename = await _receive(request, partial, row["max_upload_bytes"])
+            space.check(size)
+            body_done = asyncio.get_running_loop().time()
+            final = folder / f"{uuid.uuid4().hex[:12]}_{filename}"
+            await asyncio.to_thread(os.replace, partial, final)
+            await asyncio.to_thread(fsync_dir, folder)
+        except ClientGone as exc:
+            partial.unlink(missing_ok=True)
+            log.warning("upload by %s for %s dropped: %s", principal.team_name, slug, exc.message)
+            raise
+        except BaseException as exc:
+            partial.unlink(missing_ok=True)
+            refuse_if_disk_full(exc)
+            raise
+        try:
+            receipt = await _record(pool, row["id"], principal, began, body_done, sha256, size,
+                                    filename, final, request.app[EVENT].timezone)
+        except BaseException as exc:
+            final.unlink(missing_ok=True)
+            refuse_if_disk_full(exc)
+            raise
+    finally:
+        # Stored (it now counts in the team's total) or refused, dropped, failed (its file is
+        # gone): either way its admitted bytes no longer count as in flight.
+        space.release()
     request.app[HUB].work_available.set()
     wait = _wait_seconds(request)
     if wait:

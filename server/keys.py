@@ -8,14 +8,18 @@ from aiohttp import web
 
 from server.access import Principal
 from server.config import Config
+from server.connection import ConnectionGuard
 from server.event import EventSpec
 from server.hub import Hub
+from server.loop_monitor import LoopMonitor
 
 CONFIG = web.AppKey("config", Config)
 EVENT = web.AppKey("event", EventSpec)
 POOL = web.AppKey("pool", asyncpg.Pool)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 HUB = web.AppKey("hub", Hub)
+CONNECTIONS = web.AppKey("connections", ConnectionGuard)
+LOOP_MONITOR = web.AppKey("loop_monitor", LoopMonitor)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 # The event loop's clock (monotonic) when the request arrived.

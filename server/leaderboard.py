@@ -2,9 +2,11 @@
 
 Who sees a board is the challenge's `leaderboard` setting: "jury" (jury and organizers),
 "teams" (and every team), "public" (anyone, without a token). During the freeze, everyone but
-the jury and organizers sees the board as it stood when the freeze began, marked `frozen`.
-Every message and answer is the whole board with its version `seq`, which grows by one with
-each change of the live board (an upload, a result, the start of the freeze).
+the jury and organizers sees the board as it stood when the freeze began, marked `frozen`,
+and unchanged until the reveal: same rows, same version. Every message and answer is the whole
+board with its version `seq`, which grows by one with each change of the live board (an upload,
+a result, the start of the freeze); the frozen board's `seq` is the live one's when the freeze
+was recorded, so a team cannot count the activity behind it.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ async def board(conn: asyncpg.Connection, slug: str, viewer: Principal | None
     PermissionError if the viewer may not see it."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         row = await conn.fetchrow(
-            f"""SELECT {queries.CHALLENGE_COLUMNS}, c.board_seq, c.frozen_at
+            f"""SELECT {queries.CHALLENGE_COLUMNS}, c.board_seq, c.frozen_at, c.frozen_seq
                 FROM challenge c WHERE c.slug = $1 AND c.in_event""", slug)  # noqa: S608
         if row is None:
             return None
@@ -53,7 +55,9 @@ async def board(conn: asyncpg.Connection, slug: str, viewer: Principal | None
         cutoff = freeze_start(countdown_of(row), now, row["freeze_window"], row["frozen_at"])
         frozen = cutoff is not None and not sees_live(viewer)
         rows = await _rows(conn, row, cutoff if frozen else None)
-    return {"challenge": slug, "kind": row["kind"], "seq": row["board_seq"], "frozen": frozen,
+    # Until the ticker records the freeze (within moments of its start), the live version.
+    seq = row["frozen_seq"] if frozen and row["frozen_seq"] is not None else row["board_seq"]
+    return {"challenge": slug, "kind": row["kind"], "seq": seq, "frozen": frozen,
             "frozen_at": iso(cutoff) if cutoff is not None else None,
             "rows": [r.to_json() for r in rows], "server_time": iso(now)}
 

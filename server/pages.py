@@ -1,7 +1,9 @@
-"""HTML pages. The browser logs in once with its token link; a cookie carries it afterwards."""
+"""HTML pages. The browser logs in once from the login page; a session cookie carries it
+afterwards (server/session.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -9,16 +11,25 @@ from aiohttp import web
 
 from server import queries
 from server.access import Principal, Role, hash_token
-from server.auth import SESSION_COOKIE, principal_of, public, requires
+from server.auth import principal_of, public, requires, session_id
 from server.challenge import FORMATS, challenges_for, unknown_challenge
 from server.deliberation.plots import team_colours
-from server.errors import Unauthorized
-from server.keys import EVENT, POOL, TEMPLATES
+from server.errors import BadRequest, Unauthorized
+from server.keys import CONFIG, EVENT, POOL, TEMPLATES
 from server.leaderboard import may_view
 from server.resources import resource_dir
+from server.session import (
+    SESSION_LIFETIME,
+    cookie_name,
+    open_session,
+    revoke_session,
+    served_over_https,
+)
+from server.storage import STORAGE, disk_report
 from server.submission import fetch_submissions, submission_json, team_standing
 
-SESSION_DAYS = 7
+LOGIN_BODY_BYTES = 4096
+LOGIN_BODY_TIMEOUT_S = 10.0
 # Where a login lands, by role.
 ROLE_HOME = {Role.ORGANIZER: "/organizer", Role.JURY: "/jury", Role.TEAM: "/team"}
 
@@ -68,8 +79,10 @@ async def organizer(request: web.Request) -> web.Response:
         _, challenges = await challenges_for(conn, principal_of(request))
         counts = await queries.challenge_counts(conn)
         teams = await queries.registered_teams(conn)
+    storage = await disk_report(request.app[STORAGE])
     return render(request, "organizer.html", challenges=challenges, counts=counts,
-                  teams={c["slug"]: teams.get(c["slug"], []) for c in challenges})
+                  teams={c["slug"]: teams.get(c["slug"], []) for c in challenges},
+                  storage=storage)
 
 
 @requires(Role.TEAM)
@@ -90,8 +103,7 @@ async def team(request: web.Request) -> web.Response:
     return render(request, "team.html", challenges=shown,
                   submissions=[submission_json(r, principal) for r in rows],
                   releases={c["slug"]: c["release"] for c in shown if "release" in c},
-                  formats={kind: f["files"] for kind, f in FORMATS.items()},
-                  standings=standings,
+                  formats=FORMATS, standings=standings,
                   boards=visible_boards([details[c["slug"]] for c in shown], principal),
                   feedback={c["slug"]: details[c["slug"]]["team_feedback"] for c in shown})
 
@@ -132,30 +144,76 @@ async def favicon(request: web.Request) -> web.FileResponse:
                                      "Cache-Control": "max-age=86400"})
 
 
+def label(principal: Principal) -> str:
+    """How a page names who is signed in."""
+    if principal.role is Role.TEAM:
+        return f"team {principal.team_name}"
+    return "the jury" if principal.role is Role.JURY else "the organizers"
+
+
+@public
+async def login_page(request: web.Request) -> web.StreamResponse:
+    """The login page. A link with `?token=` fills it in and asks before anything changes:
+    following a link (from any site) never signs a browser in or switches its team."""
+    token = request.query.get("token", "").strip()
+    offer = None
+    if token:
+        async with request.app[POOL].acquire() as conn:
+            offer = await queries.principal_for_token(conn, hash_token(token))
+        if offer is None:
+            raise Unauthorized("this login link or token is not recognised; ask the organizers "
+                               "for yours", code="invalid_token")
+    current = principal_of(request)
+    response = render(request, "login.html", token=token if offer else "",
+                      offer=label(offer) if offer else None,
+                      current=label(current) if current else None,
+                      home=ROLE_HOME[current.role] if current else None,
+                      same=offer is not None and offer == current)
+    response.headers["Cache-Control"] = "no-store"  # the page holds the token
+    return response
+
+
 @public
 async def login(request: web.Request) -> web.StreamResponse:
-    if request.method == "POST":
-        token = str((await request.post()).get("token", "")).strip()
-    else:
-        token = request.query.get("token", "").strip()
+    """POST from the login page (the middleware refuses another site's): opens a session."""
+    if request.content_length is not None and request.content_length > LOGIN_BODY_BYTES:
+        raise BadRequest("a login form is a token and nothing else", code="bad_login")
+    try:
+        async with asyncio.timeout(LOGIN_BODY_TIMEOUT_S):
+            form = await request.post()
+    except TimeoutError:
+        raise BadRequest("the login form took too long to arrive", code="bad_login") from None
+    token = str(form.get("token", "")).strip()
     if not token:
-        return render(request, "login.html", error=None)
+        raise BadRequest("paste your access token, or open your login link", code="bad_login")
+    token_hash = hash_token(token)
     async with request.app[POOL].acquire() as conn:
-        principal = await queries.principal_for_token(conn, hash_token(token))
-    if principal is None:
-        raise Unauthorized("this login link or token is not recognised; ask the organizers "
-                           "for yours", code="invalid_token")
-    # Redirect so the token leaves the address bar and the browser history.
+        principal = await queries.principal_for_token(conn, token_hash)
+        if principal is None:
+            raise Unauthorized("this login link or token is not recognised; ask the "
+                               "organizers for yours", code="invalid_token")
+        old = session_id(request)
+        if old:
+            await revoke_session(conn, old)
+        new = await open_session(conn, token_hash)
+    config = request.app[CONFIG]
     response = web.HTTPSeeOther(ROLE_HOME[principal.role])
-    response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_DAYS * 86400, httponly=True,
-                        samesite="Lax", path="/")
+    response.set_cookie(cookie_name(config), new, max_age=int(SESSION_LIFETIME.total_seconds()),
+                        httponly=True, samesite="Lax", path="/",
+                        secure=served_over_https(config))
     raise response
 
 
 @public
 async def logout(request: web.Request) -> web.StreamResponse:
+    current = session_id(request)
+    if current:
+        async with request.app[POOL].acquire() as conn:
+            await revoke_session(conn, current)
+    config = request.app[CONFIG]
     response = web.HTTPSeeOther("/")
-    response.del_cookie(SESSION_COOKIE, path="/")
+    response.del_cookie(cookie_name(config), path="/", secure=served_over_https(config),
+                        httponly=True, samesite="Lax")
     raise response
 
 
@@ -169,6 +227,6 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/jury/{slug}", jury)
     app.router.add_get("/board", public_board)
     app.router.add_get("/favicon.ico", favicon)
-    app.router.add_route("GET", "/login", login)
-    app.router.add_route("POST", "/login", login)
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login", login)
     app.router.add_post("/logout", logout)

@@ -35,12 +35,13 @@ async def rescore(conn: asyncpg.Connection, only: str | None) -> tuple[list[str]
             if row.submission_id is None:
                 continue
             stored = await conn.fetchrow(
-                "SELECT stored_path, metrics, scorer_version FROM submission WHERE id = $1",
+                "SELECT stored_path, filename, metrics, scorer_version FROM submission "
+                "WHERE id = $1",
                 row.submission_id)
             assert stored is not None
             checked += 1
             result = evaluate(info["kind"], Path(info["truth_path"]),
-                              Path(stored["stored_path"]), options)
+                              Path(stored["stored_path"]), options, name=stored["filename"])
             before = decode_json(stored["metrics"])
             where = f"{challenge.slug} {row.team} #{row.submission_id}"
             if result.status != "scored":

@@ -26,6 +26,7 @@ class SubmissionRecord:
     # Per-exam values kept by the evaluator (see server/evaluators), None if not scored.
     details: dict[str, Any] | None = None
     scorer_version: str | None = None
+    warnings: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ async def load_results(conn: asyncpg.Connection) -> EventResults:
                WHERE t.in_event ORDER BY lower(t.name)""")
         submissions = await conn.fetch(
             """SELECT s.id, s.challenge_id, t.name AS team, s.received_at, s.sha256, s.size,
-                      s.filename, s.status, s.metrics, s.errors, s.details, s.scorer_version
+                      s.filename, s.status, s.metrics, s.errors, s.details, s.scorer_version,
+                      s.warnings
                FROM submission s JOIN team t ON t.id = s.team_id ORDER BY s.id""")
         teams = await conn.fetch("SELECT name FROM team WHERE in_event ORDER BY lower(name)")
         log = await conn.fetch(
@@ -86,7 +88,8 @@ async def load_results(conn: asyncpg.Connection) -> EventResults:
             id=s["id"], team=s["team"], received_at=s["received_at"], sha256=s["sha256"],
             size=s["size"], filename=s["filename"], status=s["status"],
             metrics=decode_json(s["metrics"]), errors=tuple(decode_json(s["errors"]) or ()),
-            details=decode_json(s["details"]), scorer_version=s["scorer_version"]))
+            details=decode_json(s["details"]), scorer_version=s["scorer_version"],
+            warnings=tuple(decode_json(s["warnings"]) or ())))
     registered: dict[int, list[str]] = {}
     for r in registrations:
         registered.setdefault(r["challenge_id"], []).append(r["name"])

@@ -16,15 +16,16 @@ from server.ranking import Scored, counted_submission
 SUBMISSION_COLUMNS = """
     s.id, s.challenge_id, c.slug AS challenge, c.team_feedback, s.team_id, t.name AS team,
     s.request_began_at, s.received_at, s.sha256, s.size, s.filename, s.stored_path, s.status,
-    s.metrics, s.errors, s.scorer_version, s.scored_at, s.details
+    s.metrics, s.errors, s.warnings, s.scorer_version, s.scored_at, s.details
 """
 _FROM = """FROM submission s JOIN challenge c ON c.id = s.challenge_id
            JOIN team t ON t.id = s.team_id"""
 
 
 def submission_json(row: asyncpg.Record, viewer: Principal | None) -> dict[str, Any]:
-    """What `viewer` may see of a submission: a team sees its status and errors always, its
-    metrics only when the challenge's team_feedback is "score"; jury and organizers see all."""
+    """What `viewer` may see of a submission: a team sees its status, errors and warnings
+    always (warnings are truth-free), its metrics only when the challenge's team_feedback is
+    "score"; jury and organizers see all."""
     body: dict[str, Any] = {
         "id": row["id"], "team": row["team"], "challenge": row["challenge"],
         "received_at": iso(row["received_at"]), "sha256": row["sha256"], "size": row["size"],
@@ -33,6 +34,7 @@ def submission_json(row: asyncpg.Record, viewer: Principal | None) -> dict[str, 
     full = viewer is not None and viewer.role in (Role.JURY, Role.ORGANIZER)
     if row["status"] in ("scored", "invalid"):
         body["errors"] = decode_json(row["errors"]) or []
+        body["warnings"] = decode_json(row["warnings"]) or []
         if full or row["team_feedback"] == "score":
             body["metrics"] = decode_json(row["metrics"])
         if full:
@@ -128,50 +130,88 @@ async def team_standing(conn: asyncpg.Connection, challenge: asyncpg.Record, tea
 
 # -- the scoring queue ------------------------------------------------------------------------
 
+# A submission waiting to be scored: queued, or claimed by a process whose database session is
+# gone (it died while scoring it).
+_WAITING = """(q.status = 'queued'
+                OR (q.status = 'scoring' AND NOT EXISTS (
+                      SELECT 1 FROM pg_stat_activity a
+                      WHERE a.pid::text = split_part(q.claimed_by, ':', 1))))"""
+
+
 async def claim_next(conn: asyncpg.Connection, claimant: str) -> asyncpg.Record | None:
-    """Claims the next submission: queued, or one whose claimant's database session is gone
-    (its server process died while scoring it). Small files (tables) go first, oldest first
-    within each size class: a table scores in milliseconds and should not wait behind mask
-    archives. SKIP LOCKED lets several processes share the queue without waiting."""
+    """Claims the next submission, round-robin over teams: each team's oldest waiting file
+    is its head; heads go first, a team's second file only after every other team's head
+    (`place`); among heads, the team served least recently goes first (never served: first),
+    then a small file (a table) before a mask archive, then the oldest. So a team that queues
+    many files delays another team's result by at most one scoring. SKIP LOCKED lets several
+    processes share the queue without waiting; the status is checked again on the locked row,
+    since another process may have claimed it after this statement's snapshot was taken."""
     return await conn.fetchrow(
-        """UPDATE submission s SET status = 'scoring', claimed_by = $1,
-                  claimed_at = podium_now(), attempts = s.attempts + 1
-           FROM challenge c
-           WHERE s.id = (
-               SELECT q.id FROM submission q
-               WHERE q.status = 'queued'
-                  OR (q.status = 'scoring' AND NOT EXISTS (
-                        SELECT 1 FROM pg_stat_activity a
-                        WHERE a.pid::text = split_part(q.claimed_by, ':', 1)))
-               ORDER BY q.size > 1048576, q.id FOR UPDATE SKIP LOCKED LIMIT 1)
-             AND c.id = s.challenge_id
-           RETURNING s.id, s.attempts, s.stored_path, s.filename, s.team_id, c.slug, c.kind,
-                     c.truth_path, c.hu_low, c.hu_high""",
+        f"""UPDATE submission s SET status = 'scoring', claimed_by = $1,
+                   claimed_at = podium_now(), attempts = s.attempts + 1
+            FROM challenge c
+            WHERE s.id = (
+                WITH waiting AS (
+                    SELECT q.id, q.team_id, q.size,
+                           row_number() OVER (PARTITION BY q.team_id ORDER BY q.id) AS place
+                    FROM submission q WHERE {_WAITING}),
+                served AS (
+                    SELECT p.team_id, max(p.claimed_at) AS last_claimed FROM submission p
+                    WHERE p.team_id IN (SELECT team_id FROM waiting) GROUP BY p.team_id)
+                SELECT q.id FROM submission q
+                JOIN waiting w ON w.id = q.id
+                LEFT JOIN served v ON v.team_id = w.team_id
+                WHERE {_WAITING}
+                ORDER BY w.place, v.last_claimed NULLS FIRST, w.size > 1048576, w.id
+                FOR UPDATE OF q SKIP LOCKED LIMIT 1)
+              AND c.id = s.challenge_id
+            RETURNING s.id, s.attempts, s.stored_path, s.filename, s.team_id, c.slug, c.kind,
+                      c.truth_path, c.hu_low, c.hu_high""",  # noqa: S608 - constant SQL
         claimant)
 
 
 async def record_result(conn: asyncpg.Connection, submission_id: int, claimant: str,
                         status: str, metrics: dict[str, Any] | None,
                         errors: list[dict[str, Any]], scorer_version: str,
-                        details: dict[str, Any] | None = None) -> bool:
+                        details: dict[str, Any] | None = None,
+                        warnings: list[dict[str, Any]] | None = None) -> bool:
     """Stores a result if this claimant still holds the submission; announces it."""
     async with conn.transaction():
+        noted = [*(warnings or []), *await _duplicate_warning(conn, submission_id)]
         row = await conn.fetchrow(
             """UPDATE submission s SET status = $3, metrics = $4::jsonb, errors = $5::jsonb,
-                      scorer_version = $6, scored_at = podium_now(), details = $7::jsonb
+                      scorer_version = $6, scored_at = podium_now(), details = $7::jsonb,
+                      warnings = $8::jsonb
                FROM challenge c
                WHERE s.id = $1 AND s.claimed_by = $2 AND s.status = 'scoring'
                  AND c.id = s.challenge_id
                RETURNING s.team_id, s.challenge_id, c.slug""",
             submission_id, claimant, status, json.dumps(metrics) if metrics is not None
             else None, json.dumps(errors), scorer_version,
-            json.dumps(details) if details is not None else None)
+            json.dumps(details) if details is not None else None, json.dumps(noted))
         if row is None:
             return False
         await announce(conn, submission_id, row["slug"], row["team_id"], status)
         if status == "scored":
             await bump_board(conn, row["challenge_id"])
     return True
+
+
+async def _duplicate_warning(conn: asyncpg.Connection, submission_id: int
+                             ) -> list[dict[str, Any]]:
+    """`duplicate_upload` when the team sent these very bytes before (same SHA-256)."""
+    earlier = await conn.fetchrow(
+        """SELECT e.id, e.filename, c.slug FROM submission s
+           JOIN submission e ON e.team_id = s.team_id AND e.sha256 = s.sha256 AND e.id < s.id
+           JOIN challenge c ON c.id = e.challenge_id
+           WHERE s.id = $1 ORDER BY e.challenge_id = s.challenge_id DESC, e.id DESC LIMIT 1""",
+        submission_id)
+    if earlier is None:
+        return []
+    return [{"code": "duplicate_upload", "message": (
+        f"this file is identical (same SHA-256) to your submission #{earlier['id']} "
+        f"({earlier['filename']}, {earlier['slug']}); if you meant to send a new version, "
+        "check that the right file was picked")}]
 
 
 async def announce(conn: asyncpg.Connection, submission_id: int, challenge: str,

@@ -3,7 +3,9 @@
 Each server process runs a few scoring slots; each slot owns one child process (spawned, so it
 shares no state with the event loop) and scores one submission at a time in it. A submission
 that crashes its worker or runs past the time limit is marked `invalid` with `scoring_failed`,
-the child is replaced, and the queue moves on.
+the child is replaced, and the queue moves on. Each child runs under an address-space limit
+(RLIMIT_AS): a file that would need more memory than that fails inside the child as `invalid`
+`too_large`, and the host keeps its memory for the server, the database and the other slot.
 
 A slot claims work with its process's *presence* connection id: if the process dies, PostgreSQL
 closes that session, and any other process sees the claim as abandoned and scores it again.
@@ -16,6 +18,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import resource
 import socket
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -30,16 +33,34 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 IDLE_POLL_S = 1.0
+DEFAULT_MEMORY_MB = 4096
+# A scorer scores one file at a time: numerical libraries' thread pools would only reserve
+# address space (tens of MiB per core) and compete with the server for the cores.
+SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 class WorkerCrashed(Exception):
     pass
 
 
-def _serve(conn: Connection) -> None:
+def limit_memory(memory_mb: int) -> None:
+    """Caps this process's address space (0: no cap). The hard limit too: nothing a file makes
+    the scorer do can raise it again."""
+    if memory_mb <= 0:
+        return
+    limit = memory_mb * 1024**2
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _serve(conn: Connection, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
     """The child process: score jobs until the pipe closes."""
     # Scoring can wait a few milliseconds; uploads in the last-minute rush cannot.
     os.nice(10)
+    os.environ.update(SINGLE_THREADED)  # before numpy is imported, below
+    limit_memory(memory_mb)
     from server.evaluators import evaluate
     from server.scoring import scoring_options
 
@@ -49,24 +70,34 @@ def _serve(conn: Connection) -> None:
         except EOFError:
             return
         options = scoring_options(job["hu_low"], job["hu_high"])
-        result = evaluate(job["kind"], Path(job["truth"]), Path(job["path"]), options)
-        # Per-exam values (for plots and rank stability) travel beside the public result.
-        conn.send({**result.to_json(), "details": getattr(result, "details", None)})
+        try:
+            result = evaluate(job["kind"], Path(job["truth"]), Path(job["path"]), options,
+                              name=job.get("name"))
+            # Per-exam values (for plots and rank stability) travel beside the public result.
+            answer = {**result.to_json(), "details": getattr(result, "details", None)}
+        except MemoryError:  # outside the file's reading (the truth, the result): say so
+            answer = {"status": "invalid", "errors": [{
+                "code": "too_large",
+                "message": f"scoring this file needed more than the scorer's {memory_mb} MiB "
+                           "of memory; tell the organizers (podium serve "
+                           "--scoring-memory-mb)"}]}
+        conn.send(answer)
 
 
 class ScoringProcess:
     """One child process and the pipe to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
         self._context = multiprocessing.get_context("spawn")
+        self.memory_mb = memory_mb
         self.process: Any = None
         self.conn: Connection | None = None
         self.start()
 
     def start(self) -> None:
         parent, child = self._context.Pipe()
-        self.process = self._context.Process(target=_serve, args=(child,), daemon=True,
-                                             name="podium-scorer")
+        self.process = self._context.Process(target=_serve, args=(child, self.memory_mb),
+                                             daemon=True, name="podium-scorer")
         self.process.start()
         child.close()
         self.conn = parent
@@ -108,6 +139,7 @@ class Scoring:
     slots: int
     timeout_s: float
     work_available: asyncio.Event
+    memory_mb: int = DEFAULT_MEMORY_MB
 
     def __post_init__(self) -> None:
         self._presence: asyncpg.Connection | None = None
@@ -125,7 +157,7 @@ class Scoring:
             return self._claimant
 
     async def run(self) -> None:
-        processes = await asyncio.gather(*(asyncio.to_thread(ScoringProcess)
+        processes = await asyncio.gather(*(asyncio.to_thread(ScoringProcess, self.memory_mb)
                                            for _ in range(self.slots)))
         try:
             await asyncio.gather(*(self._slot(p) for p in processes))
@@ -158,20 +190,21 @@ class Scoring:
                      job: asyncpg.Record) -> None:
         from server.evaluators import SCORER_VERSION
 
-        status, metrics, errors, details = "invalid", None, [], None
+        status, metrics, errors, details, warnings = "invalid", None, [], None, []
         if job["attempts"] > MAX_ATTEMPTS:
             errors = [_failure(f"scoring was interrupted {MAX_ATTEMPTS} times; the organizers "
                                "have been told")]
         else:
             payload = {"kind": job["kind"], "truth": job["truth_path"],
                        "path": job["stored_path"], "hu_low": job["hu_low"],
-                       "hu_high": job["hu_high"]}
+                       "hu_high": job["hu_high"], "name": job["filename"]}
             try:
                 result = await asyncio.to_thread(process.score, payload, self.timeout_s)
                 status = result["status"]
                 metrics = result.get("metrics")
                 errors = result.get("errors", [])
                 details = result.get("details")
+                warnings = result.get("warnings", [])
             except TimeoutError:
                 errors = [_failure(f"scoring took longer than {self.timeout_s:g} s and was "
                                    "stopped; check the file, then tell the organizers")]
@@ -181,7 +214,7 @@ class Scoring:
             log.error("submission %s: %s", job["id"], errors[0]["message"])
         async with self.pool.acquire() as conn:
             stored = await record_result(conn, job["id"], claimant, status, metrics, errors,
-                                         SCORER_VERSION, details)
+                                         SCORER_VERSION, details, warnings)
         if not stored:
             log.warning("submission %s was claimed by another process meanwhile", job["id"])
 

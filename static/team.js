@@ -98,7 +98,7 @@ const Team = (() => {
     if (!body) return;
     const counted = standings[slug] && standings[slug].counted_submission;
     const list = Object.values(bySlug[slug] || {}).sort((a, b) => b.id - a.id);
-    body.replaceChildren(...list.map((s) => {
+    body.replaceChildren(...list.flatMap((s) => {
       const tr = document.createElement("tr");
       tr.dataset.id = String(s.id);
       tr.dataset.status = s.status;
@@ -109,7 +109,16 @@ const Team = (() => {
                                  [status, `status status-${s.status}`], [resultText(s), "result"]]) {
         tr.append(Podium.element("td", cls, text));
       }
-      return tr;
+      // Warnings are truth-free notices about how the file was read: under its row, in the
+      // notice style, never as errors.
+      if (!(s.warnings || []).length) return [tr];
+      const notes = Podium.element("tr", "warnings-row");
+      notes.dataset.warningsOf = String(s.id);
+      const cell = Podium.element("td");
+      cell.colSpan = 6;
+      cell.append(problemList(s.warnings, "warnings"));
+      notes.append(cell);
+      return [tr, notes];
     }));
   }
 

@@ -1,5 +1,9 @@
 """Headless Chromium (Debian's) driven by Playwright, for page tests.
 
+Pages run under a Content-Security-Policy without 'unsafe-eval': give `wait_for_function` a
+function ("() => ..."), which Playwright runs as it runs `evaluate`, not an expression, which
+it would eval in the page.
+
 Browsers cannot be downloaded here, so Playwright launches the system Chromium. Where it is
 missing the page tests are skipped, unless PODIUM_REQUIRE_BROWSER=1 (as in CI, whose .ci/run
 installs Chromium) turns the skip into a failure.
@@ -14,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -44,3 +49,11 @@ def browser() -> Iterator[object]:
                                               args=CHROMIUM_FLAGS)
         yield instance
         instance.close()
+
+
+def log_in(page: Any, url: str, token: str) -> None:
+    """Signs a page in as a person would: opens the login link, then confirms on Podium's
+    login page (a link alone never signs a browser in)."""
+    page.goto(f"{url}/login?token={token}")
+    with page.expect_navigation():
+        page.click("form[data-login-offer] button[type=submit]")

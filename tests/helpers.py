@@ -206,7 +206,7 @@ class AppServer(Client):
     def start(self) -> AppServer:
         from aiohttp import web
 
-        from server.app import JsonAccessLogger, create_app
+        from server.app import create_app, start_serving
         from server.config import Config
         from server.event import check_truth, parse_event
 
@@ -219,15 +219,13 @@ class AppServer(Client):
         started: concurrent.futures.Future[str] = concurrent.futures.Future()
 
         async def serve() -> None:
-            import logging
-
-            app = create_app(config, event)
-            runner = web.AppRunner(app, access_log_class=JsonAccessLogger,
-                                   access_log=logging.getLogger("podium.access"),
-                                   handle_signals=False)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
-            await site.start()
+            if self.ssl_context is None:
+                runner = await start_serving(create_app(config, event))
+            else:
+                # Over TLS, for the clients' tests: aiohttp's own TLS site, without the guard.
+                runner = web.AppRunner(create_app(config, event), handle_signals=False)
+                await runner.setup()
+                await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.ssl_context).start()
             self._runner = runner
             scheme = "https" if self.ssl_context is not None else "http"
             started.set_result(f"{scheme}://127.0.0.1:{runner.addresses[0][1]}")

@@ -4,8 +4,10 @@ setting nobody uses)."""
 from __future__ import annotations
 
 import argparse
+import re
 
 from server.cli import _parser
+from server.evaluators.result import WARNING_CODES
 from server.event import ACCESS_KEYS, CHALLENGE_KEYS, EVENT_KEYS, TEAM_KEYS
 from tests.helpers import ROOT
 
@@ -31,6 +33,37 @@ def test_the_readme_quick_start_is_two_commands_and_ci_runs_the_second() -> None
     assert len(commands) == 2
     assert commands[0].endswith("podium demo")
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
+
+
+def _section(doc: str, title: str) -> str:
+    return doc.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _codes_in_source(pattern: str) -> set[str]:
+    codes: set[str] = set()
+    for module in (ROOT / "server").rglob("*.py"):
+        codes |= set(re.findall(pattern, module.read_text()))
+    return codes
+
+
+def test_every_error_code_is_documented() -> None:
+    doc = (ROOT / "docs" / "formats.md").read_text()
+    errors = _section(doc, "Error codes")
+    codes = _codes_in_source(r'Problem\(\s*"([a-z_]+)"') | {"more"}
+    assert len(codes) > 25
+    assert {c for c in codes if f"| `{c}` |" not in errors} == set()
+    assert not codes & WARNING_CODES  # a code is an error or a warning, never both
+
+
+def test_every_warning_code_is_documented() -> None:
+    doc = (ROOT / "docs" / "formats.md").read_text()
+    warnings = _section(doc, "Warnings")
+    used = _codes_in_source(r'notice\(\s*"([a-z_]+)"') | _codes_in_source(
+        r'"code": "([a-z_]+)", "message"')
+    assert used - {"scoring_failed"} == WARNING_CODES
+    assert {c for c in WARNING_CODES if f"| `{c}` |" not in warnings} == set()
+    # The picture of the orientation rule is in the docs beside it.
+    assert "(orientation.svg)" in doc and (ROOT / "docs" / "orientation.svg").is_file()
 
 
 def test_every_module_has_its_tests_where_a_reader_looks() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser import log_in
 from tests.helpers import EXAMPLE_DIR, AppServer, Client, ServerProcess
 
 NODULES = EXAMPLE_DIR / "submissions" / "nodules-nodule-hunters.csv"
@@ -16,7 +17,7 @@ NODULES = EXAMPLE_DIR / "submissions" / "nodules-nodule-hunters.csv"
 
 def logged_in(browser: Any, server: Client, token: str) -> Any:
     page = browser.new_page()
-    page.goto(f"{server.url}/login?token={token}")
+    log_in(page, server.url, token)
     return page
 
 

@@ -12,6 +12,7 @@ which is its phase seen with the largest extension.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -152,13 +153,17 @@ def close_keeping_extensions(countdown: Countdown, now: datetime,
 
 
 def extension_seconds(seconds: float | None) -> timedelta:
+    """The extra time asked for: a finite number of seconds, more than 0 and at most a day
+    (checked before it becomes a timedelta, which cannot hold 1e300 or NaN)."""
     if seconds is None or isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise ValueError("extend needs {\"seconds\": N}, a number of seconds > 0")
-    extra = timedelta(seconds=seconds)
-    if not NO_EXTENSION < extra <= MAX_EXTENSION:
-        raise ValueError(f"seconds must be > 0 and at most {int(MAX_EXTENSION.total_seconds())}, "
-                         f"got {seconds!r}")
-    return extra
+    limit = MAX_EXTENSION.total_seconds()
+    # Compared first: NaN fails it, and an integer too large for a float never reaches
+    # isfinite (which would overflow on it).
+    if not (0 < seconds <= limit and math.isfinite(seconds)):
+        raise ValueError(f"seconds must be > 0 and at most {int(limit)} (a day), "
+                         f"got {repr(seconds)[:40]}")
+    return timedelta(seconds=seconds)
 
 
 def extend_team(countdown: Countdown, current: timedelta, now: datetime, seconds: float | None,

@@ -160,7 +160,8 @@ async def close_expired(conn: asyncpg.Connection) -> list[str]:
     closed = []
     async with conn.transaction():
         rows = await conn.fetch(
-            """SELECT id, slug, state, duration, started_at, deadline, remaining, closed_at
+            """SELECT id, slug, state, duration, started_at, deadline, remaining, closed_at,
+                      frozen_at, freeze_window
                FROM challenge WHERE state = 'running' AND in_event
                FOR UPDATE SKIP LOCKED""")
         if not rows:
@@ -180,6 +181,8 @@ async def close_expired(conn: asyncpg.Connection) -> list[str]:
                                            THEN coalesce(frozen_at, deadline - freeze_window)
                                       END
                    WHERE id = $1""", row["id"], at)
+            if row["frozen_at"] is None and row["freeze_window"] > timedelta(0):
+                await bump_board(conn, row["id"])  # the freeze is recorded with the closing
             await _log(conn, row["id"], "auto-close", None, None, "server", "closed", at)
             await notify(conn, {"type": "clock", "challenge": row["slug"]})
             closed.append(row["slug"])

@@ -8,7 +8,10 @@ teams really make, with `submissions/README.md` and `submissions/expected.json` 
 each file should give.
 
 Nothing here is a person's data: every image is drawn from ellipses and noise, and the DICOM
-files carry no name, identifier, date or institution.
+files carry no name, identifier, date or institution: the patient and study attributes are
+present but blank, as an anonymizer leaves them, with a FrameOfReferenceUID and the slice's full
+geometry (ImageOrientationPatient, ImagePositionPatient), so that tools teams use (highdicom's
+DICOM SEG, SimpleITK, dcm2niix) accept the released files.
 """
 
 from __future__ import annotations
@@ -260,6 +263,7 @@ def ct_dicom(hu: npt.NDArray[np.int16], spacing: float, exam_id: str) -> bytes:
     ds = _dataset(CTImageStorage, exam_id, "CT")
     ds.Rows, ds.Columns = hu.shape
     ds.PixelSpacing = [f"{spacing:.4f}", f"{spacing:.4f}"]
+    _axial_geometry(ds, hu.shape, float(f"{spacing:.4f}"), -450.0)
     ds.SliceThickness = "2.5"
     ds.KVP = "120"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
@@ -283,6 +287,7 @@ def flair_dicom(rng: Rng, edss: float, exam_id: str) -> bytes:
     ds = _dataset(MRImageStorage, exam_id, "MR")
     ds.Rows, ds.Columns = image.shape
     ds.PixelSpacing = ["3.5", "3.5"]
+    _axial_geometry(ds, image.shape, 3.5, 30.0)
     ds.SliceThickness = "3"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
     ds.PixelRepresentation = 0
@@ -302,10 +307,25 @@ def _dataset(sop_class: UID, exam_id: str, modality: str) -> Dataset:
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID = generate_uid(UID_PREFIX, entropy_srcs=[exam_id, "study"])
     ds.SeriesInstanceUID = generate_uid(UID_PREFIX, entropy_srcs=[exam_id, "series"])
+    ds.FrameOfReferenceUID = generate_uid(UID_PREFIX, entropy_srcs=[exam_id, "frame"])
+    # Type 2 attributes an anonymized release keeps, empty (DICOM PS3.15 dummies).
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                    "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName"):
+        setattr(ds, keyword, "")
     ds.Modality = modality
+    ds.SeriesNumber, ds.InstanceNumber = "1", "1"
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     return ds
+
+
+def _axial_geometry(ds: Dataset, shape: tuple[int, ...], spacing: float, z: float) -> None:
+    """A supine axial slice centred on the scanner's axis."""
+    rows, columns = shape[0], shape[1]
+    ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+    ds.ImagePositionPatient = [f"{-(columns - 1) / 2 * spacing:.4f}",
+                               f"{-(rows - 1) / 2 * spacing:.4f}", f"{z:.1f}"]
+    ds.PatientPosition = "HFS"
 
 
 def _save(ds: Dataset) -> bytes:

@@ -386,7 +386,7 @@ def _tie_cells(challenge: ChallengeResults, tie: Tie) -> list[tuple[str, str]]:
 
 def _submissions_sheet(sheet: Worksheet, results: EventResults, zone: ZoneInfo) -> None:
     header = ["Id", "Team", "Challenge", "Status", f"Received at ({zone.key})", "Size (bytes)",
-              "SHA-256", "File", "Metrics", "Errors"]
+              "SHA-256", "File", "Metrics", "Errors", "Warnings"]
     _header(sheet, header)
     records: list[tuple[str, SubmissionRecord]] = [
         (c.slug, s) for c in results.challenges for s in c.submissions
@@ -396,7 +396,8 @@ def _submissions_sheet(sheet: Worksheet, results: EventResults, zone: ZoneInfo) 
         metrics = ", ".join(f"{k}={_number(v)}" for k, v in (record.metrics or {}).items())
         cells: list[Any] = [record.id, record.team, slug, record.status,
                             _local(record.received_at, zone), record.size, record.sha256,
-                            record.filename, metrics or None, _errors(record.errors)]
+                            record.filename, metrics or None, _errors(record.errors),
+                            _errors(record.warnings)]
         for column, value in enumerate(cells, start=1):
             if value is not None:
                 _put(sheet.cell(number, column), value)
@@ -418,6 +419,7 @@ def _log_sheet(sheet: Worksheet, results: EventResults, zone: ZoneInfo) -> None:
 
 
 def _errors(errors: Sequence[dict[str, Any]]) -> str | None:
+    """Problems (errors or warnings) one per line: "code: message (id X)"."""
     if not errors:
         return None
     text = "\n".join(

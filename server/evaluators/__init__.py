@@ -4,7 +4,7 @@ Pure functions, no database and no event loop: the server runs them in worker pr
 """
 
 from server.evaluators.options import KINDS, SCORER_VERSION, ScoringOptions
-from server.evaluators.result import Problem, Result
+from server.evaluators.result import WARNING_CODES, Problem, Result
 from server.evaluators.scoring import evaluate
 from server.evaluators.table import Table, TableRow, parse_number, parse_table, read_table
 from server.evaluators.truth import TruthError, load_truth
@@ -12,6 +12,7 @@ from server.evaluators.truth import TruthError, load_truth
 __all__ = [
     "KINDS",
     "SCORER_VERSION",
+    "WARNING_CODES",
     "Problem",
     "Result",
     "ScoringOptions",

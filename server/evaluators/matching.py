@@ -9,7 +9,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from server.evaluators.result import Problem, listing, plural
+import numpy as np
+import numpy.typing as npt
+
+from server.evaluators.result import Problem, listing, notice, plural
 from server.evaluators.table import Table, TableRow
 
 _DIGITS = re.compile(r"\d+")
@@ -191,3 +194,15 @@ def at_least(low: float) -> RangeCheck:
 
 def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def constant_warning(name: str, values: npt.NDArray[np.float64], label: str,
+                     consequence: str) -> list[Problem]:
+    """`constant_predictions` when every value is the same: it tells no case from another."""
+    if len(values) < 2 or not np.all(values == values[0]):
+        return []
+    return [notice(
+        "constant_predictions",
+        f"{name}: every {label} is {_fmt(float(values[0]))}; {consequence}. Check that the "
+        "file holds your model's predictions",
+    )]

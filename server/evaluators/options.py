@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCORER_VERSION = "podium-scorer/1"
+# 2: NIfTI masks placed by their geometry, rescaled DICOM masks, ambiguous surfaces settled.
+SCORER_VERSION = "podium-scorer/2"
 
 KINDS: tuple[str, ...] = ("segmentation-surface", "binary-probability", "regression")
 

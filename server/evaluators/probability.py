@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import rankdata
 
-from server.evaluators.matching import table_values, within
+from server.evaluators.matching import constant_warning, table_values, within
 from server.evaluators.options import ScoringOptions
 from server.evaluators.result import Invalid, Result
 from server.evaluators.table import read_table
@@ -18,9 +18,10 @@ from server.evaluators.truth import ValueTruth
 Z_95 = 1.959963984540054
 
 
-def score_probability(truth: ValueTruth, submission: Path, options: ScoringOptions) -> Result:
+def score_probability(truth: ValueTruth, submission: Path, options: ScoringOptions,
+                      name: str | None = None) -> Result:
     try:
-        table = read_table(submission)
+        table = read_table(submission, name, len(truth.ids))
     except Invalid as exc:
         return Result.invalid(exc.problems, options.max_errors)
     values, problems = table_values(
@@ -35,7 +36,9 @@ def score_probability(truth: ValueTruth, submission: Path, options: ScoringOptio
         "truth": [int(v) for v in labels],
         "predicted": [float(v) for v in scores],
     }
-    return Result.scored(probability_metrics(labels, scores), details)
+    return Result.scored(probability_metrics(labels, scores), details,
+                         constant_warning(table.name, scores, "probability",
+                                          "a constant ranks no exam above another (AUC 0.5)"))
 
 
 def probability_metrics(

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from server.evaluators.matching import table_values, within
+from server.evaluators.matching import constant_warning, table_values, within
 from server.evaluators.options import ScoringOptions
 from server.evaluators.result import Invalid, Result
 from server.evaluators.table import read_table
@@ -17,9 +17,10 @@ from server.evaluators.truth import ValueTruth
 EDSS_RANGE = (0.0, 10.0)
 
 
-def score_regression(truth: ValueTruth, submission: Path, options: ScoringOptions) -> Result:
+def score_regression(truth: ValueTruth, submission: Path, options: ScoringOptions,
+                      name: str | None = None) -> Result:
     try:
-        table = read_table(submission)
+        table = read_table(submission, name, len(truth.ids))
     except Invalid as exc:
         return Result.invalid(exc.problems, options.max_errors)
     values, problems = table_values(table, truth.index, label="EDSS", check=within(*EDSS_RANGE))
@@ -31,7 +32,9 @@ def score_regression(truth: ValueTruth, submission: Path, options: ScoringOption
         "truth": [float(v) for v in truth.values],
         "predicted": [float(v) for v in predicted],
     }
-    return Result.scored(regression_metrics(truth.values, predicted), details)
+    return Result.scored(regression_metrics(truth.values, predicted), details,
+                         constant_warning(table.name, predicted, "EDSS",
+                                          "a constant tells no patient from another"))
 
 
 def regression_metrics(

@@ -1,12 +1,16 @@
 """segmentation-surface (sarcopenia): mean per-exam Dice, and the MSE of surfaces in mm².
 
 Masks are streamed from the zip one at a time and compared at once, so memory stays flat
-whatever the number of exams.
+whatever the number of exams. Each member is inflated only up to what it should hold: a mask
+up to what a mask of its exam's shape can take in any mask format, the surfaces table up to
+what a table of the truth's ids can take; the archive's own declarations never raise that.
 """
 
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +21,16 @@ from server.evaluators.archive import Archive, open_archive
 from server.evaluators.mask import NOT_MASKS, mask_stem, read_mask
 from server.evaluators.matching import assign, at_least, table_values
 from server.evaluators.options import ScoringOptions
+from server.evaluators.plausibility import MaskFacts, mask_facts, plausibility, settle_ambiguous
 from server.evaluators.result import Invalid, Problem, Result, listing, plural
-from server.evaluators.table import REFUSED, TABLE_SUFFIXES, parse_table, suffix_of
+from server.evaluators.table import (
+    REFUSED,
+    TABLE_SUFFIXES,
+    Table,
+    TableRow,
+    parse_table,
+    suffix_of,
+)
 from server.evaluators.truth import SegmentationTruth, Target
 
 SURFACE_STEMS = ("surfaces", "surface")
@@ -28,14 +40,36 @@ EXPECTED = "one .zip holding a mask per exam (<id>.png, .dcm, .nii, .nii.gz or .
 
 Member = tuple[str, zipfile.ZipInfo]
 
+# The widest pixel a mask is written with (float64, int64): twice that per pixel, plus room
+# for headers (DICOM, NIfTI extensions), is more than any real mask file of the exam takes.
+MASK_BYTES_PER_PIXEL = 2 * 8
+MASK_HEADER_ROOM = 1024**2
+# A table row is an id and a number; a kilobyte per expected row is generous.
+TABLE_FLOOR = 4 * 1024**2
+TABLE_BYTES_PER_ROW = 1024
+
+
+def mask_member_limit(shape: tuple[int, int]) -> int:
+    """The most bytes a mask of an exam of `shape` may expand to inside the archive."""
+    rows, columns = shape
+    return MASK_HEADER_ROOM + rows * columns * MASK_BYTES_PER_PIXEL
+
+
+def table_member_limit(expected_rows: int) -> int:
+    """The most bytes the surfaces table (CSV or xlsx) may expand to inside the archive."""
+    return TABLE_FLOOR + expected_rows * TABLE_BYTES_PER_ROW
+
 
 def score_segmentation(
-    truth: SegmentationTruth, submission: Path, options: ScoringOptions
+    truth: SegmentationTruth, submission: Path, options: ScoringOptions, name: str | None = None
 ) -> Result:
-    suffix = suffix_of(submission.name)
+    """Score a zip of masks; `name` is the file's name as the team uploaded it."""
+    name = name or submission.name
+    suffix = suffix_of(name)
     if suffix != ".zip":
+        hint = f" ({NOT_MASKS[suffix]})" if suffix in NOT_MASKS else ""
         return Result.invalid(
-            [Problem("unsupported_format", f"{submission.name} is not a .zip; send {EXPECTED}")],
+            [Problem("unsupported_format", f"{name} is not a .zip{hint}; send {EXPECTED}")],
             options.max_errors,
         )
     targets = truth.targets(options.hu_window)
@@ -46,18 +80,28 @@ def score_segmentation(
             max_expanded_bytes=options.max_expanded_bytes,
         )
     except Invalid as exc:
-        return Result.invalid(exc.problems, options.max_errors)
+        return Result.invalid(renamed(exc.problems, submission.name, name), options.max_errors)
+    archive.name = name
     with archive:
-        problems, metrics, details = _score_archive(archive, truth, targets)
+        problems, metrics, details, notes = _score_archive(archive, truth, targets, options)
     if problems:
-        return Result.invalid(problems, options.max_errors)
-    return Result.scored(metrics, details)
+        return Result.invalid(problems, options.max_errors, notes)
+    return Result.scored(metrics, details, notes)
+
+
+def renamed(problems: Iterable[Problem], stored: str, name: str) -> list[Problem]:
+    """Problems that name the stored file, told with the name the team uploaded instead."""
+    if stored == name:
+        return list(problems)
+    return [replace(p, message=p.message.replace(stored, name)) for p in problems]
 
 
 def _score_archive(
-    archive: Archive, truth: SegmentationTruth, targets: dict[str, Target]
-) -> tuple[list[Problem], dict[str, float], dict[str, list[Any]] | None]:
+    archive: Archive, truth: SegmentationTruth, targets: dict[str, Target],
+    options: ScoringOptions,
+) -> tuple[list[Problem], dict[str, float], dict[str, list[Any]] | None, list[Problem]]:
     problems: list[Problem] = []
+    notes: list[Problem] = []
     masks: list[tuple[str, Member, str]] = []
     tables: list[Member] = []
     unexpected: list[str] = []
@@ -70,7 +114,9 @@ def _score_archive(
         elif _is_surfaces(base):
             tables.append((name, info))
         elif suffix in NOT_MASKS:
-            problems.append(Problem("unsupported_format", f"mask {name}: {NOT_MASKS[suffix]}"))
+            problems.append(Problem("unsupported_format", f"mask {name}: {NOT_MASKS[suffix]}",
+                                    truth.index.find(base[: len(base) - len(suffix)]),
+                                    group=f"masks are {suffix} files: {NOT_MASKS[suffix]}"))
         elif suffix in ARCHIVE_SUFFIXES:
             problems.append(Problem(
                 "unexpected_file",
@@ -91,6 +137,8 @@ def _score_archive(
     problems.extend(assignment.problems)
 
     surfaces: dict[str, float] = {}
+    ambiguous: dict[str, TableRow] = {}
+    table_name = "surfaces.csv"
     if not tables:
         problems.append(Problem(
             "missing_surfaces",
@@ -103,31 +151,46 @@ def _score_archive(
             f"({listing([n for n, _ in tables])}); keep one",
         ))
     else:
-        name, info = tables[0]
+        table_name, info = tables[0]
         try:
-            table = parse_table(archive.read(name, info), name)
+            data = archive.read(table_name, info, limit=table_member_limit(len(truth.ids)),
+                                what=f"a table of {len(truth.ids)} exams (id,surface_mm2)")
+            table = parse_table(data, table_name, len(truth.ids))
             surfaces, found = table_values(
-                table, truth.index, label="surface", check=at_least(0.0), where=name
+                table, truth.index, label="surface", check=at_least(0.0), where=table_name
             )
             problems.extend(found)
+            ambiguous = _ambiguous_rows(table, truth, surfaces)
         except Invalid as exc:
             problems.extend(exc.problems)
 
     dice: dict[str, float] = {}
+    facts: dict[str, MaskFacts] = {}
     # Reading in archive order keeps the zip's reads sequential.
     ordered = sorted(assignment.matched.items(), key=lambda item: item[1][1].header_offset)
     for exam_id, (name, info) in ordered:
         target = targets[exam_id]
+        rows, columns = target.shape
         try:
-            mask = read_mask(archive.read(name, info, exam_id), name, target.shape, exam_id)
+            data = archive.read(name, info, exam_id, limit=mask_member_limit(target.shape),
+                                what=f"a mask of {rows} × {columns} pixels (one 2-D slice of "
+                                     "0/1 values, e.g. uint8)")
+            mask = read_mask(data, name, target.grid, exam_id, notes)
         except Invalid as exc:
             problems.extend(exc.problems)
-            if any(p.code == "too_large" for p in exc.problems):
-                break  # the byte budget is spent: nothing more may be inflated
+            if archive.expanded >= archive.max_expanded_bytes:
+                break  # the archive's byte budget is spent: nothing more may be inflated
             continue
         dice[exam_id] = exam_dice(mask, target)
+        facts[exam_id] = mask_facts(mask, target)
+    if ambiguous:
+        settled, unsettled = settle_ambiguous(ambiguous, facts, targets, table_name)
+        surfaces.update(settled.values)
+        notes.extend(settled.notes)
+        problems.extend(unsettled)
     if problems:
-        return problems, {}, None
+        return problems, {}, None, notes
+    notes.extend(plausibility(truth, targets, facts, surfaces, options, table_name))
     per_exam_dice = [dice[i] for i in truth.ids]
     predicted_mm2 = [float(surfaces[i]) for i in truth.ids]
     truth_mm2 = [float(targets[i].surface_mm2) for i in truth.ids]
@@ -138,7 +201,17 @@ def _score_archive(
     metrics = segmentation_metrics(
         np.array(per_exam_dice), np.array(predicted_mm2), np.array(truth_mm2)
     )
-    return [], metrics, details
+    return [], metrics, details, notes
+
+
+def _ambiguous_rows(table: Table, truth: SegmentationTruth, surfaces: dict[str, float]
+                    ) -> dict[str, TableRow]:
+    out: dict[str, TableRow] = {}
+    for row in table.rows:
+        truth_id = truth.index.find(row.id)
+        if truth_id is not None and truth_id in surfaces and row.alternative is not None:
+            out[truth_id] = row
+    return out
 
 
 def _is_surfaces(base: str) -> bool:

@@ -15,7 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from server.evaluators.archive import check_directory
 from server.evaluators.result import Invalid, Problem
+from server.evaluators.sheet import SheetLimits, scan_extent
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 WORKBOOK_SUFFIXES = (".xlsx",)
@@ -23,8 +25,6 @@ TABLE_SUFFIXES = TEXT_SUFFIXES + WORKBOOK_SUFFIXES
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ZIP_MAGIC = b"PK\x03\x04"
-# A table of a few thousand rows is kilobytes; this only stops a zip bomb posing as xlsx.
-MAX_WORKBOOK_EXPANDED = 256 * 1024**2
 MAX_ROWS = 1_000_000
 
 SEND_INSTEAD = "send a .csv (id,value) or an .xlsx workbook"
@@ -41,9 +41,17 @@ REFUSED = {
     ".parquet": "is Parquet; " + SEND_INSTEAD,
 }
 
+# Separators a spreadsheet user may have picked instead, named for messages.
+OTHER_SEPARATORS = {" ": "spaces", "|": "vertical bars (|)", ":": "colons (:)"}
+
 NON_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 _NUMBER = re.compile(r"([+-]?)(\d[\d.,]*|[.,]\d+)(?:[eE]([+-]?\d+))?")
 _INTEGRAL = re.compile(r"(\d+)[.,]0+")
+# One separator followed by exactly three digits: 12,827 is 12827 with a thousands separator
+# or 12.827 with a decimal comma; nothing in the number itself tells which.
+_AMBIGUOUS = re.compile(r"([+-]?)([1-9]\d{0,2})[.,](\d{3})")
+_HTML = re.compile(rb"^\s*<(!doctype\s+html|html|table|meta|head|body|\?xml[^>]*>\s*<html)",
+                   re.IGNORECASE)
 _EXCEL_TEXT = re.compile(r'="(.*)"')
 _SPACES = str.maketrans("", "", " \u00a0\u202f\u2009'")
 
@@ -54,6 +62,8 @@ class TableRow:
     id: str
     text: str  # the value as written, for messages
     value: float | None  # None when the text is not a number; may be NaN or ±inf
+    # The other reading of an ambiguous number ("12,827": value 12.827, alternative 12827).
+    alternative: float | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,19 @@ def parse_number(text: str) -> float | None:
         return None
 
 
+def grouped_reading(text: str) -> float | None:
+    """The thousands-separator reading of a number that could also be a decimal one.
+
+    "12,827" and "12.827" → 12827.0 (parse_number reads them as 12.827); None when the text
+    has only one reading ("0,827", "1234,5", "12,8", "12 827").
+    """
+    m = _AMBIGUOUS.fullmatch(text.strip())
+    if m is None:
+        return None
+    sign, head, tail = m.groups()
+    return float(f"{sign}{head}{tail}")
+
+
 def normalise_id(text: str) -> str:
     """An id as text: trimmed, Excel's ="0042" unwrapped, "12.0" from a number cell → "12"."""
     s = text.strip()
@@ -118,20 +141,33 @@ def normalise_id(text: str) -> str:
     return s
 
 
-def read_table(path: Path) -> Table:
-    """Read an id,value table from disk; raises Invalid for a file that is not a usable table."""
+def read_table(path: Path, name: str | None = None, expected_rows: int | None = None
+               ) -> Table:
+    """Read an id,value table from disk; raises Invalid for a file that is not a usable table.
+
+    `name` is how messages call the file (the name the team uploaded); by default its own.
+    `expected_rows` (the truth's size) bounds what a workbook may make the reader do.
+    """
+    name = name or path.name
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise Invalid(
-            Problem("unreadable", f"{path.name}: cannot be read ({exc.strerror})")
+            Problem("unreadable", f"{name}: cannot be read ({exc.strerror})")
         ) from exc
-    return parse_table(data, path.name)
+    return parse_table(data, name, expected_rows)
 
 
-def parse_table(data: bytes, name: str) -> Table:
+def parse_table(data: bytes, name: str, expected_rows: int | None = None) -> Table:
     """Read an id,value table from bytes; the format comes from the name's suffix."""
     suffix = suffix_of(name)
+    if _HTML.match(data[:4096].lstrip(b"\xef\xbb\xbf")):
+        raise Invalid(Problem(
+            "unsupported_format",
+            f"{name} is a web page (HTML, as a web tool's 'Export to Excel' writes it), not "
+            f"{'a legacy Excel workbook' if suffix == '.xls' else 'a table file'}; open it in "
+            "Excel or LibreOffice and save it as .xlsx (Excel Workbook) or CSV",
+        ))
     if suffix in REFUSED:
         raise Invalid(Problem("unsupported_format", f"{name} {REFUSED[suffix]}"))
     if data.startswith(OLE_MAGIC):
@@ -149,7 +185,7 @@ def parse_table(data: bytes, name: str) -> Table:
         ))
     if suffix in WORKBOOK_SUFFIXES or (suffix in TEXT_SUFFIXES and data.startswith(ZIP_MAGIC)):
         # A workbook renamed .csv is read as what it is: the scores cannot differ.
-        return _parse_workbook(data, name)
+        return _workbook_table(data, name, SheetLimits.for_rows(expected_rows))
     if suffix in TEXT_SUFFIXES:
         return _parse_text(data, name)
     raise Invalid(Problem(
@@ -213,7 +249,23 @@ def _parse_text(data: bytes, name: str) -> Table:
         raise Invalid(Problem(
             "unreadable", f"{name}: line {reader.line_num} cannot be read as CSV ({exc})"
         )) from exc
+    if not any(len(_fields(list(rec))) >= 2 for _, rec in records):
+        _refuse_other_separator(sample, name)
     return _build(name, ((row, rec) for row, rec in records), text_cells=True)
+
+
+def _refuse_other_separator(lines: list[str], name: str) -> None:
+    """A table whose columns no reader's separator splits: say which separator it used."""
+    for mark, label in OTHER_SEPARATORS.items():
+        split = [line.strip().split() if mark == " " else line.strip().split(mark)
+                 for line in lines]
+        if sum(len(parts) == 2 and all(parts) for parts in split) >= max(1, 0.8 * len(lines)):
+            raise Invalid(Problem(
+                "unsupported_separator",
+                f"{name}: its columns are separated by {label} ({lines[0].strip()[:40]!r}); "
+                "columns are read when separated by commas, semicolons or tabs: save it as "
+                "CSV from your spreadsheet, or with pandas' to_csv (comma) or R's write.csv",
+            ))
 
 
 def _cell_text(value: object) -> str:
@@ -226,9 +278,67 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
-def _parse_workbook(data: bytes, name: str) -> Table:
+def _workbook_table(data: bytes, name: str, limits: SheetLimits) -> Table:
+    """The first worksheet's table; when it holds no values and another sheet does, the
+    problem names both sheets."""
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        table = _parse_workbook(data, name, limits)
+    except Invalid as exc:
+        if {p.code for p in exc.problems} & {"empty", "too_many_columns"}:
+            hint = _sheet_hint(data, name)
+            if hint is not None:
+                raise Invalid(hint) from exc
+        raise
+    if not any(row.value is not None for row in table.rows):
+        hint = _sheet_hint(data, name)
+        if hint is not None:
+            raise Invalid(hint)
+    return table
+
+
+def _sheet_hint(data: bytes, name: str, probe_rows: int = 50) -> Problem | None:
+    """'the first sheet, 'Notes', holds no values; they seem to be on sheet 'Predictions''."""
+    import openpyxl  # noqa: PLC0415
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True,
+                                          keep_links=False)
+    except Exception:  # noqa: BLE001 - the first reading already said what is wrong
+        return None
+    try:
+        sheets = book.worksheets
+        if len(sheets) < 2:
+            return None
+        for sheet in sheets[1:]:
+            # Two columns are enough to recognise the table; never pad to a declared width.
+            for cells in sheet.iter_rows(max_row=probe_rows, max_col=8, values_only=True):
+                values = [c for c in cells if c is not None and str(c).strip()]
+                if len(values) == 2 and (
+                    isinstance(values[1], int | float) and not isinstance(values[1], bool)
+                    or isinstance(values[1], str) and parse_number(values[1]) is not None
+                ):
+                    return Problem(
+                        "wrong_sheet",
+                        f"{name}: its first sheet, {sheets[0].title!r}, which is the one read, "
+                        f"holds no id,value rows; they seem to be on sheet {sheet.title!r}. "
+                        "Move that sheet first (or delete the others), or save it as CSV",
+                    )
+        return None
+    finally:
+        book.close()
+
+
+def _parse_workbook(data: bytes, name: str, limits: SheetLimits | None = None) -> Table:
+    """A workbook's first sheet, read within `limits` (derived from the table expected): the
+    member count from the zip's end record, every part's expanded size from its directory,
+    then the sheet's extent by streaming its XML, and only then its rows, up to that extent."""
+    limits = limits or SheetLimits.for_rows(None)
+    stream = io.BytesIO(data)
+    try:
+        check_directory(stream, name, limits.parts)
+        archive = zipfile.ZipFile(stream)
     except zipfile.BadZipFile as exc:
         raise Invalid(Problem(
             "unreadable", f"{name} is not a valid .xlsx workbook (damaged or truncated)"
@@ -240,10 +350,7 @@ def _parse_workbook(data: bytes, name: str) -> Table:
                 "unsupported_format", f"{name} is a zip archive, not an Excel workbook; "
                 + SEND_INSTEAD,
             ))
-        if sum(info.file_size for info in archive.infolist()) > MAX_WORKBOOK_EXPANDED:
-            raise Invalid(
-                Problem("too_large", f"{name} expands past {MAX_WORKBOOK_EXPANDED} bytes")
-            )
+        _check_parts(archive, name, limits)
         if "vnd.ms-excel.sheet.macroEnabled" in archive.read("[Content_Types].xml").decode(
             "utf-8", "replace"
         ) or "xl/vbaProject.bin" in names:
@@ -261,14 +368,18 @@ def _parse_workbook(data: bytes, name: str) -> Table:
                 if not book.worksheets:
                     raise Invalid(Problem("empty", f"{name} has no worksheet"))
                 sheet = book.worksheets[0]
-                records = []
-                for index, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
-                    records.append((index, cells))
-                    if index > MAX_ROWS:
-                        raise Invalid(Problem("too_large", f"{name} has more than {MAX_ROWS} rows"))
+                # The dimension the file declares is not trusted: openpyxl would pad every
+                # row to it. The extent of the values, found by streaming, bounds the read.
+                with book._archive.open(sheet._worksheet_path) as xml:
+                    extent = scan_extent(xml, name, limits)
+                records: list[tuple[int, tuple[object, ...]]] = []
+                if extent.rows and extent.columns:
+                    rows = sheet.iter_rows(min_row=1, max_row=extent.rows, min_col=1,
+                                           max_col=extent.columns, values_only=True)
+                    records = list(enumerate(rows, start=1))
             finally:
                 book.close()
-    except Invalid:
+    except (Invalid, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - openpyxl raises anything on a damaged file
         raise Invalid(Problem(
@@ -277,11 +388,35 @@ def _parse_workbook(data: bytes, name: str) -> Table:
     return _build(name, records, text_cells=False)
 
 
+def _check_parts(archive: zipfile.ZipFile, name: str, limits: SheetLimits) -> None:
+    """Every XML part openpyxl would parse, and the whole, within the limits once expanded
+    (declared sizes: zipfile never inflates a member past the size its directory gives)."""
+    infos = archive.infolist()
+    total = sum(info.file_size for info in infos)
+    parts = [i for i in infos if i.filename.lower().endswith((".xml", ".rels", ".vml"))]
+    big = max(parts, key=lambda i: i.file_size, default=None)
+    if big is not None and big.file_size > limits.part_bytes:
+        raise Invalid(Problem(
+            "too_large",
+            f"{name}: its part {big.filename} expands to {big.file_size} bytes, more than the "
+            f"{limits.part_bytes} this challenge's table can need; copy the two columns "
+            "(id, value) into a new workbook, or send a CSV",
+        ))
+    if total > limits.total_bytes:
+        raise Invalid(Problem(
+            "too_large",
+            f"{name} expands to {total} bytes, more than the {limits.total_bytes} this "
+            "challenge's table can need; copy the two columns (id, value) into a new "
+            "workbook, or send a CSV",
+        ))
+
+
 def _build(
     name: str, records: Iterable[tuple[int, Iterable[object]]], *, text_cells: bool
 ) -> Table:
     rows: list[TableRow] = []
     wide: list[int] = []
+    firsts: list[str] = []  # first cells of the wide rows: row names?
     width = 0
     for row, record in records:
         cells = list(record)
@@ -290,29 +425,27 @@ def _build(
             continue
         if len(texts) > 2:
             wide.append(row)
+            firsts.append(texts[0].strip())
             width = max(width, len(texts))
             continue
         raw = cells[1] if len(cells) > 1 else None
         value_text = texts[1].strip() if len(texts) > 1 else ""
+        alternative = None
         if text_cells or isinstance(raw, str) or raw is None:
             value = parse_number(value_text)
+            alternative = grouped_reading(value_text) if value is not None else None
         elif isinstance(raw, bool):
             value = None
         elif isinstance(raw, int | float):
             value = float(raw)
         else:  # a date or time cell
             value = None
-        rows.append(TableRow(row, normalise_id(texts[0]), value_text, value))
+        rows.append(TableRow(row, normalise_id(texts[0]), value_text, value, alternative))
     if wide:
-        hint = (
-            " (a first column of row numbers is a pandas index: write to_csv(index=False))"
-            if width == 3
-            else ""
-        )
         raise Invalid(Problem(
             "too_many_columns",
             f"{name}: {len(wide)} row(s) have {width} columns (first: row {wide[0]}); "
-            f"send two columns, id then value{hint}",
+            f"send two columns, id then value{_row_names_hint(firsts, width)}",
         ))
     if not rows:
         raise Invalid(Problem("empty", f"{name} has no rows; it needs one row per id: id,value"))
@@ -326,3 +459,18 @@ def _build(
             ))
     return Table(name, tuple(rows), header)
 
+
+
+def _row_names_hint(firsts: list[str], width: int) -> str:
+    """How to drop the first column when it is R's row names or pandas' index."""
+    # Both write an empty first cell in the header row, then 1, 2, 3 (R) or 0, 1, 2 (pandas).
+    numbers = firsts[1:] if firsts and not firsts[0] else firsts
+    if width != 3 or not numbers or not all(n.isdigit() for n in numbers):
+        return ""
+    start = int(numbers[0])
+    if start > 1 or [int(n) for n in numbers] != list(range(start, start + len(numbers))):
+        return ""
+    tool = "R's write.csv row names" if start == 1 else "a pandas index"
+    return (f". The first column numbers the rows ({start}, {start + 1}, …): {tool}. Write "
+            "the file without it: in R, write.csv(df, file, row.names = FALSE); in pandas, "
+            "df.to_csv(path, index=False) or df.to_excel(path, index=False)")

@@ -6,6 +6,7 @@ event at load time instead of failing the first team that uploads.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections import OrderedDict
@@ -15,14 +16,16 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from server.evaluators.exam import ExamError, hu_inside, read_exam
+from server.evaluators.exam import ExamError, ExamGrid, hu_inside, read_exam
 from server.evaluators.mask import MASK_SUFFIXES, mask_stem, read_mask
 from server.evaluators.matching import IdIndex
 from server.evaluators.options import KINDS
-from server.evaluators.result import Invalid, listing
+from server.evaluators.result import Invalid, Problem, listing
 from server.evaluators.table import Table, read_table
 
 CACHE_SIZE = 8
+
+log = logging.getLogger(__name__)
 
 
 class TruthError(ValueError):
@@ -43,11 +46,15 @@ class ValueTruth:
 class Target:
     """What one exam's prediction is compared with, under one HU window."""
 
-    shape: tuple[int, int]
+    grid: ExamGrid
     truth: npt.NDArray[np.uint8]  # packed bits of the (windowed) truth mask
     truth_pixels: int
     window: npt.NDArray[np.uint8] | None  # packed bits of the HU window, if any
     surface_mm2: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.grid.shape
 
 
 @dataclass
@@ -68,7 +75,7 @@ class SegmentationTruth:
 
     def _target(self, exam_id: str, hu_window: tuple[float, float] | None) -> Target:
         exam = self.exams[exam_id]
-        rows, columns = exam.shape
+        rows, columns = exam.grid.shape
         truth = np.unpackbits(exam.mask, count=rows * columns).view(np.bool_)
         window = None
         if hu_window is not None:
@@ -82,18 +89,18 @@ class SegmentationTruth:
         if self.surfaces is not None:
             surface = self.surfaces[exam_id]
         else:
-            if exam.spacing is None:  # load_truth refuses this case; keeps mypy honest
+            spacing = exam.grid.spacing
+            if spacing is None:  # load_truth refuses this case; keeps mypy honest
                 raise TruthError(f"{exam.image}: no PixelSpacing and no surfaces.csv")
             # Surface of the mask actually compared: after the HU window, as in the 2019 rules.
-            surface = pixels * exam.spacing[0] * exam.spacing[1]
-        return Target(exam.shape, np.packbits(truth), pixels, window, surface)
+            surface = pixels * spacing[0] * spacing[1]
+        return Target(exam.grid, np.packbits(truth), pixels, window, surface)
 
 
 @dataclass(frozen=True)
 class _Exam:
     image: Path
-    shape: tuple[int, int]
-    spacing: tuple[float, float] | None
+    grid: ExamGrid
     mask: npt.NDArray[np.uint8]  # packed bits
 
 
@@ -243,12 +250,15 @@ def _load_segmentation(path: Path) -> SegmentationTruth:
         if exam.spacing is None and surfaces is None:
             errors.append(f"{exam.path}: no PixelSpacing, and no surfaces.csv to give surfaces")
         mask_path = masks[exam_id]
+        notes: list[Problem] = []
         try:
-            mask = read_mask(mask_path.read_bytes(), mask_path.name, exam.shape)
+            mask = read_mask(mask_path.read_bytes(), mask_path.name, exam.grid, notes=notes)
         except Invalid as exc:
             errors.append(f"{mask_path}: {exc}")
             continue
-        exams[exam_id] = _Exam(exam.path, exam.shape, exam.spacing, np.packbits(mask.reshape(-1)))
+        for note in notes:  # the organisers' own file: worth a look, not a refusal
+            log.warning("%s: %s", mask_path, note.message)
+        exams[exam_id] = _Exam(exam.path, exam.grid, np.packbits(mask.reshape(-1)))
     if surfaces is not None:
         if missing := sorted(set(images) - set(surfaces)):
             errors.append(f"{path / 'surfaces.csv'}: no surface for {listing(missing)}")

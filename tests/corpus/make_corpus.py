@@ -48,6 +48,7 @@ OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 Entry = tuple[str, str, str, str]  # file, kind, expected status, expected codes
 entries: list[Entry] = []
+warned: dict[str, str] = {}  # file → the warning codes its result carries
 
 
 def add(name: str, kind: str, data: bytes, codes: str, status: str = "invalid") -> None:
@@ -55,6 +56,11 @@ def add(name: str, kind: str, data: bytes, codes: str, status: str = "invalid") 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     entries.append((name, kind, status, codes))
+
+
+def warns(codes: str) -> None:
+    """The warning codes the last file added must carry."""
+    warned[entries[-1][0]] = codes
 
 
 def zipped(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
@@ -172,6 +178,7 @@ def segmentation_cases(masks: dict[str, np.ndarray]) -> None:
     }
     seg("seg_valid_mixed_formats.zip", mixed, "", with_surfaces=True)
     entries[-1] = (*entries[-1][:2], "scored", "")
+    warns("orientation_assumed")  # the 0107 NIfTI has nibabel's identity affine, on a square exam
 
     add("seg_not_a_zip.png", SEG, png_mask(masks["0042"]), "unsupported_format")
     add("seg_rar_named_zip.zip", SEG, b"Rar!\x1a\x07\x00" + bytes(64), "unsupported_format")
@@ -203,8 +210,9 @@ def segmentation_cases(masks: dict[str, np.ndarray]) -> None:
     import nibabel as nib
 
     rows_first = nib.Nifti1Image(masks["0311"].astype(np.uint8), np.eye(4)).to_bytes()
-    seg("seg_nifti_rows_by_columns.zip", {**without("0311"), "0311.nii": rows_first},
-        "wrong_shape")
+    seg("seg_nifti_rows_by_columns.zip", {**without("0311"), "0311.nii": rows_first}, "")
+    entries[-1] = (*entries[-1][:2], "scored", "")
+    warns("orientation_from_shape")  # no orientation, but 48×64 can only be rows × columns
     jpeg = io.BytesIO()
     Image.fromarray(masks["0042"].astype(np.uint8) * 255).save(jpeg, "JPEG")
     seg("seg_jpeg_mask.zip", {**without("0042"), "0042.jpg": jpeg.getvalue()},
@@ -229,7 +237,7 @@ def segmentation_cases(masks: dict[str, np.ndarray]) -> None:
     buffer = io.BytesIO()
     frames.save_as(buffer)
     seg("seg_dicom_two_frames.zip", {**without("0042"), "0042.dcm": buffer.getvalue()},
-        "wrong_shape")
+        "extra_frames")
     pickled = io.BytesIO()
     np.save(pickled, np.array([[None]], dtype=object), allow_pickle=True)
     seg("seg_pickled_npy.zip", {**without("0042"), "0042.npy": pickled.getvalue()},
@@ -285,12 +293,50 @@ def segmentation_cases(masks: dict[str, np.ndarray]) -> None:
         "unsupported_format", with_surfaces=False)
     seg("seg_nested_zip.zip", {"masks.zip": zipped(good)}, "unexpected_file missing_id")
     seg("seg_stray_file.zip", {**good, "README.txt": b"our model"}, "unexpected_file")
+    seg("seg_pytorch_mask.zip", {**without("0042"), "0042.pt": b"PK\x03\x04torch"},
+        "unsupported_format missing_id")
+    add("seg_ppmd.zip", SEG,
+        patch_method(zipped({**good, "surfaces.csv": ok_surfaces}, zipfile.ZIP_STORED), 98),
+        "unsupported_compression")
+    # Surfaces as a spreadsheet shows whole numbers ("12,827"): the masks' areas settle them.
+    area = SPACING[0] * SPACING[1]
+    grouped = "id,surface_mm2\n" + "".join(
+        f'{k},"{round(m.size * area):,}"\n' for k, m in masks.items())
+    full = {f"{k}.png": png_mask(np.ones_like(m)) for k, m in masks.items()}
+    add("seg_surfaces_grouped.zip", SEG, zipped({**full, "surfaces.csv": grouped.encode()}), "",
+        "scored")
+    warns("number_read_from_masks")
+    # "1.234" beside empty masks: nothing says whether it is 1234 or 1.234.
+    empty = {f"{k}.png": png_mask(np.zeros_like(m)) for k, m in masks.items()}
+    ambiguous = b"id;surface_mm2\n0042;1.234\n0107;2.345\n0311;3.456\n"
+    seg("seg_surfaces_ambiguous.zip", {**empty, "surfaces.csv": ambiguous}, "ambiguous_number",
+        with_surfaces=False)
 
 
 def _png_raw(values: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(values.astype(np.uint8)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def two_sheets(rows: dict[str, float]) -> bytes:
+    """A workbook whose first sheet holds notes and the second the predictions."""
+    import datetime
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.properties.created = datetime.datetime(2019, 10, 4, 11, 58)
+    notes = book.active
+    assert notes is not None
+    notes.title = "Notes"
+    notes.append(["Model: ResNet-50, fold 3"])
+    data = book.create_sheet("Predictions")
+    for row in rows.items():
+        data.append(list(row))
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return rezip(buffer.getvalue())
 
 
 def table_cases() -> None:
@@ -336,6 +382,18 @@ def table_cases() -> None:
     prob("prob_one_column.csv", "".join(f"{i}\n" for i in rows), "missing_value")
     prob("prob_percent.csv", "".join(f"{i},{int(v * 100)}%\n" for i, v in rows.items()),
          "not_a_number")
+    prob("prob_r_write_csv.csv", '"","id","probability"\n' + "".join(
+        f'"{n}","{i}",{v}\n' for n, (i, v) in enumerate(rows.items(), start=1)),
+        "too_many_columns")
+    prob("prob_space_separated.csv", "id probability\n" + "".join(
+        f"{i} {v}\n" for i, v in rows.items()), "unsupported_separator")
+    prob("prob_constant.csv", "".join(f"{i},0.5\n" for i in rows), "")
+    entries[-1] = (*entries[-1][:2], "scored", "")
+    warns("constant_predictions")
+    add("prob_html_named_xls.xls", PROB, ("<html><body><table>" + "".join(
+        f"<tr><td>{i}</td><td>{v}</td></tr>" for i, v in rows.items())
+        + "</table></body></html>").encode(), "unsupported_format")
+    add("prob_first_sheet_notes.xlsx", PROB, two_sheets(rows), "wrong_sheet")
 
     edss = {f"P{i:02d}": (i % 13) / 2 for i in range(1, 9)}
     add("edss_valid.xlsx", REG, workbook([("id", "edss"), *edss.items()]), "", "scored")
@@ -360,8 +418,8 @@ def main() -> None:
     table_cases()
     with (HERE / "expected.csv").open("w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["file", "kind", "status", "codes"])
-        writer.writerows(sorted(entries))
+        writer.writerow(["file", "kind", "status", "codes", "warnings"])
+        writer.writerows(sorted((*e, warned.get(e[0], "")) for e in entries))
     print(f"{len(entries)} corpus files written under {HERE}")
 
 

@@ -191,3 +191,47 @@ def test_deliberation_on_the_demo(spec: EventSpec, expected: dict[str, dict[str,
     over_time = plots["edss"]["over-time"]
     rollers = over_time[over_time.index('data-team="Dice Rollers"'):]
     assert rollers[: rollers.index("</g>")].count("<circle") == 2
+
+
+def test_release_files_build_dicom_seg_that_scores(spec: EventSpec, tmp_path: Path) -> None:
+    """An anonymized release keeps the blank patient and study attributes, a frame of reference
+    and the geometry: highdicom builds a SEG from each slice, and the SEGs score."""
+    import warnings
+    import zipfile
+
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    challenge = spec.challenge("sarcopenia")
+    assert challenge.release is not None
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="muscle", segmented_property_category=codes.SCT.Tissue,
+        segmented_property_type=codes.SCT.SkeletalMuscle,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+    submission = tmp_path / "seg.zip"
+    with zipfile.ZipFile(submission, "w", zipfile.ZIP_DEFLATED) as archive:
+        surfaces = ["id,surface_mm2"]
+        for path in sorted(challenge.release.glob("*.dcm")):
+            source = pydicom.dcmread(path)
+            assert source.FrameOfReferenceUID and source.PatientName == ""
+            assert [float(v) for v in source.ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+            mask = np.asarray(Image.open(challenge.truth / "masks" / f"{path.stem}.png")) != 0
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                seg = hd.seg.Segmentation(
+                    source_images=[source], pixel_array=mask.astype(np.uint8),
+                    segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+                    segment_descriptions=[description], series_instance_uid=hd.UID(),
+                    series_number=2, sop_instance_uid=hd.UID(), instance_number=1,
+                    manufacturer="Team", manufacturer_model_name="model",
+                    software_versions="1", device_serial_number="1")
+            out = io.BytesIO()
+            seg.save_as(out)
+            archive.writestr(f"{path.stem}.dcm", out.getvalue())
+            spacing = [float(v) for v in source.PixelSpacing]
+            surfaces.append(f"{path.stem},{mask.sum() * spacing[0] * spacing[1]:.1f}")
+        archive.writestr("surfaces.csv", "\n".join(surfaces))
+    result = evaluate(challenge.kind, challenge.truth, submission,
+                      ScoringOptions(hu_window=challenge.hu_window))
+    assert result.status == "scored", result.to_json()
+    assert result.metrics["dice"] == 1.0 and result.warnings == ()

@@ -83,7 +83,7 @@ def test_details_stay_out_of_the_plain_json(tmp_path: Path) -> None:
     (tmp_path / "sub.csv").write_bytes(table_csv({"a": 1.5, "b": 2.0}))
     (tmp_path / "bad.csv").write_bytes(table_csv({"a": 1.5}))
     result = evaluate("regression", tmp_path / "truth.csv", tmp_path / "sub.csv")
-    assert result.to_json() == {"status": "scored", "metrics": result.metrics}
+    assert result.to_json() == {"status": "scored", "metrics": result.metrics, "warnings": []}
     full = result.to_json(details=True)
     assert json.loads(json.dumps(full))["details"] == {
         "ids": ["a", "b"], "truth": [1.0, 2.0], "predicted": [1.5, 2.0]}

@@ -24,11 +24,12 @@ INJECTED = "=HYPERLINK(\"http://x\",\"y\")"
 
 
 def _record(n: int, team: str, minutes: int, metrics: dict[str, float] | None,
-            errors: tuple[dict[str, str], ...] = (), filename: str = "sub.csv") -> SubmissionRecord:
+            errors: tuple[dict[str, str], ...] = (), filename: str = "sub.csv",
+            warnings: tuple[dict[str, str], ...] = ()) -> SubmissionRecord:
     return SubmissionRecord(
         id=n, team=team, received_at=START + timedelta(minutes=minutes), sha256=f"{n:064x}",
         size=1000 + n, filename=filename, status="scored" if metrics else "invalid",
-        metrics=metrics, errors=errors)
+        metrics=metrics, errors=errors, warnings=warnings)
 
 
 def table6_fixture() -> EventResults:
@@ -41,7 +42,9 @@ def table6_fixture() -> EventResults:
             # Alpha's last valid one counts: dice 0.95, mse 100 → dice rank 1, mse rank 2.
             _record(2, "Alpha", 30, {"dice": 0.95, "surface_mse": 100.0}),
             _record(3, "Bravo", 31, {"dice": 0.94, "surface_mse": 50.0}),     # 2 + 1 = 3
-            _record(4, "Charlie", 32, {"dice": 0.93, "surface_mse": 200.0}),  # 3 + 3 = 6
+            _record(4, "Charlie", 32, {"dice": 0.93, "surface_mse": 200.0},  # 3 + 3 = 6
+                    warnings=({"code": "orientation_assumed", "message": "read as x = columns",
+                               "id": "L3-001"},)),
             _record(5, "-Delta", 33, None, ({"code": "wrong_shape",
                                              "message": "=1+1 mask is 256×256", "id": "L3"},),
                     filename="+masks.zip"),
@@ -218,6 +221,9 @@ def test_submissions_and_log(book: dict[str, Worksheet]) -> None:
     delta = next(r for r in records if r["Team"] == "-Delta")
     assert delta["Status"] == "invalid" and delta["File"] == "+masks.zip"
     assert delta["Errors"] == "wrong_shape: =1+1 mask is 256×256 (id L3)"
+    charlie = next(r for r in records if r["Team"] == "Charlie")
+    assert charlie["Warnings"] == "orientation_assumed: read as x = columns (id L3-001)"
+    assert delta["Warnings"] is None
     assert delta["Size (bytes)"] == 1005 and delta["Challenge"] == "sarcopenia"
     assert delta["Received at (Europe/Paris)"] == datetime(2019, 10, 14, 10, 33)
     log = _rows(book["Organizer log"])

@@ -36,6 +36,7 @@ def test_corpus_file(row: dict[str, str]) -> None:
     result = evaluate(row["kind"], TRUTHS[row["kind"]], CORPUS / "submissions" / row["file"],
                       OPTIONS)
     assert result.status == row["status"], result.to_json()
+    assert {p.code for p in result.warnings} == set(row["warnings"].split()), result.to_json()
     if result.status == "scored":
         assert result.metrics and all(isinstance(v, float) for v in result.metrics.values())
         return

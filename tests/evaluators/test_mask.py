@@ -20,7 +20,7 @@ from pydicom.uid import (
 )
 
 from server.evaluators.mask import binarise, mask_stem, read_mask
-from server.evaluators.result import Invalid
+from server.evaluators.result import Invalid, Problem
 
 from . import jpeg_lossless
 from .factory import BoolArray, dicom_mask, nifti_mask, npy_mask, png_mask
@@ -140,15 +140,18 @@ def test_nifti_as_nibabel_saves_a_slice(exam: tuple[Path, BoolArray], gz: bool,
     assert np.array_equal(read_mask(nifti_mask(mask, gz=gz, slab=slab), name, SHAPE), mask)
 
 
-def test_nifti_rows_by_columns_gets_a_transpose_hint(exam: tuple[Path, BoolArray]) -> None:
+def test_nifti_without_orientation_on_a_non_square_exam_is_read_by_its_shape(
+        exam: tuple[Path, BoolArray]) -> None:
     import nibabel as nib
 
     _, mask = exam
-    data = nib.Nifti1Image(mask.astype(np.uint8), np.eye(4)).to_bytes()
-    with pytest.raises(Invalid) as info:
-        read_mask(data, "a.nii", SHAPE)
-    [problem] = info.value.problems
-    assert problem.code == "wrong_shape" and "transpose" in problem.message
+    for array, order in ((mask, "rows × columns"), (mask.T, "x = columns, y = rows")):
+        data = nib.Nifti1Image(array.astype(np.uint8), np.eye(4)).to_bytes()
+        notes: list = []
+        assert np.array_equal(read_mask(data, "a.nii", SHAPE, "0042", notes), mask)
+        [note] = notes
+        assert note.code == "orientation_from_shape" and order in note.message
+        assert note.id == "0042"
 
 
 def test_nifti_scaling_is_not_applied(exam: tuple[Path, BoolArray]) -> None:
@@ -236,3 +239,118 @@ def test_deflated_dicom_bomb_stops_early(exam: tuple[Path, BoolArray]) -> None:
     ds.save_as(buffer)
     assert len(buffer.getvalue()) < 100_000
     assert codes(lambda: read_mask(buffer.getvalue(), "x.dcm", SHAPE)) == ["too_large"]
+
+
+def _rescaled_dicom(exam: Path, stored: np.ndarray, intercept: str | None) -> bytes:
+    ds = pydicom.dcmread(exam)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = stored.astype(np.uint16).tobytes()
+    if intercept is None:
+        del ds.RescaleIntercept
+        del ds.RescaleSlope
+    else:
+        ds.RescaleIntercept = intercept
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_dicom_stored_without_zero_is_read_rescaled_when_that_gives_the_zero(
+        exam: tuple[Path, BoolArray]) -> None:
+    path, mask = exam
+    stored = mask.astype(np.int32) + 1024
+    assert np.array_equal(read_mask(_rescaled_dicom(path, stored, "-1024"), "m.dcm", SHAPE), mask)
+    # An empty mask written this way is all 1024: empty once rescaled, not all muscle.
+    empty = _rescaled_dicom(path, np.full(SHAPE, 1024), "-1024")
+    assert not read_mask(empty, "m.dcm", SHAPE).any()
+
+
+@pytest.mark.parametrize("intercept", [None, "-1000"])
+def test_dicom_stored_without_zero_stays_strict_otherwise(exam: tuple[Path, BoolArray],
+                                                          intercept: str | None) -> None:
+    path, mask = exam
+    data = _rescaled_dicom(path, mask.astype(np.int32) + 1024, intercept)
+    with pytest.raises(Invalid) as info:
+        read_mask(data, "m.dcm", SHAPE)
+    [problem] = info.value.problems
+    assert problem.code == "not_binary" and "values 1024, 1025 but no 0" in problem.message
+
+
+def _png_array(array: np.ndarray, mode: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("color", [(0, 0, 0), (255, 0, 0)])
+def test_png_with_the_mask_only_in_alpha_is_read_from_alpha(exam: tuple[Path, BoolArray],
+                                                            color: tuple[int, int, int]) -> None:
+    _, mask = exam
+    rgba = np.zeros((*SHAPE, 4), np.uint8)
+    rgba[..., :3] = color
+    rgba[..., 3] = mask * 200
+    notes: list[Problem] = []
+    assert np.array_equal(read_mask(_png_array(rgba, "RGBA"), "a.png", SHAPE, "7", notes), mask)
+    assert [(n.code, n.id) for n in notes] == [("read_from_alpha", "7")]
+
+
+def test_png_rgba_gray_with_opaque_alpha_reads_the_gray(exam: tuple[Path, BoolArray]) -> None:
+    _, mask = exam
+    gray = mask.astype(np.uint8) * 255
+    rgba = np.dstack([gray, gray, gray, np.full_like(gray, 255)])
+    notes: list[Problem] = []
+    assert np.array_equal(read_mask(_png_array(rgba, "RGBA"), "a.png", SHAPE, None, notes), mask)
+    assert notes == []
+
+
+def test_png_whose_colour_and_alpha_both_vary_stays_strict(exam: tuple[Path, BoolArray]) -> None:
+    _, mask = exam
+    rgba = np.zeros((*SHAPE, 4), np.uint8)
+    rgba[mask] = (255, 0, 0, 255)
+    rgba[~mask] = (0, 0, 255, 80)
+    assert codes(lambda: read_mask(_png_array(rgba, "RGBA"), "a.png", SHAPE)) == ["not_binary"]
+
+
+def test_a_probability_map_is_told_to_threshold(exam: tuple[Path, BoolArray]) -> None:
+    _, mask = exam
+    probabilities = np.clip(mask * 0.8 + np.random.default_rng(0).random(SHAPE) * 0.2, 0, 1)
+    with pytest.raises(Invalid) as info:
+        read_mask(npy_mask(probabilities, "float32"), "p.npy", SHAPE)
+    [problem] = info.value.problems
+    assert "probability map: threshold it" in problem.message
+    assert "CT image" not in problem.message
+    soft = (mask * 255).astype(np.uint8)
+    soft[np.random.default_rng(1).random(SHAPE) < 0.05] = 128  # anti-aliased edges
+    soft[0, :40] = np.arange(40) * 6
+    with pytest.raises(Invalid) as info:
+        read_mask(_png_array(soft, "L"), "s.png", SHAPE)
+    assert "threshold it" in info.value.problems[0].message
+
+
+def test_a_multi_segment_dicom_seg_names_its_segments(exam: tuple[Path, BoolArray]) -> None:
+    from pydicom.dataset import Dataset
+
+    path, mask = exam
+    ds = pydicom.dcmread(io.BytesIO(dicom_mask(path, mask)))
+    ds.NumberOfFrames = 2
+    ds.PixelData = ds.PixelData * 2
+    segments = []
+    for number, label in ((1, "Muscle"), (2, "Fat")):
+        item = Dataset()
+        item.SegmentNumber, item.SegmentLabel = number, label
+        segments.append(item)
+    ds.SegmentSequence = segments
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    with pytest.raises(Invalid) as info:
+        read_mask(buffer.getvalue(), "x.dcm", (32, 32))
+    assert [p.code for p in info.value.problems] == ["extra_frames", "wrong_shape"]
+    assert "1 'Muscle', 2 'Fat'" in info.value.problems[0].message
+
+
+def test_pytorch_and_pickle_masks_are_told_what_to_save() -> None:
+    for name in ("m.pt", "m.pth", "m.pkl"):
+        with pytest.raises(Invalid) as info:
+            read_mask(b"\x80\x02", name, SHAPE)
+        [problem] = info.value.problems
+        assert problem.code == "unsupported_format" and "numpy.save" in problem.message

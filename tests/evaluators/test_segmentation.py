@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from server.evaluators import ScoringOptions, evaluate, load_truth
+from server.evaluators.exam import ExamGrid
 from server.evaluators.segmentation import exam_dice
 from server.evaluators.truth import SegmentationTruth, Target
 
@@ -136,8 +137,10 @@ def test_every_mask_problem_is_listed(seg_truth: SegTruth, tmp_path: Path) -> No
     sub = write_zip(tmp_path / "bad.zip", members)
     result = evaluate("segmentation-surface", seg_truth.path, sub)
     codes = sorted(p.code for p in result.errors)
-    assert codes == ["missing_surfaces", "unknown_id", "wrong_shape", "wrong_shape", "wrong_shape"]
-    assert {p.id for p in result.errors if p.code == "wrong_shape"} == set(IDS)
+    # One mistake on every exam is one line, listing the exams.
+    assert codes == ["missing_surfaces", "unknown_id", "wrong_shape"]
+    [shape] = [p for p in result.errors if p.code == "wrong_shape"]
+    assert shape.message == f"3 masks are 32×32, the exams are 64×64: {', '.join(IDS)}"
 
 
 def test_surfaces_from_truth_csv_override_pixels(tmp_path: Path, seg_truth: SegTruth) -> None:
@@ -164,7 +167,7 @@ def test_truth_is_cached_until_it_changes(tmp_path: Path, seg_truth: SegTruth) -
 
 def _target(mask: np.ndarray) -> Target:
     flat = mask.reshape(-1)
-    return Target(mask.shape, np.packbits(flat), int(flat.sum()), None, 0.0)  # type: ignore[arg-type]
+    return Target(ExamGrid(mask.shape), np.packbits(flat), int(flat.sum()), None, 0.0)  # type: ignore[arg-type]
 
 
 masks_8x8 = arrays(np.bool_, (8, 8))
@@ -181,7 +184,7 @@ def test_dice_is_symmetric_bounded_and_matches_numpy(a: np.ndarray, b: np.ndarra
     assert exam_dice(a, _target(a)) == 1.0
     if window is not None:
         flat = window.reshape(-1)
-        windowed = Target((8, 8), np.packbits(b.reshape(-1) & flat), int((b & window).sum()),
-                          np.packbits(flat), 0.0)
+        windowed = Target(ExamGrid((8, 8)), np.packbits(b.reshape(-1) & flat),
+                          int((b & window).sum()), np.packbits(flat), 0.0)
         assert exam_dice(a, windowed) == pytest.approx(numpy_dice(a & window, b & window),
                                                        abs=1e-12)

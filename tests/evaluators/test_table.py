@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from server.evaluators.matching import IdIndex
 from server.evaluators.result import Invalid
-from server.evaluators.table import OLE_MAGIC, normalise_id, parse_number, parse_table
+from server.evaluators.table import (
+    OLE_MAGIC,
+    grouped_reading,
+    normalise_id,
+    parse_number,
+    parse_table,
+)
 
 
 def rows_of(data: bytes, name: str = "t.csv") -> list[tuple[str, float | None]]:
@@ -196,3 +202,82 @@ def test_any_xlsx_reads_back(rows: list[tuple[str, float]], header: bool, as_tex
     # openpyxl writes numbers with Excel's 15 significant digits, text cells exactly.
     for (_, value), (_, expected) in zip(got, rows, strict=True):
         assert value == (expected if as_text else pytest.approx(expected, rel=1e-14, abs=0))
+
+
+@pytest.mark.parametrize(
+    ("text", "grouped"),
+    [("12,827", 12827.0), ("12.827", 12827.0), ("1.234", 1234.0), ("-100,000", -100000.0),
+     ("0,827", None), ("1234,567", None), ("12,8", None), ("12 827", None), ("12,827.5", None),
+     ("1.234.567", None), ("0.73", None)],
+)
+def test_only_a_lone_separator_before_three_digits_is_ambiguous(text: str,
+                                                                grouped: float | None) -> None:
+    assert grouped_reading(text) == grouped
+    row = parse_table(f"a;{text}\n".encode(), "t.csv").rows[0]
+    assert row.alternative == grouped
+
+
+def test_numbers_typed_in_xlsx_cells_are_never_ambiguous() -> None:
+    rows = parse_table(xlsx([("a", 12827), ("b", "12,827")]), "t.xlsx").rows
+    assert [(r.value, r.alternative) for r in rows] == [(12827.0, None), (12.827, 12827.0)]
+
+
+@pytest.mark.parametrize("name", ["export.xls", "export.xlsx", "export.csv"])
+def test_an_html_table_is_told_it_is_html(name: str) -> None:
+    page = b"\xef\xbb\xbf<html xmlns:o='urn:schemas-microsoft-com:office:office'><body><table>"
+    with pytest.raises(Invalid) as info:
+        parse_table(page + b"<tr><td>a</td><td>1</td></tr></table></body></html>", name)
+    [problem] = info.value.problems
+    assert problem.code == "unsupported_format" and "web page (HTML" in problem.message
+    assert ("not a legacy Excel workbook" in problem.message) == name.endswith(".xls")
+
+
+@pytest.mark.parametrize(("separator", "said"), [(" ", "spaces"), ("|", "vertical bars"),
+                                                 (":", "colons")])
+def test_other_separators_are_named_with_the_ones_read(separator: str, said: str) -> None:
+    data = f"id{separator}value\n0042{separator}0.5\n0107{separator}0.25\n".encode()
+    with pytest.raises(Invalid) as info:
+        parse_table(data, "t.csv")
+    [problem] = info.value.problems
+    assert problem.code == "unsupported_separator"
+    assert said in problem.message and "commas, semicolons or tabs" in problem.message
+
+
+def test_r_row_names_and_pandas_index_are_told_how_to_drop_them() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": ["0042", "0107"], "value": [0.5, 0.25]})
+    written_by_pandas = frame.to_csv().encode()
+    written_by_r = b'"","id","value"\n"1","0042",0.5\n"2","0107",0.25\n'
+    excel = io.BytesIO()
+    frame.to_excel(excel, engine="xlsxwriter")
+    for data, name, tool in ((written_by_pandas, "t.csv", "a pandas index"),
+                             (written_by_r, "t.csv", "R's write.csv row names"),
+                             (excel.getvalue(), "t.xlsx", "a pandas index")):
+        with pytest.raises(Invalid) as info:
+            parse_table(data, name)
+        [problem] = info.value.problems
+        assert problem.code == "too_many_columns" and tool in problem.message
+        assert "row.names = FALSE" in problem.message and "index=False" in problem.message
+
+
+def test_a_workbook_whose_first_sheet_is_not_the_data_names_both_sheets() -> None:
+    import xlsxwriter
+
+    out = io.BytesIO()
+    book = xlsxwriter.Workbook(out, {"in_memory": True})
+    book.add_worksheet("Read me").write(0, 0, "Team Lumbar — model v3")
+    data = book.add_worksheet("Predictions")
+    for row, (exam_id, value) in enumerate([("0042", 0.5), ("0107", 0.25)]):
+        data.write_string(row, 0, exam_id)
+        data.write_number(row, 1, value)
+    book.close()
+    with pytest.raises(Invalid) as info:
+        parse_table(out.getvalue(), "preds.xlsx")
+    [problem] = info.value.problems
+    assert problem.code == "wrong_sheet"
+    assert "'Read me'" in problem.message and "'Predictions'" in problem.message
+    # One sheet of notes alone is not a sheet problem: it is read, and the ids are missing.
+    lone = xlsx([("Team Lumbar — model v3",), ("fold 3",)])
+    assert [r.id for r in parse_table(lone, "preds.xlsx").rows] == ["Team Lumbar — model v3",
+                                                                    "fold 3"]

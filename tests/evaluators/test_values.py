@@ -127,7 +127,8 @@ def test_regression_end_to_end(tmp_path: Path) -> None:
     book.save(sub)
     result = evaluate("regression", truth, sub)
     assert result.to_json() == {"status": "scored",
-                                "metrics": {"mse": pytest.approx(0.25), "mae": pytest.approx(0.5)}}
+                                "metrics": {"mse": pytest.approx(0.25), "mae": pytest.approx(0.5)},
+                                "warnings": []}
     sub2 = tmp_path / "s.csv"
     sub2.write_text("P01,11\nP02,5\nP03,-1\n")
     bad = evaluate("regression", truth, sub2)
