@@ -10,13 +10,14 @@ from aiohttp import web
 
 from server import dataset, intake, queries
 from server.access import Role
-from server.auth import principal_of, public, requires
+from server.auth import principal_of, public, requires, session_id
 from server.challenge import challenges_for, team_challenge, unknown_challenge
 from server.countdown import InvalidTransition, store
 from server.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from server.isotime import iso
 from server.keys import CONNECTIONS, EVENT, LOOP_MONITOR, POOL
 from server.leaderboard import board
+from server.session import operator_name, operator_of, set_operator
 from server.storage import STORAGE, disk_report
 from server.submission import (
     fetch_submission,
@@ -69,8 +70,6 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 async def countdown_action(request: web.Request) -> web.Response:
     slug, action = request.match_info["slug"], request.match_info["action"]
     body = await _json_body(request)
-    by = str(body.get("by") or "").strip()[:80]
-    actor = f"organizer ({by})" if by else "organizer"
     team_name = body.get("team")
     if team_name is not None and action != "extend":
         raise BadRequest("only extend takes a team", code="bad_request")
@@ -79,6 +78,9 @@ async def countdown_action(request: web.Request) -> web.Response:
         raise BadRequest("keep_extensions is true or false, and only close takes it",
                          code="bad_request")
     async with request.app[POOL].acquire() as conn:
+        # Who acts: the name a script sends, else the one given at the console's login.
+        by = operator_name(body.get("by")) or await operator_of(conn, session_id(request))
+        actor = f"organizer ({by})" if by else "organizer"
         team_id = None
         if team_name is not None:
             team_id = await queries.team_id_by_name(conn, str(team_name))
@@ -168,6 +170,22 @@ async def counts(request: web.Request) -> web.Response:
 
 
 @requires(Role.ORGANIZER)
+async def set_operator_name(request: web.Request) -> web.Response:
+    """`{"name": "Alice"}`: who is at this browser's console, kept with its session so the
+    log names a person; a script (Bearer token) sends `by` with each action instead."""
+    session = session_id(request)
+    if session is None or request.headers.get("Authorization"):
+        raise BadRequest("the operator's name belongs to a browser's session; a script sends "
+                         "\"by\" with each action", code="no_session")
+    name = operator_name((await _json_body(request)).get("name"))
+    if name is None:
+        raise BadRequest("give your name, e.g. {\"name\": \"Alice\"}", code="bad_name")
+    async with request.app[POOL].acquire() as conn:
+        await set_operator(conn, session, name)
+    return web.json_response({"operator": name})
+
+
+@requires(Role.ORGANIZER)
 async def status(request: web.Request) -> web.Response:
     """What the console watches besides the clocks: the scoring queue and the disk."""
     async with request.app[POOL].acquire() as conn:
@@ -242,5 +260,6 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/v1/countdown-log", countdown_log)
     r.add_get("/api/v1/counts", counts)
     r.add_get("/api/v1/status", status)
+    r.add_post("/api/v1/operator", set_operator_name)
     r.add_get("/api/v1/me", whoami)
     r.add_get("/api/v1/teams", list_teams)

@@ -22,8 +22,11 @@ from server.session import (
     SESSION_LIFETIME,
     cookie_name,
     open_session,
+    operator_name,
+    operator_of,
     revoke_session,
     served_over_https,
+    set_operator,
 )
 from server.storage import STORAGE, disk_report
 from server.submission import fetch_submissions, submission_json, team_standing
@@ -79,10 +82,11 @@ async def organizer(request: web.Request) -> web.Response:
         _, challenges = await challenges_for(conn, principal_of(request))
         counts = await queries.challenge_counts(conn)
         teams = await queries.registered_teams(conn)
+        operator = await operator_of(conn, session_id(request))
     storage = await disk_report(request.app[STORAGE])
     return render(request, "organizer.html", challenges=challenges, counts=counts,
                   teams={c["slug"]: teams.get(c["slug"], []) for c in challenges},
-                  storage=storage)
+                  storage=storage, operator=operator)
 
 
 @requires(Role.TEAM)
@@ -166,6 +170,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     current = principal_of(request)
     response = render(request, "login.html", token=token if offer else "",
                       offer=label(offer) if offer else None,
+                      offer_role=str(offer.role) if offer else None,
                       current=label(current) if current else None,
                       home=ROLE_HOME[current.role] if current else None,
                       same=offer is not None and offer == current)
@@ -196,6 +201,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         if old:
             await revoke_session(conn, old)
         new = await open_session(conn, token_hash)
+        if principal.role is Role.ORGANIZER:
+            # Asked once, here: the log names this person from whichever browser they use.
+            await set_operator(conn, new, operator_name(form.get("operator")))
     config = request.app[CONFIG]
     response = web.HTTPSeeOther(ROLE_HOME[principal.role])
     response.set_cookie(cookie_name(config), new, max_age=int(SESSION_LIFETIME.total_seconds()),

@@ -5,11 +5,26 @@
 "use strict";
 
 const Organizer = (() => {
-  const actor = document.getElementById("actor");
-  if (actor) {
-    actor.value = localStorage.getItem("podium-actor") || "";
-    actor.addEventListener("change", () => localStorage.setItem("podium-actor", actor.value));
-  }
+  // Who is at this console: asked at login, kept by the server with the session.
+  const operatorForm = document.getElementById("operator-form");
+  operatorForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const error = operatorForm.querySelector("[data-operator-error]");
+    try {
+      const answer = await Podium.api("POST", "/api/v1/operator",
+                                      { name: operatorForm.elements.name.value });
+      document.querySelector("[data-operator]").textContent = answer.operator;
+      operatorForm.hidden = true;
+      error.hidden = true;
+    } catch (failure) {
+      error.textContent = failure.message;
+      error.hidden = false;
+    }
+  });
+  document.querySelector("[data-change-operator]").addEventListener("click", () => {
+    operatorForm.hidden = false;
+    operatorForm.elements.name.focus();
+  });
   const dialog = document.getElementById("action-dialog");
   let challenges = {};
   const states = {};
@@ -185,7 +200,6 @@ const Organizer = (() => {
     try {
       const step = await plan(button, c);
       if (!step) return;
-      if (actor && actor.value.trim()) step.body.by = actor.value.trim();
       const after = await Podium.api("POST", `/api/v1/challenges/${slug}/${step.action}`, step.body);
       update(Object.values({ ...challenges, [slug]: { ...c, ...after } }));
     } catch (error) {

@@ -7,20 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tests.browser import log_in
+
 PROJECTOR = {"width": 1920, "height": 1080}
 LAPTOP = {"width": 1366, "height": 768}
 SIZES = (LAPTOP, PROJECTOR)
 MIN_ROOM_TEXT_PX = 18
-
-
-def login(page: Any, url: str, token: str) -> None:
-    """Signs the page's browser in with a token link, as a person would: open the link and,
-    where the login page asks first, accept."""
-    page.goto(f"{url}/login?token={token}")
-    offer = page.locator("form[data-login-offer] button[type=submit]")
-    if page.url.rstrip("/").endswith("/login") and offer.count():
-        offer.first.click()
-        page.wait_for_load_state()
 
 
 def new_page(browser: Any, url: str, token: str | None = None, *,
@@ -29,7 +21,7 @@ def new_page(browser: Any, url: str, token: str | None = None, *,
     context = browser.new_context(viewport=viewport, timezone_id=timezone_id)
     page = context.new_page()
     if token is not None:
-        login(page, url, token)
+        log_in(page, url, token)
     return page
 
 

@@ -93,7 +93,7 @@ def test_close_names_the_teams_on_extra_time_and_can_keep_them(server: AppServer
     close.click()
     answer(page, "all")
     page.wait_for_function(
-        "document.querySelector('.console-card[data-slug=edss] button[data-action=close]')"
+        "() => document.querySelector('.console-card[data-slug=edss] button[data-action=close]')"
         ".disabled")
     _, theirs = server.json("GET", "/api/v1/challenges/edss", tokens["Myelin Minds"])
     assert theirs["state"] == "closed"
@@ -107,12 +107,10 @@ def test_an_error_stays_on_its_card_until_the_next_action_and_the_queue_shows(
         tokens = server.tokens()
         page = new_page(browser, server.url, tokens["organizer"], viewport=LAPTOP)
         page.goto(f"{server.url}/organizer")
-        page.fill("#actor", "Alice")
-        page.dispatch_event("#actor", "change")
         card = page.locator(".console-card[data-slug=edss]")
         card.locator("button[data-action=start]").click()
         answer(page, "yes")
-        page.wait_for_selector("#log tr:first-child:has-text('organizer (Alice)')")
+        page.wait_for_selector("#log tr:first-child:has-text('start')")
 
         card.locator("button[data-seconds=custom]").click()
         page.wait_for_selector("#action-dialog[open]")
@@ -139,3 +137,43 @@ def test_an_error_stays_on_its_card_until_the_next_action_and_the_queue_shows(
         page.context.close()
     finally:
         server.stop()
+
+
+def test_the_operators_name_is_asked_at_login_and_kept_with_the_session(
+        server: AppServer, browser: Any) -> None:
+    organizer = server.tokens()["organizer"]
+    # At one console Alice gives her name when she signs in.
+    alice = browser.new_context(viewport=LAPTOP)
+    page = alice.new_page()
+    page.goto(f"{server.url}/login?token={organizer}")
+    page.fill("form[data-login-offer] input[name=operator]", "Alice")
+    with page.expect_navigation(url=f"{server.url}/organizer"):
+        page.click("form[data-login-offer] button[type=submit]")
+    assert page.inner_text("[data-operator]") == "Alice"
+    assert page.locator("#operator-form").is_hidden()  # asked once: not again here
+    page.locator(".console-card[data-slug=edss] button[data-action=start]").click()
+    answer(page, "yes")
+    page.wait_for_selector("#log tr:first-child:has-text('organizer (Alice)')")
+
+    # At another, Bob gave none: the console asks, once, and the server keeps it.
+    bob = new_page(browser, server.url, organizer, viewport=LAPTOP)
+    bob.goto(f"{server.url}/organizer")
+    assert bob.inner_text("[data-operator]") == "organizer"
+    bob.fill("#operator-form input[name=name]", "Bob")
+    bob.click("#operator-form button[type=submit]")
+    bob.wait_for_selector("#operator-form", state="hidden")
+    bob.reload()
+    assert bob.inner_text("[data-operator]") == "Bob"
+    bob.locator(".console-card[data-slug=edss] button[data-action=pause]").click()
+    answer(bob, "yes")
+    bob.wait_for_selector("#log tr:first-child:has-text('organizer (Bob)')")
+    # Each browser keeps its own person: Alice's console still logs Alice.
+    page.reload()
+    page.locator(".console-card[data-slug=edss] button[data-action=resume]").click()
+    answer(page, "yes")
+    page.wait_for_selector("#log tr:first-child:has-text('organizer (Alice)')")
+    # A script has no session: it names itself with "by".
+    status, body = server.json("POST", "/api/v1/operator", organizer, {"name": "Eve"})
+    assert (status, body["error"]["code"]) == (400, "no_session")
+    bob.context.close()
+    alice.close()

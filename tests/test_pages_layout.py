@@ -122,7 +122,7 @@ def test_times_are_the_events_on_a_browser_in_another_zone(
         note = room.locator("[data-deadline-of=nodules]")
         note.wait_for()
         room.wait_for_function(
-            "document.querySelector('[data-deadline-of=nodules]').textContent !== ''")
+            "() => document.querySelector('[data-deadline-of=nodules]').textContent !== ''")
         assert note.inner_text() == f"· until {paris(challenge['deadline'])} Europe/Paris"
         room.context.close()
     finally:

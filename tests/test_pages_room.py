@@ -36,9 +36,9 @@ def test_the_clock_shows_every_challenge_in_the_largest_digits_that_fit(
         errors = script_errors(page)
         page.goto(f"{server.url}/clock")
         page.wait_for_function(
-            "document.querySelector('[data-clock=nodules]').textContent === 'Time is up'")
+            "() => document.querySelector('[data-clock=nodules]').textContent === 'Time is up'")
         page.wait_for_function(
-            "document.querySelector('[data-clock=edss]').dataset.state === 'running'")
+            "() => document.querySelector('[data-clock=edss]').dataset.state === 'running'")
         assert page.locator(".bar").count() == 0  # full screen: no page header
         cards = page.locator(".clock-card")
         assert cards.count() == 3  # every challenge

@@ -86,7 +86,7 @@ def test_the_status_line_follows_the_file_from_queued_to_its_result(
         assert grouped.count() == 2  # one line per problem, not 13
         first = page.inner_text("[data-problems-of=edss] li[data-code=out_of_range]")
         assert "×12" in first and "MS001, MS002" in first and "and 4 more" in first
-        page.wait_for_function("document.querySelector('[data-standing-of=edss] "
+        page.wait_for_function("() => document.querySelector('[data-standing-of=edss] "
                                "[data-standing=left]').textContent.startsWith('1 sent')")
 
         form.locator("input[type=file]").set_input_files(str(EDSS))
@@ -97,7 +97,7 @@ def test_the_status_line_follows_the_file_from_queued_to_its_result(
         scorer.finish("scored", {"mse": 1.2345, "mae": 0.9}, [])
         line = status_is(page, "scored")
         assert "mse 1.23" in line  # this challenge's feedback shows the score
-        page.wait_for_function("document.querySelector('[data-status-of=edss]')"
+        page.wait_for_function("() => document.querySelector('[data-status-of=edss]')"
                                ".textContent.includes('it counts now')")
         second = scorer.job["id"]
         assert standing.locator("[data-standing=counted]").inner_text().startswith(
@@ -122,7 +122,7 @@ def test_the_status_line_follows_the_file_from_queued_to_its_result(
         assert "10 extra minutes" in extension.inner_text()
         assert "Europe/Paris" in extension.inner_text()
         server.act("edss", "close")
-        page.wait_for_function("document.querySelector('form[data-upload=edss] button')"
+        page.wait_for_function("() => document.querySelector('form[data-upload=edss] button')"
                                ".disabled")
         assert form.locator("[data-upload-reason]").inner_text().startswith(
             "Time is up: uploads closed at ")
