@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import asyncpg
@@ -9,21 +10,30 @@ from aiohttp import web
 
 from server import dataset, intake, queries
 from server.access import Role
-from server.auth import principal_of, public, requires
-from server.challenge import challenges_for, unknown_challenge
+from server.auth import principal_of, public, requires, session_id
+from server.challenge import challenges_for, team_challenge, unknown_challenge
 from server.countdown import InvalidTransition, store
 from server.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from server.isotime import iso
-from server.keys import CONNECTIONS, LOOP_MONITOR, POOL
+from server.keys import CONNECTIONS, EVENT, LOOP_MONITOR, POOL
 from server.leaderboard import board
-from server.submission import fetch_submission, fetch_submissions, may_see, submission_json
+from server.session import operator_name, operator_of, set_operator
+from server.storage import STORAGE, disk_report
+from server.submission import (
+    fetch_submission,
+    fetch_submissions,
+    may_see,
+    submission_json,
+    team_standing,
+)
 
 
 @public
 async def get_time(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         now = await queries.database_now(conn)
-    return web.json_response({"server_time": iso(now)})
+    # The zone people read times in (pages, receipts, the command line); times stay UTC.
+    return web.json_response({"server_time": iso(now), "timezone": request.app[EVENT].timezone})
 
 
 @public
@@ -60,12 +70,17 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 async def countdown_action(request: web.Request) -> web.Response:
     slug, action = request.match_info["slug"], request.match_info["action"]
     body = await _json_body(request)
-    by = str(body.get("by") or "").strip()[:80]
-    actor = f"organizer ({by})" if by else "organizer"
     team_name = body.get("team")
     if team_name is not None and action != "extend":
         raise BadRequest("only extend takes a team", code="bad_request")
+    keep = body.get("keep_extensions", False)
+    if not isinstance(keep, bool) or (keep and action != "close"):
+        raise BadRequest("keep_extensions is true or false, and only close takes it",
+                         code="bad_request")
     async with request.app[POOL].acquire() as conn:
+        # Who acts: the name a script sends, else the one given at the console's login.
+        by = operator_name(body.get("by")) or await operator_of(conn, session_id(request))
+        actor = f"organizer ({by})" if by else "organizer"
         team_id = None
         if team_name is not None:
             team_id = await queries.team_id_by_name(conn, str(team_name))
@@ -73,7 +88,7 @@ async def countdown_action(request: web.Request) -> web.Response:
                 raise NotFound(f"no team {team_name!r} in this event", code="unknown_team")
         try:
             await store.act(conn, slug, action, actor=actor, seconds=body.get("seconds"),
-                            team_id=team_id)
+                            team_id=team_id, keep_extensions=keep)
         except InvalidTransition as exc:
             raise Conflict(str(exc), code="invalid_transition", state=exc.state) from None
         except ValueError as exc:
@@ -116,6 +131,16 @@ async def list_submissions(request: web.Request) -> web.Response:
     return web.json_response([submission_json(r, principal) for r in rows])
 
 
+@requires(Role.TEAM)
+async def standing(request: web.Request) -> web.Response:
+    """A team's own standing on a challenge (`team_standing`)."""
+    principal = principal_of(request)
+    assert principal is not None and principal.team_id is not None
+    async with request.app[POOL].acquire() as conn:
+        row = await team_challenge(conn, request.match_info["slug"], principal.team_id)
+        return web.json_response(await team_standing(conn, row, principal.team_id))
+
+
 @public
 async def get_leaderboard(request: web.Request) -> web.Response:
     slug = request.match_info["slug"]
@@ -142,6 +167,33 @@ _AUDIENCE = {"jury": "the jury and organizers", "teams": "the jury, organizers a
 async def counts(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         return web.json_response(await queries.challenge_counts(conn))
+
+
+@requires(Role.ORGANIZER)
+async def set_operator_name(request: web.Request) -> web.Response:
+    """`{"name": "Alice"}`: who is at this browser's console, kept with its session so the
+    log names a person; a script (Bearer token) sends `by` with each action instead."""
+    session = session_id(request)
+    if session is None or request.headers.get("Authorization"):
+        raise BadRequest("the operator's name belongs to a browser's session; a script sends "
+                         "\"by\" with each action", code="no_session")
+    name = operator_name((await _json_body(request)).get("name"))
+    if name is None:
+        raise BadRequest("give your name, e.g. {\"name\": \"Alice\"}", code="bad_name")
+    async with request.app[POOL].acquire() as conn:
+        await set_operator(conn, session, name)
+    return web.json_response({"operator": name})
+
+
+@requires(Role.ORGANIZER)
+async def status(request: web.Request) -> web.Response:
+    """What the console watches besides the clocks: the scoring queue and the disk."""
+    async with request.app[POOL].acquire() as conn:
+        queue = await queries.scoring_queue(conn)
+        now = await queries.database_now(conn)
+    disk = await disk_report(request.app[STORAGE])
+    return web.json_response({"queue": queue, "disk": dataclasses.asdict(disk),
+                              "server_time": iso(now)})
 
 
 @requires(Role.ORGANIZER, Role.JURY)
@@ -203,8 +255,11 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/v1/challenges/{slug}/submissions", list_submissions)
     r.add_get("/api/v1/submissions/{id}", get_submission)
     r.add_get("/api/v1/challenges/{slug}/leaderboard", get_leaderboard)
+    r.add_get("/api/v1/challenges/{slug}/standing", standing)
     r.add_get("/api/v1/challenges/{slug}/dataset", dataset.dataset)
     r.add_get("/api/v1/countdown-log", countdown_log)
     r.add_get("/api/v1/counts", counts)
+    r.add_get("/api/v1/status", status)
+    r.add_post("/api/v1/operator", set_operator_name)
     r.add_get("/api/v1/me", whoami)
     r.add_get("/api/v1/teams", list_teams)

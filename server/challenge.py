@@ -10,8 +10,8 @@ import asyncpg
 from server import queries
 from server.access import Principal, Role
 from server.countdown import phase_at
-from server.countdown.schedule import NO_EXTENSION
-from server.countdown.store import Extension, countdown_of, extensions
+from server.countdown.schedule import NO_EXTENSION, allowed_actions
+from server.countdown.store import Extension, countdown_of, extensions, latest
 from server.errors import Forbidden, NotFound
 from server.isotime import iso
 from server.release_store import release_views
@@ -71,9 +71,11 @@ FORMATS: dict[str, dict[str, Any]] = {
 
 def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False,
                    extension: timedelta = NO_EXTENSION,
-                   extensions: list[Extension] | None = None) -> dict[str, Any]:
+                   extensions: list[Extension] | None = None,
+                   actions: bool = False) -> dict[str, Any]:
     """A challenge as one viewer sees it: a team through its own extension, the jury and
-    organizers with the list of teams given extra time, anyone else with neither."""
+    organizers with the list of teams given extra time, anyone else with neither; with
+    `actions`, for an organizer, what the state allows now."""
     countdown = countdown_of(row)
     phase = phase_at(countdown, now, extension)
     body: dict[str, Any] = {
@@ -87,6 +89,9 @@ def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False,
         "remaining_s": phase.remaining_s,
         "server_time": iso(now),
     }
+    if actions:
+        # The organizer's buttons, from the rules `transition` enforces.
+        body["actions"] = list(allowed_actions(countdown, now, latest(extensions or [])))
     if extension:
         body["extension_s"] = extension.total_seconds()
     if extensions:
@@ -135,7 +140,9 @@ async def challenges_for(conn: asyncpg.Connection, principal: Principal | None, 
             shown.append(challenge_json(row, now, detail=detail, extension=own))
         else:
             shown.append(challenge_json(row, now, detail=detail,
-                                        extensions=ext if sees_all else None))
+                                        extensions=ext if sees_all else None,
+                                        actions=principal is not None
+                                        and principal.role is Role.ORGANIZER))
     releases = await release_views(conn, principal, {c["slug"]: c["state"] for c in shown})
     for c in shown:
         if c["slug"] in releases:

@@ -4,6 +4,10 @@ websocket; neither needs the event file or the database.
 
 `add_commands` registers them on the `podium` subparsers; each handler takes the parsed
 Namespace and returns the exit code (see EXIT_* below and docs/cli.md).
+
+A server may be given without a scheme (`10.0.0.5:8080`): http is assumed, and https taken
+instead when the server answers so (a redirect to https, or a TLS port that hangs up on plain
+HTTP). Times are printed in the event's time zone, named; the JSON keeps the API's UTC.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import math
 import os
 import re
+import ssl
 import sys
 import time
 from collections.abc import Iterator
@@ -24,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
 from aiohttp import payload
@@ -61,8 +67,8 @@ def add_commands(subparsers: Any) -> None:
                     "error, 3 SHA-256 mismatch, 4 network failure (not acknowledged: send "
                     "again), 5 accepted but no result within --wait.")
     submit.add_argument("--server", default=None,
-                        help="the server's address, e.g. http://10.0.0.5:8080 "
-                             "(or PODIUM_SERVER)")
+                        help="the server's address, e.g. 10.0.0.5:8080 or "
+                             "https://podium.example (or PODIUM_SERVER)")
     submit.add_argument("--token", default=None, help="your team's token (or PODIUM_TOKEN)")
     submit.add_argument("--challenge", required=True, metavar="SLUG",
                         help="the challenge, e.g. nodules")
@@ -105,7 +111,7 @@ def _seconds_or_file(raw: str) -> float | _NotSeconds:
 
 def submit_command(args: argparse.Namespace) -> int:
     try:
-        server = server_url(args.server or os.environ.get("PODIUM_SERVER"))
+        server, assumed = server_address(args.server or os.environ.get("PODIUM_SERVER"))
         token = args.token or os.environ.get("PODIUM_TOKEN")
         if not token:
             raise UsageError("no token: pass --token TOKEN or set PODIUM_TOKEN "
@@ -122,7 +128,8 @@ def submit_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     with file:
         return asyncio.run(submit(server, token, args.challenge, file, path.name, wait=wait,
-                                  as_json=args.json, out=sys.stdout, err=sys.stderr))
+                                  as_json=args.json, out=sys.stdout, err=sys.stderr,
+                                  scheme_assumed=assumed))
 
 
 def _file_and_wait(file: Path | None, wait: float | str | None) -> tuple[Path, float | None]:
@@ -137,20 +144,103 @@ def _file_and_wait(file: Path | None, wait: float | str | None) -> tuple[Path, f
     return file, wait
 
 
-def server_url(raw: str | None) -> str:
-    """The server's base address, checked: http(s)://host[:port][/prefix], no trailing /."""
+def server_address(raw: str | None) -> tuple[str, bool]:
+    """The server's base address, checked: http(s)://host[:port][/prefix], no trailing /; and
+    whether its scheme was assumed (none given: http, until the server says otherwise)."""
     if not raw:
         raise UsageError("no server: pass --server URL or set PODIUM_SERVER, "
-                         "e.g. http://10.0.0.5:8080")
-    parts = urlsplit(raw.strip())
+                         "e.g. 10.0.0.5:8080")
+    text = raw.strip()
+    assumed = "://" not in text
+    parts = urlsplit(f"http://{text}" if assumed else text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"bad server address {raw!r}: expected http://HOST:PORT or "
-                         "https://HOST")
+        raise UsageError(f"bad server address {raw!r}: expected HOST:PORT, http://HOST:PORT "
+                         "or https://HOST")
     try:
         parts.port  # noqa: B018 -- raises on a malformed port
     except ValueError:
         raise UsageError(f"bad port in server address {raw!r}") from None
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", "")), assumed
+
+
+def server_url(raw: str | None) -> str:
+    """The server's base address with its scheme (http when none is given)."""
+    return server_address(raw)[0]
+
+
+def tls_context() -> ssl.SSLContext:
+    """The certificates to trust: the system's, or the file SSL_CERT_FILE names (a venue's
+    own authority), read when the command runs."""
+    return ssl.create_default_context()
+
+
+def _session(**kwargs: Any) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls_context()), **kwargs)
+
+
+PLAIN_TO_TLS = "sent to HTTPS port"  # nginx's 400 page for plain HTTP on its TLS port
+PROBE_TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+async def settle_scheme(server: str, assumed: bool) -> str:
+    """The address to use: `server` as given, or, when its http scheme was only assumed, https
+    if the server answers so — a redirect to https, nginx's "sent to HTTPS port" page, or a
+    connection that a TLS port closes on plain HTTP while https answers."""
+    if not assumed:
+        return server
+    parts = urlsplit(server)
+    secure = urlunsplit(("https", parts.netloc, parts.path, "", ""))
+    async with _session(timeout=PROBE_TIMEOUT) as session:
+        try:
+            async with session.get(f"{server}/api/v1/time", allow_redirects=False) as answer:
+                location = urlsplit(answer.headers.get("Location", ""))
+                if answer.status in (301, 302, 303, 307, 308) and location.scheme == "https":
+                    return urlunsplit(("https", location.netloc or parts.netloc, parts.path,
+                                       "", ""))
+                if answer.status == 400 and PLAIN_TO_TLS in await answer.text():
+                    return secure
+                return server
+        except aiohttp.ClientConnectorError:
+            return server  # nothing listens: the upload will say so
+        except (aiohttp.ClientError, TimeoutError):
+            pass  # a TLS port hangs up on plain HTTP: ask it in TLS
+        try:
+            async with session.get(f"{secure}/api/v1/time") as answer:
+                await answer.read()
+                return secure
+        except (aiohttp.ClientError, TimeoutError):
+            return server
+
+
+async def event_timezone(session: aiohttp.ClientSession, server: str) -> str | None:
+    """The zone the event's people read times in, from `GET /api/v1/time`; None if the
+    server does not say."""
+    try:
+        async with session.get(f"{server}/api/v1/time", timeout=PROBE_TIMEOUT) as answer:
+            body = await answer.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    zone = body.get("timezone") if isinstance(body, dict) else None
+    return zone if isinstance(zone, str) and _known_zone(zone) else None
+
+
+def _known_zone(zone: str) -> bool:
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def wall_clock(moment: str | None, zone: str | None) -> str:
+    """An API time (UTC) as the room reads it: `10:05:09 Europe/Paris`; the UTC text itself
+    when the zone is unknown."""
+    when = parse_time(moment)
+    if when is None:
+        return "-"
+    if zone is None:
+        return str(moment)
+    return f"{datetime.fromtimestamp(when, ZoneInfo(zone)):%H:%M:%S} {zone}"
 
 
 class Progress:
@@ -271,9 +361,11 @@ async def _reply(response: aiohttp.ClientResponse) -> Reply:
 
 
 async def submit(server: str, token: str, challenge: str, file: BinaryIO, filename: str, *,
-                 wait: float | None, as_json: bool, out: TextIO, err: TextIO) -> int:
+                 wait: float | None, as_json: bool, out: TextIO, err: TextIO,
+                 scheme_assumed: bool = False) -> int:
     """Uploads `file` to `challenge`; prints the receipt (and the result with `wait`); returns
     the exit code."""
+    server = await settle_scheme(server, scheme_assumed)
     size = os.fstat(file.fileno()).st_size
     upload = FileUpload(file, size, filename, Progress(size, err))
     form = aiohttp.MultipartWriter("form-data")
@@ -292,7 +384,7 @@ async def submit(server: str, token: str, challenge: str, file: BinaryIO, filena
             print(json.dumps({"error": {"code": code, "message": message, **extra}}), file=out)
         return exit_code
 
-    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+    async with _session(timeout=timeout, headers=headers) as session:
         try:
             try:
                 async with session.post(url, data=form, params=params) as response:
@@ -349,8 +441,9 @@ async def submit(server: str, token: str, challenge: str, file: BinaryIO, filena
                                             "receipt": state, "local_sha256": local}}),
                       file=out)
             return EXIT_MISMATCH
+        zone = None if as_json else await event_timezone(session, server)
         if not as_json:
-            _print_receipt(state, out)
+            _print_receipt(state, out, zone)
 
         if not wait:
             if as_json:
@@ -413,9 +506,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _print_receipt(state: dict[str, Any], out: TextIO) -> None:
+def _print_receipt(state: dict[str, Any], out: TextIO, zone: str | None = None) -> None:
     print(f"receipt: submission {state['id']}", file=out)
-    print(f"  received_at  {state.get('received_at')}", file=out)
+    received = state.get("received_at")
+    shown = f"{wall_clock(received, zone)} ({received})" if zone else str(received)
+    print(f"  received_at  {shown}", file=out)
     print(f"  sha256       {state['sha256']}  (matches the local file)", file=out)
     print(f"  size         {state.get('size'):,} bytes", file=out)
     out.flush()
@@ -481,8 +576,9 @@ def format_remaining(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
-def _clock_time(moment: float) -> str:
-    return datetime.fromtimestamp(moment).strftime("%H:%M:%S")
+def _clock_time(moment: float, zone: str | None = None) -> str:
+    """HH:MM:SS in the event's zone (this machine's when the server does not name one)."""
+    return datetime.fromtimestamp(moment, ZoneInfo(zone) if zone else None).strftime("%H:%M:%S")
 
 
 def remaining_s(challenge: dict[str, Any], offset_s: float, now: float) -> float | None:
@@ -495,7 +591,8 @@ def remaining_s(challenge: dict[str, Any], offset_s: float, now: float) -> float
     return float(value) if isinstance(value, int | float) else None
 
 
-def _clock_line(challenge: dict[str, Any], offset_s: float, now: float) -> str:
+def _clock_line(challenge: dict[str, Any], offset_s: float, now: float,
+                zone: str | None = None) -> str:
     state = challenge.get("state", "?")
     left = remaining_s(challenge, offset_s, now)
     if state == "waiting":
@@ -504,7 +601,10 @@ def _clock_line(challenge: dict[str, Any], offset_s: float, now: float) -> str:
                 if isinstance(duration, int | float) else "waiting")
     if state == "running" and left is not None:
         deadline = parse_time(challenge.get("deadline"))
-        until = f" (deadline {_clock_time(deadline - offset_s)})" if deadline else ""
+        # The server's deadline in the event's zone; without one, this machine's clock at it.
+        at = _clock_time(deadline, zone) + f" {zone}" if zone and deadline \
+            else _clock_time(deadline - offset_s) if deadline else ""
+        until = f" (deadline {at})" if deadline else ""
         return f"running · {format_remaining(left)} left{until}"
     if state == "paused" and left is not None:
         return f"paused · {format_remaining(left)} left, clock stopped"
@@ -512,7 +612,7 @@ def _clock_line(challenge: dict[str, Any], offset_s: float, now: float) -> str:
 
 
 def render_board(challenge: dict[str, Any], board: dict[str, Any] | None, offset_s: float,
-                 now: float) -> str:
+                 now: float, zone: str | None = None) -> str:
     """One challenge as text: title, state and time left, then its board.
 
     `challenge` is one entry of a `clock` message; `board` the latest `leaderboard` message for
@@ -520,7 +620,7 @@ def render_board(challenge: dict[str, Any], board: dict[str, Any] | None, offset
     server's clock minus the local one; `now` the local time (epoch seconds)."""
     slug = challenge.get("slug", "?")
     lines = [f"{challenge.get('title', slug)}  [{slug}]"]
-    status = _clock_line(challenge, offset_s, now)
+    status = _clock_line(challenge, offset_s, now, zone)
     if board is not None and board.get("type") == "leaderboard" and board.get("frozen"):
         status += "  ❄ FROZEN (board as it stood at the freeze)"
     lines.append(status)
@@ -543,11 +643,11 @@ def render_board(challenge: dict[str, Any], board: dict[str, Any] | None, offset
         else:
             lines.append(f"  board unavailable ({code}: {error.get('message')})")
     else:
-        lines.extend(_board_rows(str(challenge.get("kind")), board.get("rows") or []))
+        lines.extend(_board_rows(str(challenge.get("kind")), board.get("rows") or [], zone))
     return "\n".join(lines)
 
 
-def _board_rows(kind: str, rows: list[dict[str, Any]]) -> list[str]:
+def _board_rows(kind: str, rows: list[dict[str, Any]], zone: str | None = None) -> list[str]:
     if not rows:
         return ["  no teams on this board yet"]
     metrics = METRICS.get(kind) or sorted({k for r in rows for k in (r.get("metrics") or {})})
@@ -571,7 +671,7 @@ def _board_rows(kind: str, rows: list[dict[str, Any]]) -> list[str]:
         cells = "".join(f"  {_cell(values.get(c), metric=c != 'score'):>11}"
                         for c in columns)
         out.append(f"  {rank:>3}  {_fit(row.get('team'), width):<{width}}{cells}  "
-                   f"{row.get('submissions', 0):>4}  {_counted_at(row.get('received_at'))}")
+                   f"{row.get('submissions', 0):>4}  {_counted_at(row.get('received_at'), zone)}")
     for row in unranked:
         cells = "".join(f"  {'-':>11}" for _ in columns)
         out.append(f"  {'-':>3}  {_fit(row.get('team'), width):<{width}}{cells}  "
@@ -594,9 +694,9 @@ def _cell(value: Any, *, metric: bool) -> str:
     return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
 
 
-def _counted_at(received_at: str | None) -> str:
+def _counted_at(received_at: str | None, zone: str | None = None) -> str:
     moment = parse_time(received_at)
-    return _clock_time(moment) if moment is not None else "-"
+    return _clock_time(moment, zone) if moment is not None else "-"
 
 
 @dataclass
@@ -613,6 +713,7 @@ class WatchState:
     subscribed: set[str] = field(default_factory=set)
     seqs: dict[str, int] = field(default_factory=dict)
     fresh: set[str] = field(default_factory=set)
+    timezone: str | None = None  # the event's, from the clock messages
 
     def connected(self) -> None:
         """A new connection starts with no subscription; boards stay shown until replaced."""
@@ -642,6 +743,9 @@ class WatchState:
         if kind == "clock":
             self.challenges = list(message.get("challenges") or [])
             self.clock_seen = True
+            zone = message.get("timezone")
+            if isinstance(zone, str) and _known_zone(zone):
+                self.timezone = zone
             wanted = [f"leaderboard:{c['slug']}" for c in self.shown()]
             new = [c for c in wanted if c not in self.subscribed]
             self.subscribed.update(new)
@@ -696,8 +800,11 @@ def _error_channel(message: dict[str, Any]) -> str | None:
 
 
 def render_screen(state: WatchState, server: str, status: str, now: float) -> str:
-    server_clock = _clock_time(now + state.offset_s) if state.clock_seen or state.challenges \
-        else "--:--:--"
+    zone = state.timezone
+    server_clock = _clock_time(now + state.offset_s, zone) if state.clock_seen or \
+        state.challenges else "--:--:--"
+    if zone:
+        server_clock += f" {zone}"
     lines = [f"Podium · {server} · server time {server_clock} · {status}"]
     if state.notice:
         lines.append(f"server says: {state.notice}")
@@ -706,29 +813,30 @@ def render_screen(state: WatchState, server: str, status: str, now: float) -> st
         lines.append("(waiting for the clock…)")
     for challenge in state.shown():
         lines.append(render_board(challenge, state.boards.get(challenge["slug"]),
-                                  state.offset_s, now))
+                                  state.offset_s, now, zone))
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def watch_command(args: argparse.Namespace) -> int:
     try:
-        server = server_url(args.server or os.environ.get("PODIUM_SERVER"))
+        server, assumed = server_address(args.server or os.environ.get("PODIUM_SERVER"))
     except UsageError as exc:
         print(f"podium: {exc}", file=sys.stderr)
         return EXIT_USAGE
     token = args.token or os.environ.get("PODIUM_TOKEN")
     try:
         return asyncio.run(watch(server, token, args.challenge, once=args.once,
-                                 out=sys.stdout, err=sys.stderr))
+                                 out=sys.stdout, err=sys.stderr, scheme_assumed=assumed))
     except KeyboardInterrupt:
         return EXIT_OK
 
 
 async def watch(server: str, token: str | None, only: str | None, *, once: bool,
-                out: TextIO, err: TextIO) -> int:
+                out: TextIO, err: TextIO, scheme_assumed: bool = False) -> int:
     """Shows the boards until cancelled (or, with `once`, prints one snapshot); returns the
     exit code: 0, 2 for an unknown challenge, 4 when `once` cannot reach the server."""
+    server = await settle_scheme(server, scheme_assumed)
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus, WebSocketException
 

@@ -254,4 +254,6 @@ async def _submissions_snapshot(conn: asyncpg.Connection, principal: Principal |
 async def _clock_snapshot(conn: asyncpg.Connection, principal: Principal | None,
                           channel: str) -> Message:
     now, challenges = await challenges_for(conn, principal)
-    return {"type": "clock", "challenges": challenges, "server_time": iso(now)}
+    timezone = await conn.fetchval("SELECT timezone FROM event")
+    return {"type": "clock", "challenges": challenges, "server_time": iso(now),
+            "timezone": timezone}

@@ -32,8 +32,8 @@ from server.countdown.store import countdown_of
 from server.durable import fsync_dir
 from server.errors import BadRequest, Conflict, Forbidden, PodiumError, TooLarge
 from server.form import FormError, FormReader, Part, Read, boundary_of
-from server.isotime import iso
-from server.keys import ARRIVED, CONFIG, HUB, POOL
+from server.isotime import iso, wall_clock
+from server.keys import ARRIVED, CONFIG, EVENT, HUB, POOL
 from server.notify import bump_board
 from server.storage import admit_upload, refuse_if_disk_full
 from server.submission import (
@@ -101,11 +101,13 @@ def safe_filename(name: str | None) -> str:
     return base
 
 
-def _deadline_error(row: asyncpg.Record, extension: timedelta, now: datetime) -> Forbidden:
+def _deadline_error(row: asyncpg.Record, extension: timedelta, now: datetime, timezone: str
+                    ) -> Forbidden:
     deadline = upload_deadline(countdown_of(row), extension)
-    return Forbidden(f"the deadline ({iso(deadline)}) has passed (server time {iso(now)}); "
-                     "uploads for this challenge are closed", code="deadline_passed",
-                     deadline=iso(deadline), server_time=iso(now))
+    when = wall_clock(deadline, timezone, day_of=now) if deadline is not None else "unknown"
+    return Forbidden(f"the deadline ({when}) has passed (server time "
+                     f"{wall_clock(now, timezone)}); uploads for this challenge are closed",
+                     code="deadline_passed", deadline=iso(deadline), server_time=iso(now))
 
 
 async def _team_extension(conn: asyncpg.Connection, challenge_id: int, team_id: int
@@ -116,8 +118,8 @@ async def _team_extension(conn: asyncpg.Connection, challenge_id: int, team_id: 
     return extra or timedelta(0)
 
 
-def _check_time(row: asyncpg.Record, extension: timedelta, began: datetime, now: datetime
-                ) -> None:
+def _check_time(row: asyncpg.Record, extension: timedelta, began: datetime, now: datetime,
+                timezone: str) -> None:
     refusal = upload_refusal(countdown_of(row), began, now, extension=extension,
                              grace=row["upload_grace"])
     if refusal == "not_started":
@@ -125,7 +127,7 @@ def _check_time(row: asyncpg.Record, extension: timedelta, began: datetime, now:
                         "the organizers start its clock", code="not_started",
                         server_time=iso(now))
     if refusal == "deadline_passed":
-        raise _deadline_error(row, extension, now)
+        raise _deadline_error(row, extension, now, timezone)
 
 
 async def _receive(request: web.Request, target: Path, limit: int) -> tuple[str, int, str]:
@@ -191,7 +193,7 @@ async def upload(request: web.Request) -> web.Response:
         began = await _request_began(request, conn)
         row = await team_challenge(conn, slug, team_id)
         extension = await _team_extension(conn, row["id"], team_id)
-        _check_time(row, extension, began, began)
+        _check_time(row, extension, began, began, request.app[EVENT].timezone)
         total, pending = await count_for_team(conn, row["id"], team_id)
     _check_limits(request, row, principal, total, pending)
     space = await admit_upload(request, row, team_id, total)  # 507 storage_full
@@ -216,7 +218,7 @@ async def upload(request: web.Request) -> web.Response:
             raise
         try:
             receipt = await _record(pool, row["id"], principal, began, body_done, sha256, size,
-                                    filename, final)
+                                    filename, final, request.app[EVENT].timezone)
         except BaseException as exc:
             final.unlink(missing_ok=True)
             refuse_if_disk_full(exc)
@@ -261,7 +263,7 @@ def _check_limits(request: web.Request, row: asyncpg.Record, principal: Principa
 
 async def _record(pool: asyncpg.Pool, challenge_id: int, principal: Principal,
                   began: datetime, body_done: float, sha256: str, size: int, filename: str,
-                  path: Path) -> dict[str, Any]:
+                  path: Path, timezone: str) -> dict[str, Any]:
     assert principal.team_id is not None
     async with pool.acquire() as conn, conn.transaction():
         # The challenge row is locked as the board's version bump below will lock it (taking
@@ -277,7 +279,7 @@ async def _record(pool: asyncpg.Pool, challenge_id: int, principal: Principal,
         waited = asyncio.get_running_loop().time() - body_done
         finished = now - timedelta(seconds=max(0.0, waited))
         extension = await _team_extension(conn, challenge_id, principal.team_id)
-        _check_time(row, extension, began, finished)
+        _check_time(row, extension, began, finished, timezone)
         total, _ = await count_for_team(conn, challenge_id, principal.team_id)
         if row["max_submissions"] is not None and total >= row["max_submissions"]:
             raise Conflict(f"your team has used all {row['max_submissions']} submissions",

@@ -1,5 +1,11 @@
 """What the jury deliberates with, over HTTP: the results workbook, CSV boards, the plots and
-rank stability. Computed from one snapshot of the results, off the event loop."""
+rank stability, and the winner reveal one place at a time. Computed from one snapshot of the
+results, off the event loop.
+
+The reveal is served step by step: step N holds the N last places of the final board (one
+place per rank, teams sharing it together, as `reveal_order` gives them) and the plots and
+rank stability of those teams only, so nothing about a place reaches the room's screen before
+the jury reveals it."""
 
 from __future__ import annotations
 
@@ -10,10 +16,15 @@ from aiohttp import web
 
 from server.access import Role
 from server.auth import requires
-from server.deliberation.plots import challenge_plots
+from server.deliberation.plots import challenge_plots, team_colours
 from server.deliberation.stability import stability_by_challenge
-from server.deliberation.workbook import board_csv, boards_from_results, build_workbook
-from server.errors import NotFound
+from server.deliberation.workbook import (
+    board_csv,
+    boards_from_results,
+    build_workbook,
+    reveal_order,
+)
+from server.errors import BadRequest, NotFound
 from server.keys import POOL
 from server.results import EventResults, load_results
 
@@ -54,18 +65,58 @@ def _analysis(results: EventResults, slug: str) -> dict[str, Any]:
     boards = boards_from_results(results)
     challenge = next(c for c in results.challenges if c.slug == slug)
     stability = stability_by_challenge(results, {slug: boards[slug]}).get(slug, {})
+    colours = team_colours(results.teams)
     return {"challenge": slug,
-            "plots": challenge_plots(challenge, boards[slug], results.timezone),
-            "stability": stability}
+            "plots": challenge_plots(challenge, boards[slug], results.timezone, colours),
+            "stability": stability, "colours": colours}
 
 
-@requires(Role.JURY, Role.ORGANIZER)
-async def analysis(request: web.Request) -> web.Response:
+def reveal_step(results: EventResults, slug: str, step: int) -> dict[str, Any]:
+    """The reveal after `step` key presses: the `step` last places, last place first, and the
+    analysis of their teams; `more` says whether a place is left to reveal."""
+    boards = boards_from_results(results)
+    challenge = next(c for c in results.challenges if c.slug == slug)
+    steps = reveal_order(boards[slug])
+    shown = steps[:max(0, min(step, len(steps)))]
+    rows = [row for place in shown for row in place]
+    teams = {row.team for row in rows}
+    stability = stability_by_challenge(results, {slug: boards[slug]}).get(slug, {}) \
+        if rows else {}
+    colours = team_colours(results.teams)
+    return {
+        "challenge": slug, "kind": challenge.kind, "step": len(shown),
+        "more": len(shown) < len(steps),
+        "places": [{"rank": place[0].rank, "rows": [r.to_json() for r in place]}
+                   for place in shown],
+        "plots": challenge_plots(challenge, rows, results.timezone, colours) if rows else {},
+        "stability": {team: share for team, share in stability.items() if team in teams},
+        "colours": {team: colour for team, colour in colours.items() if team in teams},
+    }
+
+
+async def _challenge_results(request: web.Request) -> tuple[EventResults, str]:
     slug = request.match_info["slug"]
     results = await _results(request)
     if not any(c.slug == slug for c in results.challenges):
         raise NotFound(f"no challenge {slug!r}", code="unknown_challenge")
+    return results, slug
+
+
+@requires(Role.JURY, Role.ORGANIZER)
+async def analysis(request: web.Request) -> web.Response:
+    results, slug = await _challenge_results(request)
     return web.json_response(await asyncio.to_thread(_analysis, results, slug))
+
+
+@requires(Role.JURY, Role.ORGANIZER)
+async def reveal(request: web.Request) -> web.Response:
+    try:
+        step = int(request.query.get("step", "0"))
+    except ValueError:
+        raise BadRequest("step is the number of places revealed so far, e.g. ?step=2",
+                         code="bad_step") from None
+    results, slug = await _challenge_results(request)
+    return web.json_response(await asyncio.to_thread(reveal_step, results, slug, step))
 
 
 def setup(app: web.Application) -> None:
@@ -73,3 +124,4 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/v1/export.xlsx", export_xlsx)
     r.add_get("/api/v1/challenges/{slug}/leaderboard.csv", export_board_csv)
     r.add_get("/api/v1/challenges/{slug}/analysis", analysis)
+    r.add_get("/api/v1/challenges/{slug}/reveal", reveal)

@@ -13,17 +13,23 @@ from server import queries
 from server.access import Principal, Role, hash_token
 from server.auth import principal_of, public, requires, session_id
 from server.challenge import FORMATS, challenges_for, unknown_challenge
+from server.deliberation.plots import team_colours
 from server.errors import BadRequest, Unauthorized
 from server.keys import CONFIG, EVENT, POOL, TEMPLATES
+from server.leaderboard import may_view
+from server.resources import resource_dir
 from server.session import (
     SESSION_LIFETIME,
     cookie_name,
     open_session,
+    operator_name,
+    operator_of,
     revoke_session,
     served_over_https,
+    set_operator,
 )
 from server.storage import STORAGE, disk_report
-from server.submission import fetch_submissions, submission_json
+from server.submission import fetch_submissions, submission_json, team_standing
 
 LOGIN_BODY_BYTES = 4096
 LOGIN_BODY_TIMEOUT_S = 10.0
@@ -45,11 +51,22 @@ def render(request: web.Request, name: str, **context: Any) -> web.Response:
     return web.Response(text=html, content_type="text/html")
 
 
+def colours(request: web.Request) -> dict[str, str]:
+    """Each team's colour, the same on every board and plot (`team_colours`)."""
+    return team_colours(t.name for t in request.app[EVENT].teams)
+
+
+def visible_boards(challenges: list[dict[str, Any]], viewer: Principal | None) -> set[str]:
+    """The challenges whose live board `viewer` may see (their `leaderboard` setting)."""
+    return {c["slug"] for c in challenges if may_view(c["leaderboard"], viewer)}
+
+
 @public
 async def index(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
-        _, challenges = await challenges_for(conn, principal_of(request))
-    return render(request, "index.html", challenges=challenges)
+        _, challenges = await challenges_for(conn, principal_of(request), detail=True)
+    return render(request, "index.html", challenges=challenges,
+                  public_boards=visible_boards(challenges, None))
 
 
 @public
@@ -65,10 +82,11 @@ async def organizer(request: web.Request) -> web.Response:
         _, challenges = await challenges_for(conn, principal_of(request))
         counts = await queries.challenge_counts(conn)
         teams = await queries.registered_teams(conn)
+        operator = await operator_of(conn, session_id(request))
     storage = await disk_report(request.app[STORAGE])
     return render(request, "organizer.html", challenges=challenges, counts=counts,
                   teams={c["slug"]: teams.get(c["slug"], []) for c in challenges},
-                  storage=storage)
+                  storage=storage, operator=operator)
 
 
 @requires(Role.TEAM)
@@ -79,11 +97,19 @@ async def team(request: web.Request) -> web.Response:
         _, challenges = await challenges_for(conn, principal)
         mine = set(await queries.team_challenges(conn, principal.team_id))
         rows = await fetch_submissions(conn, team_id=principal.team_id, limit=500)
-    shown = [c for c in challenges if c["slug"] in mine]
+        shown = [c for c in challenges if c["slug"] in mine]
+        standings = {}
+        for c in shown:
+            row = await queries.fetch_challenge(conn, c["slug"])
+            assert row is not None
+            standings[c["slug"]] = await team_standing(conn, row, principal.team_id)
+        details = {c["slug"]: c for c in (await challenges_for(conn, principal, detail=True))[1]}
     return render(request, "team.html", challenges=shown,
                   submissions=[submission_json(r, principal) for r in rows],
                   releases={c["slug"]: c["release"] for c in shown if "release" in c},
-                  formats=FORMATS)
+                  formats=FORMATS, standings=standings,
+                  boards=visible_boards([details[c["slug"]] for c in shown], principal),
+                  feedback={c["slug"]: details[c["slug"]]["team_feedback"] for c in shown})
 
 
 @requires(Role.JURY, Role.ORGANIZER)
@@ -93,16 +119,33 @@ async def jury(request: web.Request) -> web.Response:
         _, challenges = await challenges_for(conn, principal_of(request), slug=slug)
         if slug and not challenges:
             raise await unknown_challenge(conn, slug)
-    return render(request, "jury.html", page_title="Jury", challenges=challenges, analysis=True,
-                  single=bool(slug), reveal=request.query.get("reveal") == "1")
+    if slug and request.query.get("reveal") == "1":
+        # The reveal page is rendered with the challenge's title only: each place comes from
+        # the server when the jury reveals it (jury_api.reveal_step).
+        return render(request, "reveal.html", challenge=challenges[0])
+    return render(request, "jury.html", challenges=challenges, single=bool(slug),
+                  colours=colours(request))
 
 
 @public
 async def public_board(request: web.Request) -> web.Response:
+    """The room's board: each challenge's live board where the event lets this screen see it,
+    a "results at the ceremony" slate where it does not. `?challenge=SLUG` shows one."""
+    slug = request.query.get("challenge")
+    viewer = principal_of(request)
     async with request.app[POOL].acquire() as conn:
-        _, challenges = await challenges_for(conn, principal_of(request))
-    return render(request, "jury.html", page_title="Leaderboard", challenges=challenges,
-                  analysis=False, single=False, reveal=False)
+        _, challenges = await challenges_for(conn, viewer, slug=slug, detail=True)
+        if slug and not challenges:
+            raise await unknown_challenge(conn, slug)
+    return render(request, "board.html", challenges=challenges, colours=colours(request),
+                  visible=visible_boards(challenges, viewer))
+
+
+@public
+async def favicon(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(resource_dir("static") / "favicon.svg",
+                            headers={"Content-Type": "image/svg+xml",
+                                     "Cache-Control": "max-age=86400"})
 
 
 def label(principal: Principal) -> str:
@@ -127,6 +170,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     current = principal_of(request)
     response = render(request, "login.html", token=token if offer else "",
                       offer=label(offer) if offer else None,
+                      offer_role=str(offer.role) if offer else None,
                       current=label(current) if current else None,
                       home=ROLE_HOME[current.role] if current else None,
                       same=offer is not None and offer == current)
@@ -157,6 +201,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         if old:
             await revoke_session(conn, old)
         new = await open_session(conn, token_hash)
+        if principal.role is Role.ORGANIZER:
+            # Asked once, here: the log names this person from whichever browser they use.
+            await set_operator(conn, new, operator_name(form.get("operator")))
     config = request.app[CONFIG]
     response = web.HTTPSeeOther(ROLE_HOME[principal.role])
     response.set_cookie(cookie_name(config), new, max_age=int(SESSION_LIFETIME.total_seconds()),
@@ -187,6 +234,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/jury", jury)
     app.router.add_get("/jury/{slug}", jury)
     app.router.add_get("/board", public_board)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/login", login_page)
     app.router.add_post("/login", login)
     app.router.add_post("/logout", logout)

@@ -91,6 +91,16 @@ async def challenge_counts(conn: asyncpg.Connection) -> dict[str, dict[str, int]
                         "submitted": r["submitted"]} for r in rows}
 
 
+async def scoring_queue(conn: asyncpg.Connection) -> dict[str, int]:
+    """Submissions waiting for a scorer and being scored, every challenge together."""
+    row = await conn.fetchrow(
+        """SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
+                  count(*) FILTER (WHERE status = 'scoring') AS scoring
+           FROM submission WHERE status IN ('queued', 'scoring')""")
+    assert row is not None
+    return {"queued": row["queued"], "scoring": row["scoring"]}
+
+
 async def registered_teams(conn: asyncpg.Connection) -> dict[str, list[str]]:
     rows = await conn.fetch(
         """SELECT c.slug, t.name FROM registration r JOIN challenge c ON c.id = r.challenge_id

@@ -64,3 +64,30 @@ async def revoke_session(conn: asyncpg.Connection, session_id: str) -> None:
     await conn.execute(
         "UPDATE browser_session SET revoked_at = now() WHERE id_hash = $1 AND revoked_at IS NULL",
         hash_session_id(session_id))
+
+
+OPERATOR_CHARS = 80
+
+
+def operator_name(raw: object) -> str | None:
+    """A name for the log as typed: trimmed, one line, at most 80 characters; None if empty."""
+    name = " ".join(str(raw or "").split())[:OPERATOR_CHARS]
+    return name or None
+
+
+async def set_operator(conn: asyncpg.Connection, session_id: str, name: str | None) -> None:
+    """Who is at the keyboard of this session (an organizer's name, for the log)."""
+    await conn.execute(
+        "UPDATE browser_session SET operator = $2 WHERE id_hash = $1 AND revoked_at IS NULL",
+        hash_session_id(session_id), name)
+
+
+async def operator_of(conn: asyncpg.Connection, session_id: str | None) -> str | None:
+    """The name given for this session at login (or since), from whichever browser."""
+    if session_id is None:
+        return None
+    value = await conn.fetchval(
+        """SELECT operator FROM browser_session
+           WHERE id_hash = $1 AND revoked_at IS NULL AND expires_at > now()""",
+        hash_session_id(session_id))
+    return str(value) if value is not None else None

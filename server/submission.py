@@ -11,6 +11,7 @@ from server.access import Principal, Role
 from server.isotime import iso
 from server.notify import bump_board, notify
 from server.queries import decode_json
+from server.ranking import Scored, counted_submission
 
 SUBMISSION_COLUMNS = """
     s.id, s.challenge_id, c.slug AS challenge, c.team_feedback, s.team_id, t.name AS team,
@@ -91,6 +92,40 @@ async def count_for_team(conn: asyncpg.Connection, challenge_id: int, team_id: i
         challenge_id, team_id)
     assert row is not None
     return row["total"], row["pending"]
+
+
+async def team_standing(conn: asyncpg.Connection, challenge: asyncpg.Record, team_id: int
+                        ) -> dict[str, Any]:
+    """Where a team stands on a challenge: which of its submissions counts now and why, how
+    many it has sent and has left, how many are still being scored.
+
+    With `counts = "best"` and a status-only feedback the counted submission is not named:
+    which of its files is best would tell the team what the status hides."""
+    rows = await conn.fetch(
+        """SELECT id, status, received_at, metrics FROM submission
+           WHERE challenge_id = $1 AND team_id = $2 ORDER BY id""", challenge["id"], team_id)
+    scored = [Scored(r["id"], "", r["received_at"], decode_json(r["metrics"]) or {})
+              for r in rows if r["status"] == "scored"]
+    counted = counted_submission(challenge["kind"], challenge["counts"], scored)
+    limit = challenge["max_submissions"]
+    hidden = challenge["counts"] == "best" and challenge["team_feedback"] != "score"
+    if counted is None:
+        reason = "none yet: no valid submission"
+    elif challenge["counts"] == "last":
+        reason = "your last valid submission counts; a newer valid one replaces it"
+    elif hidden:
+        reason = ("the best of your valid submissions counts; which one is not shown, as "
+                  "this challenge shows the status of uploads only")
+    else:
+        reason = "the best of your valid submissions counts"
+    return {
+        "challenge": challenge["slug"], "counts": challenge["counts"],
+        "counted_submission": None if counted is None or hidden else counted.id,
+        "has_valid": counted is not None, "reason": reason,
+        "submissions": len(rows), "max_submissions": limit,
+        "left": None if limit is None else max(0, limit - len(rows)),
+        "pending": sum(1 for r in rows if r["status"] in ("queued", "scoring")),
+    }
 
 
 # -- the scoring queue ------------------------------------------------------------------------

@@ -1,64 +1,87 @@
 // Live leaderboards: every element [data-board="SLUG"] shows that challenge's board, redrawn
-// on each message; a row whose rank changes slides to its new place.
+// on each message; a row whose rank changes slides to its new place. Each team has the colour
+// the server gave it (the event's one map, the plots' too). The reveal page draws its places
+// with the same table (PodiumBoard.table).
 "use strict";
 
 const PodiumBoard = (() => {
+  // [key, heading, how to show it] per kind: the workbook's rounding (Dice 4, AUC 3, MSE 2).
+  const fixed = (digits) => (v) => Number(v).toFixed(digits);
+  const whole = (v) => Math.round(Number(v)).toLocaleString("en-GB").replace(/,/g, "\u202f");
   const METRICS = {
-    "segmentation-surface": [["dice", "Dice", 4], ["surface_mse", "MSE mm²", 0], ["score", "Score", 0]],
-    "binary-probability": [["auc", "AUC", 4]],
-    "regression": [["mse", "MSE", 3]],
+    "segmentation-surface": [["dice", "Dice", fixed(4)], ["surface_mse", "MSE", whole],
+                             ["score", "Score", whole]],
+    "binary-probability": [["auc", "AUC", fixed(3)]],
+    "regression": [["mse", "MSE", fixed(2)]],
   };
   const seqs = {};
-  const latest = {};
   let options = {};
-  let revealed = 0;       // reveal mode: how many places are shown, from the last
+  let colours = {};
 
   function cell(text, className) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (className) td.className = className;
+    return Podium.element("td", className, text);
+  }
+
+  function value(row, key, show) {
+    const v = key === "score" ? row.score : row.metrics && row.metrics[key];
+    return v === null || v === undefined ? "" : show(v);
+  }
+
+  function swatch(team) {
+    const mark = Podium.element("span", "swatch");
+    mark.dataset.colour = colours[team] || "";
+    mark.setAttribute("aria-hidden", "true");
+    // A colour from the server's map, set through the CSSOM (no style attribute).
+    if (colours[team]) mark.style.backgroundColor = colours[team];
+    return mark;
+  }
+
+  function teamCell(team) {
+    const td = Podium.element("td", "team");
+    const name = Podium.element("span", "team-name", team);
+    name.title = team;
+    td.append(swatch(team), name);
     return td;
   }
 
-  function value(row, key, digits) {
-    const v = key === "score" ? row.score : row.metrics && row.metrics[key];
-    return v === null || v === undefined ? "" : Number(v).toFixed(digits);
+  // A board's table: rows as the API sends them. `time`: show the counted submission's time.
+  function table(kind, rows, { time = true } = {}) {
+    const columns = METRICS[kind] || [];
+    const t = Podium.element("table", `board board-${kind}`);
+    const head = t.createTHead().insertRow();
+    const titles = [["#", "rank"], ["Team", "team"], ...columns.map((c) => [c[1], "metric"]),
+                    ["Sent", "count"], ...(time ? [["At", "time"]] : [])];
+    for (const [title, className] of titles) head.append(Podium.element("th", className, title));
+    const body = t.createTBody();
+    const ranks = rows.map((r) => r.rank);
+    for (const row of rows) {
+      const tr = document.createElement("tr");
+      tr.dataset.team = row.team;
+      tr.dataset.rank = row.rank === null ? "" : String(row.rank);
+      if (!row.valid) tr.className = "no-valid";
+      const shared = row.rank !== null && ranks.filter((r) => r === row.rank).length > 1;
+      tr.append(cell(row.rank === null ? "—" : `${row.rank}${shared ? "=" : ""}`, "rank"),
+                teamCell(row.team));
+      for (const [key, , show] of columns) tr.append(cell(value(row, key, show), "metric"));
+      tr.append(cell(String(row.submissions), "count"));
+      if (time) tr.append(cell(row.valid ? Podium.formatTime(row.received_at) : "", "time"));
+      body.append(tr);
+    }
+    return t;
   }
 
   function render(message) {
     const container = document.querySelector(`[data-board="${message.challenge}"]`);
     if (!container) return;
     seqs[message.challenge] = message.seq;
-    const columns = METRICS[message.kind] || [];
-    let table = container.querySelector("table");
-    if (!table) {
-      table = document.createElement("table");
-      table.className = "board";
-      const head = table.createTHead().insertRow();
-      for (const title of ["#", "Team", ...columns.map((c) => c[1]), "Sent", "At"]) {
-        const th = document.createElement("th");
-        th.textContent = title;
-        head.append(th);
-      }
-      table.createTBody();
-      container.append(table);
-    }
-    const body = table.tBodies[0];
     // FLIP: remember where each team's row was, redraw, then slide from there.
     const before = {};
-    for (const tr of body.rows) before[tr.dataset.team] = tr.getBoundingClientRect().top;
-    body.replaceChildren(...message.rows.map((row) => {
-      const tr = document.createElement("tr");
-      tr.dataset.team = row.team;
-      tr.dataset.rank = row.rank === null ? "" : String(row.rank);
-      if (!row.valid) tr.className = "no-valid";
-      tr.append(cell(row.rank === null ? "—" : String(row.rank), "rank"), cell(row.team, "team"));
-      for (const [key, , digits] of columns) tr.append(cell(value(row, key, digits), "metric"));
-      tr.append(cell(String(row.submissions), "count"),
-                cell(row.valid ? Podium.formatTime(row.received_at) : "", "time"));
-      return tr;
-    }));
-    for (const tr of body.rows) {
+    for (const tr of container.querySelectorAll("tbody tr")) {
+      before[tr.dataset.team] = tr.getBoundingClientRect().top;
+    }
+    const fresh = table(message.kind, message.rows);
+    container.replaceChildren(fresh);
+    for (const tr of fresh.tBodies[0].rows) {
       const old = before[tr.dataset.team];
       if (old === undefined) continue;
       const delta = old - tr.getBoundingClientRect().top;
@@ -67,44 +90,39 @@ const PodiumBoard = (() => {
       tr.animate([{ transform: `translateY(${delta}px)` }, { transform: "translateY(0)" }],
                  { duration: 800, easing: "ease-in-out" });
     }
-    latest[message.challenge] = message;
-    if (options.reveal) applyReveal(message.challenge);
     if (options.analysis) scheduleAnalysis(message.challenge);
-    const frozen = container.querySelector(".frozen-flag");
+    const frozen = document.querySelector(`[data-frozen-of="${message.challenge}"]`);
     if (frozen) frozen.hidden = !message.frozen;
     container.dataset.seq = String(message.seq);
   }
 
-  function hidden(channel, text) {
+  function unavailable(channel, text) {
     const slug = channel.split(":")[1];
     const container = document.querySelector(`[data-board="${slug}"]`);
-    if (container) {
-      const note = document.createElement("p");
-      note.className = "hint";
-      note.textContent = text;
-      container.replaceChildren(note);
+    if (container) container.replaceChildren(Podium.element("p", "hint", text));
+  }
+
+  // Rank stability as a list: each team with its colour and the share of resamples.
+  function stabilityList(stability) {
+    const entries = Object.entries(stability || {});
+    if (!entries.length) return [];
+    const list = Podium.element("ul", "stability-list");
+    for (const [team, share] of entries) {
+      const item = Podium.element("li");
+      item.dataset.team = team;
+      item.append(swatch(team), Podium.element("span", "team-name", team),
+                  Podium.element("span", "share", `${Math.round(share * 100)} %`));
+      list.append(item);
     }
+    return [Podium.element("span", "stability-title", "Holds its rank in 1,000 bootstrap resamples:"), list];
   }
 
-  // Reveal mode: the board is shown from the last place to the first, one place (a group of
-  // tied teams) per key press, for the announcement.
-  function places(message) {
-    const ranks = [...new Set(message.rows.filter((r) => r.valid).map((r) => r.rank))];
-    return ranks.sort((a, b) => b - a);
-  }
-
-  function applyReveal(slug) {
-    const message = latest[slug];
-    if (!message) return;
-    const shown = new Set(places(message).slice(0, revealed));
-    for (const tr of document.querySelectorAll(`[data-board="${slug}"] tbody tr`)) {
-      tr.hidden = !shown.has(Number(tr.dataset.rank));
-    }
-  }
-
-  function revealNext() {
-    revealed += 1;
-    for (const slug of Object.keys(latest)) applyReveal(slug);
+  // Plots drawn by the server (every team name escaped there), and the rank stability.
+  function showAnalysis(box, data) {
+    setColours(data.colours);
+    box.querySelector(".stability").replaceChildren(...stabilityList(data.stability));
+    box.querySelector(".plots").innerHTML = Object.values(data.plots || {}).join("");
+    box.dataset.loaded = String(Object.keys(data.plots || {}).length);
   }
 
   // Plots and rank stability, refreshed a little after the board changes.
@@ -117,41 +135,33 @@ const PodiumBoard = (() => {
   async function loadAnalysis(slug) {
     const box = document.querySelector(`[data-analysis="${slug}"]`);
     if (!box) return;
-    const data = await Podium.api("GET", `/api/v1/challenges/${slug}/analysis`);
-    const stability = box.querySelector(".stability");
-    const entries = Object.entries(data.stability || {});
-    stability.textContent = entries.length
-      ? "Holds its rank in 1,000 bootstrap resamples: " +
-        entries.map(([team, share]) => `${team} ${Math.round(share * 100)}%`).join(" · ")
-      : "";
-    // The SVGs are drawn by the server with every team name escaped.
-    box.querySelector(".plots").innerHTML = Object.values(data.plots || {}).join("");
-    box.dataset.loaded = String(Object.keys(data.plots || {}).length);
+    showAnalysis(box, await Podium.api("GET", `/api/v1/challenges/${slug}/analysis`));
+  }
+
+  function setColours(map) {
+    colours = { ...colours, ...(map || {}) };
   }
 
   // Connects the page: clock for every [data-clock], boards for every [data-board].
   function start(opts) {
     options = opts || {};
-    if (options.reveal) {
-      document.addEventListener("keydown", (e) => { if (e.key === " " || e.key === "ArrowRight") { e.preventDefault(); revealNext(); } });
-      document.addEventListener("click", revealNext);
-    }
+    setColours(options.colours);
     const slugs = [...document.querySelectorAll("[data-board]")].map((el) => el.dataset.board);
     const channels = ["clock", ...slugs.map((s) => `leaderboard:${s}`)];
     Podium.syncClock().catch(() => {});
     Podium.live(channels, (m) => {
       if (m.type === "clock") PodiumClock.update(m.challenges);
       else if (m.type === "leaderboard") render(m);
-      else if (m.type === "error" && m.channel) hidden(m.channel, "This board is not shown to you.");
+      else if (m.type === "error" && m.channel) unavailable(m.channel, "Results at the ceremony.");
     });
   }
 
-  return { render, start, seqs, revealNext };
+  return { render, start, table, showAnalysis, setColours, seqs };
 })();
 
-// The page's data is a JSON block (no inline script: the Content-Security-Policy forbids it).
-{
+// The jury and room boards start from the page's data; the reveal page has its own start.
+if (Podium.pageData().challenges) {
   const page = Podium.pageData();
   PodiumClock.update(page.challenges);
-  PodiumBoard.start({ reveal: page.reveal, analysis: page.analysis });
+  PodiumBoard.start({ analysis: page.analysis, colours: page.colours });
 }

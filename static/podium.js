@@ -1,5 +1,6 @@
-// Podium's shared browser code: the server clock, the live connection, time formatting.
-// No framework and no CDN: the venue may be offline.
+// Podium's shared browser code: the server clock, the live connection, times in the event's
+// zone, the page's data, digits that fill their box. No framework and no CDN: the venue may be
+// offline. No inline script anywhere: each page's data is a JSON block (#page-data).
 "use strict";
 
 const Podium = (() => {
@@ -40,10 +41,29 @@ const Podium = (() => {
     return h ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
   }
 
-  function formatTime(iso) {
+  // -- times as people read them: the event's zone, whatever the browser's -------------------
+  const zone = document.body.dataset.timezone || "UTC";
+  const formats = {};
+  function formatter(seconds) {
+    const key = seconds ? "s" : "m";
+    if (!formats[key]) {
+      formats[key] = new Intl.DateTimeFormat("en-GB", {
+        timeZone: zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+        ...(seconds ? { second: "2-digit" } : {}) });
+    }
+    return formats[key];
+  }
+
+  // "10:05:09" (or "10:05") on the event's wall clock; the zone is named once per table or
+  // sentence (zoneName), not on every cell.
+  function formatTime(iso, { seconds = true } = {}) {
     if (!iso) return "";
-    return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit",
-                                                  second: "2-digit", hourCycle: "h23" });
+    return formatter(seconds).format(new Date(iso));
+  }
+
+  // "10:05:09 Europe/Paris": a time in a sentence.
+  function formatClock(iso) {
+    return iso ? `${formatTime(iso)} ${zone}` : "";
   }
 
   // -- the live connection --------------------------------------------------------------------
@@ -109,15 +129,36 @@ const Podium = (() => {
     return page;
   }
 
-  return { syncClock, now, remaining, formatDuration, formatTime, live, api, pageData,
-           get offsetMs() { return offsetMs; } };
+  // -- digits that fill their box -------------------------------------------------------------
+  // The largest font size at which the element's text fits its box on one line: measured at
+  // 100 px, then scaled. The box's size must not depend on its font (see .fit in the CSS).
+  function fit(el) {
+    const text = el.firstElementChild || el;
+    el.style.fontSize = "100px";
+    const width = text.scrollWidth, height = text.offsetHeight;
+    if (!width || !height) return;
+    const scale = Math.min(el.clientWidth / width, el.clientHeight / height);
+    el.style.fontSize = `${Math.max(10, Math.floor(100 * scale * 0.96))}px`;
+  }
+
+  function element(tag, className, text) {
+    const el = document.createElement(tag);
+    if (className) el.className = className;
+    if (text !== undefined) el.textContent = text;
+    return el;
+  }
+
+  return { syncClock, now, remaining, formatDuration, formatTime, formatClock, live, api,
+           pageData, fit, element, zone, get offsetMs() { return offsetMs; } };
 })();
 
 // -- the clock display (any page with [data-clock] elements) -----------------------------------
 // Each element with data-clock="SLUG" shows that challenge's remaining time, red in the last
-// five minutes and "Time is up" at zero.
+// five minutes and "Time is up" at zero. An element with the class "fit" has its digits made
+// as large as its box allows, whenever their length changes or the window is resized.
 const PodiumClock = (() => {
   let challenges = {};
+  const listeners = [];
   const LAST_MINUTES = 5 * 60;
 
   function render() {
@@ -126,7 +167,13 @@ const PodiumClock = (() => {
       if (!c) continue;
       const left = Podium.remaining(c);
       const over = c.state === "closed" || (c.state !== "waiting" && left <= 0);
-      el.textContent = over ? "Time is up" : Podium.formatDuration(left);
+      const text = over ? "Time is up" : Podium.formatDuration(left);
+      const target = el.querySelector(".digits") || el;
+      if (target.textContent !== text) {
+        const refit = target.textContent.length !== text.length;
+        target.textContent = text;
+        if (refit && el.classList.contains("fit")) Podium.fit(el);
+      }
       el.classList.toggle("late", !over && c.state !== "waiting" && left <= LAST_MINUTES);
       el.classList.toggle("over", over);
       el.dataset.state = over ? "closed" : c.state;
@@ -134,6 +181,7 @@ const PodiumClock = (() => {
       const state = document.querySelector(`[data-state-of="${c.slug}"]`);
       if (state) state.textContent = over ? "closed" : c.state;
     }
+    for (const listener of listeners) listener(challenges);
   }
 
   function update(list) {
@@ -141,6 +189,12 @@ const PodiumClock = (() => {
     render();
   }
 
+  // Called after every redraw (four times a second) with the challenges by slug.
+  function onRender(listener) { listeners.push(listener); }
+
+  window.addEventListener("resize", () => {
+    for (const el of document.querySelectorAll("[data-clock].fit")) Podium.fit(el);
+  });
   setInterval(render, 250);
-  return { update, get challenges() { return challenges; } };
+  return { update, onRender, get challenges() { return challenges; } };
 })();

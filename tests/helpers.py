@@ -196,6 +196,7 @@ class AppServer(Client):
     database_url: str
     scoring_slots: int = 1
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    ssl_context: Any = None  # an ssl.SSLContext to serve https
     url: str = ""
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
@@ -203,6 +204,8 @@ class AppServer(Client):
     _tokens: dict[str, str] | None = None
 
     def start(self) -> AppServer:
+        from aiohttp import web
+
         from server.app import create_app, start_serving
         from server.config import Config
         from server.event import check_truth, parse_event
@@ -216,9 +219,16 @@ class AppServer(Client):
         started: concurrent.futures.Future[str] = concurrent.futures.Future()
 
         async def serve() -> None:
-            runner = await start_serving(create_app(config, event))
+            if self.ssl_context is None:
+                runner = await start_serving(create_app(config, event))
+            else:
+                # Over TLS, for the clients' tests: aiohttp's own TLS site, without the guard.
+                runner = web.AppRunner(create_app(config, event), handle_signals=False)
+                await runner.setup()
+                await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.ssl_context).start()
             self._runner = runner
-            started.set_result(f"http://127.0.0.1:{runner.addresses[0][1]}")
+            scheme = "https" if self.ssl_context is not None else "http"
+            started.set_result(f"{scheme}://127.0.0.1:{runner.addresses[0][1]}")
 
         def main() -> None:
             asyncio.set_event_loop(loop)

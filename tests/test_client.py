@@ -11,12 +11,15 @@ import io
 import json
 import re
 import socket
+import ssl
+import subprocess
 import time
 import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -35,6 +38,7 @@ from server.client import (
     format_remaining,
     render_board,
     render_screen,
+    server_address,
     server_url,
     submit,
     watch,
@@ -93,7 +97,11 @@ def start(server: Client, slug: str, action: str = "start") -> dict[str, Any]:
 def test_server_addresses_are_checked() -> None:
     assert server_url("http://10.0.0.5:8080/") == "http://10.0.0.5:8080"
     assert server_url("https://podium.example/jfr/") == "https://podium.example/jfr"
-    for bad in (None, "", "10.0.0.5:8080", "ftp://host", "http://", "http://host:port"):
+    # No scheme: http is assumed (and marked so, to be settled with the server).
+    assert server_address("10.0.0.5:8080") == ("http://10.0.0.5:8080", True)
+    assert server_address(" podium.example/jfr/ ") == ("http://podium.example/jfr", True)
+    assert server_address("https://podium.example") == ("https://podium.example", False)
+    for bad in (None, "", "ftp://host", "http://", "http://host:port", "10.0.0.5:port"):
         with pytest.raises(UsageError):
             server_url(bad)
     assert websocket_url("http://127.0.0.1:8080") == "ws://127.0.0.1:8080/ws"
@@ -226,6 +234,22 @@ def test_a_frozen_regression_board_is_marked() -> None:
     assert text.splitlines()[3].split()[:3] == ["1", "Myelin", "Minds"]
 
 
+def test_times_are_the_events_wall_clock_when_the_server_names_its_zone() -> None:
+    c = challenge("edss", "regression", deadline=iso(NOW + 300))
+    rows = [row(1, "Myelin Minds", {"mse": 1.25}, 1.25, NOW - 60)]
+    zone = ZoneInfo("America/Sao_Paulo")
+    text = render_board(c, board("edss", rows), 0.0, NOW, "America/Sao_Paulo")
+    deadline = datetime.fromtimestamp(NOW + 300, zone).strftime("%H:%M:%S")
+    assert f"(deadline {deadline} America/Sao_Paulo)" in text.splitlines()[1]
+    counted = datetime.fromtimestamp(NOW - 60, zone).strftime("%H:%M:%S")
+    assert text.splitlines()[3].split()[-1] == counted
+    state = WatchState()
+    state.apply({"type": "clock", "challenges": [c], "timezone": "America/Sao_Paulo",
+                 "server_time": iso(NOW)}, NOW)
+    assert "server time " + datetime.fromtimestamp(NOW, zone).strftime("%H:%M:%S") + \
+        " America/Sao_Paulo" in render_screen(state, "http://x:1", "live", NOW)
+
+
 def test_the_time_left_follows_the_servers_clock_not_the_local_one() -> None:
     c = challenge("nodules", "binary-probability", deadline=iso(NOW + 3600 * 2))
     # The local clock is 90 s behind the server's: 1:58:30 left, not 2:00:00.
@@ -333,9 +357,9 @@ def test_submit_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path
     assert podium("submit", "--server", url, "--token", "t", "--challenge", "nodules",
                   str(missing)) == EXIT_USAGE
     assert f"submission file {missing} not found" in capsys.readouterr().err
-    assert podium("submit", "--server", "localhost:8080", "--token", "t", "--challenge",
+    assert podium("submit", "--server", "localhost:port", "--token", "t", "--challenge",
                   "nodules", str(NODULES_CSV)) == EXIT_USAGE
-    assert "bad server address 'localhost:8080'" in capsys.readouterr().err
+    assert "bad port in server address 'localhost:port'" in capsys.readouterr().err
     assert podium("submit", "--server", url, "--challenge", "nodules",
                   str(NODULES_CSV)) == EXIT_USAGE
     assert "PODIUM_TOKEN" in capsys.readouterr().err
@@ -584,7 +608,9 @@ def test_watch_once_prints_every_challenge_with_its_state(
     # The client counts down from the server's time locally: a moment may have passed.
     assert re.match(r"running · (2:00:00|1:5\d:\d\d) left", state_of["nodules"])
     deadline = datetime.fromisoformat(running["deadline"].replace("Z", "+00:00"))
-    assert f"(deadline {deadline.astimezone().strftime('%H:%M:%S')})" in state_of["nodules"]
+    # The event's wall clock, named: not this machine's zone.
+    paris = deadline.astimezone(ZoneInfo("Europe/Paris")).strftime("%H:%M:%S")
+    assert f"(deadline {paris} Europe/Paris)" in state_of["nodules"]
 
     token = server.tokens()["jury"]
     assert podium("watch", "--server", server.url, "--token", token, "--challenge", "edss",
@@ -638,3 +664,89 @@ def test_watch_redraws_on_clock_and_board_changes(server: AppServer,
     ranked = [line.split() for line in last.splitlines() if line.strip().startswith("1 ")]
     assert ranked and ranked[0][1:3] == ["Lumbar", "Lab"], last
     assert text.endswith("\x1b[?25h\n")
+
+
+# -- addresses without a scheme ---------------------------------------------------------------
+
+def test_a_server_given_without_scheme_is_reached_over_http(
+        server: AppServer, capsys: pytest.CaptureFixture[str]) -> None:
+    start(server, "nodules")
+    bare = server.url.removeprefix("http://")
+    code = podium("submit", "--server", bare, "--token", server.tokens()["Lumbar Lab"],
+                  "--challenge", "nodules", str(NODULES_CSV))
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK, err
+    assert out.startswith("receipt: submission ")
+    # The receipt is read in the event's zone, named, beside the API's UTC.
+    _, mine = server.json("GET", "/api/v1/challenges/nodules/submissions",
+                          server.tokens()["Lumbar Lab"])
+    received = mine[0]["received_at"]
+    paris = datetime.fromisoformat(received.replace("Z", "+00:00")).astimezone(
+        ZoneInfo("Europe/Paris")).strftime("%H:%M:%S")
+    assert f"received_at  {paris} Europe/Paris ({received})" in out
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)], capture_output=True, text=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"openssl cannot make a test certificate: {made.stderr[-200:]}")
+    return cert, key
+
+
+def test_a_server_given_without_scheme_that_speaks_tls_is_reached_over_https(
+        example_event: Path, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    cert, key = _self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the venue's own authority
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = AppServer(example_event, tmp_path / "data", database_url,
+                       ssl_context=context).start()
+
+    async def redirector() -> tuple[Any, str]:
+        # A front that sends plain HTTP to https, as venues' reverse proxies do.
+        from aiohttp import web
+
+        async def moved(request: web.Request) -> web.Response:
+            raise web.HTTPPermanentRedirect(server.url + request.path_qs)
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", moved)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return runner, f"127.0.0.1:{runner.addresses[0][1]}"
+
+    try:
+        assert server.url.startswith("https://")
+        start(server, "nodules")
+        tokens = server.tokens()
+        tls_port = server.url.removeprefix("https://")
+        code = podium("submit", "--server", tls_port, "--token", tokens["Lumbar Lab"],
+                      "--challenge", "nodules", str(NODULES_CSV))
+        out, err = capsys.readouterr()
+        assert code == EXIT_OK, err
+        assert out.startswith("receipt: submission ")
+
+        loop = asyncio.new_event_loop()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            runner, front = pool.submit(loop.run_until_complete, redirector()).result()
+            thread = pool.submit(loop.run_forever)
+            try:
+                code = podium("watch", "--server", front, "--token", tokens["jury"],
+                              "--challenge", "nodules", "--once")
+                out, err = capsys.readouterr()
+                assert code == EXIT_OK, err
+                assert f"Podium · {server.url}" in out and "Lumbar Lab" in out
+            finally:
+                asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+                loop.call_soon_threadsafe(loop.stop)
+                thread.result(30)
+                loop.close()
+    finally:
+        server.stop()

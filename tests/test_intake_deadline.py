@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -97,6 +98,10 @@ def test_100_ms_either_side_and_the_grace(example_event: Path, database_url: str
         at(clock, deadline, +0.1)
         status, late = server.upload("edss", tokens["Pixel Anatomy"], "late.csv", CSV)
         assert (status, late["error"]["code"]) == (403, "deadline_passed")
+        # People read the event's wall clock, named; the fields stay ISO 8601 UTC.
+        paris = deadline.astimezone(ZoneInfo("Europe/Paris")).strftime("%H:%M:%S")
+        assert f"the deadline ({paris} Europe/Paris) has passed" in late["error"]["message"]
+        assert late["error"]["deadline"].endswith("Z")
 
         at(clock, deadline, +1.6)
         late_status, too_late = beyond.finish()  # began before, ended after the grace

@@ -1,56 +1,12 @@
-"""The organizer console and the clock display in a real headless Chromium."""
+"""The clock display in a real headless Chromium (the console: tests/test_pages_console.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.browser import log_in
-from tests.helpers import AppServer, DatabaseClock
+from tests.helpers import AppServer
 
 THREE_MINUTES_FAST = "const realNow = Date.now; Date.now = () => realNow() + 180000;"
-
-
-def test_the_organizer_runs_the_clock_from_the_console(server: AppServer, browser: Any,
-                                                       clock: DatabaseClock) -> None:
-    tokens = server.tokens()
-    clock.freeze()
-    page = browser.new_page()
-    page.on("dialog", lambda dialog: dialog.accept("2") if dialog.type == "prompt"
-            else dialog.accept())
-    log_in(page, server.url, tokens["organizer"])
-    assert page.url == f"{server.url}/organizer"
-    page.fill("#actor", "Alice")
-    page.dispatch_event("#actor", "change")
-    card = page.locator('article[data-slug="sarcopenia"]')
-    card.locator('button[data-action="start"]').click()
-    page.wait_for_function(
-        "() => document.querySelector('[data-clock=sarcopenia]').dataset.state === 'running'")
-    page.wait_for_selector("#log tr")
-    assert "start" in page.inner_text("#log tr:first-child")
-    assert "organizer (Alice)" in page.inner_text("#log tr:first-child")
-
-    card.locator('button[data-action="pause"]').click()
-    page.wait_for_function(
-        "() => document.querySelector('[data-clock=sarcopenia]').dataset.state === 'paused'")
-    card.locator('button[data-seconds="custom"]').click()  # the prompt answers 2 minutes
-    page.wait_for_function("() => document.querySelectorAll('#log tr').length === 3")
-    # Paused at once on a stopped clock: exactly the hour, and the two minutes added.
-    page.wait_for_function(
-        "() => document.querySelector('[data-clock=sarcopenia]').textContent === '1:02:00'")
-
-    card.locator("select").select_option("Pixel Anatomy")
-    card.locator('button[data-action="extend-team"]').click()
-    page.wait_for_function(
-        "() => document.querySelector('[data-extensions-of=sarcopenia]').textContent"
-        ".includes('Pixel Anatomy')")
-
-    # Starting a running challenge again is refused with the server's message on the page.
-    page.evaluate("Podium.api('POST', '/api/v1/challenges/sarcopenia/pause')"
-                  ".catch(e => { document.getElementById('action-error').hidden = false;"
-                  " document.getElementById('action-error').textContent = e.message; })")
-    page.wait_for_selector("#action-error:not([hidden])")
-    assert "cannot pause a paused challenge" in page.inner_text("#action-error")
-    page.close()
 
 
 def test_a_laptop_three_minutes_fast_shows_the_servers_remaining_time(

@@ -1,10 +1,10 @@
 """The live pages in headless Chromium: the jury board updates without reloading and shows a
-banner when the server goes away; a team uploads from its page; the winner reveal."""
+banner when the server goes away; a team uploads from its page (the reveal:
+tests/test_pages_reveal.py; the team page's states: tests/test_pages_team.py)."""
 
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,37 +64,8 @@ def test_a_team_uploads_from_its_page_and_sees_its_result(server: AppServer,
     assert "mse" in page.inner_text('[data-history-of="edss"] tr .result')  # feedback "score"
     assert float(page.get_attribute("form[data-upload=edss] progress", "value") or 0) == 1
 
-    # A refusal is shown with the server's message: nodules has not started.
     nodules = page.locator('form[data-upload="nodules"]')
-    nodules.locator("input[type=file]").set_input_files(str(NODULES))
-    nodules.locator("button").click()
-    page.wait_for_selector('form[data-upload="nodules"] .upload-status[data-code="not_started"]')
+    # Nodules has not started: its Upload is disabled, with the reason beside it.
+    assert nodules.locator("button").is_disabled()
+    assert "start this challenge's clock" in nodules.locator("[data-upload-reason]").inner_text()
     page.close()
-
-
-def test_the_winner_reveal_goes_from_last_to_first(example_event: Path, database_url: str,
-                                                   tmp_path: Path, browser: Any) -> None:
-    server = AppServer(example_event, tmp_path / "data", database_url).start()
-    try:
-        tokens = server.tokens()
-        server.json("POST", "/api/v1/challenges/nodules/start", tokens["organizer"], {})
-        good = NODULES.read_bytes()
-        worse = good.replace(b"NOD002;0,698", b"NOD002;0,1")
-        server.upload("nodules", tokens["Lumbar Lab"], "a.csv", good, "?wait=60")
-        server.upload("nodules", tokens["Nodule Hunters"], "b.csv", worse, "?wait=60")
-        page = logged_in(browser, server, tokens["jury"])
-        page.goto(f"{server.url}/jury/nodules?reveal=1")
-        page.wait_for_selector('[data-board="nodules"] tbody tr', state="attached")
-        visible = 'document.querySelectorAll("[data-board=nodules] tbody tr:not([hidden])")'
-        assert page.evaluate(f"{visible}.length") == 0
-        page.keyboard.press("Space")
-        assert page.evaluate(f"[...{visible}].map(r => r.dataset.team)") == ["Nodule Hunters"]
-        page.keyboard.press("Space")
-        assert page.evaluate(f"[...{visible}].map(r => r.dataset.team)") == [
-            "Lumbar Lab", "Nodule Hunters"]
-        page.wait_for_selector('[data-analysis="nodules"][data-loaded]', state="attached",
-                               timeout=15000)
-        assert page.locator('[data-analysis="nodules"] svg').count() >= 1
-        page.close()
-    finally:
-        server.stop()

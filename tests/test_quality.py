@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow  # runs ruff and mypy over the whole tree
 
 def test_ruff() -> None:
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "server", "tests", "bench",
-                             "examples"], capture_output=True, text=True, cwd=ROOT)
+                             "examples", "docs"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -13,9 +13,10 @@ which is its phase seen with the largest extension.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 
 State = Literal["waiting", "running", "paused", "closed"]
 Action = Literal["start", "pause", "resume", "extend", "close"]
@@ -78,6 +79,13 @@ def phase_at(countdown: Countdown, now: datetime, extension: timedelta = NO_EXTE
                  remaining_s=round(remaining.total_seconds(), 3))
 
 
+def allowed_actions(countdown: Countdown, now: datetime,
+                    latest_extension: timedelta = NO_EXTENSION) -> tuple[Action, ...]:
+    """What an organizer may do at `now`: what `transition` accepts, and so the buttons the
+    console enables. An extension for one team is allowed when "extend" is."""
+    return ALLOWED[phase_at(countdown, now, latest_extension).state]
+
+
 def transition(countdown: Countdown, action: str, now: datetime, *,
                seconds: float | None = None,
                latest_extension: timedelta = NO_EXTENSION) -> Countdown:
@@ -86,9 +94,8 @@ def transition(countdown: Countdown, action: str, now: datetime, *,
     `latest_extension` is the largest per-team extension: the challenge is still open while
     that team has time, so it can still be paused, extended or closed.
     """
-    state = phase_at(countdown, now, latest_extension).state
-    if action not in ALLOWED[state]:
-        raise InvalidTransition(action, state)
+    if action not in allowed_actions(countdown, now, latest_extension):
+        raise InvalidTransition(action, phase_at(countdown, now, latest_extension).state)
     if action == "start":
         return replace(countdown, state="running", started_at=now,
                        deadline=now + countdown.duration, remaining=None)
@@ -112,6 +119,37 @@ def transition(countdown: Countdown, action: str, now: datetime, *,
     return replace(countdown, state="closed", closed_at=now,
                    deadline=countdown.deadline if countdown.state == "running" else now,
                    remaining=None)
+
+
+Team = TypeVar("Team")
+
+
+def close_keeping_extensions(countdown: Countdown, now: datetime,
+                             extensions: Mapping[Team, timedelta]
+                             ) -> tuple[Countdown, dict[Team, timedelta]]:
+    """Closes the challenge now for every team but those whose own extra time still runs:
+    they keep their deadline (or, while paused, their remaining time) to the second.
+
+    The challenge's own time ends now, and each kept team's extension becomes what separates
+    its unchanged deadline from now; teams whose time is over lose theirs. With no team left
+    on extra time this is the plain close.
+    """
+    latest = max(extensions.values(), default=NO_EXTENSION)
+    state = phase_at(countdown, now, latest).state
+    if "close" not in ALLOWED[state]:
+        raise InvalidTransition("close", state)
+    if countdown.state == "running":
+        assert countdown.deadline is not None
+        left = countdown.deadline - now
+        after = replace(countdown, deadline=now)
+    else:
+        left = countdown.remaining or NO_EXTENSION
+        after = replace(countdown, remaining=NO_EXTENSION)
+    kept = {team: left + extra for team, extra in extensions.items()
+            if left + extra > NO_EXTENSION}
+    if not kept:
+        return transition(countdown, "close", now, latest_extension=latest), {}
+    return after, kept
 
 
 def extension_seconds(seconds: float | None) -> timedelta:

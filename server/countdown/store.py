@@ -13,6 +13,7 @@ from server.countdown.schedule import (
     NO_EXTENSION,
     Countdown,
     InvalidTransition,
+    close_keeping_extensions,
     extend_team,
     freeze_start,
     phase_at,
@@ -73,8 +74,10 @@ async def _log(conn: asyncpg.Connection, challenge_id: int, action: str, seconds
 
 
 async def act(conn: asyncpg.Connection, slug: str, action: str, *, actor: str,
-              seconds: float | None = None, team_id: int | None = None) -> None:
-    """Applies an organizer action; raises InvalidTransition, ValueError or LookupError."""
+              seconds: float | None = None, team_id: int | None = None,
+              keep_extensions: bool = False) -> None:
+    """Applies an organizer action; raises InvalidTransition, ValueError or LookupError.
+    `keep_extensions` (close only): the teams still on extra time keep it."""
     async with conn.transaction():
         row = await conn.fetchrow(
             """SELECT id, state, duration, started_at, deadline, remaining, closed_at,
@@ -98,6 +101,19 @@ async def act(conn: asyncpg.Connection, slug: str, action: str, *, actor: str,
             team_phase = phase_at(after, now, extra)
             await _log(conn, row["id"], action, seconds, team_id, actor, team_phase.state,
                        team_phase.deadline)
+        elif action == "close" and keep_extensions:
+            after, kept = close_keeping_extensions(before, now,
+                                                   {e.team_id: e.extra for e in ext})
+            await _save(conn, row["id"], after, "organizer" if after.state == "closed" else None)
+            await conn.execute("DELETE FROM team_extension WHERE challenge_id = $1", row["id"])
+            await conn.executemany(
+                "INSERT INTO team_extension (challenge_id, team_id, extra) VALUES ($1, $2, $3)",
+                [(row["id"], team, extra) for team, extra in kept.items()])
+            await _freeze_if_due(conn, row, before, now, closing=True)
+            names = ", ".join(e.team for e in ext if e.team_id in kept)
+            await _log(conn, row["id"], action, None, None, actor,
+                       f"closed except {names}" if kept else "closed",
+                       phase_at(after, now).deadline)
         else:
             after = transition(before, action, now, seconds=seconds,
                                latest_extension=latest(ext))

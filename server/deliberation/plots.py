@@ -4,12 +4,18 @@ because the venue's network may be down when the jury deliberates.
 Every plot has one `<g class="series" data-team="...">` per team, labelled axes, a legend,
 `width`, `height` and a `viewBox`, and keeps every coordinate inside the viewBox (points
 outside an axis range are drawn on its edge). Team names are escaped wherever they appear.
+
+Plots are read on a projector: every text is at least `MIN_TEXT` units high in a viewBox
+`WIDTH` units wide, and the pages never show a plot narrower than 90 % of that width, so no
+text is under 18 px at 1080p. Legends sit under the plot area and wrap onto as many rows as
+their entries need, measured with `text_width`, so they never run off the picture. A team has
+one colour everywhere (`team_colours`): on the boards and in every plot.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from xml.sax.saxutils import escape, quoteattr
@@ -24,12 +30,86 @@ from server.results import ChallengeResults
 # background), then darker extras; past ten teams colours repeat with a dashed line.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
            "#8C510A", "#7570B3", "#666666")
-WIDTH, HEIGHT = 720, 440
+UNKNOWN_TEAM = "#666666"
+WIDTH = 900
+AREA_HEIGHT = 420
+MIN_TEXT = 20               # ticks, legends, team names
+LABEL_TEXT = 22             # axis labels
+TITLE_TEXT = 26
 # A presentation attribute, not a style attribute: the pages' Content-Security-Policy allows no
 # inline style.
 FONT = "system-ui, 'Segoe UI', Helvetica, Arial, sans-serif"
 INK, GRID, REFERENCE = "#222222", "#dddddd", "#888888"
-NAME_CHARS = 30
+LEGEND_ROW = 32
+SWATCH = 30
+PAD = 20
+
+# Advance widths in em of the widest common sans-serif a venue's machine falls back to (DejaVu
+# Sans, as Chromium renders it on Linux); other fonts (Segoe UI, Helvetica) are narrower, so a
+# text measured with these fits wherever it is drawn.
+_WIDTHS = {
+    0.28: "'ijl", 0.29: "IJ", 0.32: " ,.·", 0.34: "/:;\\f|", 0.36: "-", 0.39: "()[]t",
+    0.4: "!r²", 0.46: '"', 0.5: "*_`–", 0.52: "sz", 0.53: "?", 0.55: "cç", 0.56: "L",
+    0.58: "Fk", 0.59: "vxy", 0.6: "PT", 0.61: "Yaoàô", 0.62: "eéè", 0.63: "ESbdghnpquÉ",
+    0.64: "0123456789${}µ", 0.66: "K", 0.68: "V", 0.69: "BRXZ", 0.7: "C", 0.71: "A",
+    0.73: "U", 0.75: "HN", 0.77: "DG", 0.78: "&", 0.79: "OQ", 0.82: "w",
+    0.84: "#+<=>^~−×±", 0.86: "M", 0.95: "%", 0.97: "m", 0.99: "W", 1.0: "@—…",
+}
+_EM = {char: width for width, chars in _WIDTHS.items() for char in chars}
+_UNLISTED_EM = 0.8   # any other character: as wide as a capital, to be safe
+_BOLD = 1.12
+
+
+def text_width(text: str, size: float, *, bold: bool = False) -> float:
+    """The width `text` takes at `size` (in the SVG's units), erring on the wide side."""
+    em = sum(_EM.get(char, _UNLISTED_EM) for char in text)
+    return em * size * (_BOLD if bold else 1.0)
+
+
+def fit(text: str, size: float, room: float, *, bold: bool = False) -> str:
+    """`text`, cut with an ellipsis if it would not fit in `room` units."""
+    if text_width(text, size, bold=bold) <= room:
+        return text
+    cut = text
+    while cut and text_width(cut + "…", size, bold=bold) > room:
+        cut = cut[:-1]
+    return cut.rstrip() + "…"
+
+
+def team_colours(teams: Iterable[str]) -> dict[str, str]:
+    """One colour per team for the whole event, from its sorted list of teams: the boards, the
+    reveal and every plot are given this same map, so a team keeps its colour everywhere."""
+    ordered = sorted(set(teams), key=lambda t: (t.lower(), t))
+    return {team: PALETTE[n % len(PALETTE)] for n, team in enumerate(ordered)}
+
+
+@dataclass(frozen=True)
+class _Styles:
+    """Colour and line of each team in one plot."""
+
+    colours: Mapping[str, str]
+
+    def colour(self, team: str) -> str:
+        return self.colours.get(team, UNKNOWN_TEAM)
+
+    def dash(self, team: str) -> str:
+        # Past the palette, colours repeat: the second use of a colour is dashed.
+        order = list(self.colours)
+        repeated = team in self.colours and order.index(team) >= len(PALETTE)
+        return ' stroke-dasharray="8 5"' if repeated else ""
+
+
+def _styles(colours: Mapping[str, str] | None, teams: Iterable[str]) -> _Styles:
+    return _Styles(colours if colours is not None else team_colours(teams))
+
+
+@dataclass(frozen=True)
+class LegendEntry:
+    label: str
+    colour: str
+    mark: str = "box"        # "box", "dot", "line" or "dashed"
+    team: str | None = None
+    full: str | None = None  # the whole text, for the tooltip, when the label had to be cut
 
 
 @dataclass
@@ -41,17 +121,23 @@ class _Plot:
     y_range: tuple[float, float]
     x_label: str
     y_label: str
-    left: float = 70
-    right: float = 230
-    top: float = 40
-    bottom: float = 56
+    left: float = 0.0        # 0: wide enough for the y ticks
+    right: float = 36
+    top: float = 60
+    area_height: float = AREA_HEIGHT
     width: float = WIDTH
-    height: float = HEIGHT
+    y_ticks: Sequence[tuple[float, str]] | None = None
     parts: list[str] = field(default_factory=list)
+    legend_entries: list[LegendEntry] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.x_range = _widen(self.x_range)
         self.y_range = _widen(self.y_range)
+        if self.y_ticks is None:
+            self.y_ticks = [(v, _fmt(v)) for v in _ticks(*self.y_range)]
+        if not self.left:
+            widest = max((text_width(label, MIN_TEXT) for _, label in self.y_ticks), default=0)
+            self.left = 14 + LABEL_TEXT + 12 + widest + 10
 
     @property
     def x0(self) -> float:
@@ -63,7 +149,7 @@ class _Plot:
 
     @property
     def y0(self) -> float:
-        return self.height - self.bottom
+        return self.top + self.area_height
 
     @property
     def y1(self) -> float:
@@ -79,81 +165,98 @@ class _Plot:
         t = (value - lo) / (hi - lo) if math.isfinite(value) else 0.0
         return round(self.y0 - min(1.0, max(0.0, t)) * (self.y0 - self.y1), 2)
 
-    def axes(self, x_ticks: Sequence[tuple[float, str]] | None = None,
-             y_ticks: Sequence[tuple[float, str]] | None = None) -> None:
+    def axes(self, x_ticks: Sequence[tuple[float, str]] | None = None) -> None:
         xt = x_ticks if x_ticks is not None else [(v, _fmt(v)) for v in _ticks(*self.x_range)]
-        yt = y_ticks if y_ticks is not None else [(v, _fmt(v)) for v in _ticks(*self.y_range)]
         out = ['<g class="axes">']
         for value, label in xt:
             px = self.x(value)
             out.append(f'<line x1="{px}" y1="{self.y1}" x2="{px}" y2="{self.y0}" '
                        f'stroke="{GRID}" stroke-width="1"/>')
-            out.append(f'<text x="{px}" y="{self.y0 + 18}" text-anchor="middle" '
-                       f'font-size="13">{escape(label)}</text>')
-        for value, label in yt:
+            out.append(f'<text x="{px}" y="{self.y0 + 26}" text-anchor="middle" '
+                       f'font-size="{MIN_TEXT}">{escape(label)}</text>')
+        for value, label in self.y_ticks or ():
             py = self.y(value)
             out.append(f'<line x1="{self.x0}" y1="{py}" x2="{self.x1}" y2="{py}" '
                        f'stroke="{GRID}" stroke-width="1"/>')
-            out.append(f'<text x="{self.x0 - 6}" y="{py + 4}" text-anchor="end" '
-                       f'font-size="13">{escape(label)}</text>')
+            out.append(f'<text x="{self.x0 - 10}" y="{py + 7}" text-anchor="end" '
+                       f'font-size="{MIN_TEXT}">{escape(label)}</text>')
         out.append(f'<rect x="{self.x0}" y="{self.y1}" width="{self.x1 - self.x0}" '
                    f'height="{self.y0 - self.y1}" fill="none" stroke="{INK}" stroke-width="1"/>')
         mid_x = (self.x0 + self.x1) / 2
-        out.append(f'<text class="x-label" x="{mid_x}" y="{self.height - 12}" '
-                   f'text-anchor="middle" font-size="14">{escape(self.x_label)}</text>')
+        x_label = fit(self.x_label, LABEL_TEXT, self.width - 2 * PAD)
+        out.append(f'<text class="x-label" x="{mid_x}" y="{self.y0 + 60}" '
+                   f'text-anchor="middle" font-size="{LABEL_TEXT}">{escape(x_label)}</text>')
         mid_y = (self.y0 + self.y1) / 2
-        out.append(f'<text class="y-label" x="16" y="{mid_y}" text-anchor="middle" '
-                   f'font-size="14" transform="rotate(-90 16 {mid_y})">'
-                   f'{escape(self.y_label)}</text>')
+        y_label = fit(self.y_label, LABEL_TEXT, self.area_height)
+        out.append(f'<text class="y-label" x="{14 + LABEL_TEXT / 2}" y="{mid_y}" '
+                   f'text-anchor="middle" dominant-baseline="central" font-size="{LABEL_TEXT}" '
+                   f'transform="rotate(-90 {14 + LABEL_TEXT / 2} {mid_y})">'
+                   f'{escape(y_label)}</text>')
         out.append("</g>")
         self.parts.extend(out)
 
-    def legend(self, entries: Sequence[tuple[str, str, str]]) -> None:
-        """(team, colour, suffix) per entry, at the right of the plot area; long names are
-        cut so the suffix (a metric) always shows, the full text is in a tooltip."""
+    def legend(self, entries: Sequence[LegendEntry]) -> None:
+        self.legend_entries.extend(entries)
+
+    def _legend_svg(self) -> tuple[str, float]:
+        """The legend under the axes, wrapped onto rows; returns it and where it ends."""
+        top = self.y0 + 84
+        if not self.legend_entries:
+            return "", self.y0 + 72
+        room = self.width - 2 * PAD
         out = ['<g class="legend">']
-        x = self.x1 + 14
-        for n, (team, colour, label) in enumerate(entries):
-            y = self.y1 + 10 + 22 * n
-            if y > self.height - 10:
-                break
-            out.append(f'<g class="legend-item" data-team={quoteattr(team)}>'
-                       f'<rect x="{x}" y="{y - 9}" width="14" height="10" fill="{colour}"/>'
-                       f'<text x="{x + 20}" y="{y}" font-size="13">'
-                       f'{escape(_short(team, NAME_CHARS - len(label)))}{escape(label)}'
-                       f'<title>{escape(team + label)}</title></text></g>')
+        x, row = float(PAD), 0
+        for entry in self.legend_entries:
+            label = fit(entry.label, MIN_TEXT, room - SWATCH - 10)
+            item = SWATCH + 10 + text_width(label, MIN_TEXT)
+            if x > PAD and x + item > PAD + room:
+                x, row = float(PAD), row + 1
+            y = top + row * LEGEND_ROW
+            attrs = f' data-team={quoteattr(entry.team)}' if entry.team is not None else ""
+            tip = entry.full or (entry.label if label != entry.label else None)
+            out.append(f'<g class="legend-item"{attrs}>{_swatch(entry, x, y)}'
+                       f'<text x="{x + SWATCH + 10:.1f}" y="{y + 7}" font-size="{MIN_TEXT}">'
+                       f'{escape(label)}'
+                       + (f"<title>{escape(tip)}</title>" if tip else "") + "</text></g>")
+            x += item + 28
         out.append("</g>")
-        self.parts.extend(out)
+        return "".join(out), top + row * LEGEND_ROW + 18
 
     def svg(self, kind: str) -> str:
+        legend, bottom = self._legend_svg()
+        width, height = int(self.width), int(math.ceil(bottom + 14))
+        title = fit(self.title, TITLE_TEXT, self.width - 2 * PAD, bold=True)
         head = (f'<svg xmlns="http://www.w3.org/2000/svg" class="plot plot-{kind}" '
-                f'width="{int(self.width)}" height="{int(self.height)}" '
-                f'viewBox="0 0 {int(self.width)} {int(self.height)}" role="img" '
+                f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
                 f'aria-label={quoteattr(self.title)} font-family={quoteattr(FONT)}>')
-        title = (f'<title>{escape(self.title)}</title>'
-                 f'<rect x="0" y="0" width="{int(self.width)}" height="{int(self.height)}" '
-                 f'fill="#ffffff"/>'
-                 f'<text class="title" x="{self.x0}" y="24" font-size="16" font-weight="bold" '
-                 f'fill="{INK}">{escape(self.title)}</text>')
-        return head + title + "".join(self.parts) + "</svg>"
+        body = (f'<title>{escape(self.title)}</title>'
+                f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>'
+                f'<text class="title" x="{PAD}" y="36" font-size="{TITLE_TEXT}" '
+                f'font-weight="bold" fill="{INK}">{escape(title)}</text>')
+        return head + body + "".join(self.parts) + legend + "</svg>"
 
 
-def colour(n: int) -> str:
-    return PALETTE[n % len(PALETTE)]
-
-
-def _dash(n: int) -> str:
-    return ' stroke-dasharray="6 4"' if n >= len(PALETTE) else ""
+def _swatch(entry: LegendEntry, x: float, y: float) -> str:
+    if entry.mark == "dot":
+        return f'<circle cx="{x + SWATCH / 2}" cy="{y}" r="7" fill="{entry.colour}"/>'
+    if entry.mark in ("line", "dashed"):
+        dash = ' stroke-dasharray="8 5"' if entry.mark == "dashed" else ""
+        return (f'<line x1="{x}" y1="{y}" x2="{x + SWATCH}" y2="{y}" stroke="{entry.colour}" '
+                f'stroke-width="3"{dash}/>')
+    return (f'<rect x="{x + 4}" y="{y - 11}" width="{SWATCH - 8}" height="22" '
+            f'fill="{entry.colour}"/>')
 
 
 def _series(team: str) -> str:
     return f'<g class="series" data-team={quoteattr(team)}>'
 
 
-def roc_svg(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], top: int = 5) -> str:
+def roc_svg(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], top: int = 5,
+            colours: Mapping[str, str] | None = None) -> str:
     """ROC curves of the `top` teams by AUC; `curves[team] = (labels 0/1, probabilities)`."""
     from sklearn.metrics import roc_auc_score, roc_curve  # noqa: PLC0415 - slow import
 
+    styles = _styles(colours, curves)
     scored = []
     for team, (truth, predicted) in curves.items():
         labels = np.asarray(truth, dtype=np.float64)
@@ -170,22 +273,32 @@ def roc_svg(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], top: 
                       f'x2="{plot.x(1)}" y2="{plot.y(1)}" stroke="{REFERENCE}" '
                       f'stroke-dasharray="4 4" stroke-width="1.5"/>')
     legend = []
-    for n, (auc, team, labels, scores) in enumerate(scored[:top]):
+    for auc, team, labels, scores in scored[:top]:
         fpr, tpr, _ = roc_curve(labels, scores)
         points = " ".join(f"{plot.x(a)},{plot.y(b)}" for a, b in zip(fpr, tpr, strict=True))
         plot.parts.append(
-            _series(team) + f'<polyline points="{points}" fill="none" stroke="{colour(n)}" '
-            f'stroke-width="3"{_dash(n)}/></g>'
-        )
-        legend.append((team, colour(n), f" (AUC {auc:.3f})"))
+            _series(team) + f'<polyline points="{points}" fill="none" '
+            f'stroke="{styles.colour(team)}" stroke-width="3.5"{styles.dash(team)}/></g>')
+        legend.append(_team_entry(team, styles, f" (AUC {auc:.3f})"))
     plot.legend(legend)
     return plot.svg("roc")
 
 
+def _team_entry(team: str, styles: _Styles, suffix: str = "", mark: str = "box"
+                ) -> LegendEntry:
+    """A team's legend line: its name, cut if need be so that the suffix (a metric) shows."""
+    room = WIDTH - 2 * PAD - SWATCH - 10 - text_width(suffix, MIN_TEXT)
+    name = fit(team, MIN_TEXT, room)
+    return LegendEntry(name + suffix, styles.colour(team), mark, team,
+                       full=team + suffix if name != team else None)
+
+
 def bland_altman_svg(team: str, surface_true: Sequence[float],
-                     surface_predicted: Sequence[float]) -> str:
+                     surface_predicted: Sequence[float],
+                     colours: Mapping[str, str] | None = None) -> str:
     """Bland–Altman plot of one team's surfaces (mm² in, drawn in cm²): the mean of the
     two against their difference, with the mean bias and the 95% limits of agreement."""
+    styles = _styles(colours, [team])
     truth = np.asarray(surface_true, dtype=np.float64) / 100.0
     predicted = np.asarray(surface_predicted, dtype=np.float64) / 100.0
     mean = (truth + predicted) / 2
@@ -201,68 +314,79 @@ def bland_altman_svg(team: str, surface_true: Sequence[float],
                  (-spread * 1.15, spread * 1.15),
                  "Mean of predicted and true surface (cm²)", "Predicted − true (cm²)")
     plot.axes()
-    lines = [("bias", bias, f"mean bias {bias:+.2f} cm²", "0"),
-             ("loa-high", high, f"+1.96 SD {high:+.2f} cm²", "6 4"),
-             ("loa-low", low, f"−1.96 SD {low:+.2f} cm²", "6 4")]
+    reference = PALETTE[1] if styles.colour(team) != PALETTE[1] else PALETTE[0]
+    lines = [("bias", bias, f"mean bias {bias:+.2f} cm²", "line"),
+             ("loa-high", high, f"+1.96 SD {high:+.2f} cm²", "dashed"),
+             ("loa-low", low, f"−1.96 SD {low:+.2f} cm²", "dashed")]
     plot.parts.append(f'<line class="zero" x1="{plot.x0}" y1="{plot.y(0)}" x2="{plot.x1}" '
                       f'y2="{plot.y(0)}" stroke="{REFERENCE}" stroke-width="1"/>')
-    for name, value, label, dash in lines:
+    for name, value, _, mark in lines:
         py = plot.y(value)
-        plot.parts.append(
-            f'<g class="{name}"><line x1="{plot.x0}" y1="{py}" x2="{plot.x1}" y2="{py}" '
-            f'stroke="{PALETTE[1]}" stroke-width="2" stroke-dasharray="{dash}"/>'
-            f'<text x="{plot.x1 + 6}" y="{py + 4}" font-size="12">{escape(label)}</text></g>'
-        )
-    dots = "".join(f'<circle cx="{plot.x(a)}" cy="{plot.y(b)}" r="4" fill="{PALETTE[0]}" '
-                   f'fill-opacity="0.8"/>' for a, b in zip(mean, diff, strict=True))
+        dash = ' stroke-dasharray="8 5"' if mark == "dashed" else ""
+        plot.parts.append(f'<g class="{name}"><line x1="{plot.x0}" y1="{py}" x2="{plot.x1}" '
+                          f'y2="{py}" stroke="{reference}" stroke-width="2.5"{dash}/></g>')
+    dots = "".join(f'<circle cx="{plot.x(a)}" cy="{plot.y(b)}" r="5" '
+                   f'fill="{styles.colour(team)}" fill-opacity="0.85"/>'
+                   for a, b in zip(mean, diff, strict=True))
     plot.parts.append(_series(team) + dots + "</g>")
+    plot.legend([_team_entry(team, styles, mark="dot"),
+                 *(LegendEntry(label, reference, mark) for _, _, label, mark in lines)])
     return plot.svg("bland-altman")
 
 
-def dice_distribution_svg(per_team_dice: Mapping[str, Sequence[float]]) -> str:
+def dice_distribution_svg(per_team_dice: Mapping[str, Sequence[float]],
+                          colours: Mapping[str, str] | None = None) -> str:
     """Per-exam Dice of each team: a box (quartiles, median, min–max) over the points."""
+    styles = _styles(colours, per_team_dice)
     teams = list(per_team_dice)
     values = [v for d in per_team_dice.values() for v in d]
     low = min(values) if values else 0.0
     # Dice of good teams crowd near 1: start the axis just below the worst exam.
     x_lo = max(0.0, math.floor((low - 0.02) * 20) / 20)
-    row_h = 30
-    height = max(HEIGHT, 100 + row_h * len(teams))
+    row_h = 44
+    name_room = WIDTH * 0.4
+    names = [fit(team, MIN_TEXT, name_room) for team in teams]
+    left = PAD + max((text_width(n, MIN_TEXT) for n in names), default=0) + 14
     plot = _Plot("Per-exam Dice by team", (x_lo, 1.0), (0.0, float(max(1, len(teams)))),
-                 "Dice per exam", "", left=190, right=30, height=height)
-    plot.axes(y_ticks=[])
+                 "Dice per exam", "", left=left, y_ticks=[],
+                 area_height=max(AREA_HEIGHT, row_h * len(teams)))
+    plot.axes()
     for n, team in enumerate(teams):
+        colour = styles.colour(team)
         dice = np.asarray(per_team_dice[team], dtype=np.float64)
         centre = plot.y(len(teams) - n - 0.5)
-        half = min(10.0, (plot.y0 - plot.y1) / max(1, len(teams)) / 3)
+        half = min(14.0, (plot.y0 - plot.y1) / max(1, len(teams)) / 3)
+        tip = f"<title>{escape(team)}</title>" if names[n] != team else ""
         parts = [_series(team),
-                 f'<text x="{plot.x0 - 8}" y="{centre + 4}" text-anchor="end" font-size="13">'
-                 f'{escape(_short(team, 24))}<title>{escape(team)}</title></text>']
+                 f'<text x="{plot.x0 - 10}" y="{centre + 7}" text-anchor="end" '
+                 f'font-size="{MIN_TEXT}">{escape(names[n])}{tip}</text>']
         if len(dice):
             q1, median, q3 = (float(v) for v in np.percentile(dice, [25, 50, 75]))
             lo_px, hi_px = plot.x(float(dice.min())), plot.x(float(dice.max()))
             parts.append(f'<line x1="{lo_px}" y1="{centre}" x2="{hi_px}" y2="{centre}" '
-                         f'stroke="{colour(n)}" stroke-width="1.5"/>')
+                         f'stroke="{colour}" stroke-width="2"/>')
             parts.append(f'<rect x="{plot.x(q1)}" y="{centre - half}" '
                          f'width="{max(1.0, plot.x(q3) - plot.x(q1))}" height="{2 * half}" '
-                         f'fill="{colour(n)}" fill-opacity="0.25" stroke="{colour(n)}" '
-                         f'stroke-width="2"/>')
+                         f'fill="{colour}" fill-opacity="0.25" stroke="{colour}" '
+                         f'stroke-width="2.5"/>')
             parts.append(f'<line x1="{plot.x(median)}" y1="{centre - half}" '
-                         f'x2="{plot.x(median)}" y2="{centre + half}" stroke="{colour(n)}" '
-                         f'stroke-width="3"/>')
+                         f'x2="{plot.x(median)}" y2="{centre + half}" stroke="{colour}" '
+                         f'stroke-width="4"/>')
             for k, value in enumerate(dice):
                 # A fixed jitter pattern: the same data always draws the same picture.
                 offset = ((k * 7) % 11 - 5) / 5 * half * 0.8
                 parts.append(f'<circle cx="{plot.x(float(value))}" cy="{centre + offset:.2f}" '
-                             f'r="2.5" fill="{colour(n)}"/>')
+                             f'r="3.5" fill="{colour}"/>')
         parts.append("</g>")
         plot.parts.append("".join(parts))
     return plot.svg("dice")
 
 
 def scatter_svg(team_points: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
-                low: float = 0.0, high: float = 10.0, label: str = "EDSS") -> str:
+                low: float = 0.0, high: float = 10.0, label: str = "EDSS",
+                colours: Mapping[str, str] | None = None) -> str:
     """Predicted against true values per team (EDSS by default), with the identity line."""
+    styles = _styles(colours, team_points)
     plot = _Plot(f"Predicted vs true {label}", (low, high), (low, high),
                  f"True {label}", f"Predicted {label}")
     plot.axes()
@@ -270,14 +394,15 @@ def scatter_svg(team_points: Mapping[str, tuple[Sequence[float], Sequence[float]
                       f'x2="{plot.x(high)}" y2="{plot.y(high)}" stroke="{REFERENCE}" '
                       f'stroke-dasharray="4 4" stroke-width="1.5"/>')
     legend = []
-    for n, (team, (truth, predicted)) in enumerate(team_points.items()):
+    for team, (truth, predicted) in team_points.items():
         t = np.asarray(truth, dtype=np.float64)
         p = np.asarray(predicted, dtype=np.float64)
-        dots = "".join(f'<circle cx="{plot.x(a)}" cy="{plot.y(b)}" r="4" fill="{colour(n)}" '
-                       f'fill-opacity="0.75"/>' for a, b in zip(t, p, strict=True))
+        dots = "".join(f'<circle cx="{plot.x(a)}" cy="{plot.y(b)}" r="5" '
+                       f'fill="{styles.colour(team)}" fill-opacity="0.8"/>'
+                       for a, b in zip(t, p, strict=True))
         plot.parts.append(_series(team) + dots + "</g>")
         mse = float(np.mean((p - t) ** 2)) if len(t) else float("nan")
-        legend.append((team, colour(n), f" (MSE {mse:.2f})"))
+        legend.append(_team_entry(team, styles, f" (MSE {mse:.2f})", mark="dot"))
     plot.legend(legend)
     return plot.svg("scatter")
 
@@ -285,12 +410,14 @@ def scatter_svg(team_points: Mapping[str, tuple[Sequence[float], Sequence[float]
 def score_over_time_svg(series: Mapping[str, Sequence[tuple[datetime, float]]],
                         higher_is_better: bool, *, metric: str = "score",
                         timezone: str = "UTC", start: datetime | None = None,
-                        end: datetime | None = None) -> str:
+                        end: datetime | None = None,
+                        colours: Mapping[str, str] | None = None) -> str:
     """Each team's score after each of its valid submissions, as a step line.
 
     The better end of the y axis is always at the top, so rising lines mean progress
-    whichever way the metric goes.
+    whichever way the metric goes. Times are the event's (`timezone`), named on the axis.
     """
+    styles = _styles(colours, series)
     zone = ZoneInfo(timezone)
     moments = [t for points in series.values() for t, _ in points]
     scores = [s for points in series.values() for _, s in points]
@@ -307,7 +434,8 @@ def score_over_time_svg(series: Mapping[str, Sequence[tuple[datetime, float]]],
                for v in _ticks(x_lo, x_hi, 6, step_of=_time_step)]
     plot.axes(x_ticks=x_ticks)
     legend = []
-    for n, (team, points) in enumerate(series.items()):
+    for team, points in series.items():
+        colour = styles.colour(team)
         ordered = sorted(points, key=lambda item: item[0])
         parts = [_series(team)]
         if ordered:
@@ -319,12 +447,12 @@ def score_over_time_svg(series: Mapping[str, Sequence[tuple[datetime, float]]],
                 coords.append(f"{px},{py}")
             coords.append(f"{plot.x(x_hi)},{plot.y(ordered[-1][1])}")
             parts.append(f'<polyline points="{" ".join(coords)}" fill="none" '
-                         f'stroke="{colour(n)}" stroke-width="2.5"{_dash(n)}/>')
-            parts.extend(f'<circle cx="{plot.x(m.timestamp())}" cy="{plot.y(s)}" r="4" '
-                         f'fill="{colour(n)}"/>' for m, s in ordered)
+                         f'stroke="{colour}" stroke-width="3"{styles.dash(team)}/>')
+            parts.extend(f'<circle cx="{plot.x(m.timestamp())}" cy="{plot.y(s)}" r="5" '
+                         f'fill="{colour}"/>' for m, s in ordered)
         parts.append("</g>")
         plot.parts.append("".join(parts))
-        legend.append((team, colour(n), ""))
+        legend.append(_team_entry(team, styles))
     plot.legend(legend)
     return plot.svg("over-time")
 
@@ -377,15 +505,16 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _short(text: str, limit: int = NAME_CHARS) -> str:
-    limit = max(6, limit)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def challenge_plots(challenge: ChallengeResults, rows: Sequence[Row],
-                    timezone: str = "UTC") -> dict[str, str]:
+                    timezone: str = "UTC", colours: Mapping[str, str] | None = None
+                    ) -> dict[str, str]:
     """The jury page's plots for one challenge, by name, from the counted submissions'
-    details and every valid submission's metrics. A plot without data is left out."""
+    details and every valid submission's metrics. A plot without data is left out.
+
+    Only the teams of `rows` are drawn: the reveal passes the places revealed so far.
+    `colours` is the event's map (`team_colours`), the one the boards use."""
+    shown = {row.team for row in rows}
+    palette = colours if colours is not None else team_colours(challenge.teams)
     by_id = {s.id: s for s in challenge.submissions}
     details = {}
     for row in rows:
@@ -394,18 +523,22 @@ def challenge_plots(challenge: ChallengeResults, rows: Sequence[Row],
             details[row.team] = record.details
     plots: dict[str, str] = {}
     if details and challenge.kind == "binary-probability":
-        plots["roc"] = roc_svg({t: (d["truth"], d["predicted"]) for t, d in details.items()})
+        plots["roc"] = roc_svg({t: (d["truth"], d["predicted"]) for t, d in details.items()},
+                               colours=palette)
     elif details and challenge.kind == "segmentation-surface":
-        plots["dice"] = dice_distribution_svg({t: d["dice"] for t, d in details.items()})
+        plots["dice"] = dice_distribution_svg({t: d["dice"] for t, d in details.items()},
+                                              colours=palette)
         for team, d in details.items():
-            plots[f"bland-altman:{team}"] = bland_altman_svg(team, d["surface_true"],
-                                                            d["surface_predicted"])
+            plots[f"bland-altman:{team}"] = bland_altman_svg(
+                team, d["surface_true"], d["surface_predicted"], colours=palette)
     elif details and challenge.kind == "regression":
         plots["scatter"] = scatter_svg({t: (d["truth"], d["predicted"])
-                                        for t, d in details.items()})
+                                        for t, d in details.items()}, colours=palette)
     metric, higher = PRIMARY[challenge.kind]
     series: dict[str, list[tuple[datetime, float]]] = {}
     for record in sorted(challenge.submissions, key=lambda s: (s.received_at, s.id)):
+        if record.team not in shown:
+            continue
         if record.status == "scored" and record.metrics and metric in record.metrics:
             points = series.setdefault(record.team, [])
             value = record.metrics[metric]
@@ -417,7 +550,7 @@ def challenge_plots(challenge: ChallengeResults, rows: Sequence[Row],
     if series:
         plots["over-time"] = score_over_time_svg(
             series, higher, metric=METRIC_NAMES.get(metric, metric), timezone=timezone,
-            start=challenge.started_at, end=challenge.deadline)
+            start=challenge.started_at, end=challenge.deadline, colours=palette)
     return plots
 
 

@@ -3,7 +3,13 @@
 Built from plain data (`server.results.EventResults`) and the boards that `server.ranking.rank`
 computed, so the export never ranks on its own. The "Results" sheet follows the layout of
 Table 6 of the 2019 paper: teams × challenges, one score per cell, "N.S." for a registered
-team without a valid submission, an empty cell for a team not competing, the best in bold.
+team without a valid submission, an empty cell for a team not competing, the best in bold;
+beside each score the team's rank, "3=" when teams share it, and under the table a note for
+every tie saying how the challenge's rule settled it. It prints on one landscape page.
+
+Numbers are stored as numbers and shown as a jury reads them: Dice with 4 decimals, AUC with
+3, MSE with 2, surfaces in cm² with 1. Times are the event's, in its time zone (named in the
+column's header), as spreadsheet date-times.
 
 Text that a spreadsheet would run as a formula (a team called "=HYPERLINK(...)", a file named
 "+1.csv", an error message quoting "-0.5") is stored as text: typed as a string and given the
@@ -15,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,6 +30,7 @@ from openpyxl import Workbook
 from openpyxl.cell.cell import Cell
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
 
 from server.isotime import iso
@@ -49,6 +57,28 @@ SCORE_LABEL = {
     "binary-probability": "AUC",
     "regression": "MSE",
 }
+# How each metric is headed and shown; the stored value is the API's, unrounded.
+METRIC_LABELS: dict[str, str] = {
+    "dice": "Dice", "dice_min": "Dice (worst exam)", "dice_median": "Dice (median)",
+    "surface_mse": "Surface MSE (mm²)²", "surface_rmse_cm2": "Surface RMSE (cm²)",
+    "surface_mae_cm2": "Surface MAE (cm²)", "auc": "AUC", "auc_ci_low": "AUC 95% CI low",
+    "auc_ci_high": "AUC 95% CI high", "mse": "MSE", "mae": "MAE",
+}
+DICE, AUC, MSE, CM2 = "0.0000", "0.000", "0.00", "0.0"
+NUMBER_FORMATS: dict[str, str] = {
+    "dice": DICE, "dice_min": DICE, "dice_median": DICE,
+    "surface_mse": "#,##0", "surface_rmse_cm2": CM2, "surface_mae_cm2": CM2,
+    "auc": AUC, "auc_ci_low": AUC, "auc_ci_high": AUC, "mse": MSE, "mae": MSE,
+}
+# The format of a board's score, per kind.
+SCORE_FORMATS = {"segmentation-surface": "0", "binary-probability": AUC, "regression": MSE}
+# What decides between teams equal on the score, per kind (SPEC §4).
+TIE_RULES = {
+    "segmentation-surface": "the higher Dice",
+    "binary-probability": None,
+    "regression": None,
+}
+DATE_TIME = "yyyy-mm-dd hh:mm:ss"
 RESERVED_SHEETS = ("Results", "Submissions", "Organizer log")
 BOLD = Font(bold=True)
 ITALIC = Font(italic=True)
@@ -110,6 +140,66 @@ def board_csv(rows: list[Row], kind: str) -> str:
     return out.getvalue()
 
 
+@dataclass(frozen=True)
+class Tie:
+    """Teams of one challenge equal on its score: `ranks` says how the tie rule ordered them
+    (equal ranks: still equal after it, they share the rank)."""
+
+    score: float
+    ranks: tuple[tuple[str, int], ...]
+
+    @property
+    def shared(self) -> bool:
+        return len({rank for _, rank in self.ranks}) < len(self.ranks)
+
+
+def ties(rows: Sequence[Row]) -> list[Tie]:
+    """Every group of ranked teams with the same score, best first."""
+    groups: dict[float, list[Row]] = {}
+    for row in rows:
+        if row.valid and row.score is not None and row.rank is not None:
+            groups.setdefault(row.score, []).append(row)
+    found = []
+    for score, group in groups.items():
+        if len(group) > 1:
+            ordered = sorted(group, key=lambda r: (r.rank or 0, r.team.lower()))
+            found.append(Tie(score, tuple((r.team, r.rank or 0) for r in ordered)))
+    return sorted(found, key=lambda t: min(rank for _, rank in t.ranks))
+
+
+def shown_rank(row: Row, rows: Sequence[Row]) -> str | int | None:
+    """A rank as printed: 3, or "3=" when another team shares it."""
+    if row.rank is None:
+        return None
+    if sum(1 for other in rows if other.rank == row.rank) > 1:
+        return f"{row.rank}="
+    return row.rank
+
+
+def tie_note(title: str, kind: str, tie: Tie) -> str:
+    """One sentence a jury can read out: who is tied, and how the rule settled it."""
+    teams = _and([team for team, _ in tie.ranks])
+    score = f"{SCORE_LABEL.get(kind, 'score')} {_plain(tie.score, SCORE_FORMATS.get(kind))}"
+    rule = TIE_RULES.get(kind)
+    ranks = {rank for _, rank in tie.ranks}
+    if len(ranks) == 1:
+        equal = f" and on {rule}" if rule else ""
+        return f"{title}: {teams} are tied on {score}{equal}; they share rank {min(ranks)}."
+    placed = ", ".join(f"{team} {rank}" for team, rank in tie.ranks)
+    shared = " (equal ranks are shared)" if tie.shared else ""
+    return f"{title}: {teams} are tied on {score}; {rule} orders them: {placed}{shared}."
+
+
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _plain(value: float, number_format: str | None) -> str:
+    decimals = len(number_format.split(".")[1]) if number_format and "." in number_format \
+        else 0
+    return f"{value:.{decimals}f}"
+
+
 def results_table(
     results: EventResults, boards: dict[str, list[Row]]
 ) -> list[tuple[str, list[tuple[float | str | None, bool]]]]:
@@ -160,46 +250,95 @@ def build_workbook(
 
 def _results_sheet(sheet: Worksheet, results: EventResults, boards: dict[str, list[Row]]) -> None:
     _put(sheet.cell(1, 1), "Teams").font = BOLD
-    for column, challenge in enumerate(results.challenges, start=2):
+    top = Alignment(wrap_text=True, vertical="top")
+    for n, challenge in enumerate(results.challenges):
+        column = 2 + 2 * n
         label = f"{challenge.title} ({SCORE_LABEL.get(challenge.kind, 'score')})"
         _put(sheet.cell(1, column), label).font = BOLD
-        sheet.cell(1, column).alignment = Alignment(wrap_text=True, vertical="top")
+        _put(sheet.cell(1, column + 1), "Rank").font = BOLD
+        sheet.cell(1, column).alignment = top
+        sheet.cell(1, column + 1).alignment = Alignment(vertical="top", horizontal="right")
     row_number = 1
     for row_number, (team, cells) in enumerate(results_table(results, boards), start=2):
         _put(sheet.cell(row_number, 1), team)
-        for column, (value, best) in enumerate(cells, start=2):
-            cell = sheet.cell(row_number, column)
+        for n, (challenge, (value, best)) in enumerate(zip(results.challenges, cells,
+                                                          strict=True)):
+            column = 2 + 2 * n
             if value is None:
                 continue
-            _put(cell, value)
+            cell = _put(sheet.cell(row_number, column), value)
             cell.alignment = Alignment(horizontal="right")
+            if not isinstance(value, str):
+                cell.number_format = SCORE_FORMATS.get(challenge.kind, "General")
             if best:
                 cell.font = BOLD
-    notes = (
+            rows = boards.get(challenge.slug, [])
+            row = next((r for r in rows if r.team == team), None)
+            rank = shown_rank(row, rows) if row is not None else None
+            if rank is not None:
+                rank_cell = _put(sheet.cell(row_number, column + 1), rank)
+                rank_cell.alignment = Alignment(horizontal="right")
+                if best:
+                    rank_cell.font = BOLD
+    notes = [
         "Bold indicates the best result for each competition "
         "(sarcopenia: lowest sum of ranks of Dice and surface MSE, ties to the higher Dice; "
         "nodules: highest AUC; EDSS: lowest MSE).",
         "N.S. indicates that the team registered but has no valid submission. "
         "Empty cell indicates not competing team.",
-    )
-    for offset, note in enumerate(notes, start=2):
-        _put(sheet.cell(row_number + offset, 1), note).font = ITALIC
+        "A rank followed by = is shared with another team.",
+    ]
+    for challenge in results.challenges:
+        notes += [tie_note(challenge.title, challenge.kind, tie)
+                  for tie in ties(boards.get(challenge.slug, []))]
+    last_column = 1 + 2 * len(results.challenges)
     sheet.column_dimensions["A"].width = 28
-    for column in range(2, len(results.challenges) + 2):
-        sheet.column_dimensions[get_column_letter(column)].width = 26
+    for n in range(len(results.challenges)):
+        sheet.column_dimensions[get_column_letter(2 + 2 * n)].width = 26
+        sheet.column_dimensions[get_column_letter(3 + 2 * n)].width = 7
+    width = 28 + 33 * len(results.challenges)
+    for offset, note in enumerate(notes, start=2):
+        number = row_number + offset
+        _put(sheet.cell(number, 1), note).font = ITALIC
+        sheet.cell(number, 1).alignment = top
+        if last_column > 1:
+            sheet.merge_cells(start_row=number, start_column=1, end_row=number,
+                              end_column=last_column)
+        # Merged cells do not grow by themselves: room for the wrapped lines.
+        sheet.row_dimensions[number].height = 15 * (1 + len(note) // max(20, int(width * 1.1)))
     sheet.freeze_panes = "B2"
+    _one_landscape_page(sheet, row_number + 1 + len(notes), last_column)
+
+
+def _one_landscape_page(sheet: Worksheet, last_row: int, last_column: int) -> None:
+    sheet.page_setup.orientation = "landscape"
+    sheet.page_setup.paperSize = sheet.PAPERSIZE_A4
+    sheet.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+    sheet.page_setup.fitToWidth = 1
+    sheet.page_setup.fitToHeight = 1
+    sheet.print_area = f"A1:{get_column_letter(last_column)}{last_row}"
+    sheet.print_options.horizontalCentered = True
+    sheet.page_margins.left = sheet.page_margins.right = 0.5
+    sheet.page_margins.top = sheet.page_margins.bottom = 0.6
+    sheet.oddHeader.center.text = "&B&A"
+    sheet.oddFooter.center.text = "&F · printed &D &T"
 
 
 def _challenge_sheet(sheet: Worksheet, challenge: ChallengeResults, rows: list[Row],
                      stability: dict[str, float] | None, zone: ZoneInfo) -> None:
     metrics = metric_columns(challenge.kind, rows)
     ranks = rank_columns(challenge.kind)
-    header = ["Rank", "Team", f"Score ({SCORE_LABEL.get(challenge.kind, 'score')})", *metrics,
-              *(f"Rank on {r}" for r in ranks), "Counted submission", "Received at",
-              "SHA-256", "Submissions"]
+    header = ["Rank", "Team", f"Score ({SCORE_LABEL.get(challenge.kind, 'score')})",
+              *(METRIC_LABELS.get(m, m) for m in metrics),
+              *(f"Rank on {METRIC_LABELS.get(r, r)}" for r in ranks), "Tie",
+              "Counted submission", f"Received at ({zone.key})", "SHA-256", "Submissions"]
     if stability is not None:
         header.append("Rank held in bootstrap")
     _header(sheet, header)
+    formats = [None, None, SCORE_FORMATS.get(challenge.kind), *(NUMBER_FORMATS.get(m)
+               for m in metrics), *(None for _ in ranks), None, None, DATE_TIME, None, None,
+               "0%"]
+    notes = {team: note for tie in ties(rows) for team, note in _tie_cells(challenge, tie)}
     by_id = {s.id: s for s in challenge.submissions}
     for number, row in enumerate(rows, start=2):
         values = row.metrics or {}
@@ -210,6 +349,7 @@ def _challenge_sheet(sheet: Worksheet, challenge: ChallengeResults, rows: list[R
             row.score,
             *(values.get(m) for m in metrics),
             *(row.ranks.get(r) for r in ranks),
+            notes.get(row.team),
             row.submission_id,
             _local(row.received_at, zone),
             counted.sha256 if counted else None,
@@ -219,17 +359,34 @@ def _challenge_sheet(sheet: Worksheet, challenge: ChallengeResults, rows: list[R
             cells.append(stability.get(row.team))
         for column, value in enumerate(cells, start=1):
             if value is not None:
-                _put(sheet.cell(number, column), value)
-        if stability is not None and row.team in stability:
-            sheet.cell(number, len(cells)).number_format = "0%"
+                cell = _put(sheet.cell(number, column), value)
+                if formats[column - 1] and not isinstance(value, str):
+                    cell.number_format = formats[column - 1]
         if row.rank == 1:
             sheet.cell(number, 2).font = BOLD
     _widths(sheet, header)
 
 
+def _tie_cells(challenge: ChallengeResults, tie: Tie) -> list[tuple[str, str]]:
+    """The "Tie" cell of each team of a tie: with whom, and how the rule ordered them."""
+    out = []
+    rule = TIE_RULES.get(challenge.kind)
+    for team, place in tie.ranks:
+        others = [t for t, _ in tie.ranks if t != team]
+        sharing = [t for t, r in tie.ranks if r == place and t != team]
+        if sharing and len(sharing) == len(others):
+            text = f"shares rank {place} with {_and(sharing)}"
+        else:
+            text = f"same score as {_and(others)}; {rule} places it {place}"
+            if sharing:
+                text += f", shared with {_and(sharing)}"
+        out.append((team, text))
+    return out
+
+
 def _submissions_sheet(sheet: Worksheet, results: EventResults, zone: ZoneInfo) -> None:
-    header = ["Id", "Team", "Challenge", "Status", "Received at", "Size (bytes)", "SHA-256",
-              "File", "Metrics", "Errors", "Warnings"]
+    header = ["Id", "Team", "Challenge", "Status", f"Received at ({zone.key})", "Size (bytes)",
+              "SHA-256", "File", "Metrics", "Errors", "Warnings"]
     _header(sheet, header)
     records: list[tuple[str, SubmissionRecord]] = [
         (c.slug, s) for c in results.challenges for s in c.submissions
@@ -244,11 +401,12 @@ def _submissions_sheet(sheet: Worksheet, results: EventResults, zone: ZoneInfo) 
         for column, value in enumerate(cells, start=1):
             if value is not None:
                 _put(sheet.cell(number, column), value)
+        sheet.cell(number, 5).number_format = DATE_TIME
     _widths(sheet, header)
 
 
 def _log_sheet(sheet: Worksheet, results: EventResults, zone: ZoneInfo) -> None:
-    header = ["At", "Challenge", "Action", "Seconds", "Team", "By", "State after"]
+    header = [f"At ({zone.key})", "Challenge", "Action", "Seconds", "Team", "By", "State after"]
     _header(sheet, header)
     for number, entry in enumerate(sorted(results.log, key=lambda e: e.at), start=2):
         cells: list[Any] = [_local(entry.at, zone), entry.challenge, entry.action,
@@ -256,6 +414,7 @@ def _log_sheet(sheet: Worksheet, results: EventResults, zone: ZoneInfo) -> None:
         for column, value in enumerate(cells, start=1):
             if value is not None:
                 _put(sheet.cell(number, column), value)
+        sheet.cell(number, 1).number_format = DATE_TIME
     _widths(sheet, header)
 
 
@@ -296,11 +455,12 @@ def _widths(sheet: Worksheet, header: Sequence[str]) -> None:
         sheet.column_dimensions[get_column_letter(column)].width = max(10, min(40, len(name) + 4))
 
 
-def _local(moment: datetime | None, zone: ZoneInfo) -> str | None:
-    """A time in the event's timezone, ISO 8601 with its offset (Excel has no timezones)."""
+def _local(moment: datetime | None, zone: ZoneInfo) -> datetime | None:
+    """A time as the room read it: the event's wall clock, to the second. Spreadsheets have no
+    time zones, so the zone is named in the column's header."""
     if moment is None:
         return None
-    return moment.astimezone(zone).isoformat(timespec="seconds")
+    return moment.astimezone(zone).replace(tzinfo=None, microsecond=0)
 
 
 def _sheet_title(slug: str, used: set[str]) -> str:

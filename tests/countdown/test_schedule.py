@@ -154,3 +154,63 @@ def test_team_extension_refused_once_the_challenge_is_over() -> None:
         extend_team(c, timedelta(0), T0 + 2 * HOUR, 60)
     with pytest.raises(InvalidTransition):
         extend_team(Countdown("waiting", HOUR), timedelta(0), T0, 60)
+
+
+def test_the_actions_allowed_are_the_ones_transition_accepts() -> None:
+    from server.countdown.schedule import ACTIONS, allowed_actions
+
+    waiting = Countdown("waiting", HOUR)
+    running = transition(waiting, "start", T0)
+    paused = transition(running, "pause", T0 + timedelta(minutes=1))
+    closed = transition(running, "close", T0 + timedelta(minutes=2))
+    expired = running  # past its deadline, not yet recorded as closed
+    for countdown, now, expected in (
+            (waiting, T0, ("start",)),
+            (running, T0 + timedelta(minutes=5), ("pause", "extend", "close")),
+            (paused, T0 + 5 * HOUR, ("resume", "extend", "close")),
+            (closed, T0 + timedelta(minutes=3), ()),
+            (expired, T0 + 2 * HOUR, ())):
+        assert allowed_actions(countdown, now) == expected
+        for action in ACTIONS:
+            try:
+                transition(countdown, action, now, seconds=60)
+            except InvalidTransition:
+                assert action not in expected, (countdown.state, action)
+            else:
+                assert action in expected, (countdown.state, action)
+    # An extended team's time keeps the challenge open for its organizer.
+    assert allowed_actions(expired, T0 + HOUR + timedelta(minutes=1),
+                           timedelta(minutes=5)) == ("pause", "extend", "close")
+
+
+def test_close_can_keep_the_teams_still_on_extra_time() -> None:
+    from server.countdown.schedule import close_keeping_extensions, upload_refusal
+
+    running = transition(Countdown("waiting", HOUR), "start", T0)
+    now = T0 + HOUR - timedelta(minutes=2)    # two minutes before the deadline
+    extensions = {"kept": timedelta(minutes=10), "also": timedelta(minutes=1)}
+    after, kept = close_keeping_extensions(running, now, extensions)
+    # Closed now for the others; the extended teams keep their deadlines to the second.
+    assert phase_at(after, now).state == "closed"
+    assert kept == {"kept": timedelta(minutes=12), "also": timedelta(minutes=3)}
+    for team, extra in extensions.items():
+        assert phase_at(after, now, kept[team]).deadline == running.deadline + extra
+    assert upload_refusal(after, now + timedelta(seconds=1), now + timedelta(seconds=1)) \
+        == "deadline_passed"
+    assert upload_refusal(after, now + timedelta(minutes=11), now + timedelta(minutes=11),
+                          extension=kept["kept"]) is None
+
+    # An extension whose time is over is dropped; with none left it is the plain close.
+    late = T0 + HOUR + timedelta(minutes=5)
+    after, kept = close_keeping_extensions(running, late, extensions)
+    assert kept == {"kept": timedelta(minutes=5)}
+    after, kept = close_keeping_extensions(running, now, {})
+    assert (after.state, kept) == ("closed", {})
+
+    # Paused: the kept team's remaining time is unchanged, the others' is gone.
+    paused = transition(running, "pause", now)
+    after, kept = close_keeping_extensions(paused, now + HOUR, {"kept": timedelta(minutes=10)})
+    assert phase_at(after, now + HOUR).state == "closed"
+    assert phase_at(after, now + HOUR, kept["kept"]).remaining_s == 12 * 60
+    with pytest.raises(InvalidTransition):
+        close_keeping_extensions(Countdown("waiting", HOUR), T0, extensions)

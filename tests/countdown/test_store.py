@@ -115,6 +115,61 @@ def test_invalid_transitions_and_bad_requests(server: AppServer) -> None:
         assert (status, body["error"]["state"]) == (409, "closed")
 
 
+def test_the_organizer_sees_the_actions_the_state_allows(server: AppServer,
+                                                         clock: DatabaseClock) -> None:
+    organizer = server.tokens()["organizer"]
+    clock.freeze()
+
+    def actions() -> list[str]:
+        _, c = server.json("GET", "/api/v1/challenges/edss", organizer)
+        return c["actions"]
+
+    assert actions() == ["start"]
+    act(server, organizer, "edss", "start")
+    assert actions() == ["pause", "extend", "close"]
+    act(server, organizer, "edss", "pause")
+    assert actions() == ["resume", "extend", "close"]
+    act(server, organizer, "edss", "resume")
+    clock.advance(3600)  # past the deadline, before the ticker records it: nothing to do
+    assert actions() == []
+    # The rules are the organizer's: nobody else is handed them.
+    for token in (server.tokens()["jury"], server.tokens()["Myelin Minds"], None):
+        _, c = server.json("GET", "/api/v1/challenges/edss", token)
+        assert "actions" not in c
+
+
+def test_close_keeping_extensions_leaves_the_extended_team_its_time(
+        server: AppServer, clock: DatabaseClock) -> None:
+    tokens = server.tokens()
+    organizer = tokens["organizer"]
+    clock.freeze()
+    act(server, organizer, "edss", "start")
+    clock.advance(3000)
+    act(server, organizer, "edss", "extend", seconds=600, team="Myelin Minds")
+    _, before = server.json("GET", "/api/v1/challenges/edss", tokens["Myelin Minds"])
+    status, body = act(server, organizer, "edss", "close", keep_extensions="yes")
+    assert (status, body["error"]["code"]) == (400, "bad_request")
+    status, c = act(server, organizer, "edss", "close", keep_extensions=True, by="Alice")
+    assert status == 200 and c["state"] == "closed"
+    assert c["actions"] == ["pause", "extend", "close"]  # still open for the extended team
+    _, mine = server.json("GET", "/api/v1/challenges/edss", tokens["Myelin Minds"])
+    assert mine["state"] == "running" and mine["deadline"] == before["deadline"]
+    clock.advance(60)
+    csv = b"id,value\n"
+    status, late = server.upload("edss", tokens["Pixel Anatomy"], "p.csv", csv)
+    assert (status, late["error"]["code"]) == (403, "deadline_passed")
+    status, receipt = server.upload("edss", tokens["Myelin Minds"], "m.csv", csv)
+    assert status == 202, receipt
+    _, log = server.json("GET", "/api/v1/countdown-log", organizer)
+    assert (log[0]["action"], log[0]["state_after"], log[0]["actor"]) == (
+        "close", "closed except Myelin Minds", "organizer (Alice)")
+    # Closing again ends the extended team's time too.
+    status, c = act(server, organizer, "edss", "close")
+    assert status == 200 and c["actions"] == []
+    _, mine = server.json("GET", "/api/v1/challenges/edss", tokens["Myelin Minds"])
+    assert mine["state"] == "closed"
+
+
 @pytest.mark.slow  # three restarts of a server process
 def test_the_clock_survives_sigkill_in_every_state(example_event: Path, database_url: str,
                                                    tmp_path: Path) -> None:

@@ -177,8 +177,9 @@ def test_deliberation_on_the_demo(spec: EventSpec, expected: dict[str, dict[str,
     assert set(stability) == {"sarcopenia", "nodules", "edss"}
     assert all(0 <= v <= 1 for shares in stability.values() for v in shares.values())
     sheet = load_workbook(io.BytesIO(build_workbook(results, boards, stability)))["Results"]
-    table = {row[0].value: [c.value for c in row[1:]] for row in sheet.iter_rows(min_row=2,
-                                                                               max_row=9)}
+    # Each challenge's score, its rank beside it.
+    table = {row[0].value: [c.value for c in row[1::2]] for row in sheet.iter_rows(min_row=2,
+                                                                                  max_row=9)}
     assert table["Gradient Gargoyles"] == [None, "N.S.", None]
     assert table["Sagittal Sunrise"][0] == "N.S." and table["Pixel Pétanque"][2] == "N.S."
     plots = {c.slug: challenge_plots(c, boards[c.slug], spec.timezone) for c in challenges}

@@ -11,11 +11,16 @@ import numpy as np
 import pytest
 
 from server.deliberation.plots import (
+    MIN_TEXT,
+    PALETTE,
+    WIDTH,
     bland_altman_svg,
     dice_distribution_svg,
     roc_svg,
     scatter_svg,
     score_over_time_svg,
+    team_colours,
+    text_width,
 )
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -138,3 +143,85 @@ def test_score_over_time(higher: bool) -> None:
     dots = [(float(c.get("cx", 0)), float(c.get("cy", 0))) for c in first.iter(f"{SVG}circle")]
     # The better end is at the top: with lower-is-better, the drop from 3.1 to 1.2 rises.
     assert (dots[1][1] < dots[0][1]) == (not higher)
+
+
+LONG = "Hounsfield Harriers of the Northern Radiology Department"
+
+
+def _every_plot(teams: list[str], colours: dict[str, str] | None = None) -> list[str]:
+    rng = np.random.default_rng(4)
+    start = datetime(2019, 10, 14, 8, 0, tzinfo=UTC)
+    true = rng.uniform(10_000, 20_000, 12)
+    return [
+        roc_svg(_curves(teams), colours=colours),
+        bland_altman_svg(teams[0], true.tolist(), (true + 200).tolist(), colours=colours),
+        dice_distribution_svg({t: rng.uniform(0.8, 1, 12).tolist() for t in teams},
+                              colours=colours),
+        scatter_svg({t: ([1.0, 2.0], [1.5, 2.5]) for t in teams}, colours=colours),
+        score_over_time_svg({t: [(start + timedelta(minutes=5 + n), 0.5 + n / 20)]
+                             for n, t in enumerate(teams)}, True, timezone="Europe/Paris",
+                            start=start, end=start + timedelta(hours=1), colours=colours),
+    ]
+
+
+def test_every_text_is_projector_sized_and_inside_the_picture() -> None:
+    teams = [LONG, "Alpha", "Bravo", "Charlie", "Delta"]
+    for svg in _every_plot(teams):
+        root = parse(svg)
+        width = float(root.get("width", "0"))
+        assert width == WIDTH
+        for text in root.iter(f"{SVG}text"):
+            assert float(text.get("font-size", "0")) >= MIN_TEXT, text.text
+            # A left-anchored text must end before the right edge, by its measured width.
+            if text.get("text-anchor") in (None, "start") and text.get("transform") is None:
+                size = float(text.get("font-size", "0"))
+                end = float(text.get("x", "0")) + text_width(text.text or "", size,
+                                                             bold=text.get("font-weight") == "bold")
+                assert end <= width, (text.text, end)
+
+
+def test_a_long_name_is_cut_in_the_legend_but_its_metric_shows() -> None:
+    root = parse(roc_svg(_curves([LONG + LONG, "Alpha"])))
+    legend = [t.text or "" for g in root.iter(f"{SVG}g") if g.get("class") == "legend"
+              for t in g.iter(f"{SVG}text")]
+    cut = next(text for text in legend if text.startswith("Hounsfield"))
+    assert "…" in cut and cut.endswith(")") and "(AUC " in cut
+    assert any(LONG + LONG in (t.text or "") for t in root.iter(f"{SVG}title"))
+
+
+def test_many_teams_wrap_the_legend_onto_rows_and_the_picture_grows() -> None:
+    few = parse(scatter_svg({f"Team {n}": ([1.0], [1.0]) for n in range(2)}))
+    many = parse(scatter_svg({f"Team number {n}": ([1.0], [1.0]) for n in range(12)}))
+    rows = {t.get("y") for g in many.iter(f"{SVG}g") if g.get("class") == "legend"
+            for t in g.iter(f"{SVG}text")}
+    assert len(rows) >= 3
+    assert float(many.get("height", "0")) > float(few.get("height", "0"))
+    assert_in_frame(many)
+
+
+def test_a_team_has_one_colour_in_every_plot() -> None:
+    teams = ["Charlie", "alpha", "Bravo"]
+    colours = team_colours(["Zulu", *teams])
+    assert list(colours) == ["alpha", "Bravo", "Charlie", "Zulu"]  # sorted, case aside
+    assert colours == team_colours(reversed(["Zulu", *teams]))
+    assert len(set(colours.values())) == 4 and set(colours.values()) <= set(PALETTE)
+    for svg in _every_plot(teams, colours):
+        root = parse(svg)
+        for group in root.iter(f"{SVG}g"):
+            team = group.get("data-team")
+            if group.get("class") != "series" or team is None:
+                continue
+            drawn = {e.get("stroke") if e.tag == f"{SVG}polyline" else e.get("fill")
+                     for e in group if e.tag in (f"{SVG}circle", f"{SVG}polyline")}
+            assert drawn == {colours[team]}, (root.get("class"), team, drawn)
+
+
+def test_past_the_palette_colours_repeat_dashed() -> None:
+    teams = [f"Team {n:02d}" for n in range(len(PALETTE) + 2)]
+    colours = team_colours(teams)
+    root = parse(score_over_time_svg(
+        {t: [(datetime(2019, 10, 14, 8, n, tzinfo=UTC), float(n))] for n, t in enumerate(teams)},
+        True, colours=colours))
+    dashed = {g.get("data-team") for g in root.iter(f"{SVG}g") if g.get("class") == "series"
+              and any(p.get("stroke-dasharray") for p in g.iter(f"{SVG}polyline"))}
+    assert dashed == set(teams[len(PALETTE):])

@@ -97,44 +97,115 @@ def test_sheets(book: dict[str, Worksheet]) -> None:
 
 def test_results_sheet_is_table_6(book: dict[str, Worksheet]) -> None:
     rows = _rows(book["Results"])
-    assert rows[0] == ["Teams", "Sarcopenia (sum of ranks)", "Pulmonary nodules (AUC)",
-                       "Multiple sclerosis (MSE)"]
+    assert rows[0] == ["Teams", "Sarcopenia (sum of ranks)", "Rank", "Pulmonary nodules (AUC)",
+                       "Rank", "Multiple sclerosis (MSE)", "Rank"]
     body = {r[0]: r[1:] for r in rows[1:8]}
     # All event teams, sorted by name, whatever their challenges.
     assert [r[0] for r in rows[1:8]] == ["-Delta", "=HYPERLINK(\"http://x\",\"y\")", "Alpha",
                                          "Bravo", "Charlie", "Echo", "Foxtrot"]
-    assert body["Alpha"] == [3, 0.81, None]
-    assert body["Bravo"] == [3, None, 3.04]
-    assert body["Charlie"] == [6, None, None]
-    assert body["-Delta"] == ["N.S.", None, None]
-    assert body[INJECTED] == [None, "N.S.", None]
-    assert body["Echo"] == [None, 0.899, 4.61]
-    assert body["Foxtrot"] == [None, None, None]
+    assert body["Alpha"] == [3, 1, 0.81, 2, None, None]
+    assert body["Bravo"] == [3, 2, None, None, 3.04, 1]
+    assert body["Charlie"] == [6, 3, None, None, None, None]
+    assert body["-Delta"] == ["N.S.", None, None, None, None, None]
+    assert body[INJECTED] == [None, None, "N.S.", None, None, None]
+    assert body["Echo"] == [None, None, 0.899, 1, 4.61, 2]
+    assert body["Foxtrot"] == [None] * 6
     sheet = book["Results"]
     bold = {(c.row, c.column) for row in sheet.iter_rows(min_row=2, max_row=8) for c in row
             if c.font.bold and c.column > 1}
     # Alpha wins sarcopenia on the Dice tie-break, Echo nodules, Bravo EDSS.
-    assert bold == {(4, 2), (7, 3), (5, 4)}
+    assert bold == {(4, 2), (4, 3), (7, 4), (7, 5), (5, 6), (5, 7)}
     notes = [r[0] for r in rows[8:] if r[0]]
     assert any(str(n).startswith("Bold indicates the best result") for n in notes)
     assert any("N.S. indicates" in str(n) and "Empty cell indicates not competing team" in str(n)
                for n in notes)
+    # Alpha and Bravo have the same sum of ranks: the note says so and how it was settled.
+    assert "Sarcopenia: Alpha and Bravo are tied on sum of ranks 3; the higher Dice orders " \
+        "them: Alpha 1, Bravo 2." in notes
+
+
+def test_results_are_shown_as_the_jury_reads_them(book: dict[str, Worksheet]) -> None:
+    sheet = book["Results"]
+    alpha = next(row for row in sheet.iter_rows(min_row=2) if row[0].value == "Alpha")
+    assert [alpha[1].number_format, alpha[3].number_format] == ["0", "0.000"]
+    bravo = next(row for row in sheet.iter_rows(min_row=2) if row[0].value == "Bravo")
+    assert bravo[5].number_format == "0.00"
+    # Stored unrounded: the format shows 4 decimals of Dice, the cell keeps them all.
+    sarcopenia = book["sarcopenia"]
+    header = [c.value for c in sarcopenia[1]]
+    dice = sarcopenia.cell(2, header.index("Dice") + 1)
+    assert dice.value == 0.95 and dice.number_format == "0.0000"
+    assert sarcopenia.cell(2, header.index("Surface MSE (mm²)²") + 1).number_format == "#,##0"
+    nodules = book["nodules"]
+    auc = nodules.cell(2, [c.value for c in nodules[1]].index("AUC") + 1)
+    assert auc.value == 0.899 and auc.number_format == "0.000"
+    edss = book["edss"]
+    assert edss.cell(2, [c.value for c in edss[1]].index("MSE") + 1).number_format == "0.00"
+
+
+def test_the_results_sheet_prints_on_one_landscape_page(book: dict[str, Worksheet]) -> None:
+    sheet = book["Results"]
+    assert sheet.page_setup.orientation == "landscape"
+    assert sheet.sheet_properties.pageSetUpPr.fitToPage
+    assert (sheet.page_setup.fitToWidth, sheet.page_setup.fitToHeight) == (1, 1)
+    last = max(row[0].row for row in sheet.iter_rows() if row[0].value is not None)
+    assert sheet.print_area == f"'Results'!$A$1:$G${last}"
+    # Notes are wrapped across the table, not one long line running off the page.
+    note = next(r for r in sheet.iter_rows() if str(r[0].value).startswith("Bold indicates"))
+    assert note[0].alignment.wrap_text
+    assert any(str(m).startswith(f"A{note[0].row}:G") for m in sheet.merged_cells.ranges)
+
+
+def test_shared_ranks_and_ties_broken_by_the_rule() -> None:
+    sarcopenia = ChallengeResults(
+        "sarcopenia", "Sarcopenia", "segmentation-surface", "last",
+        ("A", "B", "C", "D"),
+        (_record(1, "A", 1, {"dice": 0.95, "surface_mse": 300.0}),   # 1 + 3 = 4
+         _record(2, "B", 2, {"dice": 0.94, "surface_mse": 300.0}),   # 2 + 3 = 5
+         _record(3, "C", 3, {"dice": 0.90, "surface_mse": 100.0}),   # 3 + 1 = 4
+         _record(4, "D", 4, {"dice": 0.90, "surface_mse": 100.0})))  # 3 + 1 = 4
+    nodules = ChallengeResults(
+        "nodules", "Nodules", "binary-probability", "last", ("A", "B", "C"),
+        (_record(5, "A", 1, {"auc": 0.9}), _record(6, "B", 2, {"auc": 0.9}),
+         _record(7, "C", 3, {"auc": 0.7})))
+    results = EventResults("E", "UTC", (sarcopenia, nodules), ("A", "B", "C", "D"))
+    boards = boards_from_results(results)
+    assert [(r.team, r.rank) for r in boards["sarcopenia"]] == [
+        ("A", 1), ("C", 2), ("D", 2), ("B", 4)]
+    loaded = load_workbook(io.BytesIO(build_workbook(results, boards)))
+    rows = _rows(loaded["Results"])
+    body = {r[0]: r[1:] for r in rows[1:5]}
+    assert body["A"] == [4, 1, 0.9, "1="] and body["B"] == [5, 4, 0.9, "1="]
+    assert body["C"] == [4, "2=", 0.7, 3] and body["D"] == [4, "2=", None, None]
+    notes = [str(r[0]) for r in rows[5:] if r[0]]
+    assert "Sarcopenia: A, C and D are tied on sum of ranks 4; the higher Dice orders " \
+        "them: A 1, C 2, D 2 (equal ranks are shared)." in notes
+    assert "Nodules: A and B are tied on AUC 0.900; they share rank 1." in notes
+    sheet = _rows(loaded["sarcopenia"])
+    tie = {r[1]: r[sheet[0].index("Tie")] for r in sheet[1:]}
+    assert tie["A"] == "same score as C and D; the higher Dice places it 1"
+    assert tie["C"] == "same score as A and D; the higher Dice places it 2, shared with D"
+    assert tie["B"] is None
+    nodule_ties = {r[1]: r[_rows(loaded["nodules"])[0].index("Tie")]
+                   for r in _rows(loaded["nodules"])[1:]}
+    assert nodule_ties == {"A": "shares rank 1 with B", "B": "shares rank 1 with A", "C": None}
 
 
 def test_challenge_sheet(book: dict[str, Worksheet]) -> None:
     rows = _rows(book["sarcopenia"])
     header = rows[0]
     assert header[:3] == ["Rank", "Team", "Score (sum of ranks)"]
-    for column in ("dice", "surface_mse", "Rank on dice", "Rank on surface_mse",
-                   "Counted submission", "Received at", "SHA-256", "Submissions",
+    for column in ("Dice", "Surface MSE (mm²)²", "Rank on Dice", "Rank on Surface MSE (mm²)²",
+                   "Counted submission", "Received at (Europe/Paris)", "SHA-256", "Submissions",
                    "Rank held in bootstrap"):
         assert column in header
     by_team = {r[1]: dict(zip(header, r, strict=True)) for r in rows[1:]}
     alpha = by_team["Alpha"]
-    assert alpha["Rank"] == 1 and alpha["dice"] == 0.95 and alpha["surface_mse"] == 100.0
-    assert alpha["Rank on dice"] == 1 and alpha["Rank on surface_mse"] == 2
+    assert alpha["Rank"] == 1 and alpha["Dice"] == 0.95 and alpha["Surface MSE (mm²)²"] == 100.0
+    assert alpha["Rank on Dice"] == 1 and alpha["Rank on Surface MSE (mm²)²"] == 2
     assert alpha["Counted submission"] == 2 and alpha["SHA-256"] == f"{2:064x}"
-    assert alpha["Received at"] == "2019-10-14T10:30:00+02:00"
+    # The room's wall clock (Paris, summer time), as a date-time the spreadsheet can sort.
+    assert alpha["Received at (Europe/Paris)"] == datetime(2019, 10, 14, 10, 30)
     assert alpha["Submissions"] == 2 and alpha["Rank held in bootstrap"] == 0.62
     assert by_team["-Delta"]["Rank"] == "N.S." and by_team["-Delta"]["Submissions"] == 1
     assert "Rank held in bootstrap" not in _rows(book["nodules"])[0]
@@ -154,9 +225,11 @@ def test_submissions_and_log(book: dict[str, Worksheet]) -> None:
     assert charlie["Warnings"] == "orientation_assumed: read as x = columns (id L3-001)"
     assert delta["Warnings"] is None
     assert delta["Size (bytes)"] == 1005 and delta["Challenge"] == "sarcopenia"
+    assert delta["Received at (Europe/Paris)"] == datetime(2019, 10, 14, 10, 33)
     log = _rows(book["Organizer log"])
-    assert log[0][:3] == ["At", "Challenge", "Action"]
-    assert log[2][:5] == ["2019-10-14T10:20:00+02:00", "sarcopenia", "extend", 120, "-Delta"]
+    assert log[0][:3] == ["At (Europe/Paris)", "Challenge", "Action"]
+    assert log[2][:5] == [datetime(2019, 10, 14, 10, 20), "sarcopenia", "extend", 120, "-Delta"]
+    assert book["Organizer log"].cell(2, 1).number_format == "yyyy-mm-dd hh:mm:ss"
 
 
 def test_no_cell_is_a_formula(book: dict[str, Worksheet]) -> None:
