@@ -78,7 +78,7 @@ def reveal_step(results: EventResults, slug: str, step: int) -> dict[str, Any]:
     challenge = next(c for c in results.challenges if c.slug == slug)
     steps = reveal_order(boards[slug])
     shown = steps[:max(0, min(step, len(steps)))]
-    rows = [row for place in shown for row in place]
+    rows = sorted((row for place in shown for row in place), key=lambda r: r.rank or 0)
     teams = {row.team for row in rows}
     stability = stability_by_challenge(results, {slug: boards[slug]}).get(slug, {}) \
         if rows else {}

@@ -137,6 +137,13 @@ const Organizer = (() => {
     queue.textContent = `Scoring queue: ${queued} waiting, ${scoring} being scored`;
     queue.dataset.queued = String(queued);
     queue.classList.toggle("busy", queued > 10);
+    const disk = document.querySelector("[data-storage]");
+    if (disk && status.disk) {
+      const d = status.disk;
+      disk.textContent = `Disk: ${d.free} free of ${d.total}` +
+        (d.low ? ` — uploads refused (507 storage_full) below ${d.reserve}` : "");
+      disk.classList.toggle("low", d.low);
+    }
   }
 
   // What to send for a button, after asking; null when the organizer cancels.

@@ -20,9 +20,10 @@ const Team = (() => {
                        scored: "scored", invalid: "invalid" };
 
   function size(bytes) {
-    if (bytes < 1000) return `${bytes} B`;
-    if (bytes < 1e6) return `${(bytes / 1e3).toFixed(1)} kB`;
-    return `${(bytes / 1e6).toFixed(1)} MB`;
+    // A number and its unit never part (no-break space).
+    if (bytes < 1000) return `${bytes}\u00a0B`;
+    if (bytes < 1e6) return `${(bytes / 1e3).toFixed(1)}\u00a0kB`;
+    return `${(bytes / 1e6).toFixed(1)}\u00a0MB`;
   }
 
   function nameOf(s) {
@@ -105,7 +106,7 @@ const Team = (() => {
       if (s.id === counted) tr.classList.add("counted");
       const status = s.id === counted ? `${s.status} · counts` : s.status;
       for (const [text, cls] of [[`#${s.id}`], [Podium.formatTime(s.received_at)],
-                                 [nameOf(s), "file"], [size(s.size)],
+                                 [nameOf(s), "file"], [size(s.size), "size"],
                                  [status, `status status-${s.status}`], [resultText(s), "result"]]) {
         tr.append(Podium.element("td", cls, text));
       }

@@ -4,6 +4,7 @@ stays on its card until the next action or change of state, the queue is shown."
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,8 @@ def test_an_error_stays_on_its_card_until_the_next_action_and_the_queue_shows(
         server.upload("edss", tokens["Myelin Minds"], "p.csv", EDSS)
         page.wait_for_selector("[data-status=queue][data-queued='1']", timeout=20000)
         assert page.inner_text("[data-status=queue]") == "Scoring queue: 1 waiting, 0 being scored"
+        assert re.fullmatch(r"Disk: [\d.]+ [MG]iB free of [\d.]+ [MG]iB",
+                            page.inner_text("[data-storage]"))
         page.context.close()
     finally:
         server.stop()

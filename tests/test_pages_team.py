@@ -1,5 +1,5 @@
 """The team page in Chromium: the status line follows the file's state (queued → scoring →
-invalid, then scored), problems grouped, which submission counts and what is left, a
+invalid, then scored with warnings), problems grouped, which submission counts and what is left, a
 duplicate flagged before it is sent, the extension shown live, Upload closed with its reason.
 
 No scorer runs here: the test moves each submission on with the worker's own calls
@@ -37,11 +37,12 @@ class Scorer:
         self.server.call(go())
 
     def finish(self, status: str, metrics: dict[str, float] | None,
-               errors: list[dict[str, str]]) -> None:
+               errors: list[dict[str, str]], warnings: list[dict[str, str]] | None = None
+               ) -> None:
         async def go() -> None:
             async with self.server.app[POOL].acquire() as conn:
                 assert await record_result(conn, self.job["id"], self.claimant, status,
-                                           metrics, errors, "test")
+                                           metrics, errors, "test", warnings=warnings)
         self.server.call(go())
 
 
@@ -94,9 +95,15 @@ def test_the_status_line_follows_the_file_from_queued_to_its_result(
         status_is(page, "queued")
         scorer.claim()
         status_is(page, "scoring")
-        scorer.finish("scored", {"mse": 1.2345, "mae": 0.9}, [])
+        notice = {"code": "constant_predictions", "message": "every prediction is 2.5"}
+        scorer.finish("scored", {"mse": 1.2345, "mae": 0.9}, [], [notice])
         line = status_is(page, "scored")
         assert "mse 1.23" in line  # this challenge's feedback shows the score
+        assert "1 warning, see below" in line
+        warning = page.locator("[data-problems-of=edss] .warnings li[data-code="
+                               "constant_predictions]")
+        assert "every prediction is 2.5" in warning.inner_text()
+        assert page.locator("[data-history-of=edss] tr.warnings-row").count() == 1
         page.wait_for_function("() => document.querySelector('[data-status-of=edss]')"
                                ".textContent.includes('it counts now')")
         second = scorer.job["id"]

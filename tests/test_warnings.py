@@ -121,7 +121,7 @@ def test_the_team_page_shows_warnings_as_notices_not_errors(server: AppServer,
     colour = notes.first.evaluate("e => getComputedStyle(e).color")
     assert colour not in ("rgb(204, 0, 0)", "rgb(255, 0, 0)")
     assert "error" not in (notes.first.evaluate("e => e.closest('ul').className") or "")
-    receipt = page.locator('[data-receipt-of="sarcopenia"] .warnings li')
+    receipt = page.locator('[data-problems-of="sarcopenia"] .warnings li')  # beside the receipt
     assert receipt.count() == 3
     page.close()
 
