@@ -237,8 +237,8 @@ def test_below_the_reserve_uploads_get_507_and_everything_else_works(
             status, _, page = server.request("GET", "/clock")
             assert status == 200
             status, _, console = server.request("GET", "/organizer", organizer)
-            assert status == 200 and b"uploads are refused (507 storage_full)" in console
-            assert b"now: free space on this disk" in console
+            assert status == 200 and b"uploads refused (507 storage_full) below" in console
+            assert b'class="status-item low" data-storage>Disk: ' in console
             no_traceback(server)
         finally:
             server.stop()

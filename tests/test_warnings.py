@@ -121,8 +121,10 @@ def test_the_team_page_shows_warnings_as_notices_not_errors(server: AppServer,
     colour = notes.first.evaluate("e => getComputedStyle(e).color")
     assert colour not in ("rgb(204, 0, 0)", "rgb(255, 0, 0)")
     assert "error" not in (notes.first.evaluate("e => e.closest('ul').className") or "")
-    receipt = page.locator('[data-problems-of="sarcopenia"] .warnings li')  # beside the receipt
-    assert receipt.count() == 3
+    # Beside the receipt too, once the page has drawn it.
+    page.wait_for_function(
+        """() => document.querySelectorAll('[data-problems-of="sarcopenia"] .warnings li')
+                 .length === 3""", timeout=20000)
     page.close()
 
 
