@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.edge import address, connect, get, quiet_server, settled, start
-from tests.helpers import EXAMPLE_DIR, ServerProcess
+from tests.helpers import EXAMPLE_DIR, ServerProcess, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -140,13 +140,15 @@ def vanish_mid_upload(server: ServerProcess) -> None:
                f"Authorization: Bearer {tokens['Lumbar Lab']}\r\n"
                f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
                f"Content-Length: 1000000\r\n\r\n").encode() + head + b"id,probability\n" * 500)
-    time.sleep(0.5)  # let the server start storing the file
+    parts = server.data_dir / "submissions"
+    wait_for(lambda: list(parts.rglob(".*.part")), what="the server to start storing the file")
     s.close()
     deadline = time.monotonic() + 30
     while "dropped" not in server.stderr():
         assert time.monotonic() < deadline, server.stderr()[-3000:]
         time.sleep(0.1)
-    time.sleep(0.5)
+    # The drop is handled once its partial file is gone; only then is the log complete.
+    wait_for(lambda: not list(parts.rglob("*.part")), what="the partial file to be removed")
     log = server.stderr()
     assert "Traceback" not in log and "internal_error" not in log
     assert len([line for line in log.splitlines() if "dropped" in line]) == 1
