@@ -114,16 +114,6 @@ class DatabaseClock:
         self._define(f"SELECT clock_timestamp() + interval '{self.offset.total_seconds()} s'")
         return self.now()
 
-    def release(self) -> None:
-        """Lets the clock run again from where it stands (frozen instant or offset)."""
-        if self.frozen is not None:
-            self.offset = self.frozen - self.now_of_the_host()
-            self.frozen = None
-        self._define(f"SELECT clock_timestamp() + interval '{self.offset.total_seconds()} s'")
-
-    def now_of_the_host(self) -> datetime:
-        return datetime.now(UTC)
-
 
 class Client:
     """HTTP calls shared by both ways of running the server."""
