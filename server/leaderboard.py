@@ -55,8 +55,11 @@ async def board(conn: asyncpg.Connection, slug: str, viewer: Principal | None
         cutoff = freeze_start(countdown_of(row), now, row["freeze_window"], row["frozen_at"])
         frozen = cutoff is not None and not sees_live(viewer)
         rows = await _rows(conn, row, cutoff if frozen else None)
-    # Until the ticker records the freeze (within moments of its start), the live version.
-    seq = row["frozen_seq"] if frozen and row["frozen_seq"] is not None else row["board_seq"]
+    seq = row["board_seq"]
+    if frozen:
+        # Between the freeze's start and its recording (by the ticker, within moments), the
+        # version its recording will fix: the next one, as bump_board sets it.
+        seq = row["frozen_seq"] if row["frozen_seq"] is not None else row["board_seq"] + 1
     return {"challenge": slug, "kind": row["kind"], "seq": seq, "frozen": frozen,
             "frozen_at": iso(cutoff) if cutoff is not None else None,
             "rows": [r.to_json() for r in rows], "server_time": iso(now)}
