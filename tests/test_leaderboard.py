@@ -31,10 +31,10 @@ def ws_connect(server: Client, token: str | None = None) -> ClientConnection:
 
 def subscribe(ws: ClientConnection, *channels: str) -> list[dict[str, Any]]:
     ws.send(json.dumps({"type": "subscribe", "channels": list(channels)}))
-    return [json.loads(ws.recv(timeout=10)) for _ in channels]
+    return [json.loads(ws.recv(timeout=60)) for _ in channels]
 
 
-def next_of(ws: ClientConnection, kind: str, timeout: float = 15) -> dict[str, Any]:
+def next_of(ws: ClientConnection, kind: str, timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         message = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
