@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from server import kinds
 from server.access import Role
 from server.auth import requires
 from server.deliberation.plots import challenge_plots, team_colours
@@ -57,7 +58,7 @@ async def export_board_csv(request: web.Request) -> web.Response:
     if challenge is None:
         raise NotFound(f"no challenge {slug!r}", code="unknown_challenge")
     rows = boards_from_results(results)[slug]
-    return web.Response(text=board_csv(rows, challenge.kind), content_type="text/csv",
+    return web.Response(text=board_csv(rows, kinds.get(challenge.kind)), content_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{slug}.csv"'})
 
 
@@ -84,7 +85,8 @@ def reveal_step(results: EventResults, slug: str, step: int) -> dict[str, Any]:
         if rows else {}
     colours = team_colours(results.teams)
     return {
-        "challenge": slug, "kind": challenge.kind, "step": len(shown),
+        "challenge": slug, "kind": challenge.kind,
+        "columns": kinds.get(challenge.kind).columns(), "step": len(shown),
         "more": len(shown) < len(steps),
         "places": [{"rank": place[0].rank, "rows": [r.to_json() for r in place]}
                    for place in shown],

@@ -17,12 +17,12 @@ from typing import Any
 
 import asyncpg
 
-from server import queries
+from server import kinds, queries
 from server.access import Principal, Role
 from server.countdown import freeze_start
 from server.countdown.store import countdown_of
 from server.isotime import iso
-from server.ranking import Entry, Row, Scored, counted_submission, rank
+from server.ranking import Entry, Row, Scored
 
 VISIBLE_TO: dict[str, frozenset[Role | None]] = {
     "jury": frozenset({Role.JURY, Role.ORGANIZER}),
@@ -60,7 +60,8 @@ async def board(conn: asyncpg.Connection, slug: str, viewer: Principal | None
         # Between the freeze's start and its recording (by the ticker, within moments), the
         # version its recording will fix: the next one, as bump_board sets it.
         seq = row["frozen_seq"] if row["frozen_seq"] is not None else row["board_seq"] + 1
-    return {"challenge": slug, "kind": row["kind"], "seq": seq, "frozen": frozen,
+    return {"challenge": slug, "kind": row["kind"], "columns": kinds.get(row["kind"]).columns(),
+            "seq": seq, "frozen": frozen,
             "frozen_at": iso(cutoff) if cutoff is not None else None,
             "rows": [r.to_json() for r in rows], "server_time": iso(now)}
 
@@ -86,7 +87,7 @@ async def _rows(conn: asyncpg.Connection, challenge: asyncpg.Record,
             scored[s["team_id"]].append(Scored(
                 s["id"], names[s["team_id"]], s["received_at"],
                 queries.decode_json(metrics)))
-    entries = [Entry(t["name"], counted_submission(challenge["kind"], challenge["counts"],
-                                                   scored[t["id"]]), counts[t["id"]])
-               for t in teams]
-    return rank(challenge["kind"], entries)
+    kind = kinds.get(challenge["kind"])
+    entries = [Entry(t["name"], kind.counted(challenge["counts"], scored[t["id"]]),
+                     counts[t["id"]]) for t in teams]
+    return kind.rank(entries)

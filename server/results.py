@@ -3,6 +3,7 @@ plots, rank stability) is computed from these, never from the database directly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from server.queries import decode_json
+from server.ranking import Row
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,16 @@ class ChallengeResults:
     submissions: tuple[SubmissionRecord, ...]  # every submission, oldest first
     started_at: datetime | None = None
     deadline: datetime | None = None
+
+    def counted_details(self, rows: Sequence[Row]) -> dict[str, dict[str, Any]]:
+        """The details of each ranked team's counted submission, in board order."""
+        by_id = {s.id: s for s in self.submissions}
+        out: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            record = by_id.get(row.submission_id) if row.submission_id is not None else None
+            if row.valid and record is not None and record.details is not None:
+                out[row.team] = record.details
+        return out
 
 
 @dataclass(frozen=True)
