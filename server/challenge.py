@@ -9,9 +9,9 @@ import asyncpg
 
 from server import kinds, queries
 from server.access import Principal, Role
-from server.countdown import phase_at
+from server.countdown import Countdown, phase_at
 from server.countdown.schedule import NO_EXTENSION, allowed_actions
-from server.countdown.store import Extension, countdown_of, extensions, latest
+from server.countdown.store import Extension, extensions, latest
 from server.errors import Forbidden, NotFound
 from server.isotime import iso
 from server.release_store import release_views
@@ -24,7 +24,7 @@ def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False,
     """A challenge as one viewer sees it: a team through its own extension, the jury and
     organizers with the list of teams given extra time, anyone else with neither; with
     `actions`, for an organizer, what the state allows now."""
-    countdown = countdown_of(row)
+    countdown = Countdown.of(row)
     phase = phase_at(countdown, now, extension)
     body: dict[str, Any] = {
         "slug": row["slug"],

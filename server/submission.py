@@ -10,7 +10,8 @@ import asyncpg
 from server import kinds
 from server.access import Principal, Role
 from server.isotime import iso
-from server.notify import bump_board, notify
+from server.leaderboard import bump_board
+from server.notify import notify
 from server.queries import decode_json
 from server.ranking import Scored
 

@@ -34,9 +34,11 @@ from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
 
 from server import kinds
+from server.deliberation.stability import stability_by_challenge
 from server.isotime import iso
 from server.kinds import Kind
-from server.ranking import Entry, Row, Scored
+from server.leaderboard import final_boards
+from server.ranking import Row
 from server.results import ChallengeResults, EventResults, SubmissionRecord
 
 NOT_SUBMITTED = "N.S."
@@ -50,22 +52,6 @@ DATE_TIME = "yyyy-mm-dd hh:mm:ss"
 RESERVED_SHEETS = ("Results", "Submissions", "Organizer log")
 BOLD = Font(bold=True)
 ITALIC = Font(italic=True)
-
-
-def boards_from_results(results: EventResults) -> dict[str, list[Row]]:
-    """Each challenge's final board: the counted submission of every registered team, ranked."""
-    return {challenge.slug: board(challenge) for challenge in results.challenges}
-
-
-def board(challenge: ChallengeResults) -> list[Row]:
-    kind = kinds.get(challenge.kind)
-    entries = []
-    for team in challenge.teams:
-        records = [s for s in challenge.submissions if s.team == team]
-        scored = [Scored(s.id, s.team, s.received_at, dict(s.metrics))
-                  for s in records if s.status == "scored" and s.metrics is not None]
-        entries.append(Entry(team, kind.counted(challenge.counts, scored), len(records)))
-    return kind.rank(entries)
 
 
 def metric_columns(kind: Kind, rows: Iterable[Row]) -> list[str]:
@@ -185,6 +171,13 @@ def results_table(
                 cells.append((row.score, row.rank == 1))
         table.append((team, cells))
     return table
+
+
+def results_workbook(results: EventResults) -> bytes:
+    """The workbook of the event's final boards, rank stability included (`podium export`
+    and `GET /api/v1/export.xlsx`)."""
+    boards = final_boards(results)
+    return build_workbook(results, boards, stability_by_challenge(results, boards))
 
 
 def build_workbook(

@@ -13,10 +13,10 @@ from openpyxl.worksheet.worksheet import Worksheet
 from server import kinds
 from server.deliberation.workbook import (
     board_csv,
-    boards_from_results,
     build_workbook,
     reveal_order,
 )
+from server.leaderboard import final_boards
 from server.ranking import Entry, Scored
 from server.results import ChallengeResults, EventResults, LogRecord, SubmissionRecord
 
@@ -72,7 +72,7 @@ def table6_fixture() -> EventResults:
 @pytest.fixture
 def book() -> dict[str, Worksheet]:
     results = table6_fixture()
-    data = build_workbook(results, boards_from_results(results),
+    data = build_workbook(results, final_boards(results),
                           {"sarcopenia": {"Alpha": 0.62, "Bravo": 0.55, "Charlie": 1.0}})
     loaded = load_workbook(io.BytesIO(data))
     return {sheet.title: sheet for sheet in loaded.worksheets}
@@ -83,7 +83,7 @@ def _rows(sheet: Worksheet) -> list[list[object]]:
 
 
 def test_boards_use_the_counted_submission() -> None:
-    boards = boards_from_results(table6_fixture())
+    boards = final_boards(table6_fixture())
     sarc = {r.team: r for r in boards["sarcopenia"]}
     assert sarc["Alpha"].submission_id == 2 and sarc["Alpha"].submissions == 2
     assert [(r.team, r.rank, r.score) for r in boards["sarcopenia"]] == [
@@ -170,7 +170,7 @@ def test_shared_ranks_and_ties_broken_by_the_rule() -> None:
         (_record(5, "A", 1, {"auc": 0.9}), _record(6, "B", 2, {"auc": 0.9}),
          _record(7, "C", 3, {"auc": 0.7})))
     results = EventResults("E", "UTC", (sarcopenia, nodules), ("A", "B", "C", "D"))
-    boards = boards_from_results(results)
+    boards = final_boards(results)
     assert [(r.team, r.rank) for r in boards["sarcopenia"]] == [
         ("A", 1), ("C", 2), ("D", 2), ("B", 4)]
     loaded = load_workbook(io.BytesIO(build_workbook(results, boards)))
@@ -246,7 +246,7 @@ def test_no_cell_is_a_formula(book: dict[str, Worksheet]) -> None:
 
 
 def test_board_csv() -> None:
-    boards = boards_from_results(table6_fixture())
+    boards = final_boards(table6_fixture())
     rows = list(csv.DictReader(io.StringIO(board_csv(boards["sarcopenia"],
                                                      kinds.get("segmentation-surface")))))
     assert [r["team"] for r in rows] == ["Alpha", "Bravo", "Charlie", "'-Delta"]
@@ -262,7 +262,7 @@ def test_board_csv() -> None:
 
 def test_reveal_goes_from_last_to_first() -> None:
     results = table6_fixture()
-    boards = boards_from_results(results)
+    boards = final_boards(results)
     steps = reveal_order(boards["sarcopenia"])
     assert [[r.team for r in step] for step in steps] == [["Charlie"], ["Bravo"], ["Alpha"]]
     tied = reveal_order(kinds.get("regression").rank([

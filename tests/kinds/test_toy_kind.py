@@ -12,8 +12,8 @@ import pytest
 from openpyxl import load_workbook
 
 from server import kinds
-from server.event import parse_event
 from server.evaluators import evaluate
+from server.event import parse_event
 from tests.helpers import AppServer, wait_for
 
 TRUTH = "id,count\nE1,0\nE2,1\nE3,2\nE4,3\nE5,1\nE6,0\n"
