@@ -255,7 +255,7 @@ def offline(args: argparse.Namespace) -> int:
 async def _export(url: str, out: Path) -> int:
     import asyncpg
 
-    from server.jury_api import workbook_bytes
+    from server.deliberation.workbook import results_workbook
     from server.results import load_results
 
     conn = await asyncpg.connect(url)
@@ -263,7 +263,7 @@ async def _export(url: str, out: Path) -> int:
         results = await load_results(conn)
     finally:
         await conn.close()
-    data = await asyncio.to_thread(workbook_bytes, results)
+    data = await asyncio.to_thread(results_workbook, results)
     await asyncio.to_thread(out.write_bytes, data)
     print(f"wrote {out}")
     return EXIT_OK

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from server import kinds
 from server.errors import EventFileError
 
-KINDS = ("segmentation-surface", "binary-probability", "regression")
 SLUG_RE = re.compile(r"^[a-z0-9-]+$")
 MIN_GIVEN_TOKEN_LENGTH = 16
 
@@ -25,11 +25,8 @@ ACCESS_KEYS = {"organizer_token", "jury_token"}
 CHALLENGE_KEYS = {
     "slug", "title", "kind", "duration_minutes", "truth", "release", "counts",
     "max_submissions", "team_feedback", "leaderboard", "freeze_minutes",
-    "upload_grace_seconds", "hu_window", "max_upload_mb", "sealed", "storage_quota_mb",
+    "upload_grace_seconds", "max_upload_mb", "sealed", "storage_quota_mb",
 }
-# Largest upload by kind unless the event says otherwise: masks come zipped, tables are small.
-DEFAULT_MAX_UPLOAD_MB = {"segmentation-surface": 512.0, "binary-probability": 10.0,
-                         "regression": 10.0}
 TEAM_KEYS = {"name", "challenges", "token"}
 TOP_KEYS = {"event", "access", "challenges", "teams"}
 
@@ -284,22 +281,22 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
     table = "challenges"
     if not isinstance(raw, dict):
         raise check.fail("each challenge must be a [[challenges]] table", table, index)
-    check.table(raw, table, CHALLENGE_KEYS, index)
+    # The keys of every challenge, and those a kind adds (checked against the kind below).
+    kind_keys = set().union(*(k.options for k in kinds.all_kinds().values()))
+    check.table(raw, table, CHALLENGE_KEYS | kind_keys, index)
     slug = str(check.string(raw, table, "slug", index))
     if not SLUG_RE.match(slug):
         raise check.fail(f"slug {slug!r} may only use a-z, 0-9 and '-'", table, index, "slug")
     title = str(check.string(raw, table, "title", index))
-    kind = str(check.string(raw, table, "kind", index, choices=KINDS))
+    kind = str(check.string(raw, table, "kind", index, choices=kinds.names()))
+    spec = kinds.get(kind)
     duration = check.number(raw, table, "duration_minutes", index, default=None, minimum=0,
                             strict=True)
     assert duration is not None
     truth = _path(check, raw, table, index, "truth", base, required=True)
     assert truth is not None
-    if kind == "segmentation-surface" and not truth.is_dir():
-        raise check.fail(f"truth {truth} must be a folder with images/ and masks/ for a "
-                         "segmentation-surface challenge", table, index, "truth")
-    if kind != "segmentation-surface" and not truth.is_file():
-        raise check.fail(f"truth {truth} must be a CSV file for a {kind} challenge",
+    if not (truth.is_dir() if spec.truth_shape == "folder" else truth.is_file()):
+        raise check.fail(f"truth {truth} must be {spec.truth_text} for a {kind} challenge",
                          table, index, "truth")
     release = _path(check, raw, table, index, "release", base, required=False)
     counts = str(check.string(raw, table, "counts", index, required=False,
@@ -330,7 +327,7 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
     if sealed and release is None:
         raise check.fail("sealed = true needs a release to seal", table, index, "sealed")
     max_upload = check.number(raw, table, "max_upload_mb", index,
-                              default=DEFAULT_MAX_UPLOAD_MB[kind], minimum=0, strict=True)
+                              default=spec.max_upload_mb, minimum=0, strict=True)
     assert max_upload is not None
     quota = check.number(raw, table, "storage_quota_mb", index, default=None, minimum=0,
                          strict=False)
@@ -341,8 +338,9 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
     hu_window = None
     if "hu_window" in raw:
         value = raw["hu_window"]
-        if kind != "segmentation-surface":
-            raise check.fail("hu_window applies to segmentation-surface challenges only",
+        if "hu_window" not in spec.options:
+            allowed = [k for k, v in kinds.all_kinds().items() if "hu_window" in v.options]
+            raise check.fail(f"hu_window applies to {' and '.join(allowed)} challenges only",
                              table, index, "hu_window")
         ok = (isinstance(value, list) and len(value) == 2
               and all(isinstance(v, int | float) and not isinstance(v, bool)

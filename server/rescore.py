@@ -8,8 +8,8 @@ from pathlib import Path
 
 import asyncpg
 
-from server.deliberation.workbook import boards_from_results
 from server.evaluators import SCORER_VERSION, evaluate
+from server.leaderboard import final_boards
 from server.queries import decode_json
 from server.results import load_results
 from server.scoring import scoring_options
@@ -20,7 +20,7 @@ TOLERANCE = 1e-9
 async def rescore(conn: asyncpg.Connection, only: str | None) -> tuple[list[str], int]:
     """(differences as printable lines, number of submissions checked)."""
     results = await load_results(conn)
-    boards = boards_from_results(results)
+    boards = final_boards(results)
     differences: list[str] = []
     checked = 0
     for challenge in results.challenges:

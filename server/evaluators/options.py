@@ -7,9 +7,6 @@ from dataclasses import dataclass
 # 2: NIfTI masks placed by their geometry, rescaled DICOM masks, ambiguous surfaces settled.
 SCORER_VERSION = "podium-scorer/2"
 
-KINDS: tuple[str, ...] = ("segmentation-surface", "binary-probability", "regression")
-
-
 @dataclass(frozen=True)
 class ScoringOptions:
     # Inclusive HU range; truth and prediction are both restricted to it (segmentation only).

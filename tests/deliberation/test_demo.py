@@ -21,9 +21,10 @@ from pydicom.pixels import apply_modality_lut
 from server.deliberation.demo import TEAMS, team_folder, write_demo_event
 from server.deliberation.plots import challenge_plots
 from server.deliberation.stability import stability_by_challenge
-from server.deliberation.workbook import boards_from_results, build_workbook
+from server.deliberation.workbook import build_workbook
 from server.evaluators import ScoringOptions, evaluate
 from server.event import EventSpec, parse_event
+from server.leaderboard import final_boards
 from server.release.guard import inspect_release
 from server.results import ChallengeResults, EventResults, SubmissionRecord
 
@@ -172,7 +173,7 @@ def test_deliberation_on_the_demo(spec: EventSpec, expected: dict[str, dict[str,
                                            challenge.counts, teams, tuple(records)))
     results = EventResults(spec.name, spec.timezone, tuple(challenges),
                            tuple(t.name for t in spec.teams))
-    boards = boards_from_results(results)
+    boards = final_boards(results)
     stability = stability_by_challenge(results, boards, resamples=200)
     assert set(stability) == {"sarcopenia", "nodules", "edss"}
     assert all(0 <= v <= 1 for shares in stability.values() for v in shares.values())
