@@ -70,7 +70,7 @@ def test_a_kind_added_as_one_module_runs_the_whole_day(
         toy: kinds.Kind, tmp_path: Path, database_url: str) -> None:
     path = event(tmp_path)
     challenge = parse_event(path).challenges[0]
-    assert challenge.max_upload_mb == 1.0  # the kind's default upload limit
+    assert challenge.max_upload_bytes == 1024 * 1024  # the kind's default upload limit
     direct = evaluate("nodule-count", tmp_path / "truth.csv", write(tmp_path, "0,1,2,3,1,0"))
     assert direct.status == "scored" and direct.metrics == {"exact": 1.0, "mae": 0.0}
     bad = evaluate("nodule-count", tmp_path / "truth.csv", write(tmp_path, "0,1,2,3,1,0.5"))
