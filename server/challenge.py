@@ -1,4 +1,5 @@
-"""How a challenge is shown to clients (SPEC §5 fields), from its row and the database's now."""
+"""How a challenge is shown to clients (the fields of docs/api.md), from its row and the
+database's now."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from server.countdown.schedule import NO_EXTENSION, allowed_actions
 from server.countdown.store import Extension, extensions, latest
 from server.errors import Forbidden, NotFound
 from server.isotime import iso
-from server.release_store import release_views
+from server.release.store import release_views
 
 
 def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False,

@@ -222,7 +222,7 @@ def _positive(value: float | None, flag: str, *, zero: bool = False) -> float | 
 
 
 def demo(args: argparse.Namespace) -> int:
-    from server.deliberation.demo import write_demo_event
+    from server.demo import write_demo_event
 
     data_dir = args.data_dir.resolve()
     event_file = data_dir / "demo" / "event.toml"
@@ -351,8 +351,7 @@ def tokens(args: argparse.Namespace) -> int:
 
 
 def score(args: argparse.Namespace) -> int:
-    from server.evaluators import evaluate
-    from server.scoring import options_for
+    from server.evaluators import ScoringOptions, evaluate
 
     event = check_truth(parse_event(args.event))
     try:
@@ -361,7 +360,8 @@ def score(args: argparse.Namespace) -> int:
         raise UsageError(exc.args[0]) from None
     if not args.submission.is_file():
         raise UsageError(f"submission file {args.submission} not found")
-    result = evaluate(challenge.kind, challenge.truth, args.submission, options_for(challenge))
+    result = evaluate(challenge.kind, challenge.truth, args.submission,
+                      ScoringOptions(hu_window=challenge.hu_window))
     print(json.dumps(result.to_json(), indent=2))
     return EXIT_OK if result.status == "scored" else EXIT_INVALID
 

@@ -1,4 +1,4 @@
-"""The event file (SPEC §2): parsed, validated and turned into frozen specs.
+"""The event file (docs/event-file.md): parsed, validated and turned into frozen specs.
 
 Validation collects the first problem with its file, key and line; TOML itself gives lines for
 syntax errors, and `_Lines` finds the line of a key inside the document for semantic ones.

@@ -1,4 +1,4 @@
-"""Leaderboards as each viewer may see them (SPEC §4, §5, §6).
+"""Leaderboards as each viewer may see them (docs/api.md).
 
 Who sees a board is the challenge's `leaderboard` setting: "jury" (jury and organizers),
 "teams" (and every team), "public" (anyone, without a token). During the freeze, everyone but

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import asyncpg
 
-from server.evaluators import SCORER_VERSION, evaluate
+from server.evaluators import SCORER_VERSION, ScoringOptions, evaluate
 from server.leaderboard import final_boards
 from server.queries import decode_json
 from server.results import load_results
-from server.scoring import scoring_options
 
 TOLERANCE = 1e-9
 
@@ -30,7 +29,7 @@ async def rescore(conn: asyncpg.Connection, only: str | None) -> tuple[list[str]
             "SELECT kind, truth_path, hu_low, hu_high FROM challenge WHERE slug = $1",
             challenge.slug)
         assert info is not None
-        options = scoring_options(info["hu_low"], info["hu_high"])
+        options = ScoringOptions.from_hu(info["hu_low"], info["hu_high"])
         for row in boards[challenge.slug]:
             if row.submission_id is None:
                 continue

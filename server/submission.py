@@ -1,4 +1,4 @@
-"""Submissions: their SQL, the scoring queue, and how each viewer sees one (SPEC §5, §6)."""
+"""Submissions: their SQL, the scoring queue, and how each viewer sees one (docs/api.md)."""
 
 from __future__ import annotations
 

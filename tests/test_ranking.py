@@ -1,4 +1,4 @@
-"""The ranking rules of SPEC §4 on hand-made boards, ties at every position."""
+"""The ranking rules (docs/kinds.md) on hand-made boards, ties at every position."""
 
 from __future__ import annotations
 

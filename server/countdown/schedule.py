@@ -1,5 +1,5 @@
 """A challenge's clock as pure arithmetic: its phase derived from the stored countdown and "now",
-never from a timer, and the organizer's transitions (SPEC §5).
+never from a timer, and the organizer's transitions (docs/api.md).
 
 A running challenge whose deadline has passed is closed, whether or not the process that should
 have recorded the closing was alive at that second.

@@ -3,9 +3,9 @@
 Pure functions, no database and no event loop: the server runs them in worker processes.
 """
 
+from server.evaluators.evaluate import evaluate, load_truth
 from server.evaluators.options import SCORER_VERSION, ScoringOptions
 from server.evaluators.result import WARNING_CODES, Problem, Result
-from server.evaluators.scoring import evaluate, load_truth
 from server.evaluators.table import Table, TableRow, parse_number, parse_table, read_table
 from server.evaluators.truth import TruthError
 

@@ -15,6 +15,12 @@ class ScoringOptions:
     max_expanded_bytes: int = 4 * 1024**3
     max_errors: int = 20
 
+    @classmethod
+    def from_hu(cls, hu_low: float | None, hu_high: float | None) -> ScoringOptions:
+        """The options of a stored challenge, whose HU window is two columns."""
+        hu_window = (hu_low, hu_high) if hu_low is not None and hu_high is not None else None
+        return cls(hu_window=hu_window)
+
     def __post_init__(self) -> None:
         if self.hu_window is not None:
             low, high = self.hu_window

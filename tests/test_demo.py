@@ -17,10 +17,10 @@ from openpyxl import load_workbook
 from PIL import Image
 from pydicom.pixels import apply_modality_lut
 
-from server.deliberation.demo import TEAMS, team_folder, write_demo_event
 from server.deliberation.plots import challenge_plots
 from server.deliberation.stability import stability_by_challenge
 from server.deliberation.workbook import build_workbook
+from server.demo import TEAMS, team_folder, write_demo_event
 from server.evaluators import ScoringOptions, evaluate
 from server.event import EventSpec, parse_event
 from server.leaderboard import final_boards
