@@ -12,6 +12,7 @@ from server.evaluators import SCORER_VERSION, ScoringOptions, evaluate
 from server.leaderboard import final_boards
 from server.queries import decode_json
 from server.results import load_results
+from server.store import challenges as store
 
 TOLERANCE = 1e-9
 
@@ -25,11 +26,9 @@ async def rescore(conn: asyncpg.Connection, only: str | None) -> tuple[list[str]
     for challenge in results.challenges:
         if only is not None and challenge.slug != only:
             continue
-        info = await conn.fetchrow(
-            "SELECT kind, truth_path, hu_low, hu_high FROM challenge WHERE slug = $1",
-            challenge.slug)
-        assert info is not None
-        options = ScoringOptions.from_hu(info["hu_low"], info["hu_high"])
+        stored_challenge = await store.challenge(conn, challenge.slug)
+        assert stored_challenge is not None
+        options = ScoringOptions(hu_window=stored_challenge.hu_window)
         for row in boards[challenge.slug]:
             if row.submission_id is None:
                 continue
@@ -39,7 +38,7 @@ async def rescore(conn: asyncpg.Connection, only: str | None) -> tuple[list[str]
                 row.submission_id)
             assert stored is not None
             checked += 1
-            result = evaluate(info["kind"], Path(info["truth_path"]),
+            result = evaluate(stored_challenge.kind, stored_challenge.truth,
                               Path(stored["stored_path"]), options, name=stored["filename"])
             before = decode_json(stored["metrics"])
             where = f"{challenge.slug} {row.team} #{row.submission_id}"
