@@ -24,7 +24,7 @@ from server.deliberation.workbook import (
     build_workbook,
     reveal_order,
 )
-from server.errors import BadRequest, NotFound
+from server.errors import BadStep, UnknownChallenge
 from server.keys import POOL
 from server.results import EventResults, load_results
 
@@ -55,7 +55,7 @@ async def export_board_csv(request: web.Request) -> web.Response:
     results = await _results(request)
     challenge = next((c for c in results.challenges if c.slug == slug), None)
     if challenge is None:
-        raise NotFound(f"no challenge {slug!r}", code="unknown_challenge")
+        raise UnknownChallenge(slug, [c.slug for c in results.challenges])
     rows = boards_from_results(results)[slug]
     return web.Response(text=board_csv(rows, challenge.kind), content_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{slug}.csv"'})
@@ -98,7 +98,7 @@ async def _challenge_results(request: web.Request) -> tuple[EventResults, str]:
     slug = request.match_info["slug"]
     results = await _results(request)
     if not any(c.slug == slug for c in results.challenges):
-        raise NotFound(f"no challenge {slug!r}", code="unknown_challenge")
+        raise UnknownChallenge(slug, [c.slug for c in results.challenges])
     return results, slug
 
 
@@ -113,8 +113,7 @@ async def reveal(request: web.Request) -> web.Response:
     try:
         step = int(request.query.get("step", "0"))
     except ValueError:
-        raise BadRequest("step is the number of places revealed so far, e.g. ?step=2",
-                         code="bad_step") from None
+        raise BadStep() from None
     results, slug = await _challenge_results(request)
     return web.json_response(await asyncio.to_thread(reveal_step, results, slug, step))
 
