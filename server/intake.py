@@ -175,6 +175,7 @@ async def upload(request: web.Request) -> web.Response:
     assert principal is not None and principal.team_id is not None
     team_id = principal.team_id
     slug = request.match_info["slug"]
+    wait = _wait_seconds(request)  # refused before the upload is stored, not after
     pool = request.app[POOL]
     async with pool.acquire() as conn:
         began = await _request_began(request, conn)
@@ -215,7 +216,6 @@ async def upload(request: web.Request) -> web.Response:
         # gone): either way its admitted bytes no longer count as in flight.
         space.release()
     request.app[HUB].work_available.set()
-    wait = _wait_seconds(request)
     if wait:
         final_state = await _wait_for_result(request, receipt["id"], wait)
         if final_state is not None:
