@@ -12,8 +12,8 @@ from server import intake, queries
 from server.access import Role
 from server.auth import principal_of, public, requires, session_id
 from server.challenge import challenges_for, team_challenge, unknown_challenge
-from server.countdown import InvalidTransition, store
-from server.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from server.countdown import store
+from server.errors import BadJson, BadName, MisplacedOption, NoSession, UnknownSubmission
 from server.isotime import iso
 from server.keys import CONNECTIONS, EVENT, LOOP_MONITOR, POOL
 from server.leaderboard import board
@@ -60,10 +60,9 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except ValueError:
-        raise BadRequest("the body must be a JSON object, e.g. {\"seconds\": 300}",
-                         code="bad_json") from None
+        raise BadJson() from None
     if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object", code="bad_json")
+        raise BadJson("the body must be a JSON object")
     return body
 
 
@@ -73,32 +72,17 @@ async def countdown_action(request: web.Request) -> web.Response:
     body = await _json_body(request)
     team_name = body.get("team")
     if team_name is not None and action != "extend":
-        raise BadRequest("only extend takes a team", code="bad_request")
+        raise MisplacedOption("only extend takes a team")
     keep = body.get("keep_extensions", False)
     if not isinstance(keep, bool) or (keep and action != "close"):
-        raise BadRequest("keep_extensions is true or false, and only close takes it",
-                         code="bad_request")
+        raise MisplacedOption("keep_extensions is true or false, and only close takes it")
     async with request.app[POOL].acquire() as conn:
         # Who acts: the name a script sends, else the one given at the console's login.
         by = operator_name(body.get("by")) or await operator_of(conn, session_id(request))
         actor = f"organizer ({by})" if by else "organizer"
-        team_id = None
-        if team_name is not None:
-            team_id = await queries.team_id_by_name(conn, str(team_name))
-            if team_id is None:
-                raise NotFound(f"no team {team_name!r} in this event", code="unknown_team")
-        try:
-            await store.act(conn, slug, action, actor=actor, seconds=body.get("seconds"),
-                            team_id=team_id, keep_extensions=keep)
-        except InvalidTransition as exc:
-            raise Conflict(str(exc), code="invalid_transition", state=exc.state) from None
-        except ValueError as exc:
-            raise BadRequest(str(exc), code="bad_seconds") from None
-        except LookupError as exc:
-            if exc.args and exc.args[0] == "team not registered":
-                raise Conflict(f"team {team_name!r} is not registered for {slug!r}",
-                               code="not_registered") from None
-            raise await unknown_challenge(conn, slug) from None
+        await store.act(conn, slug, action, actor=actor, seconds=body.get("seconds"),
+                        team=None if team_name is None else str(team_name),
+                        keep_extensions=keep)
         _, found = await challenges_for(conn, principal_of(request), slug=slug, detail=True)
     return web.json_response(found[0])
 
@@ -109,12 +93,13 @@ async def get_submission(request: web.Request) -> web.Response:
     try:
         submission_id = int(request.match_info["id"])
     except ValueError:
-        raise NotFound("submission ids are numbers", code="unknown_submission") from None
+        raise UnknownSubmission("submission ids are numbers, e.g. /api/v1/submissions/12"
+                                ) from None
     async with request.app[POOL].acquire() as conn:
         row = await fetch_submission(conn, submission_id)
     # A team asking for another team's submission learns nothing, not even that it exists.
     if row is None or not may_see(principal, row):
-        raise NotFound(f"no submission {submission_id} of yours", code="unknown_submission")
+        raise UnknownSubmission(f"no submission {submission_id} of yours")
     return web.json_response(submission_json(row, principal))
 
 
@@ -144,24 +129,9 @@ async def standing(request: web.Request) -> web.Response:
 
 @public
 async def get_leaderboard(request: web.Request) -> web.Response:
-    slug = request.match_info["slug"]
-    principal = principal_of(request)
     async with request.app[POOL].acquire() as conn:
-        try:
-            found = await board(conn, slug, principal)
-        except PermissionError as exc:
-            if principal is None:
-                raise Unauthorized("this board needs an access token", code="unauthorized") \
-                    from None
-            raise Forbidden(f"the board of {slug!r} is shown to: "
-                            f"{_AUDIENCE[exc.args[0]]}", code="board_hidden") from None
-        if found is None:
-            raise await unknown_challenge(conn, slug)
-    return web.json_response(found)
-
-
-_AUDIENCE = {"jury": "the jury and organizers", "teams": "the jury, organizers and teams",
-             "public": "everyone"}
+        return web.json_response(await board(conn, request.match_info["slug"],
+                                             principal_of(request)))
 
 
 @requires(Role.ORGANIZER, Role.JURY)
@@ -176,11 +146,10 @@ async def set_operator_name(request: web.Request) -> web.Response:
     log names a person; a script (Bearer token) sends `by` with each action instead."""
     session = session_id(request)
     if session is None or request.headers.get("Authorization"):
-        raise BadRequest("the operator's name belongs to a browser's session; a script sends "
-                         "\"by\" with each action", code="no_session")
+        raise NoSession()
     name = operator_name((await _json_body(request)).get("name"))
     if name is None:
-        raise BadRequest("give your name, e.g. {\"name\": \"Alice\"}", code="bad_name")
+        raise BadName()
     async with request.app[POOL].acquire() as conn:
         await set_operator(conn, session, name)
     return web.json_response({"operator": name})

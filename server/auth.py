@@ -20,7 +20,7 @@ from aiohttp import web
 from yarl import URL
 
 from server.access import Principal, Role, hash_token
-from server.errors import Forbidden, Unauthorized
+from server.errors import CrossOrigin, InvalidToken, SessionExpired, TokenRequired, WrongRole
 from server.keys import CONFIG, POOL, PRINCIPAL
 from server.queries import principal_for_token
 from server.session import cookie_name, principal_for_session
@@ -110,27 +110,20 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)  # no database lookup for a stylesheet
     token = bearer_token(request)
     if token is None and request.method not in SAFE_METHODS and not same_origin(request):
-        raise Forbidden("this request came from another site; Podium accepts changes only "
-                        "from its own pages (or from scripts with an Authorization header)",
-                        code="cross_origin")
+        raise CrossOrigin()
     session = None if token is not None else session_id(request)
     principal = await authenticate(request, token, session) if token or session else None
     if principal is not None:
         request[PRINCIPAL] = principal
     if policy:
         if token is None and session is None:
-            raise Unauthorized("this needs an access token: send 'Authorization: Bearer TOKEN' "
-                               "or log in with your link", code="unauthorized")
+            raise TokenRequired()
         if principal is None and token is not None:
-            raise Unauthorized("this access token is not recognised; check it with the "
-                               "organizers (podium tokens)", code="invalid_token")
+            raise InvalidToken()
         if principal is None:
-            raise Unauthorized("your session has ended (logged out, expired or replaced); "
-                               "open your login link again", code="session_expired")
+            raise SessionExpired()
         if principal.role not in policy:
-            allowed = " or ".join(sorted(str(r) for r in policy))
-            raise Forbidden(f"this needs the {allowed} role; your token is {principal.role}",
-                            code="forbidden")
+            raise WrongRole((str(r) for r in policy), str(principal.role))
     return await handler(request)
 
 

@@ -13,7 +13,7 @@ from server.access import Principal, Role
 from server.countdown import Countdown, phase_at
 from server.countdown.schedule import NO_EXTENSION, allowed_actions
 from server.countdown.store import Extension, extensions, latest
-from server.errors import Forbidden, NotFound
+from server.errors import NotRegistered, UnknownChallenge
 from server.isotime import iso
 from server.release.store import release_views
 
@@ -99,10 +99,8 @@ async def challenges_for(conn: asyncpg.Connection, principal: Principal | None, 
     return now, shown
 
 
-async def unknown_challenge(conn: asyncpg.Connection, slug: str) -> NotFound:
-    known = [r["slug"] for r in await queries.fetch_challenges(conn)]
-    return NotFound(f"no challenge {slug!r}; challenges: {', '.join(known)}",
-                    code="unknown_challenge")
+async def unknown_challenge(conn: asyncpg.Connection, slug: str) -> UnknownChallenge:
+    return UnknownChallenge(slug, await queries.challenge_slugs(conn))
 
 
 async def team_challenge(conn: asyncpg.Connection, slug: str, team_id: int
@@ -113,5 +111,5 @@ async def team_challenge(conn: asyncpg.Connection, slug: str, team_id: int
     if row is None:
         raise await unknown_challenge(conn, slug)
     if not await queries.is_registered(conn, team_id, row["id"]):
-        raise Forbidden(f"your team is not registered for {slug!r}", code="not_registered")
+        raise NotRegistered(slug)
     return row

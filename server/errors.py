@@ -1,64 +1,382 @@
-"""Domain errors. Each carries its HTTP status and a stable code; one middleware renders them."""
+"""Refusals: every way Podium says no to a request, each a class with its HTTP status and its
+stable code (docs/architecture.md#refusals).
+
+A refusal is raised where its rule is checked — the countdown's transition, the board's
+visibility, the upload's limits — and rendered by one middleware (`server/app.py`): JSON
+`{"error": {"code", "message", ...}}` for the API, the error page for a browser. Its message is
+written for the person who reads it and says what to do next. A new refusal is a class here
+and a row in docs/api.md's "Refusals" table (`tests/test_errors.py` checks both directions).
+
+No dependencies, so the pure cores (the countdown's arithmetic) raise these too.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 
 class PodiumError(Exception):
-    """A refusal the user should see: `code` is stable for scripts, `message` says what to do."""
+    """A refusal the user should see: `code` is stable for scripts, `message` says what to do.
+
+    The classes directly below this one name an HTTP status (`Forbidden`, `Conflict`…); the
+    refusals are their subclasses, each with its own `code`."""
 
     status = 400
-    code = "bad_request"
+    code: str
 
     def __init__(self, message: str, *, code: str | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
+        # `code=` is for a caller not yet given its own class (server/ws.py's bad_origin,
+        # which the hub's rewrite moves to BadOrigin); every other refusal is a class.
         if code is not None:
             self.code = code
+        elif not hasattr(self, "code"):
+            raise TypeError(f"{type(self).__name__} is a status, not a refusal: raise one "
+                            "of its subclasses")
         self.extra = extra
 
     def to_json(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, **self.extra}}
 
 
+# -- statuses ----------------------------------------------------------------------------------
+
 class BadRequest(PodiumError):
     status = 400
-    code = "bad_request"
 
 
 class Unauthorized(PodiumError):
     status = 401
-    code = "unauthorized"
 
 
 class Forbidden(PodiumError):
     status = 403
-    code = "forbidden"
 
 
 class NotFound(PodiumError):
     status = 404
-    code = "not_found"
+
+
+class RequestTimeout(PodiumError):
+    status = 408
 
 
 class Conflict(PodiumError):
     status = 409
-    code = "conflict"
 
 
 class TooLarge(PodiumError):
     status = 413
-    code = "too_large"
 
 
 class Unprocessable(PodiumError):
     status = 422
-    code = "unprocessable"
+
+
+class TooManyRequests(PodiumError):
+    status = 429
+
+
+class InsufficientStorage(PodiumError):
+    status = 507
+
+
+# -- 400: the request itself is wrong ----------------------------------------------------------
+
+class BadJson(BadRequest):
+    code = "bad_json"
+
+    def __init__(self, message: str = "the body must be a JSON object, e.g. "
+                                      "{\"seconds\": 300}") -> None:
+        super().__init__(message)
+
+
+class MisplacedOption(BadRequest):
+    """An organizer action given an option that belongs to another action."""
+
+    code = "bad_request"
+
+
+class BadSeconds(BadRequest):
+    """The extra time asked of `extend` is not a number of seconds in (0, a day]."""
+
+    code = "bad_seconds"
+
+
+class BadUpload(BadRequest):
+    """The upload is not a multipart form with a field `file`, or passes the form's limits."""
+
+    code = "bad_upload"
+
+
+class BadWait(BadRequest):
+    code = "bad_wait"
+
+    def __init__(self) -> None:
+        super().__init__("wait must be a number of seconds, e.g. ?wait=30")
+
+
+class BadStep(BadRequest):
+    code = "bad_step"
+
+    def __init__(self) -> None:
+        super().__init__("step is the number of places revealed so far, e.g. ?step=2")
+
+
+class BadLogin(BadRequest):
+    code = "bad_login"
+
+
+class NoSession(BadRequest):
+    code = "no_session"
+
+    def __init__(self) -> None:
+        super().__init__("the operator's name belongs to a browser's session; a script sends "
+                         "\"by\" with each action")
+
+
+class BadName(BadRequest):
+    code = "bad_name"
+
+    def __init__(self) -> None:
+        super().__init__("give your name, e.g. {\"name\": \"Alice\"}")
+
+
+class UploadInterrupted(BadRequest):
+    """The client went away mid-upload: nobody will read the answer, one log line says so."""
+
+    code = "upload_interrupted"
+
+
+class ReleaseError(Unprocessable):
+    """A release that cannot be prepared or opened as given; the message says what to fix."""
+
+    code = "release_unusable"
+
+
+class WrongKeyError(ReleaseError):
+    """The key given to unseal a release does not open it."""
+
+    status = 400
+    code = "wrong_key"
+
+
+# -- 401: who is asking is not known -----------------------------------------------------------
+
+class TokenRequired(Unauthorized):
+    code = "unauthorized"
+
+    def __init__(self, message: str = "this needs an access token: send 'Authorization: "
+                                      "Bearer TOKEN' or log in with your link") -> None:
+        super().__init__(message)
+
+
+class InvalidToken(Unauthorized):
+    code = "invalid_token"
+
+    def __init__(self, message: str = "this access token is not recognised; check it with "
+                                      "the organizers (podium tokens)") -> None:
+        super().__init__(message)
+
+
+class SessionExpired(Unauthorized):
+    code = "session_expired"
+
+    def __init__(self) -> None:
+        super().__init__("your session has ended (logged out, expired or replaced); open your "
+                         "login link again")
+
+
+# The board's two refusals are PermissionErrors too: server/hub.py still answers the builtin
+# with a websocket "forbidden"; once it catches these, that base can go.
+
+class BoardNeedsToken(TokenRequired, PermissionError):
+    """An anonymous viewer asked for a board shown to the teams or the jury only."""
+
+    def __init__(self, slug: str, audience: str) -> None:
+        super().__init__(f"the board of {slug!r} is shown to {audience}: log in with your "
+                         "access token or link")
+
+
+# -- 403: known, and not allowed ---------------------------------------------------------------
+
+class WrongRole(Forbidden):
+    code = "forbidden"
+
+    def __init__(self, needed: Iterable[str], role: str) -> None:
+        super().__init__(f"this needs the {' or '.join(sorted(needed))} role; your token is "
+                         f"{role}")
+
+
+class CrossOrigin(Forbidden):
+    code = "cross_origin"
+
+    def __init__(self) -> None:
+        super().__init__("this request came from another site; Podium accepts changes only "
+                         "from its own pages (or from scripts with an Authorization header)")
+
+
+class BadOrigin(Forbidden):
+    code = "bad_origin"
+
+    def __init__(self) -> None:
+        super().__init__("websocket connections are accepted from this server's own pages "
+                         "only")
+
+
+class NotStarted(Forbidden):
+    """The challenge's clock has not been started: no uploads, no validation set yet."""
+
+    code = "not_started"
+
+
+class DeadlinePassed(Forbidden):
+    code = "deadline_passed"
+
+    def __init__(self, deadline: str, server_time: str, *, deadline_iso: str | None,
+                 server_time_iso: str | None) -> None:
+        super().__init__(f"the deadline ({deadline}) has passed (server time {server_time}); "
+                         "uploads for this challenge are closed",
+                         deadline=deadline_iso, server_time=server_time_iso)
+
+
+class NotRegistered(Forbidden):
+    """A team acts on a challenge it is not registered for."""
+
+    code = "not_registered"
+
+    def __init__(self, slug: str) -> None:
+        super().__init__(f"your team is not registered for {slug!r}; ask the organizers if "
+                         "it should be")
+
+
+class TeamNotRegistered(NotRegistered):
+    """An organizer's action names a team not registered for the challenge: the same code as
+    the team's own refusal, a conflict with the event's registrations rather than a 403."""
+
+    status = 409
+
+    def __init__(self, team: str, slug: str) -> None:
+        PodiumError.__init__(self, f"team {team!r} is not registered for {slug!r}; the event "
+                                   "file lists each team's challenges")
+
+
+class BoardHidden(Forbidden, PermissionError):
+    code = "board_hidden"
+
+    def __init__(self, slug: str, audience: str) -> None:
+        super().__init__(f"the board of {slug!r} is shown to: {audience}")
+
+
+class ReleaseBlocked(Forbidden):
+    code = "release_blocked"
+
+    def __init__(self) -> None:
+        super().__init__("this validation set is held back: the organizers must clear it "
+                         "(podium check-release)")
+
+
+# -- 404: no such thing ------------------------------------------------------------------------
+
+class UnknownChallenge(NotFound, LookupError):
+    """A LookupError too: the hub (server/hub.py) answers one met while subscribing as the
+    websocket's `unknown_channel`."""
+
+    code = "unknown_challenge"
+
+    def __init__(self, slug: str, known: Iterable[str]) -> None:
+        super().__init__(f"no challenge {slug!r}; challenges: {', '.join(known)}")
+
+
+class UnknownTeam(NotFound):
+    code = "unknown_team"
+
+    def __init__(self, team: str) -> None:
+        super().__init__(f"no team {team!r} in this event; GET /api/v1/teams lists them")
+
+
+class UnknownSubmission(NotFound):
+    """Also what a team asking for another team's submission gets: it learns nothing, not
+    even that the submission exists."""
+
+    code = "unknown_submission"
+
+
+class NoRelease(NotFound):
+    code = "no_release"
+
+    def __init__(self, slug: str) -> None:
+        super().__init__(f"no validation set is published for {slug!r}")
+
+
+# -- 408, 409, 413, 429, 507 -------------------------------------------------------------------
+
+class UploadTimeout(RequestTimeout):
+    code = "upload_timeout"
+
+    def __init__(self, idle_s: float) -> None:
+        super().__init__(f"no data received for {idle_s:g} s; the upload was dropped, send it "
+                         "again")
+
+
+class InvalidTransition(Conflict):
+    """An organizer action the challenge's state does not allow (`ALLOWED` in
+    server/countdown/schedule.py lists what each state allows)."""
+
+    code = "invalid_transition"
+
+    def __init__(self, action: str, state: str, allowed: Iterable[str]) -> None:
+        allowed_now = ", ".join(allowed) or "nothing: the challenge is over"
+        super().__init__(f"cannot {action} a {state} challenge (allowed now: {allowed_now})",
+                         state=state)
+        self.action = action
+        self.state = state
+
+
+class SubmissionLimit(Conflict):
+    code = "submission_limit"
+
+    def __init__(self, slug: str, limit: int) -> None:
+        super().__init__(f"your team has used all {limit} submissions for {slug!r}; the ones "
+                         "already sent are scored and ranked as usual",
+                         max_submissions=limit)
+
+
+class FileTooLarge(TooLarge):
+    code = "too_large"
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"the file is larger than this challenge's limit of "
+                         f"{limit_bytes / 1024 / 1024:g} MiB", limit_bytes=limit_bytes)
+
+
+class TooManyPending(TooManyRequests):
+    code = "too_many_pending"
+
+    def __init__(self, pending: int) -> None:
+        super().__init__(f"{pending} of your submissions are still being scored; wait for "
+                         "their results before sending more")
+
+
+class RateLimited(TooManyRequests):
+    code = "rate_limited"
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"too many uploads at once; try again in {wait_s:.0f} s",
+                         retry_after_s=round(wait_s, 1))
+
+
+class StorageFull(InsufficientStorage):
+    """The team's quota or the data dir's free-space reserve would be exceeded."""
+
+    code = "storage_full"
 
 
 class EventFileError(Exception):
-    """The event file is refused. The message names the file, the key and the line when known."""
+    """The event file is refused. The message names the file, the key and the line when known.
+    Not a request's refusal: the server does not start (`podium serve`, `podium check`)."""
 
     def __init__(self, path: str, message: str, *, key: str | None = None, line: int | None = None):
         self.path = path

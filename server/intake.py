@@ -29,7 +29,18 @@ from server.auth import principal_of, requires
 from server.challenge import team_challenge
 from server.countdown import Countdown, upload_deadline, upload_refusal
 from server.durable import fsync_dir
-from server.errors import BadRequest, Conflict, Forbidden, PodiumError, TooLarge
+from server.errors import (
+    BadUpload,
+    BadWait,
+    DeadlinePassed,
+    FileTooLarge,
+    NotStarted,
+    RateLimited,
+    SubmissionLimit,
+    TooManyPending,
+    UploadInterrupted,
+    UploadTimeout,
+)
 from server.form import FormError, FormReader, Part, Read, boundary_of
 from server.isotime import iso, wall_clock
 from server.keys import ARRIVED, CONFIG, EVENT, HUB, POOL
@@ -47,23 +58,6 @@ log = logging.getLogger(__name__)
 
 MULTIPART_OVERHEAD = 64 * 1024
 MAX_WAIT_S = 300.0
-
-
-class TooManyRequests(PodiumError):
-    status = 429
-    code = "rate_limited"
-
-
-class UploadTimeout(PodiumError):
-    status = 408
-    code = "upload_timeout"
-
-
-class ClientGone(PodiumError):
-    """The client went away mid-upload: nobody will read the answer, one log line says so."""
-
-    status = 400
-    code = "upload_interrupted"
 
 
 @dataclass
@@ -100,13 +94,12 @@ def safe_filename(name: str | None) -> str:
     return base
 
 
-def _deadline_error(row: asyncpg.Record, extension: timedelta, now: datetime, timezone: str
-                    ) -> Forbidden:
+def _deadline_passed(row: asyncpg.Record, extension: timedelta, now: datetime, timezone: str
+                     ) -> DeadlinePassed:
     deadline = upload_deadline(Countdown.of(row), extension)
     when = wall_clock(deadline, timezone, day_of=now) if deadline is not None else "unknown"
-    return Forbidden(f"the deadline ({when}) has passed (server time "
-                     f"{wall_clock(now, timezone)}); uploads for this challenge are closed",
-                     code="deadline_passed", deadline=iso(deadline), server_time=iso(now))
+    return DeadlinePassed(when, wall_clock(now, timezone), deadline_iso=iso(deadline),
+                          server_time_iso=iso(now))
 
 
 async def _team_extension(conn: asyncpg.Connection, challenge_id: int, team_id: int
@@ -122,24 +115,23 @@ def _check_time(row: asyncpg.Record, extension: timedelta, began: datetime, now:
     refusal = upload_refusal(Countdown.of(row), began, now, extension=extension,
                              grace=row["upload_grace"])
     if refusal == "not_started":
-        raise Forbidden(f"challenge {row['slug']!r} has not started yet; uploads open when "
-                        "the organizers start its clock", code="not_started",
-                        server_time=iso(now))
+        raise NotStarted(f"challenge {row['slug']!r} has not started yet; uploads open when "
+                         "the organizers start its clock", server_time=iso(now))
     if refusal == "deadline_passed":
-        raise _deadline_error(row, extension, now, timezone)
+        raise _deadline_passed(row, extension, now, timezone)
 
 
 async def _receive(request: web.Request, target: Path, limit: int) -> tuple[str, int, str]:
     """Streams the multipart field `file` to `target`; returns (sha256, size, filename)."""
     if request.content_length is not None and request.content_length > limit + \
             MULTIPART_OVERHEAD:
-        raise _too_large(limit)
+        raise FileTooLarge(limit)
     try:
         form = FormReader(_body_reader(request), boundary_of(request.headers.get("Content-Type")))
         part = await form.file_part("file")
         return await _store(form, part, target, limit)
     except FormError as exc:
-        raise BadRequest(str(exc), code="bad_upload") from None
+        raise BadUpload(str(exc)) from None
 
 
 async def _store(form: FormReader, part: Part, target: Path, limit: int
@@ -150,7 +142,7 @@ async def _store(form: FormReader, part: Part, target: Path, limit: int
         async for chunk in form.body():
             size += len(chunk)
             if size > limit:
-                raise _too_large(limit)
+                raise FileTooLarge(limit)
             digest.update(chunk)
             out.write(chunk)
         out.flush()
@@ -159,7 +151,8 @@ async def _store(form: FormReader, part: Part, target: Path, limit: int
 
 
 def _body_reader(request: web.Request) -> Read:
-    """The request body's next bytes, with the idle timeout; a vanished client is ClientGone."""
+    """The request body's next bytes, with the idle timeout; a vanished client is
+    UploadInterrupted."""
     idle = request.app[CONFIG].upload_idle_timeout_s
 
     async def read() -> bytes:
@@ -167,18 +160,12 @@ def _body_reader(request: web.Request) -> Read:
             async with asyncio.timeout(idle):
                 return await request.content.readany()
         except TimeoutError:
-            raise UploadTimeout(f"no data received for {idle:g} s; the upload was dropped, "
-                                "send it again") from None
+            raise UploadTimeout(idle) from None
         except (ConnectionError, web.RequestPayloadError) as exc:
-            raise ClientGone(f"the connection closed before the upload was complete ({exc})"
-                             ) from None
+            raise UploadInterrupted("the connection closed before the upload was complete "
+                                    f"({exc})") from None
 
     return read
-
-
-def _too_large(limit: int) -> TooLarge:
-    return TooLarge(f"the file is larger than this challenge's limit of "
-                    f"{limit / 1024 / 1024:g} MiB", code="too_large", limit_bytes=limit)
 
 
 @requires(Role.TEAM)
@@ -187,6 +174,7 @@ async def upload(request: web.Request) -> web.Response:
     assert principal is not None and principal.team_id is not None
     team_id = principal.team_id
     slug = request.match_info["slug"]
+    wait = _wait_seconds(request)  # refused before the upload is stored, not after
     pool = request.app[POOL]
     async with pool.acquire() as conn:
         began = await _request_began(request, conn)
@@ -207,7 +195,7 @@ async def upload(request: web.Request) -> web.Response:
             final = folder / f"{uuid.uuid4().hex[:12]}_{filename}"
             await asyncio.to_thread(os.replace, partial, final)
             await asyncio.to_thread(fsync_dir, folder)
-        except ClientGone as exc:
+        except UploadInterrupted as exc:
             partial.unlink(missing_ok=True)
             log.warning("upload by %s for %s dropped: %s", principal.team_name, slug, exc.message)
             raise
@@ -227,7 +215,6 @@ async def upload(request: web.Request) -> web.Response:
         # gone): either way its admitted bytes no longer count as in flight.
         space.release()
     request.app[HUB].work_available.set()
-    wait = _wait_seconds(request)
     if wait:
         final_state = await _wait_for_result(request, receipt["id"], wait)
         if final_state is not None:
@@ -246,18 +233,18 @@ async def _request_began(request: web.Request, conn: asyncpg.Connection) -> date
 def _check_limits(request: web.Request, row: asyncpg.Record, principal: Principal,
                   total: int, pending: int) -> None:
     assert principal.team_id is not None
-    if row["max_submissions"] is not None and total >= row["max_submissions"]:
-        raise Conflict(f"your team has used all {row['max_submissions']} submissions for "
-                       f"{row['slug']!r}", code="submission_limit",
-                       max_submissions=row["max_submissions"])
+    _check_submission_limit(row, total)
     if pending >= request.app[MAX_PENDING]:
-        raise TooManyRequests(f"{pending} of your submissions are still being scored; wait "
-                              "for their results before sending more",
-                              code="too_many_pending")
+        raise TooManyPending(pending)
     wait = request.app[RATE_LIMITER].take(principal.team_id)
     if wait:
-        raise TooManyRequests(f"too many uploads at once; try again in {wait:.0f} s",
-                              code="rate_limited", retry_after_s=round(wait, 1))
+        raise RateLimited(wait)
+
+
+def _check_submission_limit(row: asyncpg.Record, total: int) -> None:
+    """Before the body is read, and again in the transaction that records the upload."""
+    if row["max_submissions"] is not None and total >= row["max_submissions"]:
+        raise SubmissionLimit(row["slug"], row["max_submissions"])
 
 
 async def _record(pool: asyncpg.Pool, challenge_id: int, principal: Principal,
@@ -280,9 +267,7 @@ async def _record(pool: asyncpg.Pool, challenge_id: int, principal: Principal,
         extension = await _team_extension(conn, challenge_id, principal.team_id)
         _check_time(row, extension, began, finished, timezone)
         total, _ = await count_for_team(conn, challenge_id, principal.team_id)
-        if row["max_submissions"] is not None and total >= row["max_submissions"]:
-            raise Conflict(f"your team has used all {row['max_submissions']} submissions",
-                           code="submission_limit", max_submissions=row["max_submissions"])
+        _check_submission_limit(row, total)
         inserted = await insert_submission(
             conn, challenge_id=challenge_id, team_id=principal.team_id, request_began_at=began,
             received_at=finished, sha256=sha256, size=size, filename=filename,
@@ -300,7 +285,7 @@ def _wait_seconds(request: web.Request) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise BadRequest("wait must be a number of seconds", code="bad_wait") from None
+        raise BadWait() from None
     return max(0.0, min(value, MAX_WAIT_S))
 
 

@@ -14,13 +14,13 @@ from typing import Any
 
 from aiohttp import web
 
-from server import kinds
+from server import kinds, queries
 from server.access import Role
 from server.auth import requires
 from server.deliberation.plots import challenge_plots, team_colours
 from server.deliberation.stability import stability_by_challenge
 from server.deliberation.workbook import board_csv, results_workbook, reveal_order
-from server.errors import BadRequest, NotFound
+from server.errors import BadStep, UnknownChallenge
 from server.keys import POOL
 from server.leaderboard import final_boards
 from server.results import EventResults, load_results
@@ -32,8 +32,8 @@ async def _results(request: web.Request, slug: str | None = None) -> EventResult
     """The event's results, or only those of challenge `slug` (404 if there is none)."""
     async with request.app[POOL].acquire() as conn:
         results = await load_results(conn, slug)
-    if slug is not None and not results.challenges:
-        raise NotFound(f"no challenge {slug!r}", code="unknown_challenge")
+        if slug is not None and not results.challenges:
+            raise UnknownChallenge(slug, await queries.challenge_slugs(conn))
     return results
 
 
@@ -105,8 +105,7 @@ async def reveal(request: web.Request) -> web.Response:
     try:
         step = int(request.query.get("step", "0"))
     except ValueError:
-        raise BadRequest("step is the number of places revealed so far, e.g. ?step=2",
-                         code="bad_step") from None
+        raise BadStep() from None
     results, slug = await _challenge_results(request)
     return web.json_response(await asyncio.to_thread(reveal_step, results, slug, step))
 

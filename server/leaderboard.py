@@ -20,6 +20,7 @@ import asyncpg
 from server import kinds, queries
 from server.access import Principal, Role
 from server.countdown import Countdown, freeze_start
+from server.errors import BoardHidden, BoardNeedsToken, UnknownChallenge
 from server.isotime import iso
 from server.notify import notify
 from server.ranking import Entry, Row, Scored
@@ -30,6 +31,9 @@ VISIBLE_TO: dict[str, frozenset[Role | None]] = {
     "teams": frozenset({Role.JURY, Role.ORGANIZER, Role.TEAM}),
     "public": frozenset({Role.JURY, Role.ORGANIZER, Role.TEAM, None}),
 }
+# Who a board is shown to, in the words of its refusal.
+AUDIENCE = {"jury": "the jury and organizers", "teams": "the jury, organizers and teams",
+            "public": "everyone"}
 
 
 def may_view(setting: str, viewer: Principal | None) -> bool:
@@ -88,17 +92,19 @@ async def bump_board(conn: asyncpg.Connection, challenge_id: int) -> None:
 
 
 async def board(conn: asyncpg.Connection, slug: str, viewer: Principal | None
-                ) -> dict[str, Any] | None:
-    """The board of `slug` for `viewer`; None if there is no such challenge. Raises
-    PermissionError if the viewer may not see it."""
+                ) -> dict[str, Any]:
+    """The board of `slug` for `viewer`. Raises UnknownChallenge if there is no such
+    challenge, BoardNeedsToken or BoardHidden if the viewer may not see it."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         row = await conn.fetchrow(
             f"""SELECT {queries.CHALLENGE_COLUMNS}, c.board_seq, c.frozen_at, c.frozen_seq
                 FROM challenge c WHERE c.slug = $1 AND c.in_event""", slug)  # noqa: S608
         if row is None:
-            return None
+            raise UnknownChallenge(slug, await queries.challenge_slugs(conn))
         if not may_view(row["leaderboard"], viewer):
-            raise PermissionError(row["leaderboard"])
+            audience = AUDIENCE[row["leaderboard"]]
+            raise BoardNeedsToken(slug, audience) if viewer is None else \
+                BoardHidden(slug, audience)
         now = await queries.database_now(conn)
         cutoff = freeze_start(Countdown.of(row), now, row["freeze_window"], row["frozen_at"])
         frozen = cutoff is not None and not sees_live(viewer)

@@ -14,7 +14,7 @@ from server.access import Principal, Role, hash_token
 from server.auth import principal_of, public, requires, session_id
 from server.challenge import challenges_for, unknown_challenge
 from server.deliberation.plots import team_colours
-from server.errors import BadRequest, Unauthorized
+from server.errors import BadLogin, InvalidToken
 from server.keys import CONFIG, EVENT, POOL, TEMPLATES
 from server.leaderboard import may_view
 from server.resources import resource_dir
@@ -35,6 +35,7 @@ LOGIN_BODY_BYTES = 4096
 LOGIN_BODY_TIMEOUT_S = 10.0
 # Where a login lands, by role.
 ROLE_HOME = {Role.ORGANIZER: "/organizer", Role.JURY: "/jury", Role.TEAM: "/team"}
+NOT_RECOGNISED = "this login link or token is not recognised; ask the organizers for yours"
 
 
 def duration(seconds: float) -> str:
@@ -166,8 +167,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
         async with request.app[POOL].acquire() as conn:
             offer = await queries.principal_for_token(conn, hash_token(token))
         if offer is None:
-            raise Unauthorized("this login link or token is not recognised; ask the organizers "
-                               "for yours", code="invalid_token")
+            raise InvalidToken(NOT_RECOGNISED)
     current = principal_of(request)
     response = render(request, "login.html", token=token if offer else "",
                       offer=label(offer) if offer else None,
@@ -183,21 +183,20 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 async def login(request: web.Request) -> web.StreamResponse:
     """POST from the login page (the middleware refuses another site's): opens a session."""
     if request.content_length is not None and request.content_length > LOGIN_BODY_BYTES:
-        raise BadRequest("a login form is a token and nothing else", code="bad_login")
+        raise BadLogin("a login form is a token and nothing else")
     try:
         async with asyncio.timeout(LOGIN_BODY_TIMEOUT_S):
             form = await request.post()
     except TimeoutError:
-        raise BadRequest("the login form took too long to arrive", code="bad_login") from None
+        raise BadLogin("the login form took too long to arrive") from None
     token = str(form.get("token", "")).strip()
     if not token:
-        raise BadRequest("paste your access token, or open your login link", code="bad_login")
+        raise BadLogin("paste your access token, or open your login link")
     token_hash = hash_token(token)
     async with request.app[POOL].acquire() as conn:
         principal = await queries.principal_for_token(conn, token_hash)
         if principal is None:
-            raise Unauthorized("this login link or token is not recognised; ask the "
-                               "organizers for yours", code="invalid_token")
+            raise InvalidToken(NOT_RECOGNISED)
         old = session_id(request)
         if old:
             await revoke_session(conn, old)

@@ -35,6 +35,12 @@ async def fetch_challenges(conn: asyncpg.Connection) -> list[asyncpg.Record]:
         f"SELECT {CHALLENGE_COLUMNS} FROM challenge c WHERE c.in_event ORDER BY c.position")  # noqa: S608
 
 
+async def challenge_slugs(conn: asyncpg.Connection) -> list[str]:
+    """The event's challenges in order: what a refusal of an unknown one lists."""
+    return [r["slug"] for r in await conn.fetch(
+        "SELECT slug FROM challenge WHERE in_event ORDER BY position")]
+
+
 async def fetch_challenge(conn: asyncpg.Connection, slug: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"SELECT {CHALLENGE_COLUMNS} FROM challenge c WHERE c.in_event AND c.slug = $1",  # noqa: S608

@@ -30,7 +30,7 @@ import asyncpg
 from aiohttp import web
 
 from server.config import Config
-from server.errors import PodiumError
+from server.errors import StorageFull
 from server.keys import EVENT, POOL
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,6 @@ SWEEP_EVERY_S = 300.0
 # A .part file not written for this long belongs to no live upload: an upload that sends
 # nothing for the idle timeout is dropped. The margin covers another process's settings.
 MIN_ORPHAN_AGE_S = 120.0
-
-
-class StorageFull(PodiumError):
-    status = 507
-    code = "storage_full"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from server.countdown.schedule import extension_seconds
+from server.errors import BadSeconds
 from tests.helpers import EXAMPLE_DIR, AppServer, Client, DatabaseClock, set_challenge_keys
 
 EDSS = (EXAMPLE_DIR / "submissions" / "edss-myelin-minds.csv").read_bytes()
@@ -121,7 +122,7 @@ def test_a_frozen_board_stands_still_for_non_jury_viewers_until_the_reveal(
                          ids=["1e300", "negative", "zero", "a_day_and_a_second", "10**400",
                               "text", "bool", "missing", "nan", "inf"])
 def test_extend_takes_a_finite_number_of_seconds_up_to_a_day(seconds: Any) -> None:
-    with pytest.raises(ValueError, match="seconds"):
+    with pytest.raises(BadSeconds, match="seconds"):
         extension_seconds(seconds)
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
+from server.errors import BadSeconds, InvalidTransition
+
 State = Literal["waiting", "running", "paused", "closed"]
 Action = Literal["start", "pause", "resume", "extend", "close"]
 ACTIONS: tuple[Action, ...] = ("start", "pause", "resume", "extend", "close")
@@ -33,12 +35,8 @@ ALLOWED: dict[State, tuple[Action, ...]] = {
 }
 
 
-class InvalidTransition(Exception):
-    def __init__(self, action: str, state: State) -> None:
-        allowed = ", ".join(ALLOWED[state]) or "nothing: the challenge is over"
-        super().__init__(f"cannot {action} a {state} challenge (allowed now: {allowed})")
-        self.action = action
-        self.state = state
+def _refused(action: str, state: State) -> InvalidTransition:
+    return InvalidTransition(action, state, ALLOWED[state])
 
 
 @dataclass(frozen=True)
@@ -102,7 +100,7 @@ def transition(countdown: Countdown, action: str, now: datetime, *,
     that team has time, so it can still be paused, extended or closed.
     """
     if action not in allowed_actions(countdown, now, latest_extension):
-        raise InvalidTransition(action, phase_at(countdown, now, latest_extension).state)
+        raise _refused(action, phase_at(countdown, now, latest_extension).state)
     if action == "start":
         return replace(countdown, state="running", started_at=now,
                        deadline=now + countdown.duration, remaining=None)
@@ -144,7 +142,7 @@ def close_keeping_extensions(countdown: Countdown, now: datetime,
     latest = max(extensions.values(), default=NO_EXTENSION)
     state = phase_at(countdown, now, latest).state
     if "close" not in ALLOWED[state]:
-        raise InvalidTransition("close", state)
+        raise _refused("close", state)
     if countdown.state == "running":
         assert countdown.deadline is not None
         left = countdown.deadline - now
@@ -163,12 +161,12 @@ def extension_seconds(seconds: float | None) -> timedelta:
     """The extra time asked for: a finite number of seconds, more than 0 and at most a day
     (checked before it becomes a timedelta, which cannot hold 1e300 or NaN)."""
     if seconds is None or isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise ValueError("extend needs {\"seconds\": N}, a number of seconds > 0")
+        raise BadSeconds("extend needs {\"seconds\": N}, a number of seconds > 0")
     limit = MAX_EXTENSION.total_seconds()
     # Compared first: NaN fails it, and an integer too large for a float never reaches
     # isfinite (which would overflow on it).
     if not (0 < seconds <= limit and math.isfinite(seconds)):
-        raise ValueError(f"seconds must be > 0 and at most {int(limit)} (a day), "
+        raise BadSeconds(f"seconds must be > 0 and at most {int(limit)} (a day), "
                          f"got {repr(seconds)[:40]}")
     return timedelta(seconds=seconds)
 
@@ -179,7 +177,7 @@ def extend_team(countdown: Countdown, current: timedelta, now: datetime, seconds
     own time had already run out, the extra time counts from now, not from its past deadline."""
     state = phase_at(countdown, now, latest_extension).state
     if state not in ("running", "paused"):
-        raise InvalidTransition("extend", state)
+        raise _refused("extend", state)
     extra = extension_seconds(seconds)
     if phase_at(countdown, now, current).state == "closed" and countdown.state == "running":
         assert countdown.deadline is not None

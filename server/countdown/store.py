@@ -12,16 +12,16 @@ import asyncpg
 from server.countdown.schedule import (
     NO_EXTENSION,
     Countdown,
-    InvalidTransition,
     close_keeping_extensions,
     extend_team,
     freeze_start,
     phase_at,
     transition,
 )
+from server.errors import TeamNotRegistered, UnknownChallenge, UnknownTeam
 from server.leaderboard import bump_board
 from server.notify import notify
-from server.queries import is_registered
+from server.queries import challenge_slugs, is_registered, team_id_by_name
 
 
 @dataclass(frozen=True)
@@ -69,23 +69,30 @@ async def _log(conn: asyncpg.Connection, challenge_id: int, action: str, seconds
 
 
 async def act(conn: asyncpg.Connection, slug: str, action: str, *, actor: str,
-              seconds: float | None = None, team_id: int | None = None,
+              seconds: float | None = None, team: str | None = None,
               keep_extensions: bool = False) -> None:
-    """Applies an organizer action; raises InvalidTransition, ValueError or LookupError.
-    `keep_extensions` (close only): the teams still on extra time keep it."""
+    """Applies an organizer action, or raises its refusal (server/errors.py): UnknownTeam,
+    UnknownChallenge, TeamNotRegistered, and the clock's own InvalidTransition, BadSeconds.
+    `team` (extend only): that team's deadline only. `keep_extensions` (close only): the
+    teams still on extra time keep it."""
+    team_id = None
+    if team is not None:
+        team_id = await team_id_by_name(conn, team)
+        if team_id is None:
+            raise UnknownTeam(team)
     async with conn.transaction():
         row = await conn.fetchrow(
             """SELECT id, state, duration, started_at, deadline, remaining, closed_at,
                       freeze_window, frozen_at
                FROM challenge WHERE slug = $1 AND in_event FOR UPDATE""", slug)
         if row is None:
-            raise LookupError(slug)
+            raise UnknownChallenge(slug, await challenge_slugs(conn))
         now = await conn.fetchval("SELECT podium_now()")
         ext = (await extensions(conn, row["id"])).get(row["id"], [])
         before = Countdown.of(row)
-        if action == "extend" and team_id is not None:
+        if action == "extend" and team is not None and team_id is not None:
             if not await is_registered(conn, team_id, row["id"]):
-                raise LookupError("team not registered")
+                raise TeamNotRegistered(team, slug)
             current = next((e.extra for e in ext if e.team_id == team_id), NO_EXTENSION)
             extra = extend_team(before, current, now, seconds, latest_extension=latest(ext))
             await conn.execute(
@@ -208,5 +215,5 @@ async def fetch_log(conn: asyncpg.Connection, limit: int = 200) -> list[asyncpg.
            ORDER BY l.id DESC LIMIT $1""", limit)
 
 
-__all__ = ["InvalidTransition", "act", "close_expired", "extensions",
+__all__ = ["act", "close_expired", "extensions",
            "fetch_log", "next_deadline", "start_freezes"]

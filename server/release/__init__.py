@@ -1,9 +1,9 @@
 """The validation-set release: packing and sealing the archive, and the GDPR guard."""
 
+from server.errors import ReleaseError, WrongKeyError
 from server.release.archive import (
     ManifestEntry,
     PreparedRelease,
-    ReleaseError,
     prepare_release,
 )
 from server.release.guard import (
@@ -16,7 +16,7 @@ from server.release.guard import (
     record_override,
     scan_release,
 )
-from server.release.seal import Unsealed, WrongKeyError, new_key, normalize_key, unseal
+from server.release.seal import Unsealed, new_key, normalize_key, unseal
 
 __all__ = [
     "IDENTIFYING", "AnonymizeReport", "Finding", "Inspection", "ManifestEntry", "PreparedRelease",

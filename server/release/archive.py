@@ -29,7 +29,7 @@ import pyzipper
 from pyzipper.zipfile_aes import AESZipInfo
 
 from server.durable import fsync_dir
-from server.errors import PodiumError
+from server.errors import ReleaseError
 
 MANIFEST_NAME = "MANIFEST.csv"
 SIDECAR_NAME = "release.json"
@@ -45,13 +45,6 @@ DEFLATED_SUFFIXES = frozenset({
     ".csv", ".tsv", ".txt", ".json", ".md", ".xml", ".html", ".htm", ".yaml", ".yml", ".toml",
 })
 DEFLATE_MAX_BYTES = 64 << 20
-
-
-class ReleaseError(PodiumError):
-    """A release that cannot be prepared or opened as given; the message says what to fix."""
-
-    status = 422
-    code = "release_unusable"
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from server.config import DEFAULT_DATA_DIR
+from server.errors import ReleaseError
 from server.event import parse_event
-from server.release.archive import ReleaseError
 from server.release.guard import (
     PRIVATE,
     Finding,

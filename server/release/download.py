@@ -15,7 +15,7 @@ from multidict import CIMultiDict
 from server.access import Role
 from server.auth import principal_of, requires
 from server.challenge import team_challenge
-from server.errors import Forbidden, NotFound
+from server.errors import NoRelease, NotStarted, ReleaseBlocked
 from server.keys import POOL
 
 
@@ -29,13 +29,12 @@ async def dataset(request: web.Request) -> web.StreamResponse:
         release = await conn.fetchrow("SELECT * FROM release WHERE challenge_id = $1",
                                       row["id"])
         if release is None:
-            raise NotFound(f"no validation set is published for {slug!r}", code="no_release")
+            raise NoRelease(slug)
         if not release["armed"]:
-            raise Forbidden("this validation set is held back: the organizers must clear it "
-                            "(podium check-release)", code="release_blocked")
+            raise ReleaseBlocked()
         if row["state"] == "waiting" and not release["sealed"]:
-            raise Forbidden(f"the validation set of {slug!r} is released when the challenge "
-                            "starts", code="not_started")
+            raise NotStarted(f"the validation set of {slug!r} is released when the challenge "
+                             "starts; download it then")
     challenge_id, team_id, size = row["id"], principal.team_id, release["size"]
     pool = request.app[POOL]
 

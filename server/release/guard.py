@@ -26,7 +26,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 
-from server.release.archive import ReleaseError
+from server.errors import ReleaseError
 
 PATIENT_NAME = "patient name"
 PATIENT_ID = "patient identifier"

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pyzipper
 
+from server.errors import ReleaseError, WrongKeyError
 from server.release.archive import (
     CHUNK,
     MANIFEST_NAME,
     PARTIAL_SUFFIX,
     ManifestEntry,
-    ReleaseError,
     is_manifest_member,
     member_path,
     read_manifest_csv,
@@ -32,11 +32,6 @@ KEY_GROUPS = 6
 KEY_GROUP_LENGTH = 5
 # What people type for the characters the alphabet leaves out.
 _LOOKALIKES = str.maketrans({"O": "0", "I": "1", "L": "1"})
-
-
-class WrongKeyError(ReleaseError):
-    status = 400
-    code = "wrong_key"
 
 
 @dataclass(frozen=True)

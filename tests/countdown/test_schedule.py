@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from server.countdown import Countdown, InvalidTransition, extend_team, phase_at, transition
+from server.errors import BadSeconds
 
 T0 = datetime(2019, 10, 13, 9, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -111,11 +112,13 @@ def test_invalid_transitions_name_the_current_state(countdown: Countdown, action
         transition(countdown, action, T0 + 2 * HOUR if state == "closed" else T0, seconds=60)
     assert info.value.state == state
     assert f"a {state} challenge" in str(info.value)
+    # The pure core raises the refusal the API sends as it is.
+    assert (info.value.status, info.value.to_json()["error"]["state"]) == (409, state)
 
 
 @pytest.mark.parametrize("seconds", [None, 0, -5, "300", True, 10**9])
 def test_extend_needs_a_sensible_number_of_seconds(seconds: object) -> None:
-    with pytest.raises(ValueError, match="seconds"):
+    with pytest.raises(BadSeconds, match="seconds"):
         transition(started(), "extend", T0, seconds=seconds)  # type: ignore[arg-type]
 
 
