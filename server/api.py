@@ -20,6 +20,7 @@ from server.leaderboard import board
 from server.release import download
 from server.session import operator_name, operator_of, set_operator
 from server.storage import STORAGE, disk_report
+from server.store import challenges as challenge_store
 from server.submission import (
     fetch_submission,
     fetch_submissions,
@@ -109,11 +110,11 @@ async def list_submissions(request: web.Request) -> web.Response:
     assert principal is not None
     slug = request.match_info["slug"]
     async with request.app[POOL].acquire() as conn:
-        row = await queries.fetch_challenge(conn, slug)
-        if row is None:
+        challenge = await challenge_store.challenge(conn, slug)
+        if challenge is None:
             raise await unknown_challenge(conn, slug)
         team_id = principal.team_id if principal.role is Role.TEAM else None
-        rows = await fetch_submissions(conn, challenge_id=row["id"], team_id=team_id)
+        rows = await fetch_submissions(conn, challenge_id=challenge.id, team_id=team_id)
     return web.json_response([submission_json(r, principal) for r in rows])
 
 
@@ -123,8 +124,8 @@ async def standing(request: web.Request) -> web.Response:
     principal = principal_of(request)
     assert principal is not None and principal.team_id is not None
     async with request.app[POOL].acquire() as conn:
-        row = await team_challenge(conn, request.match_info["slug"], principal.team_id)
-        return web.json_response(await team_standing(conn, row, principal.team_id))
+        challenge = await team_challenge(conn, request.match_info["slug"], principal.team_id)
+        return web.json_response(await team_standing(conn, challenge, principal.team_id))
 
 
 @public

@@ -1,5 +1,5 @@
-"""How a challenge is shown to clients (the fields of docs/api.md), from its row and the
-database's now."""
+"""How a challenge is shown to clients (the fields of docs/api.md), from the stored challenge
+and the database's now."""
 
 from __future__ import annotations
 
@@ -10,28 +10,30 @@ import asyncpg
 
 from server import kinds, queries
 from server.access import Principal, Role
-from server.countdown import Countdown, phase_at
+from server.countdown import phase_at
 from server.countdown.schedule import NO_EXTENSION, allowed_actions
 from server.countdown.store import Extension, extensions, latest
 from server.errors import NotRegistered, UnknownChallenge
 from server.isotime import iso
 from server.release.store import release_views
+from server.store import challenges as challenge_store
+from server.store.challenges import Challenge
 
 
-def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False,
+def challenge_json(challenge: Challenge, now: datetime, *, detail: bool = False,
                    extension: timedelta = NO_EXTENSION,
                    extensions: list[Extension] | None = None,
                    actions: bool = False) -> dict[str, Any]:
     """A challenge as one viewer sees it: a team through its own extension, the jury and
     organizers with the list of teams given extra time, anyone else with neither; with
     `actions`, for an organizer, what the state allows now."""
-    countdown = Countdown.of(row)
+    countdown = challenge.countdown
     phase = phase_at(countdown, now, extension)
     body: dict[str, Any] = {
-        "slug": row["slug"],
-        "title": row["title"],
-        "kind": row["kind"],
-        "duration_s": row["duration"].total_seconds(),
+        "slug": challenge.slug,
+        "title": challenge.title,
+        "kind": challenge.kind,
+        "duration_s": challenge.duration.total_seconds(),
         "state": phase.state,
         "started_at": iso(phase.started_at),
         "deadline": iso(phase.deadline),
@@ -52,16 +54,15 @@ def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False,
                 "state": team_phase.state, "deadline": iso(team_phase.deadline),
                 "remaining_s": team_phase.remaining_s})
     if detail:
-        hu = [row["hu_low"], row["hu_high"]] if row["hu_low"] is not None else None
         body.update({
-            "format": kinds.get(row["kind"]).format_json(),
-            "counts": row["counts"],
-            "max_submissions": row["max_submissions"],
-            "team_feedback": row["team_feedback"],
-            "leaderboard": row["leaderboard"],
-            "freeze_minutes": row["freeze_window"].total_seconds() / 60,
-            "upload_grace_seconds": row["upload_grace"].total_seconds(),
-            "hu_window": hu,
+            "format": kinds.get(challenge.kind).format_json(),
+            "counts": challenge.counts.value,
+            "max_submissions": challenge.max_submissions,
+            "team_feedback": challenge.team_feedback.value,
+            "leaderboard": challenge.leaderboard.value,
+            "freeze_minutes": challenge.freeze_window.total_seconds() / 60,
+            "upload_grace_seconds": challenge.upload_grace.total_seconds(),
+            "hu_window": list(challenge.hu_window) if challenge.hu_window else None,
         })
     return body
 
@@ -72,9 +73,9 @@ async def challenges_for(conn: asyncpg.Connection, principal: Principal | None, 
     """The database's now and the challenges (all, or the one named) as `principal` sees them."""
     now = await queries.database_now(conn)
     if slug is None:
-        rows = await queries.fetch_challenges(conn)
+        rows = await challenge_store.challenges(conn)
     else:
-        one = await queries.fetch_challenge(conn, slug)
+        one = await challenge_store.challenge(conn, slug)
         rows = [one] if one else []
     all_ext = await extensions(conn)
     team_id = principal.team_id if principal and principal.role is Role.TEAM else None
@@ -83,7 +84,7 @@ async def challenges_for(conn: asyncpg.Connection, principal: Principal | None, 
     sees_all = principal is not None and principal.role in (Role.JURY, Role.ORGANIZER)
     shown = []
     for row in rows:
-        ext = all_ext.get(row["id"], [])
+        ext = all_ext.get(row.id, [])
         if team_id is not None:
             own = next((e.extra for e in ext if e.team_id == team_id), NO_EXTENSION)
             shown.append(challenge_json(row, now, detail=detail, extension=own))
@@ -104,12 +105,12 @@ async def unknown_challenge(conn: asyncpg.Connection, slug: str) -> UnknownChall
 
 
 async def team_challenge(conn: asyncpg.Connection, slug: str, team_id: int
-                         ) -> asyncpg.Record:
+                         ) -> Challenge:
     """The challenge a team acts on (upload, download): 404 if there is none, 403 if the
     team is not registered for it."""
-    row = await queries.fetch_challenge(conn, slug)
-    if row is None:
+    challenge = await challenge_store.challenge(conn, slug)
+    if challenge is None:
         raise await unknown_challenge(conn, slug)
-    if not await queries.is_registered(conn, team_id, row["id"]):
+    if not await queries.is_registered(conn, team_id, challenge.id):
         raise NotRegistered(slug)
-    return row
+    return challenge

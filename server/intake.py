@@ -27,7 +27,7 @@ from server import queries
 from server.access import Principal, Role
 from server.auth import principal_of, requires
 from server.challenge import team_challenge
-from server.countdown import Countdown, upload_deadline, upload_refusal
+from server.countdown import upload_deadline, upload_refusal
 from server.durable import fsync_dir
 from server.errors import (
     BadUpload,
@@ -46,6 +46,8 @@ from server.isotime import iso, wall_clock
 from server.keys import ARRIVED, CONFIG, EVENT, HUB, POOL
 from server.leaderboard import bump_board
 from server.storage import admit_upload, refuse_if_disk_full
+from server.store import challenges as challenge_store
+from server.store.challenges import Challenge
 from server.submission import (
     announce,
     count_for_team,
@@ -94,9 +96,9 @@ def safe_filename(name: str | None) -> str:
     return base
 
 
-def _deadline_passed(row: asyncpg.Record, extension: timedelta, now: datetime, timezone: str
+def _deadline_passed(challenge: Challenge, extension: timedelta, now: datetime, timezone: str
                      ) -> DeadlinePassed:
-    deadline = upload_deadline(Countdown.of(row), extension)
+    deadline = upload_deadline(challenge.countdown, extension)
     when = wall_clock(deadline, timezone, day_of=now) if deadline is not None else "unknown"
     return DeadlinePassed(when, wall_clock(now, timezone), deadline_iso=iso(deadline),
                           server_time_iso=iso(now))
@@ -110,15 +112,15 @@ async def _team_extension(conn: asyncpg.Connection, challenge_id: int, team_id: 
     return extra or timedelta(0)
 
 
-def _check_time(row: asyncpg.Record, extension: timedelta, began: datetime, now: datetime,
+def _check_time(challenge: Challenge, extension: timedelta, began: datetime, now: datetime,
                 timezone: str) -> None:
-    refusal = upload_refusal(Countdown.of(row), began, now, extension=extension,
-                             grace=row["upload_grace"])
+    refusal = upload_refusal(challenge.countdown, began, now, extension=extension,
+                             grace=challenge.upload_grace)
     if refusal == "not_started":
-        raise NotStarted(f"challenge {row['slug']!r} has not started yet; uploads open when "
-                         "the organizers start its clock", server_time=iso(now))
+        raise NotStarted(f"challenge {challenge.slug!r} has not started yet; uploads open "
+                         "when the organizers start its clock", server_time=iso(now))
     if refusal == "deadline_passed":
-        raise _deadline_passed(row, extension, now, timezone)
+        raise _deadline_passed(challenge, extension, now, timezone)
 
 
 async def _receive(request: web.Request, target: Path, limit: int) -> tuple[str, int, str]:
@@ -178,18 +180,19 @@ async def upload(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     async with pool.acquire() as conn:
         began = await _request_began(request, conn)
-        row = await team_challenge(conn, slug, team_id)
-        extension = await _team_extension(conn, row["id"], team_id)
-        _check_time(row, extension, began, began, request.app[EVENT].timezone)
-        total, pending = await count_for_team(conn, row["id"], team_id)
-    _check_limits(request, row, principal, total, pending)
-    space = await admit_upload(request, row, team_id, total)  # 507 storage_full
+        challenge = await team_challenge(conn, slug, team_id)
+        extension = await _team_extension(conn, challenge.id, team_id)
+        _check_time(challenge, extension, began, began, request.app[EVENT].timezone)
+        total, pending = await count_for_team(conn, challenge.id, team_id)
+    _check_limits(request, challenge, principal, total, pending)
+    space = await admit_upload(request, challenge, team_id, total)  # 507 storage_full
     try:
         folder = request.app[CONFIG].data_dir / "submissions" / slug / str(team_id)
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         partial = folder / f".{uuid.uuid4().hex}.part"
         try:
-            sha256, size, filename = await _receive(request, partial, row["max_upload_bytes"])
+            sha256, size, filename = await _receive(request, partial,
+                                                   challenge.max_upload_bytes)
             space.check(size)
             body_done = asyncio.get_running_loop().time()
             final = folder / f"{uuid.uuid4().hex[:12]}_{filename}"
@@ -204,7 +207,7 @@ async def upload(request: web.Request) -> web.Response:
             refuse_if_disk_full(exc)
             raise
         try:
-            receipt = await _record(pool, row["id"], principal, began, body_done, sha256, size,
+            receipt = await _record(pool, challenge.id, principal, began, body_done, sha256, size,
                                     filename, final, request.app[EVENT].timezone)
         except BaseException as exc:
             final.unlink(missing_ok=True)
@@ -230,10 +233,10 @@ async def _request_began(request: web.Request, conn: asyncpg.Connection) -> date
     return now - timedelta(seconds=max(0.0, waited))
 
 
-def _check_limits(request: web.Request, row: asyncpg.Record, principal: Principal,
+def _check_limits(request: web.Request, challenge: Challenge, principal: Principal,
                   total: int, pending: int) -> None:
     assert principal.team_id is not None
-    _check_submission_limit(row, total)
+    _check_submission_limit(challenge, total)
     if pending >= request.app[MAX_PENDING]:
         raise TooManyPending(pending)
     wait = request.app[RATE_LIMITER].take(principal.team_id)
@@ -241,10 +244,10 @@ def _check_limits(request: web.Request, row: asyncpg.Record, principal: Principa
         raise RateLimited(wait)
 
 
-def _check_submission_limit(row: asyncpg.Record, total: int) -> None:
+def _check_submission_limit(challenge: Challenge, total: int) -> None:
     """Before the body is read, and again in the transaction that records the upload."""
-    if row["max_submissions"] is not None and total >= row["max_submissions"]:
-        raise SubmissionLimit(row["slug"], row["max_submissions"])
+    if challenge.max_submissions is not None and total >= challenge.max_submissions:
+        raise SubmissionLimit(challenge.slug, challenge.max_submissions)
 
 
 async def _record(pool: asyncpg.Pool, challenge_id: int, principal: Principal,
@@ -255,24 +258,23 @@ async def _record(pool: asyncpg.Pool, challenge_id: int, principal: Principal,
         # The challenge row is locked as the board's version bump below will lock it (taking
         # a weaker lock first and upgrading would deadlock two uploads): this also waits for an
         # organizer's action in flight, and serialises a team's uploads for max_submissions.
-        row = await conn.fetchrow(
-            f"SELECT {queries.CHALLENGE_COLUMNS} FROM challenge c WHERE c.id = $1 "  # noqa: S608
-            "FOR NO KEY UPDATE", challenge_id)
-        assert row is not None
+        challenge = await challenge_store.challenge_by_id(conn, challenge_id,
+                                                          lock="FOR NO KEY UPDATE")
+        assert challenge is not None
         # The upload finished when its last byte was on disk, by the database's clock: waiting
         # here for the row lock behind other uploads must not count against the team.
         now = await queries.database_now(conn)
         waited = asyncio.get_running_loop().time() - body_done
         finished = now - timedelta(seconds=max(0.0, waited))
         extension = await _team_extension(conn, challenge_id, principal.team_id)
-        _check_time(row, extension, began, finished, timezone)
+        _check_time(challenge, extension, began, finished, timezone)
         total, _ = await count_for_team(conn, challenge_id, principal.team_id)
-        _check_submission_limit(row, total)
+        _check_submission_limit(challenge, total)
         inserted = await insert_submission(
             conn, challenge_id=challenge_id, team_id=principal.team_id, request_began_at=began,
             received_at=finished, sha256=sha256, size=size, filename=filename,
             stored_path=str(path))
-        await announce(conn, inserted["id"], row["slug"], principal.team_id, "queued")
+        await announce(conn, inserted["id"], challenge.slug, principal.team_id, "queued")
         await bump_board(conn, challenge_id)  # the team's submission count changed
     return {"id": inserted["id"], "received_at": iso(inserted["received_at"]),
             "sha256": sha256, "size": size, "filename": filename, "status": "queued"}

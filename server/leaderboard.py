@@ -19,25 +19,27 @@ import asyncpg
 
 from server import kinds, queries
 from server.access import Principal, Role
-from server.countdown import Countdown, freeze_start
+from server.countdown import freeze_start
 from server.errors import BoardHidden, BoardNeedsToken, UnknownChallenge
+from server.event import Visibility
 from server.isotime import iso
 from server.notify import notify
 from server.ranking import Entry, Row, Scored
 from server.results import ChallengeResults, EventResults, challenge_results
+from server.store import challenges as challenge_store
 
-VISIBLE_TO: dict[str, frozenset[Role | None]] = {
-    "jury": frozenset({Role.JURY, Role.ORGANIZER}),
-    "teams": frozenset({Role.JURY, Role.ORGANIZER, Role.TEAM}),
-    "public": frozenset({Role.JURY, Role.ORGANIZER, Role.TEAM, None}),
+VISIBLE_TO: dict[Visibility, frozenset[Role | None]] = {
+    Visibility.JURY: frozenset({Role.JURY, Role.ORGANIZER}),
+    Visibility.TEAMS: frozenset({Role.JURY, Role.ORGANIZER, Role.TEAM}),
+    Visibility.PUBLIC: frozenset({Role.JURY, Role.ORGANIZER, Role.TEAM, None}),
 }
 # Who a board is shown to, in the words of its refusal.
-AUDIENCE = {"jury": "the jury and organizers", "teams": "the jury, organizers and teams",
-            "public": "everyone"}
+AUDIENCE = {Visibility.JURY: "the jury and organizers",
+            Visibility.TEAMS: "the jury, organizers and teams", Visibility.PUBLIC: "everyone"}
 
 
-def may_view(setting: str, viewer: Principal | None) -> bool:
-    return (viewer.role if viewer else None) in VISIBLE_TO[setting]
+def may_view(setting: Visibility | str, viewer: Principal | None) -> bool:
+    return (viewer.role if viewer else None) in VISIBLE_TO[Visibility(setting)]
 
 
 def sees_live(viewer: Principal | None) -> bool:
@@ -96,26 +98,24 @@ async def board(conn: asyncpg.Connection, slug: str, viewer: Principal | None
     """The board of `slug` for `viewer`. Raises UnknownChallenge if there is no such
     challenge, BoardNeedsToken or BoardHidden if the viewer may not see it."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        row = await conn.fetchrow(
-            f"""SELECT {queries.CHALLENGE_COLUMNS}, c.board_seq, c.frozen_at, c.frozen_seq
-                FROM challenge c WHERE c.slug = $1 AND c.in_event""", slug)  # noqa: S608
-        if row is None:
+        stored = await challenge_store.challenge(conn, slug)
+        if stored is None:
             raise UnknownChallenge(slug, await queries.challenge_slugs(conn))
-        if not may_view(row["leaderboard"], viewer):
-            audience = AUDIENCE[row["leaderboard"]]
+        if not may_view(stored.leaderboard, viewer):
+            audience = AUDIENCE[stored.leaderboard]
             raise BoardNeedsToken(slug, audience) if viewer is None else \
                 BoardHidden(slug, audience)
         now = await queries.database_now(conn)
-        cutoff = freeze_start(Countdown.of(row), now, row["freeze_window"], row["frozen_at"])
+        cutoff = freeze_start(stored.countdown, now, stored.freeze_window, stored.frozen_at)
         frozen = cutoff is not None and not sees_live(viewer)
         (challenge,) = await challenge_results(conn, slug, details=False)
     rows = ranked(challenge, cutoff if frozen else None)
-    seq = row["board_seq"]
+    seq = stored.board_seq
     if frozen:
         # Between the freeze's start and its recording (by the ticker, within moments), the
         # version its recording will fix: the next one, as bump_board sets it.
-        seq = row["frozen_seq"] if row["frozen_seq"] is not None else row["board_seq"] + 1
-    return {"challenge": slug, "kind": row["kind"], "columns": kinds.get(row["kind"]).columns(),
-            "seq": seq, "frozen": frozen,
+        seq = stored.frozen_seq if stored.frozen_seq is not None else stored.board_seq + 1
+    return {"challenge": slug, "kind": stored.kind,
+            "columns": kinds.get(stored.kind).columns(), "seq": seq, "frozen": frozen,
             "frozen_at": iso(cutoff) if cutoff is not None else None,
             "rows": [r.to_json() for r in rows], "server_time": iso(now)}

@@ -29,6 +29,7 @@ from server.session import (
     set_operator,
 )
 from server.storage import STORAGE, disk_report
+from server.store import challenges as challenge_store
 from server.submission import fetch_submissions, submission_json, team_standing
 
 LOGIN_BODY_BYTES = 4096
@@ -101,9 +102,9 @@ async def team(request: web.Request) -> web.Response:
         shown = [c for c in challenges if c["slug"] in mine]
         standings = {}
         for c in shown:
-            row = await queries.fetch_challenge(conn, c["slug"])
-            assert row is not None
-            standings[c["slug"]] = await team_standing(conn, row, principal.team_id)
+            challenge = await challenge_store.challenge(conn, c["slug"])
+            assert challenge is not None
+            standings[c["slug"]] = await team_standing(conn, challenge, principal.team_id)
         details = {c["slug"]: c for c in (await challenges_for(conn, principal, detail=True))[1]}
     return render(request, "team.html", challenges=shown,
                   submissions=[submission_json(r, principal) for r in rows],

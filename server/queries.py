@@ -1,5 +1,5 @@
-"""Read queries on the event, its challenges, teams and credentials. The caller owns the
-connection (and the transaction, where one is needed)."""
+"""Read queries on the event, its teams and credentials (challenges: server/store/). The
+caller owns the connection (and the transaction, where one is needed)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,6 @@ from typing import Any
 import asyncpg
 
 from server.access import Principal, Role
-
-CHALLENGE_COLUMNS = """
-    c.id, c.slug, c.position, c.title, c.kind, c.duration, c.release_path, c.counts,
-    c.max_submissions, c.team_feedback, c.leaderboard, c.freeze_window, c.upload_grace,
-    c.hu_low, c.hu_high, c.state, c.started_at, c.deadline, c.remaining, c.closed_at,
-    c.max_upload_bytes, c.truth_path
-"""
 
 
 async def database_now(conn: asyncpg.Connection) -> datetime:
@@ -30,21 +23,10 @@ async def fetch_event(conn: asyncpg.Connection) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT name, timezone, source_path, loaded_at FROM event")
 
 
-async def fetch_challenges(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        f"SELECT {CHALLENGE_COLUMNS} FROM challenge c WHERE c.in_event ORDER BY c.position")  # noqa: S608
-
-
 async def challenge_slugs(conn: asyncpg.Connection) -> list[str]:
     """The event's challenges in order: what a refusal of an unknown one lists."""
     return [r["slug"] for r in await conn.fetch(
         "SELECT slug FROM challenge WHERE in_event ORDER BY position")]
-
-
-async def fetch_challenge(conn: asyncpg.Connection, slug: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        f"SELECT {CHALLENGE_COLUMNS} FROM challenge c WHERE c.in_event AND c.slug = $1",  # noqa: S608
-        slug)
 
 
 async def principal_for_token(conn: asyncpg.Connection, token_hash: bytes) -> Principal | None:

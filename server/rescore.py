@@ -12,7 +12,7 @@ from server.evaluators import SCORER_VERSION, ScoringOptions, evaluate
 from server.leaderboard import final_boards
 from server.queries import decode_json
 from server.results import load_results
-from server.store import challenges as store
+from server.store import challenges as challenge_store
 
 TOLERANCE = 1e-9
 
@@ -26,7 +26,7 @@ async def rescore(conn: asyncpg.Connection, only: str | None) -> tuple[list[str]
     for challenge in results.challenges:
         if only is not None and challenge.slug != only:
             continue
-        stored_challenge = await store.challenge(conn, challenge.slug)
+        stored_challenge = await challenge_store.challenge(conn, challenge.slug)
         assert stored_challenge is not None
         options = ScoringOptions(hu_window=stored_challenge.hu_window)
         for row in boards[challenge.slug]:

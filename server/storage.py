@@ -32,6 +32,7 @@ from aiohttp import web
 from server.config import Config
 from server.errors import StorageFull
 from server.keys import EVENT, POOL
+from server.store.challenges import Challenge
 
 log = logging.getLogger(__name__)
 
@@ -260,20 +261,20 @@ async def stored_bytes(conn: asyncpg.Connection, challenge_id: int, team_id: int
 STORAGE = web.AppKey("storage", Storage)
 
 
-async def admit_upload(request: web.Request, row: asyncpg.Record, team_id: int,
+async def admit_upload(request: web.Request, challenge: Challenge, team_id: int,
                        uploads: int) -> Admission:
-    """The intake's hook: admits the upload about to be received on challenge `row`, the
+    """The intake's hook: admits the upload about to be received on `challenge`, the
     team having made `uploads` before it."""
     storage = request.app[STORAGE]
-    spec = request.app[EVENT].challenge(row["slug"])
-    quota = quota_for(row["max_upload_bytes"], spec.storage_quota_bytes,
+    spec = request.app[EVENT].challenge(challenge.slug)
+    quota = quota_for(challenge.max_upload_bytes, spec.storage_quota_bytes,
                       storage.default_quota_bytes)
-    incoming = request.content_length or row["max_upload_bytes"]
+    incoming = request.content_length or challenge.max_upload_bytes
     if request.content_length is not None:
-        incoming = min(incoming, row["max_upload_bytes"])
-    return await storage.admit(request.app[POOL], challenge_id=row["id"],
-                               challenge=row["slug"], team_id=team_id, incoming=incoming,
-                               quota=quota, most_stored=uploads * row["max_upload_bytes"])
+        incoming = min(incoming, challenge.max_upload_bytes)
+    return await storage.admit(request.app[POOL], challenge_id=challenge.id,
+                               challenge=challenge.slug, team_id=team_id, incoming=incoming,
+                               quota=quota, most_stored=uploads * challenge.max_upload_bytes)
 
 
 async def housekeeping(app: web.Application) -> AsyncIterator[None]:

@@ -9,11 +9,13 @@ import asyncpg
 
 from server import kinds
 from server.access import Principal, Role
+from server.event import Counts, Feedback
 from server.isotime import iso
 from server.leaderboard import bump_board
 from server.notify import notify
 from server.queries import decode_json
 from server.ranking import Scored
+from server.store.challenges import Challenge
 
 SUBMISSION_COLUMNS = """
     s.id, s.challenge_id, c.slug AS challenge, c.team_feedback, s.team_id, t.name AS team,
@@ -37,7 +39,7 @@ def submission_json(row: asyncpg.Record, viewer: Principal | None) -> dict[str, 
     if row["status"] in ("scored", "invalid"):
         body["errors"] = decode_json(row["errors"]) or []
         body["warnings"] = decode_json(row["warnings"]) or []
-        if full or row["team_feedback"] == "score":
+        if full or row["team_feedback"] == Feedback.SCORE:
             body["metrics"] = decode_json(row["metrics"])
         if full:
             body["scorer_version"] = row["scorer_version"]
@@ -96,7 +98,7 @@ async def count_for_team(conn: asyncpg.Connection, challenge_id: int, team_id: i
     return row["total"], row["pending"]
 
 
-async def team_standing(conn: asyncpg.Connection, challenge: asyncpg.Record, team_id: int
+async def team_standing(conn: asyncpg.Connection, challenge: Challenge, team_id: int
                         ) -> dict[str, Any]:
     """Where a team stands on a challenge: which of its submissions counts now and why, how
     many it has sent and has left, how many are still being scored.
@@ -105,15 +107,15 @@ async def team_standing(conn: asyncpg.Connection, challenge: asyncpg.Record, tea
     which of its files is best would tell the team what the status hides."""
     rows = await conn.fetch(
         """SELECT id, status, received_at, metrics FROM submission
-           WHERE challenge_id = $1 AND team_id = $2 ORDER BY id""", challenge["id"], team_id)
+           WHERE challenge_id = $1 AND team_id = $2 ORDER BY id""", challenge.id, team_id)
     scored = [Scored(r["id"], "", r["received_at"], decode_json(r["metrics"]) or {})
               for r in rows if r["status"] == "scored"]
-    counted = kinds.get(challenge["kind"]).counted(challenge["counts"], scored)
-    limit = challenge["max_submissions"]
-    hidden = challenge["counts"] == "best" and challenge["team_feedback"] != "score"
+    counted = kinds.get(challenge.kind).counted(challenge.counts, scored)
+    limit = challenge.max_submissions
+    hidden = challenge.counts is Counts.BEST and challenge.team_feedback is not Feedback.SCORE
     if counted is None:
         reason = "none yet: no valid submission"
-    elif challenge["counts"] == "last":
+    elif challenge.counts is Counts.LAST:
         reason = "your last valid submission counts; a newer valid one replaces it"
     elif hidden:
         reason = ("the best of your valid submissions counts; which one is not shown, as "
@@ -121,7 +123,7 @@ async def team_standing(conn: asyncpg.Connection, challenge: asyncpg.Record, tea
     else:
         reason = "the best of your valid submissions counts"
     return {
-        "challenge": challenge["slug"], "counts": challenge["counts"],
+        "challenge": challenge.slug, "counts": challenge.counts.value,
         "counted_submission": None if counted is None or hidden else counted.id,
         "has_valid": counted is not None, "reason": reason,
         "submissions": len(rows), "max_submissions": limit,

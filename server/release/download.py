@@ -25,17 +25,17 @@ async def dataset(request: web.Request) -> web.StreamResponse:
     assert principal is not None and principal.team_id is not None
     slug = request.match_info["slug"]
     async with request.app[POOL].acquire() as conn:
-        row = await team_challenge(conn, slug, principal.team_id)
+        challenge = await team_challenge(conn, slug, principal.team_id)
         release = await conn.fetchrow("SELECT * FROM release WHERE challenge_id = $1",
-                                      row["id"])
+                                      challenge.id)
         if release is None:
             raise NoRelease(slug)
         if not release["armed"]:
             raise ReleaseBlocked()
-        if row["state"] == "waiting" and not release["sealed"]:
+        if challenge.state == "waiting" and not release["sealed"]:
             raise NotStarted(f"the validation set of {slug!r} is released when the challenge "
                              "starts; download it then")
-    challenge_id, team_id, size = row["id"], principal.team_id, release["size"]
+    challenge_id, team_id, size = challenge.id, principal.team_id, release["size"]
     pool = request.app[POOL]
 
     async def log_download(response: web.StreamResponse, range_start: int,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -82,18 +82,22 @@ async def challenges(conn: asyncpg.Connection) -> list[Challenge]:
     return [Challenge.of(r) for r in rows]
 
 
-async def challenge(conn: asyncpg.Connection, slug: str, *, lock: bool = False
+# Row locks a caller may take, inside its transaction.
+Lock = Literal["FOR UPDATE", "FOR NO KEY UPDATE"]
+
+
+async def challenge(conn: asyncpg.Connection, slug: str, *, lock: Lock | None = None
                     ) -> Challenge | None:
-    """The challenge `slug` of the event, or None; `lock`: FOR UPDATE, inside a transaction."""
+    """The challenge `slug` of the event, or None."""
     row = await conn.fetchrow(
-        f"SELECT {COLUMNS} FROM challenge c WHERE c.in_event AND c.slug = $1"  # noqa: S608
-        + (" FOR UPDATE" if lock else ""), slug)
+        f"SELECT {COLUMNS} FROM challenge c WHERE c.in_event AND c.slug = $1 "  # noqa: S608
+        + (lock or ""), slug)
     return Challenge.of(row) if row is not None else None
 
 
-async def challenge_by_id(conn: asyncpg.Connection, challenge_id: int, *, lock: bool = False
-                          ) -> Challenge | None:
+async def challenge_by_id(conn: asyncpg.Connection, challenge_id: int, *,
+                          lock: Lock | None = None) -> Challenge | None:
     row = await conn.fetchrow(
-        f"SELECT {COLUMNS} FROM challenge c WHERE c.id = $1"  # noqa: S608
-        + (" FOR UPDATE" if lock else ""), challenge_id)
+        f"SELECT {COLUMNS} FROM challenge c WHERE c.id = $1 " + (lock or ""),  # noqa: S608
+        challenge_id)
     return Challenge.of(row) if row is not None else None
