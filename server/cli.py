@@ -83,10 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def config_from(args: argparse.Namespace, **given: Any) -> Config:
     """The Config of the command `args` were parsed for: its settings, then `given`."""
-    values = {**settings.values(args, Config, args.command), **given}
-    if "data_dir" in values:
-        values["data_dir"] = Path(values["data_dir"]).resolve()
-    return Config(**values)
+    config = Config(**{**settings.values(args, Config, args.command), **given})
+    return replace(config, data_dir=config.data_dir.resolve())
 
 
 def _setup_logging() -> None:

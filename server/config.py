@@ -74,7 +74,7 @@ class Config:
     # server/connection.py. None: derived from the open-file limit.
     max_connections: int | None = setting(None, "open connections at most", commands=SERVER,
                                           metavar="N", minimum=0,
-                                          default_text="from the open-file limit, at most 4096")
+                                          default_text="(open-file limit − 256) / 2, at most 4096")
     max_connections_per_client: int = setting(256, "open connections from one address at most "
                                               "(0: no limit; use 0 behind a proxy)",
                                               commands=SERVER, metavar="N", minimum=0)
