@@ -53,6 +53,7 @@ def add_command(subparsers: Any) -> None:
 CLEAR = "\x1b[H\x1b[2J"
 HIDE_CURSOR, SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"
 ONCE_TIMEOUT_S = 10.0
+# For a server whose error messages carry no `channel` field yet (see error_channel).
 _CHANNEL_IN_MESSAGE = re.compile(r"'(leaderboard:[^']+)'")
 
 
