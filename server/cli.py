@@ -27,6 +27,8 @@ from server.event import EventSpec, check_truth, parse_event
 
 log = logging.getLogger("podium")
 
+Handler = Callable[[argparse.Namespace], int]
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -42,17 +44,17 @@ def _parser() -> argparse.ArgumentParser:
         return found
 
     command("serve", serve, "load the event file and serve it")
-    tokens_ = command("tokens", tokens, "print every role's token and login link")
-    tokens_.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    score_ = command("score", score, "score one submission file offline")
-    score_.add_argument("--challenge", required=True, metavar="SLUG")
-    score_.add_argument("submission", type=Path)
+    command("tokens", tokens, "print every role's token and login link").add_argument(
+        "--format", choices=("table", "csv", "json"), default="table")
+    scoring = command("score", score, "score one submission file offline")
+    scoring.add_argument("--challenge", required=True, metavar="SLUG")
+    scoring.add_argument("submission", type=Path)
     command("demo", demo, "write a synthetic event into the data dir and serve it")
-    export_ = command("export", export, "write the results workbook (.xlsx)")
-    export_.add_argument("out", type=Path, help="the .xlsx file to write")
-    rescore_ = command("rescore", rescore, "score every counted submission again and list "
-                                           "any difference with the stored metrics")
-    rescore_.add_argument("--challenge", default=None, metavar="SLUG")
+    command("export", export, "write the results workbook (.xlsx)").add_argument(
+        "out", type=Path, help="the .xlsx file to write")
+    command("rescore", rescore, "score every counted submission again and list any "
+                                "difference with the stored metrics").add_argument(
+        "--challenge", default=None, metavar="SLUG")
 
     from server import submit, watch
     from server.release.commands import add_commands as add_release_commands
@@ -61,9 +63,6 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_command(sub)
     add_release_commands(sub)
     return parser
-
-
-Handler = Callable[[argparse.Namespace], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
