@@ -51,7 +51,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from server.deliberation import demo  # noqa: E402
+from server import demo  # noqa: E402
 
 PODIUM = [sys.executable, "-m", "server"]
 CHUNK = 1024 * 1024  # the floor server reads uploads in 1 MiB chunks

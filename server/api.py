@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from server import dataset, intake, queries
+from server import intake, queries
 from server.access import Role
 from server.auth import principal_of, public, requires, session_id
 from server.challenge import challenges_for, team_challenge, unknown_challenge
@@ -17,6 +17,7 @@ from server.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorize
 from server.isotime import iso
 from server.keys import CONNECTIONS, EVENT, LOOP_MONITOR, POOL
 from server.leaderboard import board
+from server.release import download
 from server.session import operator_name, operator_of, set_operator
 from server.storage import STORAGE, disk_report
 from server.submission import (
@@ -256,7 +257,7 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/v1/submissions/{id}", get_submission)
     r.add_get("/api/v1/challenges/{slug}/leaderboard", get_leaderboard)
     r.add_get("/api/v1/challenges/{slug}/standing", standing)
-    r.add_get("/api/v1/challenges/{slug}/dataset", dataset.dataset)
+    r.add_get("/api/v1/challenges/{slug}/dataset", download.dataset)
     r.add_get("/api/v1/countdown-log", countdown_log)
     r.add_get("/api/v1/counts", counts)
     r.add_get("/api/v1/status", status)

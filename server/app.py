@@ -14,7 +14,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from server import api, jury_api, pages, release_store, ws
+from server import api, jury_api, pages, ws
 from server.access import ensure_tokens
 from server.auth import Handler, auth_middleware, principal_of
 from server.config import Config
@@ -43,6 +43,7 @@ from server.keys import (
 )
 from server.loader import load_event
 from server.loop_monitor import LoopMonitor
+from server.release import store as release_store
 from server.resources import resource_dir
 from server.storage import STORAGE, Storage, housekeeping
 from server.worker import Scoring

@@ -1,4 +1,5 @@
-"""How a challenge is shown to clients (SPEC §5 fields), from its row and the database's now."""
+"""How a challenge is shown to clients (the fields of docs/api.md), from its row and the
+database's now."""
 
 from __future__ import annotations
 
@@ -7,66 +8,14 @@ from typing import Any
 
 import asyncpg
 
-from server import queries
+from server import kinds, queries
 from server.access import Principal, Role
-from server.countdown import phase_at
+from server.countdown import Countdown, phase_at
 from server.countdown.schedule import NO_EXTENSION, allowed_actions
-from server.countdown.store import Extension, countdown_of, extensions, latest
+from server.countdown.store import Extension, extensions, latest
 from server.errors import Forbidden, NotFound
 from server.isotime import iso
-from server.release_store import release_views
-
-WARNINGS_TEXT = (
-    "A scored file may carry warnings (orientation assumed, mask outside the HU window, "
-    "surfaces that disagree with the masks, the same file sent twice, ...): they are computed "
-    "from your file and the released exams only, and shown to you whatever the feedback policy."
-)
-TABLE_TEXT = (
-    "Header optional; comma, semicolon or tab between columns; decimal point or comma. "
-    "Every id of the validation set exactly once."
-)
-
-FORMATS: dict[str, dict[str, Any]] = {
-    "segmentation-surface": {
-        "files": [".zip"],
-        "description": (
-            "One .zip holding a binary mask per exam named by its id (<id>.dcm, <id>.png, "
-            "<id>.nii, <id>.nii.gz or <id>.npy, in any folder of the archive), with the exam's "
-            "rows x columns and two values (0 and one other; nonzero is muscle), plus "
-            "surfaces.csv or surfaces.xlsx with columns id,surface_mm2 (in mm²; write 12827, "
-            "not 12,827 or 12.827, which read two ways and are refused unless your masks' "
-            "areas settle them)."),
-        "orientation": (
-            "DICOM, PNG and .npy masks are rows x columns, as the exam's pixel_array. A NIfTI "
-            "mask is placed on the exam by its affine (sform or qform), using the exam's "
-            "ImageOrientationPatient, ImagePositionPatient and PixelSpacing: files written with "
-            "the exam's geometry (SimpleITK CopyInformation, dcm2niix, nnU-Net, 3D Slicer) read "
-            "right. A NIfTI without orientation (identity affine, or ITK's default) is read by "
-            "its shape on a non-square exam, and as x = columns, y = rows on a square one, with "
-            "the warning orientation_assumed: to be sure, write the exam's geometry into it."),
-        "warnings": WARNINGS_TEXT,
-        "metrics": ["dice", "surface_mse"],
-        "ranking": "rank(dice) + rank(surface_mse), lowest wins; tie -> higher dice",
-    },
-    "binary-probability": {
-        "files": [".csv", ".xlsx"],
-        "description": (
-            "One .csv or .xlsx file, two columns: exam id, then the probability of the "
-            "abnormal class in [0, 1]. " + TABLE_TEXT),
-        "warnings": WARNINGS_TEXT,
-        "metrics": ["auc"],
-        "ranking": "ROC AUC, higher wins",
-    },
-    "regression": {
-        "files": [".csv", ".xlsx"],
-        "description": (
-            "One .csv or .xlsx file, two columns: exam id, then the predicted value (EDSS in "
-            "[0, 10]). " + TABLE_TEXT),
-        "warnings": WARNINGS_TEXT,
-        "metrics": ["mse"],
-        "ranking": "mean squared error, lower wins",
-    },
-}
+from server.release.store import release_views
 
 
 def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False,
@@ -76,7 +25,7 @@ def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False,
     """A challenge as one viewer sees it: a team through its own extension, the jury and
     organizers with the list of teams given extra time, anyone else with neither; with
     `actions`, for an organizer, what the state allows now."""
-    countdown = countdown_of(row)
+    countdown = Countdown.of(row)
     phase = phase_at(countdown, now, extension)
     body: dict[str, Any] = {
         "slug": row["slug"],
@@ -105,7 +54,7 @@ def challenge_json(row: asyncpg.Record, now: datetime, *, detail: bool = False,
     if detail:
         hu = [row["hu_low"], row["hu_high"]] if row["hu_low"] is not None else None
         body.update({
-            "format": FORMATS[row["kind"]],
+            "format": kinds.get(row["kind"]).format_json(),
             "counts": row["counts"],
             "max_submissions": row["max_submissions"],
             "team_feedback": row["team_feedback"],

@@ -131,7 +131,7 @@ def serve(args: argparse.Namespace) -> ExitCode:
 
 
 def demo(args: argparse.Namespace) -> ExitCode:
-    from server.deliberation.demo import write_demo_event
+    from server.demo import write_demo_event
 
     # The demo's event file is written into the data dir: known once the settings are read.
     config = config_from(args, event_path=Path())
@@ -170,7 +170,7 @@ def _offline(args: argparse.Namespace,
 async def _export(url: str, out: Path) -> ExitCode:
     import asyncpg
 
-    from server.jury_api import workbook_bytes
+    from server.deliberation.workbook import results_workbook
     from server.results import load_results
 
     conn = await asyncpg.connect(url)
@@ -178,7 +178,7 @@ async def _export(url: str, out: Path) -> ExitCode:
         results = await load_results(conn)
     finally:
         await conn.close()
-    data = await asyncio.to_thread(workbook_bytes, results)
+    data = await asyncio.to_thread(results_workbook, results)
     await asyncio.to_thread(out.write_bytes, data)
     print(f"wrote {out}")
     return ExitCode.OK
@@ -265,8 +265,7 @@ def tokens(args: argparse.Namespace) -> ExitCode:
 
 
 def score(args: argparse.Namespace) -> ExitCode:
-    from server.evaluators import evaluate
-    from server.scoring import options_for
+    from server.evaluators import ScoringOptions, evaluate
 
     event = check_truth(parse_event(config_from(args).event_path))
     try:
@@ -275,7 +274,8 @@ def score(args: argparse.Namespace) -> ExitCode:
         raise UsageError(exc.args[0]) from None
     if not args.submission.is_file():
         raise UsageError(f"submission file {args.submission} not found")
-    result = evaluate(challenge.kind, challenge.truth, args.submission, options_for(challenge))
+    result = evaluate(challenge.kind, challenge.truth, args.submission,
+                      ScoringOptions(hu_window=challenge.hu_window))
     print(json.dumps(result.to_json(), indent=2))
     return ExitCode.OK if result.status == "scored" else ExitCode.REFUSED
 

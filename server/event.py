@@ -1,4 +1,4 @@
-"""The event file (SPEC §2): parsed, validated and turned into frozen specs.
+"""The event file (docs/event-file.md): parsed, validated and turned into frozen specs.
 
 Validation collects the first problem with its file, key and line; TOML itself gives lines for
 syntax errors, and `_Lines` finds the line of a key inside the document for semantic ones.
@@ -10,13 +10,15 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from server import kinds
 from server.errors import EventFileError
 
-KINDS = ("segmentation-surface", "binary-probability", "regression")
 SLUG_RE = re.compile(r"^[a-z0-9-]+$")
 MIN_GIVEN_TOKEN_LENGTH = 16
 
@@ -25,45 +27,60 @@ ACCESS_KEYS = {"organizer_token", "jury_token"}
 CHALLENGE_KEYS = {
     "slug", "title", "kind", "duration_minutes", "truth", "release", "counts",
     "max_submissions", "team_feedback", "leaderboard", "freeze_minutes",
-    "upload_grace_seconds", "hu_window", "max_upload_mb", "sealed", "storage_quota_mb",
+    "upload_grace_seconds", "max_upload_mb", "sealed", "storage_quota_mb",
 }
-# Largest upload by kind unless the event says otherwise: masks come zipped, tables are small.
-DEFAULT_MAX_UPLOAD_MB = {"segmentation-surface": 512.0, "binary-probability": 10.0,
-                         "regression": 10.0}
 TEAM_KEYS = {"name", "challenges", "token"}
 TOP_KEYS = {"event", "access", "challenges", "teams"}
 
 
+class Counts(StrEnum):
+    """Which of a team's valid submissions stands for it on the board."""
+
+    LAST = "last"
+    BEST = "best"
+
+
+class Feedback(StrEnum):
+    """What a team is shown of its own scored files."""
+
+    STATUS = "status"
+    SCORE = "score"
+
+
+class Visibility(StrEnum):
+    """Who sees a challenge's board (`leaderboard`): server/leaderboard.py."""
+
+    JURY = "jury"
+    TEAMS = "teams"
+    PUBLIC = "public"
+
+
+MIB = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class ChallengeSpec:
+    """A challenge as the event file declares it. Its fields have the names and types of the
+    stored challenge's (server/store/challenges.py), which adds the clock's state."""
+
     slug: str
     title: str
     kind: str
-    duration_s: float
+    duration: timedelta
     truth: Path
     release: Path | None = None
-    counts: str = "last"
+    counts: Counts = Counts.LAST
     max_submissions: int | None = None
-    team_feedback: str = "status"
-    leaderboard: str = "jury"
-    freeze_minutes: float = 0.0
-    upload_grace_seconds: float = 30.0
+    team_feedback: Feedback = Feedback.STATUS
+    leaderboard: Visibility = Visibility.JURY
+    freeze_window: timedelta = timedelta(0)
+    upload_grace: timedelta = timedelta(seconds=30)
     hu_window: tuple[float, float] | None = None
-    max_upload_mb: float = 10.0
+    max_upload_bytes: int = 10 * MIB
     sealed: bool = False
     # What one team may store on this challenge; None: the server's default (podium serve
     # --storage-quota-mb, else four maximum-size uploads).
-    storage_quota_mb: float | None = None
-
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 1024 * 1024)
-
-    @property
-    def storage_quota_bytes(self) -> int | None:
-        if self.storage_quota_mb is None:
-            return None
-        return int(self.storage_quota_mb * 1024 * 1024)
+    storage_quota_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -284,26 +301,26 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
     table = "challenges"
     if not isinstance(raw, dict):
         raise check.fail("each challenge must be a [[challenges]] table", table, index)
-    check.table(raw, table, CHALLENGE_KEYS, index)
+    # The keys of every challenge, and those a kind adds (checked against the kind below).
+    kind_keys = set().union(*(k.options for k in kinds.all_kinds().values()))
+    check.table(raw, table, CHALLENGE_KEYS | kind_keys, index)
     slug = str(check.string(raw, table, "slug", index))
     if not SLUG_RE.match(slug):
         raise check.fail(f"slug {slug!r} may only use a-z, 0-9 and '-'", table, index, "slug")
     title = str(check.string(raw, table, "title", index))
-    kind = str(check.string(raw, table, "kind", index, choices=KINDS))
+    kind = str(check.string(raw, table, "kind", index, choices=kinds.names()))
+    of_kind = kinds.get(kind)
     duration = check.number(raw, table, "duration_minutes", index, default=None, minimum=0,
                             strict=True)
     assert duration is not None
     truth = _path(check, raw, table, index, "truth", base, required=True)
     assert truth is not None
-    if kind == "segmentation-surface" and not truth.is_dir():
-        raise check.fail(f"truth {truth} must be a folder with images/ and masks/ for a "
-                         "segmentation-surface challenge", table, index, "truth")
-    if kind != "segmentation-surface" and not truth.is_file():
-        raise check.fail(f"truth {truth} must be a CSV file for a {kind} challenge",
+    if not (truth.is_dir() if of_kind.truth_shape == "folder" else truth.is_file()):
+        raise check.fail(f"truth {truth} must be {of_kind.truth_text} for a {kind} challenge",
                          table, index, "truth")
     release = _path(check, raw, table, index, "release", base, required=False)
     counts = str(check.string(raw, table, "counts", index, required=False,
-                              choices=("last", "best"), default="last"))
+                              choices=tuple(c.value for c in Counts), default="last"))
     max_submissions = None
     if "max_submissions" in raw:
         value = raw["max_submissions"]
@@ -312,9 +329,9 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
                              table, index, "max_submissions")
         max_submissions = value
     team_feedback = str(check.string(raw, table, "team_feedback", index, required=False,
-                                     choices=("status", "score"), default="status"))
+                                     choices=tuple(f.value for f in Feedback), default="status"))
     leaderboard = str(check.string(raw, table, "leaderboard", index, required=False,
-                                   choices=("jury", "teams", "public"), default="jury"))
+                                   choices=tuple(v.value for v in Visibility), default="jury"))
     freeze = check.number(raw, table, "freeze_minutes", index, default=0.0, minimum=0,
                           strict=False)
     assert freeze is not None
@@ -330,7 +347,7 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
     if sealed and release is None:
         raise check.fail("sealed = true needs a release to seal", table, index, "sealed")
     max_upload = check.number(raw, table, "max_upload_mb", index,
-                              default=DEFAULT_MAX_UPLOAD_MB[kind], minimum=0, strict=True)
+                              default=of_kind.max_upload_mb, minimum=0, strict=True)
     assert max_upload is not None
     quota = check.number(raw, table, "storage_quota_mb", index, default=None, minimum=0,
                          strict=False)
@@ -341,8 +358,9 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
     hu_window = None
     if "hu_window" in raw:
         value = raw["hu_window"]
-        if kind != "segmentation-surface":
-            raise check.fail("hu_window applies to segmentation-surface challenges only",
+        if "hu_window" not in of_kind.options:
+            allowed = [k for k, v in kinds.all_kinds().items() if "hu_window" in v.options]
+            raise check.fail(f"hu_window applies to {' and '.join(allowed)} challenges only",
                              table, index, "hu_window")
         ok = (isinstance(value, list) and len(value) == 2
               and all(isinstance(v, int | float) and not isinstance(v, bool)
@@ -353,11 +371,12 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
                              table, index, "hu_window")
         hu_window = (float(value[0]), float(value[1]))
     return ChallengeSpec(
-        slug=slug, title=title, kind=kind, duration_s=duration * 60, truth=truth,
-        release=release, counts=counts, max_submissions=max_submissions,
-        team_feedback=team_feedback, leaderboard=leaderboard, freeze_minutes=freeze,
-        upload_grace_seconds=grace, hu_window=hu_window, max_upload_mb=max_upload,
-        sealed=sealed, storage_quota_mb=quota,
+        slug=slug, title=title, kind=kind, duration=timedelta(minutes=duration), truth=truth,
+        release=release, counts=Counts(counts), max_submissions=max_submissions,
+        team_feedback=Feedback(team_feedback), leaderboard=Visibility(leaderboard),
+        freeze_window=timedelta(minutes=freeze), upload_grace=timedelta(seconds=grace),
+        hu_window=hu_window, max_upload_bytes=int(max_upload * MIB), sealed=sealed,
+        storage_quota_bytes=None if quota is None else int(quota * MIB),
     )
 
 

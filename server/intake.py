@@ -27,14 +27,13 @@ from server import queries
 from server.access import Principal, Role
 from server.auth import principal_of, requires
 from server.challenge import team_challenge
-from server.countdown import upload_deadline, upload_refusal
-from server.countdown.store import countdown_of
+from server.countdown import Countdown, upload_deadline, upload_refusal
 from server.durable import fsync_dir
 from server.errors import BadRequest, Conflict, Forbidden, PodiumError, TooLarge
 from server.form import FormError, FormReader, Part, Read, boundary_of
 from server.isotime import iso, wall_clock
 from server.keys import ARRIVED, CONFIG, EVENT, HUB, POOL
-from server.notify import bump_board
+from server.leaderboard import bump_board
 from server.storage import admit_upload, refuse_if_disk_full
 from server.submission import (
     announce,
@@ -103,7 +102,7 @@ def safe_filename(name: str | None) -> str:
 
 def _deadline_error(row: asyncpg.Record, extension: timedelta, now: datetime, timezone: str
                     ) -> Forbidden:
-    deadline = upload_deadline(countdown_of(row), extension)
+    deadline = upload_deadline(Countdown.of(row), extension)
     when = wall_clock(deadline, timezone, day_of=now) if deadline is not None else "unknown"
     return Forbidden(f"the deadline ({when}) has passed (server time "
                      f"{wall_clock(now, timezone)}); uploads for this challenge are closed",
@@ -120,7 +119,7 @@ async def _team_extension(conn: asyncpg.Connection, challenge_id: int, team_id: 
 
 def _check_time(row: asyncpg.Record, extension: timedelta, began: datetime, now: datetime,
                 timezone: str) -> None:
-    refusal = upload_refusal(countdown_of(row), began, now, extension=extension,
+    refusal = upload_refusal(Countdown.of(row), began, now, extension=extension,
                              grace=row["upload_grace"])
     if refusal == "not_started":
         raise Forbidden(f"challenge {row['slug']!r} has not started yet; uploads open when "

@@ -14,37 +14,33 @@ from typing import Any
 
 from aiohttp import web
 
+from server import kinds
 from server.access import Role
 from server.auth import requires
 from server.deliberation.plots import challenge_plots, team_colours
 from server.deliberation.stability import stability_by_challenge
-from server.deliberation.workbook import (
-    board_csv,
-    boards_from_results,
-    build_workbook,
-    reveal_order,
-)
+from server.deliberation.workbook import board_csv, results_workbook, reveal_order
 from server.errors import BadRequest, NotFound
 from server.keys import POOL
+from server.leaderboard import final_boards
 from server.results import EventResults, load_results
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-async def _results(request: web.Request) -> EventResults:
+async def _results(request: web.Request, slug: str | None = None) -> EventResults:
+    """The event's results, or only those of challenge `slug` (404 if there is none)."""
     async with request.app[POOL].acquire() as conn:
-        return await load_results(conn)
-
-
-def workbook_bytes(results: EventResults) -> bytes:
-    boards = boards_from_results(results)
-    return build_workbook(results, boards, stability_by_challenge(results, boards))
+        results = await load_results(conn, slug)
+    if slug is not None and not results.challenges:
+        raise NotFound(f"no challenge {slug!r}", code="unknown_challenge")
+    return results
 
 
 @requires(Role.JURY, Role.ORGANIZER)
 async def export_xlsx(request: web.Request) -> web.Response:
     results = await _results(request)
-    body = await asyncio.to_thread(workbook_bytes, results)
+    body = await asyncio.to_thread(results_workbook, results)
     return web.Response(body=body, content_type=XLSX, headers={
         "Content-Disposition": 'attachment; filename="podium-results.xlsx"'})
 
@@ -52,17 +48,15 @@ async def export_xlsx(request: web.Request) -> web.Response:
 @requires(Role.JURY, Role.ORGANIZER)
 async def export_board_csv(request: web.Request) -> web.Response:
     slug = request.match_info["slug"]
-    results = await _results(request)
-    challenge = next((c for c in results.challenges if c.slug == slug), None)
-    if challenge is None:
-        raise NotFound(f"no challenge {slug!r}", code="unknown_challenge")
-    rows = boards_from_results(results)[slug]
-    return web.Response(text=board_csv(rows, challenge.kind), content_type="text/csv",
+    results = await _results(request, slug)
+    (challenge,) = results.challenges
+    rows = final_boards(results)[slug]
+    return web.Response(text=board_csv(rows, kinds.get(challenge.kind)), content_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{slug}.csv"'})
 
 
 def _analysis(results: EventResults, slug: str) -> dict[str, Any]:
-    boards = boards_from_results(results)
+    boards = final_boards(results)
     challenge = next(c for c in results.challenges if c.slug == slug)
     stability = stability_by_challenge(results, {slug: boards[slug]}).get(slug, {})
     colours = team_colours(results.teams)
@@ -74,7 +68,7 @@ def _analysis(results: EventResults, slug: str) -> dict[str, Any]:
 def reveal_step(results: EventResults, slug: str, step: int) -> dict[str, Any]:
     """The reveal after `step` key presses: the `step` last places, last place first, and the
     analysis of their teams; `more` says whether a place is left to reveal."""
-    boards = boards_from_results(results)
+    boards = final_boards(results)
     challenge = next(c for c in results.challenges if c.slug == slug)
     steps = reveal_order(boards[slug])
     shown = steps[:max(0, min(step, len(steps)))]
@@ -84,7 +78,8 @@ def reveal_step(results: EventResults, slug: str, step: int) -> dict[str, Any]:
         if rows else {}
     colours = team_colours(results.teams)
     return {
-        "challenge": slug, "kind": challenge.kind, "step": len(shown),
+        "challenge": slug, "kind": challenge.kind,
+        "columns": kinds.get(challenge.kind).columns(), "step": len(shown),
         "more": len(shown) < len(steps),
         "places": [{"rank": place[0].rank, "rows": [r.to_json() for r in place]}
                    for place in shown],
@@ -96,10 +91,7 @@ def reveal_step(results: EventResults, slug: str, step: int) -> dict[str, Any]:
 
 async def _challenge_results(request: web.Request) -> tuple[EventResults, str]:
     slug = request.match_info["slug"]
-    results = await _results(request)
-    if not any(c.slug == slug for c in results.challenges):
-        raise NotFound(f"no challenge {slug!r}", code="unknown_challenge")
-    return results, slug
+    return await _results(request, slug), slug
 
 
 @requires(Role.JURY, Role.ORGANIZER)

@@ -1,4 +1,4 @@
-"""Leaderboards as each viewer may see them (SPEC §4, §5, §6).
+"""Leaderboards as each viewer may see them (docs/api.md).
 
 Who sees a board is the challenge's `leaderboard` setting: "jury" (jury and organizers),
 "teams" (and every team), "public" (anyone, without a token). During the freeze, everyone but
@@ -17,12 +17,13 @@ from typing import Any
 
 import asyncpg
 
-from server import queries
+from server import kinds, queries
 from server.access import Principal, Role
-from server.countdown import freeze_start
-from server.countdown.store import countdown_of
+from server.countdown import Countdown, freeze_start
 from server.isotime import iso
-from server.ranking import Entry, Row, Scored, counted_submission, rank
+from server.notify import notify
+from server.ranking import Entry, Row, Scored
+from server.results import ChallengeResults, EventResults, challenge_results
 
 VISIBLE_TO: dict[str, frozenset[Role | None]] = {
     "jury": frozenset({Role.JURY, Role.ORGANIZER}),
@@ -39,6 +40,53 @@ def sees_live(viewer: Principal | None) -> bool:
     return viewer is not None and viewer.role in (Role.JURY, Role.ORGANIZER)
 
 
+def entries(challenge: ChallengeResults, cutoff: datetime | None = None) -> list[Entry]:
+    """Each registered team with its counted submission and its number of submissions. With
+    `cutoff`, the board as it stood then (the freeze): the submissions received before it,
+    and of those the results scored before it."""
+    kind = kinds.get(challenge.kind)
+    counts: dict[str, int] = defaultdict(int)
+    scored: dict[str, list[Scored]] = defaultdict(list)
+    for s in challenge.submissions:
+        if cutoff is not None and s.received_at >= cutoff:
+            continue
+        counts[s.team] += 1
+        visible = cutoff is None or (s.scored_at is not None and s.scored_at < cutoff)
+        if s.status == "scored" and s.metrics is not None and visible:
+            scored[s.team].append(Scored(s.id, s.team, s.received_at, dict(s.metrics)))
+    return [Entry(team, kind.counted(challenge.counts, scored[team]), counts[team])
+            for team in challenge.teams]
+
+
+def ranked(challenge: ChallengeResults, cutoff: datetime | None = None) -> list[Row]:
+    """The board of a challenge (as it stood at `cutoff`, if given), ranked by its kind."""
+    return kinds.get(challenge.kind).rank(entries(challenge, cutoff))
+
+
+def final_boards(results: EventResults) -> dict[str, list[Row]]:
+    """Each challenge's final board: what the jury, the workbook and rescoring work from."""
+    return {challenge.slug: ranked(challenge) for challenge in results.challenges}
+
+
+async def bump_board(conn: asyncpg.Connection, challenge_id: int) -> None:
+    """Records a change of a challenge's board (its version `board_seq` grows by one) and
+    announces it; call inside the transaction that changes it. The first change after the
+    freeze began fixes `frozen_seq`, the version non-jury viewers see from then on: the
+    freeze's own record, or a result that arrived before the ticker recorded it (its time has
+    come either way, so no late change ever shows in the frozen version)."""
+    row = await conn.fetchrow(
+        """UPDATE challenge SET board_seq = board_seq + 1,
+                  frozen_seq = CASE WHEN frozen_at IS NOT NULL
+                                      OR (state = 'running' AND freeze_window > interval '0'
+                                          AND podium_now() >= deadline - freeze_window)
+                                    THEN coalesce(frozen_seq, board_seq + 1) END
+           WHERE id = $1 RETURNING slug, board_seq""",
+        challenge_id)
+    assert row is not None
+    await notify(conn, {"type": "leaderboard", "challenge": row["slug"],
+                        "seq": row["board_seq"]})
+
+
 async def board(conn: asyncpg.Connection, slug: str, viewer: Principal | None
                 ) -> dict[str, Any] | None:
     """The board of `slug` for `viewer`; None if there is no such challenge. Raises
@@ -52,41 +100,16 @@ async def board(conn: asyncpg.Connection, slug: str, viewer: Principal | None
         if not may_view(row["leaderboard"], viewer):
             raise PermissionError(row["leaderboard"])
         now = await queries.database_now(conn)
-        cutoff = freeze_start(countdown_of(row), now, row["freeze_window"], row["frozen_at"])
+        cutoff = freeze_start(Countdown.of(row), now, row["freeze_window"], row["frozen_at"])
         frozen = cutoff is not None and not sees_live(viewer)
-        rows = await _rows(conn, row, cutoff if frozen else None)
+        (challenge,) = await challenge_results(conn, slug, details=False)
+    rows = ranked(challenge, cutoff if frozen else None)
     seq = row["board_seq"]
     if frozen:
         # Between the freeze's start and its recording (by the ticker, within moments), the
         # version its recording will fix: the next one, as bump_board sets it.
         seq = row["frozen_seq"] if row["frozen_seq"] is not None else row["board_seq"] + 1
-    return {"challenge": slug, "kind": row["kind"], "seq": seq, "frozen": frozen,
+    return {"challenge": slug, "kind": row["kind"], "columns": kinds.get(row["kind"]).columns(),
+            "seq": seq, "frozen": frozen,
             "frozen_at": iso(cutoff) if cutoff is not None else None,
             "rows": [r.to_json() for r in rows], "server_time": iso(now)}
-
-
-async def _rows(conn: asyncpg.Connection, challenge: asyncpg.Record,
-                cutoff: datetime | None) -> list[Row]:
-    teams = await conn.fetch(
-        """SELECT t.id, t.name FROM registration r JOIN team t ON t.id = r.team_id
-           WHERE r.challenge_id = $1 AND t.in_event ORDER BY lower(t.name)""", challenge["id"])
-    submissions = await conn.fetch(
-        """SELECT s.id, s.team_id, s.status, s.received_at, s.scored_at, s.metrics
-           FROM submission s WHERE s.challenge_id = $1
-             AND ($2::timestamptz IS NULL OR s.received_at < $2)
-           ORDER BY s.id""", challenge["id"], cutoff)
-    counts: dict[int, int] = defaultdict(int)
-    scored: dict[int, list[Scored]] = defaultdict(list)
-    names = {t["id"]: t["name"] for t in teams}
-    for s in submissions:
-        counts[s["team_id"]] += 1
-        visible = cutoff is None or (s["scored_at"] is not None and s["scored_at"] < cutoff)
-        if s["status"] == "scored" and visible and s["team_id"] in names:
-            metrics = s["metrics"]
-            scored[s["team_id"]].append(Scored(
-                s["id"], names[s["team_id"]], s["received_at"],
-                queries.decode_json(metrics)))
-    entries = [Entry(t["name"], counted_submission(challenge["kind"], challenge["counts"],
-                                                   scored[t["id"]]), counts[t["id"]])
-               for t in teams]
-    return rank(challenge["kind"], entries)

@@ -8,7 +8,6 @@ is marked `in_event = false`, never deleted: its submissions stay where they wer
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 import asyncpg
 
@@ -83,10 +82,10 @@ async def _load_challenges(conn: asyncpg.Connection, event: EventSpec) -> int:
                       EXCLUDED.max_submissions, EXCLUDED.team_feedback, EXCLUDED.leaderboard,
                       EXCLUDED.freeze_window, EXCLUDED.upload_grace, EXCLUDED.hu_low,
                       EXCLUDED.hu_high, EXCLUDED.max_upload_bytes)""",
-            c.slug, position, c.title, c.kind, timedelta(seconds=c.duration_s), str(c.truth),
+            c.slug, position, c.title, c.kind, c.duration, str(c.truth),
             str(c.release) if c.release else None, c.counts, c.max_submissions,
-            c.team_feedback, c.leaderboard, timedelta(minutes=c.freeze_minutes),
-            timedelta(seconds=c.upload_grace_seconds), hu_low, hu_high, c.max_upload_bytes)
+            c.team_feedback, c.leaderboard, c.freeze_window, c.upload_grace, hu_low, hu_high,
+            c.max_upload_bytes)
         changed += _count(status)
     status = await conn.execute(
         "UPDATE challenge SET in_event = false WHERE in_event AND NOT (slug = ANY($1::text[]))",

@@ -9,10 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
-from server import queries
+from server import kinds, queries
 from server.access import Principal, Role, hash_token
 from server.auth import principal_of, public, requires, session_id
-from server.challenge import FORMATS, challenges_for, unknown_challenge
+from server.challenge import challenges_for, unknown_challenge
 from server.deliberation.plots import team_colours
 from server.errors import BadRequest, Unauthorized
 from server.keys import CONFIG, EVENT, POOL, TEMPLATES
@@ -107,7 +107,8 @@ async def team(request: web.Request) -> web.Response:
     return render(request, "team.html", challenges=shown,
                   submissions=[submission_json(r, principal) for r in rows],
                   releases={c["slug"]: c["release"] for c in shown if "release" in c},
-                  formats=FORMATS, standings=standings,
+                  formats={k: kind.format_json() for k, kind in kinds.all_kinds().items()},
+                  standings=standings,
                   boards=visible_boards([details[c["slug"]] for c in shown], principal),
                   feedback={c["slug"]: details[c["slug"]]["team_feedback"] for c in shown})
 

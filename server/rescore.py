@@ -8,11 +8,11 @@ from pathlib import Path
 
 import asyncpg
 
-from server.deliberation.workbook import boards_from_results
-from server.evaluators import SCORER_VERSION, evaluate
+from server.evaluators import SCORER_VERSION, ScoringOptions, evaluate
+from server.leaderboard import final_boards
 from server.queries import decode_json
 from server.results import load_results
-from server.scoring import scoring_options
+from server.store import challenges as store
 
 TOLERANCE = 1e-9
 
@@ -20,17 +20,15 @@ TOLERANCE = 1e-9
 async def rescore(conn: asyncpg.Connection, only: str | None) -> tuple[list[str], int]:
     """(differences as printable lines, number of submissions checked)."""
     results = await load_results(conn)
-    boards = boards_from_results(results)
+    boards = final_boards(results)
     differences: list[str] = []
     checked = 0
     for challenge in results.challenges:
         if only is not None and challenge.slug != only:
             continue
-        info = await conn.fetchrow(
-            "SELECT kind, truth_path, hu_low, hu_high FROM challenge WHERE slug = $1",
-            challenge.slug)
-        assert info is not None
-        options = scoring_options(info["hu_low"], info["hu_high"])
+        stored_challenge = await store.challenge(conn, challenge.slug)
+        assert stored_challenge is not None
+        options = ScoringOptions(hu_window=stored_challenge.hu_window)
         for row in boards[challenge.slug]:
             if row.submission_id is None:
                 continue
@@ -40,7 +38,7 @@ async def rescore(conn: asyncpg.Connection, only: str | None) -> tuple[list[str]
                 row.submission_id)
             assert stored is not None
             checked += 1
-            result = evaluate(info["kind"], Path(info["truth_path"]),
+            result = evaluate(stored_challenge.kind, stored_challenge.truth,
                               Path(stored["stored_path"]), options, name=stored["filename"])
             before = decode_json(stored["metrics"])
             where = f"{challenge.slug} {row.team} #{row.submission_id}"

@@ -3,6 +3,7 @@ plots, rank stability) is computed from these, never from the database directly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from server.queries import decode_json
+from server.ranking import Row
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class SubmissionRecord:
     details: dict[str, Any] | None = None
     scorer_version: str | None = None
     warnings: tuple[dict[str, Any], ...] = ()
+    scored_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,16 @@ class ChallengeResults:
     submissions: tuple[SubmissionRecord, ...]  # every submission, oldest first
     started_at: datetime | None = None
     deadline: datetime | None = None
+
+    def counted_details(self, rows: Sequence[Row]) -> dict[str, dict[str, Any]]:
+        """The details of each ranked team's counted submission, in board order."""
+        by_id = {s.id: s for s in self.submissions}
+        out: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            record = by_id.get(row.submission_id) if row.submission_id is not None else None
+            if row.valid and record is not None and record.details is not None:
+                out[row.team] = record.details
+        return out
 
 
 @dataclass(frozen=True)
@@ -61,27 +74,45 @@ class EventResults:
     log: tuple[LogRecord, ...] = field(default_factory=tuple)
 
 
-async def load_results(conn: asyncpg.Connection) -> EventResults:
-    """Everything the deliberation needs, read in one consistent snapshot."""
+async def load_results(conn: asyncpg.Connection, slug: str | None = None, *,
+                       details: bool = True) -> EventResults:
+    """Everything the deliberation needs, read in one consistent snapshot: every challenge,
+    or only `slug`'s; without `details` (the per-exam values), as a live board needs."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         event = await conn.fetchrow("SELECT name, timezone FROM event")
-        challenges = await conn.fetch(
-            """SELECT id, slug, title, kind, counts, started_at, deadline FROM challenge
-               WHERE in_event ORDER BY position""")
-        registrations = await conn.fetch(
-            """SELECT r.challenge_id, t.name FROM registration r JOIN team t ON t.id = r.team_id
-               WHERE t.in_event ORDER BY lower(t.name)""")
-        submissions = await conn.fetch(
-            """SELECT s.id, s.challenge_id, t.name AS team, s.received_at, s.sha256, s.size,
-                      s.filename, s.status, s.metrics, s.errors, s.details, s.scorer_version,
-                      s.warnings
-               FROM submission s JOIN team t ON t.id = s.team_id ORDER BY s.id""")
+        challenges = await challenge_results(conn, slug, details=details)
         teams = await conn.fetch("SELECT name FROM team WHERE in_event ORDER BY lower(name)")
         log = await conn.fetch(
             """SELECT l.at, c.slug, l.action, l.seconds, t.name AS team, l.actor, l.state_after
                FROM countdown_log l JOIN challenge c ON c.id = l.challenge_id
-               LEFT JOIN team t ON t.id = l.team_id ORDER BY l.id""")
+               LEFT JOIN team t ON t.id = l.team_id
+               WHERE $1::text IS NULL OR c.slug = $1 ORDER BY l.id""", slug)
     assert event is not None
+    return EventResults(
+        name=event["name"], timezone=event["timezone"], challenges=challenges,
+        teams=tuple(t["name"] for t in teams),
+        log=tuple(LogRecord(at=r["at"], challenge=r["slug"], action=r["action"],
+                            seconds=r["seconds"], team=r["team"], actor=r["actor"],
+                            state_after=r["state_after"]) for r in log))
+
+
+async def challenge_results(conn: asyncpg.Connection, slug: str | None = None, *,
+                            details: bool = True) -> tuple[ChallengeResults, ...]:
+    """The challenges of the event (or only `slug`), each with its registered teams and every
+    submission; run it inside a transaction to read them in one snapshot."""
+    challenges = await conn.fetch(
+        """SELECT id, slug, title, kind, counts, started_at, deadline FROM challenge
+           WHERE in_event AND ($1::text IS NULL OR slug = $1) ORDER BY position""", slug)
+    ids = [c["id"] for c in challenges]
+    registrations = await conn.fetch(
+        """SELECT r.challenge_id, t.name FROM registration r JOIN team t ON t.id = r.team_id
+           WHERE t.in_event AND r.challenge_id = any($1::int[]) ORDER BY lower(t.name)""", ids)
+    submissions = await conn.fetch(
+        f"""SELECT s.id, s.challenge_id, t.name AS team, s.received_at, s.sha256, s.size,
+                   s.filename, s.status, s.metrics, s.errors, s.scorer_version, s.warnings,
+                   s.scored_at, {"s.details" if details else "NULL AS details"}
+            FROM submission s JOIN team t ON t.id = s.team_id
+            WHERE s.challenge_id = any($1::int[]) ORDER BY s.id""", ids)  # noqa: S608
     by_challenge: dict[int, list[SubmissionRecord]] = {}
     for s in submissions:
         by_challenge.setdefault(s["challenge_id"], []).append(SubmissionRecord(
@@ -89,18 +120,12 @@ async def load_results(conn: asyncpg.Connection) -> EventResults:
             size=s["size"], filename=s["filename"], status=s["status"],
             metrics=decode_json(s["metrics"]), errors=tuple(decode_json(s["errors"]) or ()),
             details=decode_json(s["details"]), scorer_version=s["scorer_version"],
-            warnings=tuple(decode_json(s["warnings"]) or ())))
+            warnings=tuple(decode_json(s["warnings"]) or ()), scored_at=s["scored_at"]))
     registered: dict[int, list[str]] = {}
     for r in registrations:
         registered.setdefault(r["challenge_id"], []).append(r["name"])
-    return EventResults(
-        name=event["name"], timezone=event["timezone"],
-        challenges=tuple(ChallengeResults(
-            slug=c["slug"], title=c["title"], kind=c["kind"], counts=c["counts"],
-            teams=tuple(registered.get(c["id"], [])),
-            submissions=tuple(by_challenge.get(c["id"], [])),
-            started_at=c["started_at"], deadline=c["deadline"]) for c in challenges),
-        teams=tuple(t["name"] for t in teams),
-        log=tuple(LogRecord(at=r["at"], challenge=r["slug"], action=r["action"],
-                            seconds=r["seconds"], team=r["team"], actor=r["actor"],
-                            state_after=r["state_after"]) for r in log))
+    return tuple(ChallengeResults(
+        slug=c["slug"], title=c["title"], kind=c["kind"], counts=c["counts"],
+        teams=tuple(registered.get(c["id"], [])),
+        submissions=tuple(by_challenge.get(c["id"], [])),
+        started_at=c["started_at"], deadline=c["deadline"]) for c in challenges)

@@ -1,4 +1,4 @@
-"""Submissions: their SQL, the scoring queue, and how each viewer sees one (SPEC §5, §6)."""
+"""Submissions: their SQL, the scoring queue, and how each viewer sees one (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from typing import Any
 
 import asyncpg
 
+from server import kinds
 from server.access import Principal, Role
 from server.isotime import iso
-from server.notify import bump_board, notify
+from server.leaderboard import bump_board
+from server.notify import notify
 from server.queries import decode_json
-from server.ranking import Scored, counted_submission
+from server.ranking import Scored
 
 SUBMISSION_COLUMNS = """
     s.id, s.challenge_id, c.slug AS challenge, c.team_feedback, s.team_id, t.name AS team,
@@ -106,7 +108,7 @@ async def team_standing(conn: asyncpg.Connection, challenge: asyncpg.Record, tea
            WHERE challenge_id = $1 AND team_id = $2 ORDER BY id""", challenge["id"], team_id)
     scored = [Scored(r["id"], "", r["received_at"], decode_json(r["metrics"]) or {})
               for r in rows if r["status"] == "scored"]
-    counted = counted_submission(challenge["kind"], challenge["counts"], scored)
+    counted = kinds.get(challenge["kind"]).counted(challenge["counts"], scored)
     limit = challenge["max_submissions"]
     hidden = challenge["counts"] == "best" and challenge["team_feedback"] != "score"
     if counted is None:

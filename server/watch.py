@@ -24,17 +24,12 @@ from server import settings
 from server.command import ExitCode, add_parser
 from server.remote import Remote, describe, known_zone, parse_time, settle_scheme
 
-# The columns of a board from a server whose messages carry none (see board_columns).
-METRICS: dict[str, list[str]] = {
-    "segmentation-surface": ["dice", "surface_mse"],
-    "binary-probability": ["auc"],
-    "regression": ["mse"],
-}
-
 
 class Column(NamedTuple):
     key: str  # in the row's metrics, or the row itself (`score`)
     label: str
+    digits: int | None = None  # decimals; None: as many as the value needs
+    grouped: bool = False  # thousands separated
 
 
 def add_command(subparsers: Any) -> None:
@@ -152,18 +147,26 @@ def render_board(challenge: dict[str, Any], board: dict[str, Any] | None, offset
 
 def board_columns(challenge: dict[str, Any], board: dict[str, Any]) -> list[Column]:
     """The board's columns: the `columns` the board (or the challenge) carries, each
-    `{"key", "label", …}`; from a server that sends none, the kind's as listed in METRICS."""
+    `{"key", "label", "digits"?, "grouped"?}`; from a server that sends none, those of this
+    Podium's kind of the same name, else the metrics the rows carry."""
     for source in (board, challenge):
         declared = source.get("columns")
         if isinstance(declared, list) and declared:
-            return [Column(str(c["key"]), str(c.get("label") or c["key"]))
-                    for c in declared if isinstance(c, dict) and "key" in c]
-    kind = str(challenge.get("kind"))
-    rows = board.get("rows") or []
-    keys = METRICS.get(kind) or sorted({k for r in rows for k in (r.get("metrics") or {})})
-    if kind == "segmentation-surface":
-        keys = [*keys, "score"]
-    return [Column(key, key) for key in keys]
+            return [_column(c) for c in declared if isinstance(c, dict) and "key" in c]
+    from server import kinds
+
+    try:
+        return [_column(c) for c in kinds.get(str(challenge.get("kind"))).columns()]
+    except kinds.UnknownKind:
+        rows = board.get("rows") or []
+        return [Column(k, k) for k in sorted({k for r in rows for k in (r.get("metrics") or {})})]
+
+
+def _column(declared: dict[str, Any]) -> Column:
+    digits = declared.get("digits")
+    return Column(str(declared["key"]), str(declared.get("label") or declared["key"]),
+                  digits if isinstance(digits, int) and digits >= 0 else None,
+                  bool(declared.get("grouped")))
 
 
 def _board_rows(columns: list[Column], rows: list[dict[str, Any]],
@@ -183,8 +186,7 @@ def _board_rows(columns: list[Column], rows: list[dict[str, Any]],
     out = [head]
     for row in ranked:
         rank = f"{row['rank']}{'=' if ranks.count(row['rank']) > 1 else ''}"
-        cells = "".join(f"  {_cell(_value(row, c.key), metric=c.key != 'score'):>11}"
-                        for c in columns)
+        cells = "".join(f"  {_cell(_value(row, c.key), c):>11}" for c in columns)
         out.append(f"  {rank:>3}  {_fit(row.get('team'), width):<{width}}{cells}  "
                    f"{row.get('submissions', 0):>4}  {_counted_at(row.get('received_at'), zone)}")
     for row in unranked:
@@ -204,12 +206,14 @@ def _fit(team: Any, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _cell(value: Any, *, metric: bool) -> str:
+def _cell(value: Any, column: Column) -> str:
     if value is None:
         return "-"
     if not isinstance(value, int | float):
         return str(value)
-    if not metric and float(value).is_integer():
+    if column.digits is not None:
+        return f"{value:,.{column.digits}f}" if column.grouped else f"{value:.{column.digits}f}"
+    if column.key == "score" and float(value).is_integer():
         return f"{value:.0f}"  # a rank sum
     return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
 

@@ -61,15 +61,14 @@ def _serve(conn: Connection, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
     os.nice(10)
     os.environ.update(SINGLE_THREADED)  # before numpy is imported, below
     limit_memory(memory_mb)
-    from server.evaluators import evaluate
-    from server.scoring import scoring_options
+    from server.evaluators import ScoringOptions, evaluate
 
     while True:
         try:
             job = conn.recv()
         except EOFError:
             return
-        options = scoring_options(job["hu_low"], job["hu_high"])
+        options = ScoringOptions.from_hu(job["hu_low"], job["hu_high"])
         try:
             result = evaluate(job["kind"], Path(job["truth"]), Path(job["path"]), options,
                               name=job.get("name"))

@@ -5,15 +5,15 @@
 "use strict";
 
 const PodiumBoard = (() => {
-  // [key, heading, how to show it] per kind: the workbook's rounding (Dice 4, AUC 3, MSE 2).
-  const fixed = (digits) => (v) => Number(v).toFixed(digits);
-  const whole = (v) => Math.round(Number(v)).toLocaleString("en-GB").replace(/,/g, "\u202f");
-  const METRICS = {
-    "segmentation-surface": [["dice", "Dice", fixed(4)], ["surface_mse", "MSE", whole],
-                             ["score", "Score", whole]],
-    "binary-probability": [["auc", "AUC", fixed(3)]],
-    "regression": [["mse", "MSE", fixed(2)]],
-  };
+  // A number as its column says: `digits` decimals, thousands apart by a thin space when
+  // `grouped` (the columns come with every board, from the challenge's kind).
+  function shown(v, column) {
+    const text = Number(v).toFixed(column.digits);
+    if (!column.grouped) return text;
+    const [whole, decimals] = text.split(".");
+    const spaced = whole.replace(/\B(?=(\d{3})+(?!\d))/g, "\u202f");
+    return decimals === undefined ? spaced : `${spaced}.${decimals}`;
+  }
   const seqs = {};
   let options = {};
   let colours = {};
@@ -22,9 +22,15 @@ const PodiumBoard = (() => {
     return Podium.element("td", className, text);
   }
 
-  function value(row, key, show) {
-    const v = key === "score" ? row.score : row.metrics && row.metrics[key];
-    return v === null || v === undefined ? "" : show(v);
+  // A metric column's cells: wider for large grouped numbers, narrower for small whole ones.
+  function metricClass(column) {
+    if (column.grouped) return "metric wide";
+    return column.digits === 0 ? "metric narrow" : "metric";
+  }
+
+  function value(row, column) {
+    const v = column.key === "score" ? row.score : row.metrics && row.metrics[column.key];
+    return v === null || v === undefined ? "" : shown(v, column);
   }
 
   function swatch(team) {
@@ -44,12 +50,12 @@ const PodiumBoard = (() => {
     return td;
   }
 
-  // A board's table: rows as the API sends them. `time`: show the counted submission's time.
-  function table(kind, rows, { time = true } = {}) {
-    const columns = METRICS[kind] || [];
-    const t = Podium.element("table", `board board-${kind}`);
+  // A board's table: rows and columns as the API sends them. `time`: show the counted
+  // submission's time.
+  function table(columns, rows, { time = true } = {}) {
+    const t = Podium.element("table", "board");
     const head = t.createTHead().insertRow();
-    const titles = [["#", "rank"], ["Team", "team"], ...columns.map((c) => [c[1], "metric"]),
+    const titles = [["#", "rank"], ["Team", "team"], ...columns.map((c) => [c.label, metricClass(c)]),
                     ["Sent", "count"], ...(time ? [["At", "time"]] : [])];
     for (const [title, className] of titles) head.append(Podium.element("th", className, title));
     const body = t.createTBody();
@@ -62,7 +68,7 @@ const PodiumBoard = (() => {
       const shared = row.rank !== null && ranks.filter((r) => r === row.rank).length > 1;
       tr.append(cell(row.rank === null ? "—" : `${row.rank}${shared ? "=" : ""}`, "rank"),
                 teamCell(row.team));
-      for (const [key, , show] of columns) tr.append(cell(value(row, key, show), "metric"));
+      for (const column of columns) tr.append(cell(value(row, column), metricClass(column)));
       tr.append(cell(String(row.submissions), "count"));
       if (time) tr.append(cell(row.valid ? Podium.formatTime(row.received_at) : "", "time"));
       body.append(tr);
@@ -79,7 +85,7 @@ const PodiumBoard = (() => {
     for (const tr of container.querySelectorAll("tbody tr")) {
       before[tr.dataset.team] = tr.getBoundingClientRect().top;
     }
-    const fresh = table(message.kind, message.rows);
+    const fresh = table(message.columns || [], message.rows);
     container.replaceChildren(fresh);
     for (const tr of fresh.tBodies[0].rows) {
       const old = before[tr.dataset.team];

@@ -28,7 +28,7 @@ const Reveal = (() => {
     const places = [...data.places].reverse();
     const rows = places.flatMap((p) => p.rows);
     if (rows.length) {
-      const table = PodiumBoard.table(data.kind, rows);
+      const table = PodiumBoard.table(data.columns, rows);
       const newest = data.places.length ? data.places[data.places.length - 1].rank : null;
       for (const tr of table.tBodies[0].rows) {
         if (Number(tr.dataset.rank) === newest) tr.classList.add("just-revealed");

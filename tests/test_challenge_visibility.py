@@ -25,7 +25,7 @@ def ws_connect(server: Client, token: str | None = None) -> ClientConnection:
 
 def subscribe(ws: ClientConnection, *channels: str) -> list[dict[str, Any]]:
     ws.send(json.dumps({"type": "subscribe", "channels": list(channels)}))
-    return [json.loads(ws.recv(timeout=15)) for _ in channels]
+    return [json.loads(ws.recv(timeout=60)) for _ in channels]
 
 
 def next_of(ws: ClientConnection, kind: str, timeout: float = 30, **match: Any

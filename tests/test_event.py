@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,14 +16,14 @@ from tests.helpers import EXAMPLE_EVENT
 def test_example_event_parses() -> None:
     event = parse_event(EXAMPLE_EVENT)
     assert [c.slug for c in event.challenges] == ["sarcopenia", "nodules", "edss"]
-    assert [c.duration_s for c in event.challenges] == [3600, 7200, 3600]
+    assert [c.duration.total_seconds() for c in event.challenges] == [3600, 7200, 3600]
     sarcopenia = event.challenge("sarcopenia")
     assert sarcopenia.kind == "segmentation-surface"
     assert sarcopenia.hu_window == (-29.0, 150.0)
     assert sarcopenia.truth == EXAMPLE_EVENT.parent / "truth" / "sarcopenia"
-    assert event.challenge("edss").freeze_minutes == 10
+    assert event.challenge("edss").freeze_window == timedelta(minutes=10)
     assert event.challenge("nodules").counts == "last"
-    assert event.challenge("nodules").upload_grace_seconds == 30  # the documented default
+    assert event.challenge("nodules").upload_grace == timedelta(seconds=30)  # documented default
     assert [t.name for t in event.teams][:2] == ["Lumbar Lab", "Nodule Hunters"]
 
 

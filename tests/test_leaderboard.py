@@ -31,10 +31,10 @@ def ws_connect(server: Client, token: str | None = None) -> ClientConnection:
 
 def subscribe(ws: ClientConnection, *channels: str) -> list[dict[str, Any]]:
     ws.send(json.dumps({"type": "subscribe", "channels": list(channels)}))
-    return [json.loads(ws.recv(timeout=10)) for _ in channels]
+    return [json.loads(ws.recv(timeout=60)) for _ in channels]
 
 
-def next_of(ws: ClientConnection, kind: str, timeout: float = 15) -> dict[str, Any]:
+def next_of(ws: ClientConnection, kind: str, timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         message = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
@@ -138,3 +138,32 @@ def test_freeze_hides_late_results_from_all_but_the_jury(
         assert ranked(team_view) == ["Myelin Minds"]  # the late result stays hidden
     finally:
         server.stop()
+
+
+def test_entries_as_the_board_stood_at_a_cutoff() -> None:
+    """The one board path (live, frozen, workbook, rescore): a cutoff keeps the submissions
+    received before it, and of those the results scored before it."""
+    from datetime import UTC, datetime, timedelta
+
+    from server.leaderboard import entries, ranked
+    from server.results import ChallengeResults, SubmissionRecord
+
+    t0 = datetime(2019, 10, 13, 9, tzinfo=UTC)
+
+    def sub(n: int, team: str, received: int, scored: int | None, auc: float) -> SubmissionRecord:
+        return SubmissionRecord(
+            id=n, team=team, received_at=t0 + timedelta(minutes=received), sha256="0" * 64,
+            size=1, filename="p.csv", status="scored" if scored is not None else "queued",
+            metrics={"auc": auc} if scored is not None else None, errors=(),
+            scored_at=t0 + timedelta(minutes=scored) if scored is not None else None)
+
+    challenge = ChallengeResults(
+        slug="nodules", title="Nodules", kind="binary-probability", counts="last",
+        teams=("A", "B", "C"),
+        submissions=(sub(1, "A", 1, 2, 0.7), sub(2, "B", 3, 12, 0.9), sub(3, "A", 11, 12, 0.8),
+                     sub(4, "C", 5, None, 0.0)))
+    cutoff = t0 + timedelta(minutes=10)
+    assert [(e.team, e.counted.id if e.counted else None, e.submissions)
+            for e in entries(challenge, cutoff)] == [("A", 1, 1), ("B", None, 1), ("C", None, 1)]
+    assert [(r.rank, r.team, r.score) for r in ranked(challenge)] == [
+        (1, "B", 0.9), (2, "A", 0.8), (None, "C", None)]

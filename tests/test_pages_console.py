@@ -133,7 +133,7 @@ def test_an_error_stays_on_its_card_until_the_next_action_and_the_queue_shows(
         error.wait_for(state="hidden")
 
         server.upload("edss", tokens["Myelin Minds"], "p.csv", EDSS)
-        page.wait_for_selector("[data-status=queue][data-queued='1']", timeout=20000)
+        page.wait_for_selector("[data-status=queue][data-queued='1']", timeout=60000)
         assert page.inner_text("[data-status=queue]") == "Scoring queue: 1 waiting, 0 being scored"
         assert re.fullmatch(r"Disk: [\d.]+ [MG]iB free of [\d.]+ [MG]iB",
                             page.inner_text("[data-storage]"))

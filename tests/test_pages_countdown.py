@@ -23,8 +23,20 @@ def test_a_laptop_three_minutes_fast_shows_the_servers_remaining_time(
     # not the laptop's (three minutes apart). The margin is for this machine's pace only.
     page.wait_for_function(
         f"() => Math.abs(Number(document.querySelector('[data-clock=edss]').dataset.remaining)"
-        f" - {served['remaining_s']}) < 60", timeout=30000)
+        f" - {served['remaining_s']}) < 60", timeout=60000)
     page.close()
+
+
+SEEN_LATE = """() => {
+  window.__sawLate = false;
+  const check = () => {
+    const clock = document.querySelector('[data-clock=edss]');
+    if (clock && clock.classList.contains('late')) window.__sawLate = true;
+  };
+  new MutationObserver(check).observe(document.body,
+    {subtree: true, childList: true, attributes: true, attributeFilter: ['class']});
+  check();
+}"""
 
 
 def test_the_clock_turns_red_then_says_time_is_up(example_event: Any, database_url: str,
@@ -38,14 +50,16 @@ def test_the_clock_turns_red_then_says_time_is_up(example_event: Any, database_u
     try:
         page = browser.new_page()
         page.goto(f"{server.url}/clock")
+        page.wait_for_selector("[data-clock=edss]")
+        # The red clock is a passing state: recorded by the page as it happens, so a busy
+        # machine that checks late cannot miss it.
+        page.evaluate(SEEN_LATE)
         server.json("POST", "/api/v1/challenges/edss/start",
                     token=server.tokens()["organizer"], body={})
         page.wait_for_function(
-            "() => document.querySelector('[data-clock=edss]').classList.contains('late')",
-            timeout=60000)
-        page.wait_for_function(
             "() => document.querySelector('[data-clock=edss]').textContent === 'Time is up'",
             timeout=90000)
+        assert page.evaluate("window.__sawLate") is True
         assert page.inner_text('[data-state-of="edss"]') == "closed"
         page.close()
     finally:

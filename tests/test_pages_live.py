@@ -33,17 +33,17 @@ def test_the_jury_board_updates_live_and_survives_a_restart(server_process: Serv
     assert page.locator('[data-board="nodules"] tr[data-rank="1"]').count() == 0
     server.upload("nodules", tokens["Nodule Hunters"], "p.csv", NODULES.read_bytes())
     page.wait_for_selector('[data-board="nodules"] tr[data-rank="1"][data-team="Nodule Hunters"]',
-                           timeout=15000)
+                           timeout=60000)
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload
 
     server.stop(signal.SIGTERM)
-    page.wait_for_selector("#connection-banner:not([hidden])", timeout=10000)
+    page.wait_for_selector("#connection-banner:not([hidden])", timeout=60000)
     assert "reconnecting" in page.inner_text("#connection-banner")
     server.start_on_same_port()
-    page.wait_for_selector("#connection-banner[hidden]", state="attached", timeout=20000)
+    page.wait_for_selector("#connection-banner[hidden]", state="attached", timeout=60000)
     server.upload("nodules", tokens["Lumbar Lab"], "p.csv", NODULES.read_bytes())
     page.wait_for_selector('[data-board="nodules"] tr[data-team="Lumbar Lab"][data-rank="1"]',
-                           timeout=15000)
+                           timeout=60000)
     page.close()
 
 
@@ -60,7 +60,7 @@ def test_a_team_uploads_from_its_page_and_sees_its_result(server: AppServer,
     receipt = page.locator('[data-receipt-of="edss"]')
     receipt.wait_for(state="visible")
     assert "SHA-256" in receipt.inner_text()
-    page.wait_for_selector('[data-history-of="edss"] tr[data-status="scored"]', timeout=15000)
+    page.wait_for_selector('[data-history-of="edss"] tr[data-status="scored"]', timeout=60000)
     assert "mse" in page.inner_text('[data-history-of="edss"] tr .result')  # feedback "score"
     assert float(page.get_attribute("form[data-upload=edss] progress", "value") or 0) == 1
 

@@ -191,7 +191,7 @@ def test_every_page_runs_under_the_policy_with_names_escaped(
             page.goto(f"{server.url}{path}")
             if "reveal" in path:
                 page.keyboard.press("Space")
-            page.wait_for_selector(ready, state="attached", timeout=15000)
+            page.wait_for_selector(ready, state="attached", timeout=60000)
             assert page.evaluate("window.__violations") == [], path
             assert not [m for m in messages if "Content Security Policy" in m], (path, messages)
             assert page.evaluate("window.__pwned") is None, path

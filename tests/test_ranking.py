@@ -1,4 +1,4 @@
-"""The ranking rules of SPEC §4 on hand-made boards, ties at every position."""
+"""The ranking rules (docs/kinds.md) on hand-made boards, ties at every position."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from server.ranking import Entry, Scored, competition_ranks, counted_submission, rank
+from server import kinds
+from server.ranking import Entry, Scored, competition_ranks
 
 T0 = datetime(2019, 10, 13, 9, 0, tzinfo=UTC)
 
@@ -16,7 +17,7 @@ def entry(team: str, n: int = 1, **metrics: float) -> Entry:
 
 
 def board(kind: str, *entries: Entry) -> list[tuple[int | None, str, float | None]]:
-    return [(r.rank, r.team, r.score) for r in rank(kind, entries)]
+    return [(r.rank, r.team, r.score) for r in kinds.get(kind).rank(entries)]
 
 
 def test_competition_ranking() -> None:
@@ -40,7 +41,7 @@ def test_mse_lower_wins() -> None:
 
 
 def test_sarcopenia_sum_of_ranks_with_the_dice_tie_break() -> None:
-    rows = rank("segmentation-surface", [
+    rows = kinds.get("segmentation-surface").rank([
         entry("A", dice=0.95, surface_mse=400.0),   # dice 1, mse 3 -> 4
         entry("B", dice=0.93, surface_mse=100.0),   # dice 3, mse 1 -> 4, loses the tie on dice
         entry("C", dice=0.94, surface_mse=300.0),   # dice 2, mse 2 -> 4... then by dice
@@ -57,7 +58,7 @@ def test_sarcopenia_sum_of_ranks_with_the_dice_tie_break() -> None:
 
 
 def test_sarcopenia_full_tie_shares_the_rank_and_rank_ties_feed_the_sum() -> None:
-    rows = rank("segmentation-surface", [
+    rows = kinds.get("segmentation-surface").rank([
         entry("A", dice=0.95, surface_mse=100.0),
         entry("B", dice=0.95, surface_mse=100.0),
         entry("C", dice=0.90, surface_mse=100.0),
@@ -68,7 +69,7 @@ def test_sarcopenia_full_tie_shares_the_rank_and_rank_ties_feed_the_sum() -> Non
 
 
 def test_rows_serialise_with_the_counted_submission() -> None:
-    row = rank("regression", [entry("A", 3, mse=1.5)])[0]
+    row = kinds.get("regression").rank([entry("A", 3, mse=1.5)])[0]
     body = row.to_json()
     assert body["rank"] == 1 and body["score"] == 1.5 and body["submissions"] == 3
     assert body["received_at"] == "2019-10-13T09:00:00.000Z" and body["valid"] is True
@@ -85,6 +86,6 @@ def test_counted_submission(kind: str, counts: str, expected: int) -> None:
         {"auc": 0.8, "mse": 3.0, "dice": 0.95, "surface_mse": 90.0},
     ]
     scored = [Scored(i + 1, "A", T0 + timedelta(minutes=i), m) for i, m in enumerate(metrics)]
-    counted = counted_submission(kind, counts, scored)
+    counted = kinds.get(kind).counted(counts, scored)
     assert counted is not None and counted.id == expected
-    assert counted_submission(kind, counts, []) is None
+    assert kinds.get(kind).counted(counts, []) is None

@@ -115,7 +115,7 @@ def test_the_team_page_shows_warnings_as_notices_not_errors(server: AppServer,
                 "buffer": naive_nifti_zip()}])
     form.locator("button").click()
     notes = page.locator('[data-history-of="sarcopenia"] tr.warnings-row li')
-    notes.first.wait_for(timeout=20000)
+    notes.first.wait_for(timeout=60000)
     assert {notes.nth(i).get_attribute("data-code") for i in range(notes.count())} == NAIVE
     # Shown in the notice style: not the error colour of a refusal.
     colour = notes.first.evaluate("e => getComputedStyle(e).color")
@@ -124,7 +124,7 @@ def test_the_team_page_shows_warnings_as_notices_not_errors(server: AppServer,
     # Beside the receipt too, once the page has drawn it.
     page.wait_for_function(
         """() => document.querySelectorAll('[data-problems-of="sarcopenia"] .warnings li')
-                 .length === 3""", timeout=20000)
+                 .length === 3""", timeout=60000)
     page.close()
 
 

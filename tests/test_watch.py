@@ -14,6 +14,7 @@ import pytest
 
 from server.command import ExitCode
 from server.watch import (
+    Column,
     WatchState,
     backoff_delays,
     board_columns,
@@ -89,16 +90,17 @@ def board(slug: str, rows: list[dict[str, Any]], *, seq: int = 1,
 
 def test_a_segmentation_board_shows_dice_surface_mse_score_and_ties() -> None:
     c = challenge("sarcopenia", "segmentation-surface", deadline=iso(NOW + 1800))
-    rows = [row(1, "Lumbar Lab", {"dice": 0.91, "surface_mse": 120.5}, 2.0, NOW - 600, 3),
-            row(2, "Pixel Anatomy", {"dice": 0.88, "surface_mse": 140.25}, 5.0, NOW - 300),
-            row(2, "Owkin", {"dice": 0.88, "surface_mse": 140.25}, 5.0, NOW - 200, 2),
+    rows = [row(1, "Lumbar Lab", {"dice": 0.91, "surface_mse": 1120.25}, 2.0, NOW - 600, 3),
+            row(2, "Pixel Anatomy", {"dice": 0.88, "surface_mse": 1140.25}, 5.0, NOW - 300),
+            row(2, "Owkin", {"dice": 0.88, "surface_mse": 1140.25}, 5.0, NOW - 200, 2),
             row(None, "Slow Team", None, None, submissions=2)]
     text = render_board(c, board("sarcopenia", rows), 0.0, NOW)
     lines = text.splitlines()
     assert lines[0] == f"{TITLES['sarcopenia']}  [sarcopenia]"
     assert lines[1] == f"running · 30:00 left (deadline {local_hms(NOW + 1800)})"
-    assert lines[2].split() == ["#", "team", "dice", "surface_mse", "score", "subs", "counted"]
-    assert lines[3].split() == ["1", "Lumbar", "Lab", "0.9100", "120.5000", "2", "3",
+    # A server that sends no columns: this Podium's kind's, with their labels and decimals.
+    assert lines[2].split() == ["#", "team", "Dice", "MSE", "Score", "subs", "counted"]
+    assert lines[3].split() == ["1", "Lumbar", "Lab", "0.9100", "1,120", "2", "3",
                                 local_hms(NOW - 600)]
     # Tied teams share the rank, marked "=", in name order.
     assert lines[4].split()[:3] == ["2=", "Owkin", "0.8800"]
@@ -114,9 +116,9 @@ def test_teams_without_a_valid_submission_come_last_whatever_the_order_received(
             row(None, "Ccc", None, None, submissions=4),
             row(1, "Ddd", {"auc": 1.0}, 1.0, NOW - 9)]
     lines = render_board(c, board("nodules", rows), 0.0, NOW).splitlines()
-    assert lines[2].split() == ["#", "team", "auc", "subs", "counted"]
+    assert lines[2].split() == ["#", "team", "AUC", "subs", "counted"]
     assert [line.split()[1] for line in lines[3:]] == ["Ddd", "Bbb", "Aaa", "Ccc"]
-    assert lines[3].split() == ["1", "Ddd", "1.0000", "1", local_hms(NOW - 9)]
+    assert lines[3].split() == ["1", "Ddd", "1.000", "1", local_hms(NOW - 9)]
     assert lines[6].split()[:5] == ["-", "Ccc", "-", "4", "-"]
 
 
@@ -125,7 +127,7 @@ def test_a_frozen_regression_board_is_marked() -> None:
     rows = [row(1, "Myelin Minds", {"mse": 1.25}, 1.25, NOW - 60)]
     text = render_board(c, board("edss", rows, frozen=True), 0.0, NOW)
     assert "FROZEN" in text.splitlines()[1]
-    assert text.splitlines()[2].split() == ["#", "team", "mse", "subs", "counted"]
+    assert text.splitlines()[2].split() == ["#", "team", "MSE", "subs", "counted"]
     assert text.splitlines()[3].split()[:3] == ["1", "Myelin", "Minds"]
 
 
@@ -180,22 +182,25 @@ def test_boards_that_cannot_be_shown_say_why() -> None:
 
 def test_a_board_shows_the_columns_the_server_sends() -> None:
     c = challenge("sarcopenia", "segmentation-surface", deadline=iso(NOW + 60))
-    columns = [{"key": "dice", "label": "Dice", "direction": "higher"},
+    columns = [{"key": "dice", "label": "Dice", "digits": 2, "direction": "higher"},
                {"key": "score", "label": "rank sum"}]
     rows = [row(1, "Lumbar Lab", {"dice": 0.91, "surface_mse": 120.5}, 2.0, NOW - 600)]
     sent = {**board("sarcopenia", rows), "columns": columns}
     assert [col.label for col in board_columns(c, sent)] == ["Dice", "rank sum"]
     lines = render_board(c, sent, 0.0, NOW).splitlines()
     assert lines[2].split() == ["#", "team", "Dice", "rank", "sum", "subs", "counted"]
-    assert lines[3].split()[3:5] == ["0.9100", "2"]  # surface_mse not asked for
+    assert lines[3].split()[3:5] == ["0.91", "2"]  # surface_mse not asked for
     # The challenge may carry them instead of each board message.
     assert [col.key for col in board_columns({**c, "columns": columns}, board("x", []))] == \
         ["dice", "score"]
-    # From a server that sends none: the kind's metrics, as before.
+    # From a server that sends none: this Podium's kind's, else the metrics the rows carry.
     assert [col.key for col in board_columns(c, board("sarcopenia", rows))] == \
         ["dice", "surface_mse", "score"]
     assert [col.key for col in board_columns(challenge("edss", "regression"), board("e", []))] \
         == ["mse"]
+    other = board("x", [row(1, "Ddd", {"recall": 0.5, "froc": 0.7}, 0.7, NOW)])
+    assert board_columns(challenge("x", "detection"), other) == [
+        Column("froc", "froc"), Column("recall", "recall")]
 
 
 def test_an_error_names_its_channel_in_a_field_or_else_in_its_text() -> None:

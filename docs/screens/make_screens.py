@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from server.access import ensure_tokens  # noqa: E402
-from server.deliberation.demo import write_demo_event  # noqa: E402
+from server.demo import write_demo_event  # noqa: E402
 from server.event import parse_event  # noqa: E402
 
 PROJECTOR = {"width": 1920, "height": 1080}

@@ -1,5 +1,5 @@
-"""The challenge clock: pure arithmetic of states and deadlines (SPEC §5), its storage, and the
-task that closes a challenge at its deadline."""
+"""The challenge clock: pure arithmetic of states and deadlines (docs/api.md, "States"), its
+storage, and the task that closes a challenge at its deadline."""
 
 from server.countdown.schedule import (
     ACTIONS,

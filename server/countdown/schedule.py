@@ -1,5 +1,5 @@
 """A challenge's clock as pure arithmetic: its phase derived from the stored countdown and "now",
-never from a timer, and the organizer's transitions (SPEC §5).
+never from a timer, and the organizer's transitions (docs/api.md).
 
 A running challenge whose deadline has passed is closed, whether or not the process that should
 have recorded the closing was alive at that second.
@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 State = Literal["waiting", "running", "paused", "closed"]
 Action = Literal["start", "pause", "resume", "extend", "close"]
@@ -49,6 +49,13 @@ class Countdown:
     deadline: datetime | None = None    # set while running (and kept once closed)
     remaining: timedelta | None = None  # set while paused
     closed_at: datetime | None = None
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Countdown:
+        """The countdown of a challenge's row (any mapping with its columns)."""
+        return cls(state=row["state"], duration=row["duration"], started_at=row["started_at"],
+                   deadline=row["deadline"], remaining=row["remaining"],
+                   closed_at=row["closed_at"])
 
 
 @dataclass(frozen=True)

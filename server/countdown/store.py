@@ -19,7 +19,8 @@ from server.countdown.schedule import (
     phase_at,
     transition,
 )
-from server.notify import bump_board, notify
+from server.leaderboard import bump_board
+from server.notify import notify
 from server.queries import is_registered
 
 
@@ -28,12 +29,6 @@ class Extension:
     team_id: int
     team: str
     extra: timedelta
-
-
-def countdown_of(row: asyncpg.Record) -> Countdown:
-    return Countdown(state=row["state"], duration=row["duration"], started_at=row["started_at"],
-                     deadline=row["deadline"], remaining=row["remaining"],
-                     closed_at=row["closed_at"])
 
 
 async def extensions(conn: asyncpg.Connection, challenge_id: int | None = None
@@ -87,7 +82,7 @@ async def act(conn: asyncpg.Connection, slug: str, action: str, *, actor: str,
             raise LookupError(slug)
         now = await conn.fetchval("SELECT podium_now()")
         ext = (await extensions(conn, row["id"])).get(row["id"], [])
-        before = countdown_of(row)
+        before = Countdown.of(row)
         if action == "extend" and team_id is not None:
             if not await is_registered(conn, team_id, row["id"]):
                 raise LookupError("team not registered")
@@ -169,7 +164,7 @@ async def close_expired(conn: asyncpg.Connection) -> list[str]:
         now = await conn.fetchval("SELECT podium_now()")
         all_ext = await extensions(conn)
         for row in rows:
-            countdown = countdown_of(row)
+            countdown = Countdown.of(row)
             last = latest(all_ext.get(row["id"], []))
             if phase_at(countdown, now, last).state != "closed":
                 continue
@@ -213,5 +208,5 @@ async def fetch_log(conn: asyncpg.Connection, limit: int = 200) -> list[asyncpg.
            ORDER BY l.id DESC LIMIT $1""", limit)
 
 
-__all__ = ["InvalidTransition", "act", "close_expired", "countdown_of", "extensions",
+__all__ = ["InvalidTransition", "act", "close_expired", "extensions",
            "fetch_log", "next_deadline", "start_freezes"]

@@ -23,7 +23,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from server.ranking import PRIMARY, Row
+from server import kinds
+from server.ranking import Row
 from server.results import ChallengeResults
 
 # Okabe–Ito's colour-blind-safe palette without its yellow (invisible on a projected white
@@ -515,26 +516,10 @@ def challenge_plots(challenge: ChallengeResults, rows: Sequence[Row],
     `colours` is the event's map (`team_colours`), the one the boards use."""
     shown = {row.team for row in rows}
     palette = colours if colours is not None else team_colours(challenge.teams)
-    by_id = {s.id: s for s in challenge.submissions}
-    details = {}
-    for row in rows:
-        record = by_id.get(row.submission_id) if row.submission_id is not None else None
-        if row.valid and record is not None and record.details is not None:
-            details[row.team] = record.details
-    plots: dict[str, str] = {}
-    if details and challenge.kind == "binary-probability":
-        plots["roc"] = roc_svg({t: (d["truth"], d["predicted"]) for t, d in details.items()},
-                               colours=palette)
-    elif details and challenge.kind == "segmentation-surface":
-        plots["dice"] = dice_distribution_svg({t: d["dice"] for t, d in details.items()},
-                                              colours=palette)
-        for team, d in details.items():
-            plots[f"bland-altman:{team}"] = bland_altman_svg(
-                team, d["surface_true"], d["surface_predicted"], colours=palette)
-    elif details and challenge.kind == "regression":
-        plots["scatter"] = scatter_svg({t: (d["truth"], d["predicted"])
-                                        for t, d in details.items()}, colours=palette)
-    metric, higher = PRIMARY[challenge.kind]
+    details = challenge.counted_details(rows)
+    kind = kinds.get(challenge.kind)
+    plots: dict[str, str] = kind.plots(details, palette) if details and kind.plots else {}
+    metric, higher = kind.primary.key, kind.primary.higher_is_better
     series: dict[str, list[tuple[datetime, float]]] = {}
     for record in sorted(challenge.submissions, key=lambda s: (s.received_at, s.id)):
         if record.team not in shown:
@@ -549,9 +534,7 @@ def challenge_plots(challenge: ChallengeResults, rows: Sequence[Row],
             points.append((record.received_at, value))
     if series:
         plots["over-time"] = score_over_time_svg(
-            series, higher, metric=METRIC_NAMES.get(metric, metric), timezone=timezone,
+            series, higher, metric=kind.primary.short, timezone=timezone,
             start=challenge.started_at, end=challenge.deadline, colours=palette)
     return plots
 
-
-METRIC_NAMES = {"dice": "Dice", "auc": "AUC", "mse": "MSE"}

@@ -2,7 +2,7 @@
 
 A bootstrap over exams: draw the exam indices with replacement, recompute every team's metric
 on the same draw from its per-exam details (see `server.evaluators.Result.details`), re-rank
-with `server.ranking.rank`, and count how often each team holds the rank it has on the full
+with the challenge kind's ranking, and count how often each team holds the rank it has on the full
 data. A share near 1 means the rank is solid; two teams near 0.5 are too close to call.
 """
 
@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from server.evaluators.probability import midranks
-from server.ranking import Entry, Row, Scored, rank
-from server.results import ChallengeResults, EventResults
+from server import kinds
+from server.kinds import Kind
+from server.ranking import Entry, Row, Scored
+from server.results import EventResults
 
 Details = Mapping[str, Any]
 Floats = npt.NDArray[np.float64]
@@ -27,7 +28,7 @@ SEED = 2019
 _EPOCH = datetime(2019, 10, 13, tzinfo=UTC)
 
 
-def rank_stability(kind: str, counts_details: Mapping[str, Details], *,
+def rank_stability(kind: Kind, counts_details: Mapping[str, Details], *,
                    resamples: int = RESAMPLES, seed: int = SEED) -> dict[str, float]:
     """Per team, the share of bootstrap resamples in which it holds its full-data rank.
 
@@ -48,13 +49,15 @@ def rank_stability(kind: str, counts_details: Mapping[str, Details], *,
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, size=(resamples, n))
 
-    full = _metrics(kind, counts_details, teams, np.arange(n)[np.newaxis, :])
+    if kind.resample is None:
+        raise ValueError(f"kind {kind.name} offers no bootstrap")
+    full = kind.resample(counts_details, teams, np.arange(n)[np.newaxis, :])
     if not all(np.isfinite(v).all() for v in full.values()):
         raise ValueError("the full data gives no metric (an AUC needs both classes)")
     reference = _ranks(kind, teams, full)[0]
     if reference is None:  # pragma: no cover - full metrics were checked finite above
         raise ValueError("the full data gives no ranking")
-    sampled = _metrics(kind, counts_details, teams, draws)
+    sampled = kind.resample(counts_details, teams, draws)
     kept = np.zeros(len(teams), dtype=np.int64)
     usable = 0
     for ranks in _ranks(kind, teams, sampled):
@@ -67,45 +70,7 @@ def rank_stability(kind: str, counts_details: Mapping[str, Details], *,
     return {team: float(kept[k]) / usable for k, team in enumerate(teams)}
 
 
-def _metrics(kind: str, details: Mapping[str, Details], teams: list[str],
-             draws: npt.NDArray[np.int64]) -> dict[str, Floats]:
-    """Per metric name, a (resamples × teams) array of the metric on each draw."""
-    if kind == "segmentation-surface":
-        dice = np.array([details[t]["dice"] for t in teams], dtype=np.float64)
-        squared = np.array([(np.asarray(details[t]["surface_predicted"], dtype=np.float64)
-                             - np.asarray(details[t]["surface_true"], dtype=np.float64)) ** 2
-                            for t in teams])
-        return {"dice": dice[:, draws].mean(axis=2).T,
-                "surface_mse": squared[:, draws].mean(axis=2).T}
-    if kind == "regression":
-        squared = np.array([(np.asarray(details[t]["predicted"], dtype=np.float64)
-                             - np.asarray(details[t]["truth"], dtype=np.float64)) ** 2
-                            for t in teams])
-        return {"mse": squared[:, draws].mean(axis=2).T}
-    if kind == "binary-probability":
-        labels = np.asarray(details[teams[0]]["truth"], dtype=np.float64)
-        scores = np.array([details[t]["predicted"] for t in teams], dtype=np.float64)
-        return {"auc": np.stack([auc_by_ranks(labels[draws], scores[k][draws])
-                                 for k in range(len(teams))], axis=1)}
-    raise ValueError(f"unknown challenge kind {kind!r}")
-
-
-def auc_by_ranks(labels: Floats, scores: Floats) -> Floats:
-    """ROC AUC of each row (Mann–Whitney with midranks, as roc_auc_score); NaN for a row
-    with a single class."""
-    labels = np.atleast_2d(labels)
-    scores = np.atleast_2d(scores)
-    ranks = midranks(scores, axis=1)
-    positive = labels == 1
-    n_pos = positive.sum(axis=1).astype(np.float64)
-    n_neg = labels.shape[1] - n_pos
-    with np.errstate(divide="ignore", invalid="ignore"):
-        auc = ((ranks * positive).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    auc[(n_pos == 0) | (n_neg == 0)] = np.nan
-    return np.asarray(auc, dtype=np.float64)
-
-
-def _ranks(kind: str, teams: list[str],
+def _ranks(kind: Kind, teams: list[str],
            metrics: dict[str, Floats]) -> list[dict[str, int | None] | None]:
     """The rank of each team on each draw, by the one ranking function; None for a draw
     without a metric (an AUC on a single class)."""
@@ -119,18 +84,7 @@ def _ranks(kind: str, teams: list[str],
         entries = [Entry(team, Scored(k, team, _EPOCH,
                                       {name: float(v[k]) for name, v in values.items()}))
                    for k, team in enumerate(teams)]
-        out.append({row.team: row.rank for row in rank(kind, entries)})
-    return out
-
-
-def counted_details(challenge: ChallengeResults, rows: list[Row]) -> dict[str, Details]:
-    """The details of each ranked team's counted submission, in board order."""
-    by_id = {s.id: s for s in challenge.submissions}
-    out: dict[str, Details] = {}
-    for row in rows:
-        record = by_id.get(row.submission_id) if row.submission_id is not None else None
-        if row.valid and record is not None and record.details is not None:
-            out[row.team] = record.details
+        out.append({row.team: row.rank for row in kind.rank(entries)})
     return out
 
 
@@ -141,12 +95,12 @@ def stability_by_challenge(results: EventResults, boards: Mapping[str, list[Row]
     out: dict[str, dict[str, float]] = {}
     for challenge in results.challenges:
         rows = boards.get(challenge.slug, [])
-        details = counted_details(challenge, rows)
+        details = challenge.counted_details(rows)
         ranked = [r for r in rows if r.valid]
         if not ranked or len(details) != len(ranked):
             continue  # a counted submission scored before details were kept: no bootstrap
         try:
-            out[challenge.slug] = rank_stability(challenge.kind, details,
+            out[challenge.slug] = rank_stability(kinds.get(challenge.kind), details,
                                                  resamples=resamples, seed=seed)
         except ValueError:
             continue

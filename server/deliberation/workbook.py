@@ -33,8 +33,12 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
 
+from server import kinds
+from server.deliberation.stability import stability_by_challenge
 from server.isotime import iso
-from server.ranking import Entry, Row, Scored, counted_submission, rank
+from server.kinds import Kind
+from server.leaderboard import final_boards
+from server.ranking import Row
 from server.results import ChallengeResults, EventResults, SubmissionRecord
 
 NOT_SUBMITTED = "N.S."
@@ -44,82 +48,27 @@ CSV_FORMULA_STARTS = (*FORMULA_STARTS, "\t", "\r")
 # Excel refuses longer cells; an error list this long is cut, with a note.
 MAX_CELL_CHARS = 32_000
 
-# The metrics shown first for each kind, in this order; any other metric follows, sorted.
-METRIC_ORDER: dict[str, tuple[str, ...]] = {
-    "segmentation-surface": ("dice", "surface_mse", "dice_min", "dice_median",
-                             "surface_rmse_cm2", "surface_mae_cm2"),
-    "binary-probability": ("auc", "auc_ci_low", "auc_ci_high"),
-    "regression": ("mse", "mae"),
-}
-# What a board's `score` is, per kind: the figure Table 6 prints.
-SCORE_LABEL = {
-    "segmentation-surface": "sum of ranks",
-    "binary-probability": "AUC",
-    "regression": "MSE",
-}
-# How each metric is headed and shown; the stored value is the API's, unrounded.
-METRIC_LABELS: dict[str, str] = {
-    "dice": "Dice", "dice_min": "Dice (worst exam)", "dice_median": "Dice (median)",
-    "surface_mse": "Surface MSE (mm²)²", "surface_rmse_cm2": "Surface RMSE (cm²)",
-    "surface_mae_cm2": "Surface MAE (cm²)", "auc": "AUC", "auc_ci_low": "AUC 95% CI low",
-    "auc_ci_high": "AUC 95% CI high", "mse": "MSE", "mae": "MAE",
-}
-DICE, AUC, MSE, CM2 = "0.0000", "0.000", "0.00", "0.0"
-NUMBER_FORMATS: dict[str, str] = {
-    "dice": DICE, "dice_min": DICE, "dice_median": DICE,
-    "surface_mse": "#,##0", "surface_rmse_cm2": CM2, "surface_mae_cm2": CM2,
-    "auc": AUC, "auc_ci_low": AUC, "auc_ci_high": AUC, "mse": MSE, "mae": MSE,
-}
-# The format of a board's score, per kind.
-SCORE_FORMATS = {"segmentation-surface": "0", "binary-probability": AUC, "regression": MSE}
-# What decides between teams equal on the score, per kind (SPEC §4).
-TIE_RULES = {
-    "segmentation-surface": "the higher Dice",
-    "binary-probability": None,
-    "regression": None,
-}
 DATE_TIME = "yyyy-mm-dd hh:mm:ss"
 RESERVED_SHEETS = ("Results", "Submissions", "Organizer log")
 BOLD = Font(bold=True)
 ITALIC = Font(italic=True)
 
 
-def boards_from_results(results: EventResults) -> dict[str, list[Row]]:
-    """Each challenge's final board: the counted submission of every registered team, ranked."""
-    return {challenge.slug: board(challenge) for challenge in results.challenges}
-
-
-def board(challenge: ChallengeResults) -> list[Row]:
-    entries = []
-    for team in challenge.teams:
-        records = [s for s in challenge.submissions if s.team == team]
-        scored = [Scored(s.id, s.team, s.received_at, dict(s.metrics))
-                  for s in records if s.status == "scored" and s.metrics is not None]
-        entries.append(Entry(team, counted_submission(challenge.kind, challenge.counts, scored),
-                             len(records)))
-    return rank(challenge.kind, entries)
-
-
-def metric_columns(kind: str, rows: Iterable[Row]) -> list[str]:
+def metric_columns(kind: Kind, rows: Iterable[Row]) -> list[str]:
     present: set[str] = set()
     for row in rows:
         present.update(row.metrics or {})
-    known = [m for m in METRIC_ORDER.get(kind, ()) if m in present]
-    return known + sorted(present - set(known))
+    return kind.metric_columns(present)
 
 
-def rank_columns(kind: str) -> list[str]:
-    return ["dice", "surface_mse"] if kind == "segmentation-surface" else []
-
-
-def board_csv(rows: list[Row], kind: str) -> str:
+def board_csv(rows: list[Row], kind: Kind) -> str:
     """One board as CSV (UTF-8 text, header row, times in ISO 8601 UTC).
 
     A team name that a spreadsheet would read as a formula is prefixed with a quote, as
     OWASP advises for CSV; numbers are written as numbers.
     """
     metrics = metric_columns(kind, rows)
-    ranks = rank_columns(kind)
+    ranks = kind.rank_columns
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["rank", "team", "score", *metrics, *(f"rank_{r}" for r in ranks),
@@ -176,11 +125,11 @@ def shown_rank(row: Row, rows: Sequence[Row]) -> str | int | None:
     return row.rank
 
 
-def tie_note(title: str, kind: str, tie: Tie) -> str:
+def tie_note(title: str, kind: Kind, tie: Tie) -> str:
     """One sentence a jury can read out: who is tied, and how the rule settled it."""
     teams = _and([team for team, _ in tie.ranks])
-    score = f"{SCORE_LABEL.get(kind, 'score')} {_plain(tie.score, SCORE_FORMATS.get(kind))}"
-    rule = TIE_RULES.get(kind)
+    score = f"{kind.score_label} {_plain(tie.score, kind.score_format)}"
+    rule = kind.tie_rule
     ranks = {rank for _, rank in tie.ranks}
     if len(ranks) == 1:
         equal = f" and on {rule}" if rule else ""
@@ -224,6 +173,13 @@ def results_table(
     return table
 
 
+def results_workbook(results: EventResults) -> bytes:
+    """The workbook of the event's final boards, rank stability included (`podium export`
+    and `GET /api/v1/export.xlsx`)."""
+    boards = final_boards(results)
+    return build_workbook(results, boards, stability_by_challenge(results, boards))
+
+
 def build_workbook(
     results: EventResults,
     boards: dict[str, list[Row]],
@@ -253,7 +209,7 @@ def _results_sheet(sheet: Worksheet, results: EventResults, boards: dict[str, li
     top = Alignment(wrap_text=True, vertical="top")
     for n, challenge in enumerate(results.challenges):
         column = 2 + 2 * n
-        label = f"{challenge.title} ({SCORE_LABEL.get(challenge.kind, 'score')})"
+        label = f"{challenge.title} ({kinds.get(challenge.kind).score_label})"
         _put(sheet.cell(1, column), label).font = BOLD
         _put(sheet.cell(1, column + 1), "Rank").font = BOLD
         sheet.cell(1, column).alignment = top
@@ -269,7 +225,7 @@ def _results_sheet(sheet: Worksheet, results: EventResults, boards: dict[str, li
             cell = _put(sheet.cell(row_number, column), value)
             cell.alignment = Alignment(horizontal="right")
             if not isinstance(value, str):
-                cell.number_format = SCORE_FORMATS.get(challenge.kind, "General")
+                cell.number_format = kinds.get(challenge.kind).score_format
             if best:
                 cell.font = BOLD
             rows = boards.get(challenge.slug, [])
@@ -280,16 +236,16 @@ def _results_sheet(sheet: Worksheet, results: EventResults, boards: dict[str, li
                 rank_cell.alignment = Alignment(horizontal="right")
                 if best:
                     rank_cell.font = BOLD
+    rules = "; ".join(f"{c.title}: {kinds.get(c.kind).best_words}"
+                      for c in results.challenges)
     notes = [
-        "Bold indicates the best result for each competition "
-        "(sarcopenia: lowest sum of ranks of Dice and surface MSE, ties to the higher Dice; "
-        "nodules: highest AUC; EDSS: lowest MSE).",
+        f"Bold indicates the best result for each competition ({rules}).",
         "N.S. indicates that the team registered but has no valid submission. "
         "Empty cell indicates not competing team.",
         "A rank followed by = is shared with another team.",
     ]
     for challenge in results.challenges:
-        notes += [tie_note(challenge.title, challenge.kind, tie)
+        notes += [tie_note(challenge.title, kinds.get(challenge.kind), tie)
                   for tie in ties(boards.get(challenge.slug, []))]
     last_column = 1 + 2 * len(results.challenges)
     sheet.column_dimensions["A"].width = 28
@@ -326,18 +282,20 @@ def _one_landscape_page(sheet: Worksheet, last_row: int, last_column: int) -> No
 
 def _challenge_sheet(sheet: Worksheet, challenge: ChallengeResults, rows: list[Row],
                      stability: dict[str, float] | None, zone: ZoneInfo) -> None:
-    metrics = metric_columns(challenge.kind, rows)
-    ranks = rank_columns(challenge.kind)
-    header = ["Rank", "Team", f"Score ({SCORE_LABEL.get(challenge.kind, 'score')})",
-              *(METRIC_LABELS.get(m, m) for m in metrics),
-              *(f"Rank on {METRIC_LABELS.get(r, r)}" for r in ranks), "Tie",
+    kind = kinds.get(challenge.kind)
+    metrics = metric_columns(kind, rows)
+    ranks = kind.rank_columns
+    header = ["Rank", "Team", f"Score ({kind.score_label})",
+              *(kind.label(m) for m in metrics),
+              *(f"Rank on {kind.label(r)}" for r in ranks), "Tie",
               "Counted submission", f"Received at ({zone.key})", "SHA-256", "Submissions"]
     if stability is not None:
         header.append("Rank held in bootstrap")
     _header(sheet, header)
-    formats = [None, None, SCORE_FORMATS.get(challenge.kind), *(NUMBER_FORMATS.get(m)
-               for m in metrics), *(None for _ in ranks), None, None, DATE_TIME, None, None,
-               "0%"]
+    formats = [None, None, kind.score_format,
+               *(metric.number_format if (metric := kind.metric(m)) else None
+                 for m in metrics),
+               *(None for _ in ranks), None, None, DATE_TIME, None, None, "0%"]
     notes = {team: note for tie in ties(rows) for team, note in _tie_cells(challenge, tie)}
     by_id = {s.id: s for s in challenge.submissions}
     for number, row in enumerate(rows, start=2):
@@ -370,7 +328,7 @@ def _challenge_sheet(sheet: Worksheet, challenge: ChallengeResults, rows: list[R
 def _tie_cells(challenge: ChallengeResults, tie: Tie) -> list[tuple[str, str]]:
     """The "Tie" cell of each team of a tie: with whom, and how the rule ordered them."""
     out = []
-    rule = TIE_RULES.get(challenge.kind)
+    rule = kinds.get(challenge.kind).tie_rule
     for team, place in tie.ranks:
         others = [t for t, _ in tie.ranks if t != team]
         sharing = [t for t, r in tie.ranks if r == place and t != team]

@@ -3,14 +3,13 @@
 Pure functions, no database and no event loop: the server runs them in worker processes.
 """
 
-from server.evaluators.options import KINDS, SCORER_VERSION, ScoringOptions
+from server.evaluators.evaluate import evaluate, load_truth
+from server.evaluators.options import SCORER_VERSION, ScoringOptions
 from server.evaluators.result import WARNING_CODES, Problem, Result
-from server.evaluators.scoring import evaluate
 from server.evaluators.table import Table, TableRow, parse_number, parse_table, read_table
-from server.evaluators.truth import TruthError, load_truth
+from server.evaluators.truth import TruthError
 
 __all__ = [
-    "KINDS",
     "SCORER_VERSION",
     "WARNING_CODES",
     "Problem",

@@ -7,9 +7,6 @@ from dataclasses import dataclass
 # 2: NIfTI masks placed by their geometry, rescaled DICOM masks, ambiguous surfaces settled.
 SCORER_VERSION = "podium-scorer/2"
 
-KINDS: tuple[str, ...] = ("segmentation-surface", "binary-probability", "regression")
-
-
 @dataclass(frozen=True)
 class ScoringOptions:
     # Inclusive HU range; truth and prediction are both restricted to it (segmentation only).
@@ -17,6 +14,12 @@ class ScoringOptions:
     max_archive_members: int = 5000
     max_expanded_bytes: int = 4 * 1024**3
     max_errors: int = 20
+
+    @classmethod
+    def from_hu(cls, hu_low: float | None, hu_high: float | None) -> ScoringOptions:
+        """The options of a stored challenge, whose HU window is two columns."""
+        hu_window = (hu_low, hu_high) if hu_low is not None and hu_high is not None else None
+        return cls(hu_window=hu_window)
 
     def __post_init__(self) -> None:
         if self.hu_window is not None:

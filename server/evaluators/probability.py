@@ -92,3 +92,19 @@ def delong_interval(
     )
     half = Z_95 * float(np.sqrt(variance))
     return max(0.0, auc - half), min(1.0, auc + half)
+
+
+def auc_by_ranks(labels: npt.NDArray[np.float64], scores: npt.NDArray[np.float64]
+                 ) -> npt.NDArray[np.float64]:
+    """ROC AUC of each row (Mann–Whitney with midranks, as roc_auc_score); NaN for a row
+    with a single class."""
+    labels = np.atleast_2d(labels)
+    scores = np.atleast_2d(scores)
+    ranks = midranks(scores, axis=1)
+    positive = labels == 1
+    n_pos = positive.sum(axis=1).astype(np.float64)
+    n_neg = labels.shape[1] - n_pos
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = ((ranks * positive).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    auc[(n_pos == 0) | (n_neg == 0)] = np.nan
+    return np.asarray(auc, dtype=np.float64)

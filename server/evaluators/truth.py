@@ -10,6 +10,7 @@ import logging
 import math
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,6 @@ import numpy.typing as npt
 from server.evaluators.exam import ExamError, ExamGrid, hu_inside, read_exam
 from server.evaluators.mask import MASK_SUFFIXES, mask_stem, read_mask
 from server.evaluators.matching import IdIndex
-from server.evaluators.options import KINDS
 from server.evaluators.result import Invalid, Problem, listing
 from server.evaluators.table import Table, read_table
 
@@ -34,7 +34,7 @@ class TruthError(ValueError):
 
 @dataclass(frozen=True)
 class ValueTruth:
-    """regression and binary-probability: one number per id, in file order."""
+    """One number per id, in file order (labels, values)."""
 
     path: Path
     ids: tuple[str, ...]
@@ -106,31 +106,46 @@ class _Exam:
 
 Truth = ValueTruth | SegmentationTruth
 
-_cache: OrderedDict[tuple[str, str], tuple[object, Truth]] = OrderedDict()
+_cache: OrderedDict[str, tuple[object, Truth]] = OrderedDict()
+
+# A value truth's check of one value: the problem in words, or None when it is acceptable.
+ValueCheck = Callable[[float, str, str], str | None]
 
 
-def load_truth(kind: str, truth: Path) -> Truth:
-    """The validated truth for a challenge kind, from the per-process cache when unchanged."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown challenge kind {kind!r}; expected one of {', '.join(KINDS)}")
-    if not Path(truth).exists():
-        what = "folder" if kind == "segmentation-surface" else "file"
-        raise TruthError(f"{truth}: truth {what} not found")
-    key = (kind, str(Path(truth).resolve()))
-    stamp = _fingerprint(Path(truth))
+def cached(path: Path, what: str, load: Callable[[Path], Truth]) -> Truth:
+    """The truth at `path` as `load` reads it, from the per-process cache while unchanged.
+    `what` names it in the refusal when it is missing ("folder", "file")."""
+    path = Path(path)
+    if not path.exists():
+        raise TruthError(f"{path}: truth {what} not found")
+    key = f"{load.__module__}.{load.__qualname__}:{path.resolve()}"
+    stamp = _fingerprint(path)
     hit = _cache.get(key)
     if hit is not None and hit[0] == stamp:
         _cache.move_to_end(key)
         return hit[1]
-    loaded: Truth
-    if kind == "segmentation-surface":
-        loaded = _load_segmentation(Path(truth))
-    else:
-        loaded = _load_values(kind, Path(truth))
+    loaded = load(path)
     _cache[key] = (stamp, loaded)
     while len(_cache) > CACHE_SIZE:
         _cache.popitem(last=False)
     return loaded
+
+
+def value_truth(path: Path, check: ValueCheck, *, two_classes: bool = False) -> ValueTruth:
+    """A table of one value per id, each value passed through `check`; `two_classes`: the
+    values must not all be equal (an AUC needs both classes)."""
+    def load(path: Path) -> ValueTruth:
+        return _load_values(path, check, two_classes=two_classes)
+    load.__qualname__ = f"value_truth[{getattr(check, '__qualname__', check)}]"
+    truth = cached(path, "file", load)
+    assert isinstance(truth, ValueTruth)
+    return truth
+
+
+def segmentation_truth(path: Path) -> SegmentationTruth:
+    truth = cached(path, "folder", _load_segmentation)
+    assert isinstance(truth, SegmentationTruth)
+    return truth
 
 
 def clear_cache() -> None:
@@ -162,7 +177,7 @@ def _read_truth_table(path: Path) -> Table:
         raise TruthError(f"{path}: {exc}") from exc
 
 
-def _load_values(kind: str, path: Path) -> ValueTruth:
+def _load_values(path: Path, check: ValueCheck, *, two_classes: bool) -> ValueTruth:
     table = _read_truth_table(path)
     errors: list[str] = []
     seen: dict[str, int] = {}
@@ -181,11 +196,8 @@ def _load_values(kind: str, path: Path) -> ValueTruth:
         if value is None or not math.isfinite(value):
             errors.append(f"{where}: value {row.text!r} of id {row.id} is not a number")
             continue
-        if kind == "binary-probability" and value not in (0.0, 1.0):
-            errors.append(f"{where}: label {row.text!r} of id {row.id} is not 0 or 1")
-            continue
-        if kind == "regression" and not 0 <= value <= 10:
-            errors.append(f"{where}: EDSS {row.text} of id {row.id} is outside 0–10")
+        if (problem := check(value, row.text, row.id)) is not None:
+            errors.append(f"{where}: {problem}")
             continue
         ids.append(row.id)
         values.append(value)
@@ -194,7 +206,7 @@ def _load_values(kind: str, path: Path) -> ValueTruth:
     ):
         errors.insert(0, f"{path}: row {table.header.row}: value {table.header.text!r} "
                          f"of id {table.header.id} is not a number")
-    if not errors and kind == "binary-probability" and len(set(values)) < 2:
+    if not errors and two_classes and len(set(values)) < 2:
         only = "1 (abnormal)" if values and values[0] == 1 else "0 (normal)"
         errors.append(f"{path}: every label is {only}; an AUC needs both classes")
     if errors:

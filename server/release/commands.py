@@ -1,4 +1,4 @@
-"""`podium check-release`, `podium anonymize` and `podium unseal` (SPEC §1).
+"""`podium check-release`, `podium anonymize` and `podium unseal` (docs/release.md, docs/cli.md).
 
 `add_commands` registers them on the `podium` subparsers; each handler takes the parsed
 Namespace and returns the exit code (EXITS in server/command.py), or raises UsageError.

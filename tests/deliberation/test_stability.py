@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from server.deliberation.stability import auc_by_ranks, rank_stability
+from server import kinds
+from server.deliberation.stability import rank_stability
+from server.evaluators.probability import auc_by_ranks
 
 
 def _probability(labels: np.ndarray, noise: float, seed: int) -> dict[str, Any]:
@@ -48,7 +50,7 @@ def test_auc_by_ranks_equals_sklearn() -> None:
 
 def test_a_clear_winner_keeps_its_rank() -> None:
     labels = (np.arange(200) % 2).astype(np.float64)
-    shares = rank_stability("binary-probability", {
+    shares = rank_stability(kinds.get("binary-probability"), {
         "strong": _probability(labels, 0.05, 1),
         "middle": _probability(labels, 0.4, 2),
         "weak": _probability(labels, 1.5, 3),
@@ -61,15 +63,15 @@ def test_close_teams_are_unstable_and_identical_teams_share() -> None:
     truth = np.random.default_rng(5).uniform(0, 8, 120)
     close_a = _regression(truth, 1.00, 11)
     close_b = _regression(truth, 1.01, 12)
-    shares = rank_stability("regression", {"a": close_a, "b": close_b, "twin": close_a,
-                                           "far": _regression(truth, 3.0, 13)}, resamples=400)
+    teams = {"a": close_a, "b": close_b, "twin": close_a, "far": _regression(truth, 3.0, 13)}
+    shares = rank_stability(kinds.get("regression"), teams, resamples=400)
     assert shares["far"] == 1.0
     # a and its twin are always tied, and the tie shares the rank: each holds it every time
     # exactly when b is never ahead; b is close enough to be ahead sometimes.
     assert shares["a"] == shares["twin"]
     assert 0.05 < shares["b"] < 0.95
 
-    twins = rank_stability("segmentation-surface", {
+    twins = rank_stability(kinds.get("segmentation-surface"), {
         "x": _segmentation(50, 0.9, 300, 1), "y": _segmentation(50, 0.9, 300, 1),
     }, resamples=200)
     assert twins == {"x": 1.0, "y": 1.0}
@@ -78,15 +80,16 @@ def test_close_teams_are_unstable_and_identical_teams_share() -> None:
 def test_deterministic_for_a_seed() -> None:
     labels = (np.arange(80) % 3 == 0).astype(np.float64)
     teams = {f"t{k}": _probability(labels, 0.3 + 0.02 * k, k) for k in range(5)}
-    first = rank_stability("binary-probability", teams, resamples=200, seed=2019)
-    assert first == rank_stability("binary-probability", teams, resamples=200, seed=2019)
-    assert first != rank_stability("binary-probability", teams, resamples=200, seed=1)
+    auc = kinds.get("binary-probability")
+    first = rank_stability(auc, teams, resamples=200, seed=2019)
+    assert first == rank_stability(auc, teams, resamples=200, seed=2019)
+    assert first != rank_stability(auc, teams, resamples=200, seed=1)
 
 
 def test_segmentation_ranks_on_the_sum_of_ranks() -> None:
     # "dice" is best on Dice and worst on surfaces, "mse" the reverse, "both" second on both:
     # every sum of ranks is 4, and the tie goes to the higher Dice on every resample.
-    shares = rank_stability("segmentation-surface", {
+    shares = rank_stability(kinds.get("segmentation-surface"), {
         "dice": _segmentation(300, 0.96, 900, 1),
         "both": _segmentation(300, 0.93, 400, 2),
         "mse": _segmentation(300, 0.90, 50, 3),
@@ -99,10 +102,11 @@ def test_refuses_details_of_other_exams() -> None:
     other = _regression(truth, 1, 2)
     other["ids"] = other["ids"][::-1]
     with pytest.raises(ValueError, match="same exams"):
-        rank_stability("regression", {"a": _regression(truth, 1, 1), "b": other})
+        rank_stability(kinds.get("regression"), {"a": _regression(truth, 1, 1), "b": other})
     with pytest.raises(ValueError, match="both classes"):
-        rank_stability("binary-probability", {"a": _probability(np.ones(10), 0.1, 1)})
-    assert rank_stability("regression", {}) == {}
+        rank_stability(kinds.get("binary-probability"),
+                       {"a": _probability(np.ones(10), 0.1, 1)})
+    assert rank_stability(kinds.get("regression"), {}) == {}
 
 
 @pytest.mark.parametrize("kind", ["binary-probability", "regression", "segmentation-surface"])
@@ -119,7 +123,7 @@ def test_fast_enough_for_a_full_board(kind: str) -> None:
         else:
             teams[f"team {k}"] = _segmentation(n, 0.95 - 0.005 * k, 200 + 50 * k, k)
     started = time.perf_counter()
-    shares = rank_stability(kind, teams, resamples=1000)
+    shares = rank_stability(kinds.get(kind), teams, resamples=1000)
     elapsed = time.perf_counter() - started
     assert len(shares) == 8
     assert elapsed < 5.0, f"{kind}: {elapsed:.1f} s"

@@ -10,13 +10,14 @@ import pytest
 from openpyxl import load_workbook
 from openpyxl.worksheet.worksheet import Worksheet
 
+from server import kinds
 from server.deliberation.workbook import (
     board_csv,
-    boards_from_results,
     build_workbook,
     reveal_order,
 )
-from server.ranking import Entry, Scored, rank
+from server.leaderboard import final_boards
+from server.ranking import Entry, Scored
 from server.results import ChallengeResults, EventResults, LogRecord, SubmissionRecord
 
 START = datetime(2019, 10, 14, 8, 0, tzinfo=UTC)  # 10:00 in Paris (summer time)
@@ -71,7 +72,7 @@ def table6_fixture() -> EventResults:
 @pytest.fixture
 def book() -> dict[str, Worksheet]:
     results = table6_fixture()
-    data = build_workbook(results, boards_from_results(results),
+    data = build_workbook(results, final_boards(results),
                           {"sarcopenia": {"Alpha": 0.62, "Bravo": 0.55, "Charlie": 1.0}})
     loaded = load_workbook(io.BytesIO(data))
     return {sheet.title: sheet for sheet in loaded.worksheets}
@@ -82,7 +83,7 @@ def _rows(sheet: Worksheet) -> list[list[object]]:
 
 
 def test_boards_use_the_counted_submission() -> None:
-    boards = boards_from_results(table6_fixture())
+    boards = final_boards(table6_fixture())
     sarc = {r.team: r for r in boards["sarcopenia"]}
     assert sarc["Alpha"].submission_id == 2 and sarc["Alpha"].submissions == 2
     assert [(r.team, r.rank, r.score) for r in boards["sarcopenia"]] == [
@@ -169,7 +170,7 @@ def test_shared_ranks_and_ties_broken_by_the_rule() -> None:
         (_record(5, "A", 1, {"auc": 0.9}), _record(6, "B", 2, {"auc": 0.9}),
          _record(7, "C", 3, {"auc": 0.7})))
     results = EventResults("E", "UTC", (sarcopenia, nodules), ("A", "B", "C", "D"))
-    boards = boards_from_results(results)
+    boards = final_boards(results)
     assert [(r.team, r.rank) for r in boards["sarcopenia"]] == [
         ("A", 1), ("C", 2), ("D", 2), ("B", 4)]
     loaded = load_workbook(io.BytesIO(build_workbook(results, boards)))
@@ -245,25 +246,26 @@ def test_no_cell_is_a_formula(book: dict[str, Worksheet]) -> None:
 
 
 def test_board_csv() -> None:
-    boards = boards_from_results(table6_fixture())
+    boards = final_boards(table6_fixture())
     rows = list(csv.DictReader(io.StringIO(board_csv(boards["sarcopenia"],
-                                                     "segmentation-surface"))))
+                                                     kinds.get("segmentation-surface")))))
     assert [r["team"] for r in rows] == ["Alpha", "Bravo", "Charlie", "'-Delta"]
     assert rows[0]["rank"] == "1" and rows[0]["score"] == "3" and rows[0]["dice"] == "0.95"
     assert rows[0]["rank_surface_mse"] == "2" and rows[0]["received_at"] == \
         "2019-10-14T08:30:00.000Z"
     assert rows[3]["rank"] == "" and rows[3]["valid"] == "no"
-    nodules = list(csv.reader(io.StringIO(board_csv(boards["nodules"], "binary-probability"))))
+    auc = kinds.get("binary-probability")
+    nodules = list(csv.reader(io.StringIO(board_csv(boards["nodules"], auc))))
     assert nodules[0][:4] == ["rank", "team", "score", "auc"]
     assert nodules[-1][1] == "'" + INJECTED
 
 
 def test_reveal_goes_from_last_to_first() -> None:
     results = table6_fixture()
-    boards = boards_from_results(results)
+    boards = final_boards(results)
     steps = reveal_order(boards["sarcopenia"])
     assert [[r.team for r in step] for step in steps] == [["Charlie"], ["Bravo"], ["Alpha"]]
-    tied = reveal_order(rank("regression", [
+    tied = reveal_order(kinds.get("regression").rank([
         Entry(t, Scored(n, t, START, {"mse": m}))
         for n, (t, m) in enumerate([("a", 1.0), ("b", 2.0), ("c", 2.0), ("d", 3.0)])]))
     assert [[r.team for r in step] for step in tied] == [["d"], ["b", "c"], ["a"]]

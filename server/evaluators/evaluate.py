@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
-from server.evaluators.options import KINDS, ScoringOptions
-from server.evaluators.probability import score_probability
-from server.evaluators.regression import score_regression
+from server import kinds
+from server.evaluators.options import ScoringOptions
 from server.evaluators.result import Problem, Result
-from server.evaluators.segmentation import score_segmentation
-from server.evaluators.truth import SegmentationTruth, TruthError, ValueTruth, load_truth
+from server.evaluators.truth import TruthError
 
 log = logging.getLogger(__name__)
+
+
+def load_truth(kind: str, truth: Path) -> Any:
+    """The validated truth of a challenge of `kind`, from the per-process cache when
+    unchanged; raises TruthError naming the file and row."""
+    return kinds.get(kind).load_truth(Path(truth))
 
 
 def evaluate(
@@ -24,9 +29,8 @@ def evaluate(
     `name` is the file's name as the team uploaded it (the server stores it under another),
     used in every message; by default the file's own name.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown challenge kind {kind!r}; expected one of {', '.join(KINDS)}")
-    loaded = load_truth(kind, Path(truth))
+    spec = kinds.get(kind)
+    loaded = spec.load_truth(Path(truth))
     submission = Path(submission)
     name = name or submission.name
     try:
@@ -34,13 +38,7 @@ def evaluate(
             return Result.invalid(
                 [Problem("unreadable", f"{name}: no such file")], options.max_errors
             )
-        if isinstance(loaded, SegmentationTruth):
-            return score_segmentation(loaded, submission, options, name)
-        if not isinstance(loaded, ValueTruth):  # pragma: no cover - load_truth's contract
-            raise TypeError(type(loaded).__name__)
-        if kind == "binary-probability":
-            return score_probability(loaded, submission, options, name)
-        return score_regression(loaded, submission, options, name)
+        return spec.evaluate(loaded, submission, options, name)
     except TruthError:
         raise
     except MemoryError:
@@ -51,9 +49,8 @@ def evaluate(
             [Problem(
                 "too_large",
                 f"{submission.name} needs more memory to read than a scorer may use; it "
-                "expands far beyond what this challenge's files need. Check it (a mask: one "
-                "2-D slice of the exam's shape with 0/1 values, e.g. uint8; a table: two "
-                "columns) and send it again",
+                "expands far beyond what this challenge's files need. Check it "
+                f"({spec.expected_file}) and send it again",
             )],
             options.max_errors,
         )

@@ -1,6 +1,6 @@
 """Validation-set releases on the server side: prepared (and checked) when the event is loaded,
 and what each viewer may know of them (a sealed one's key only from the start). The download
-itself is server/dataset.py.
+itself is server/release/download.py.
 
 A release with identifying DICOM attributes is not armed: it is prepared but refused to teams
 until the organizers clean it or override the guard with a reason (`--allow-release`).

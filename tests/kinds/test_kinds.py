@@ -1,0 +1,83 @@
+"""The kinds registry and what every kind must declare (server/kinds/)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import pytest
+
+from server import kinds
+from server.kinds import Kind, Metric
+from server.ranking import ByMetric, Entry, Scored
+
+T0 = datetime(2019, 10, 13, 9, tzinfo=UTC)
+
+
+def test_the_seed_kinds_are_found_as_modules() -> None:
+    assert set(kinds.names()) == {"segmentation-surface", "binary-probability", "regression"}
+    with pytest.raises(kinds.UnknownKind, match="unknown challenge kind 'nodule-size'; "
+                                                "expected one of "):
+        kinds.get("nodule-size")
+
+
+@pytest.mark.parametrize("name", kinds.names())
+def test_every_kind_declares_what_the_rest_of_podium_asks(name: str) -> None:
+    kind = kinds.get(name)
+    assert kind.truth_shape in ("folder", "file")
+    assert {"files", "description", "warnings"} <= set(kind.format)
+    described = kind.format_json()
+    assert described["metrics"] == list(kind.board) and described["ranking"]
+    keys = [m.key for m in kind.metrics]
+    assert len(keys) == len(set(keys))
+    assert set(kind.board) <= set(keys) and set(kind.ranking.metrics()) <= set(keys)
+    for column in kind.columns():
+        assert set(column) == {"key", "label", "digits", "grouped", "unit"}
+    assert kind.score_label and kind.score_format and kind.best_words
+    assert kind.max_upload_mb > 0 and kind.expected_file
+
+
+@pytest.mark.parametrize("name", kinds.names())
+def test_a_best_submission_is_the_one_the_ranking_prefers(name: str) -> None:
+    """counts = "best" picks the submission that would rank first among a team's own."""
+    kind = kinds.get(name)
+    metrics = [m.key for m in kind.metrics]
+    subs = [Scored(n, "T", T0, {k: v for k in metrics}) for n, v in
+            enumerate((0.2, 0.9, 0.5), start=1)]
+    best = kind.counted("best", subs)
+    ranked = kind.rank([Entry(f"t{s.id}", s) for s in subs])
+    assert best is not None and ranked[0].submission_id == best.id
+    assert kind.counted("last", subs) == subs[-1]
+    assert kind.counted("best", []) is None
+
+
+def test_number_formats_follow_the_digits() -> None:
+    assert Metric("dice", "Dice", "Dice", True, 4).number_format == "0.0000"
+    assert Metric("m", "M", "M", False, 0, grouped=True).number_format == "#,##0"
+    assert Metric("m", "M", "M", False, 2, grouped=True).number_format == "#,##0.00"
+    assert Metric("n", "N", "N", False, 0).number_format == "0"
+
+
+def test_a_kind_must_declare_the_metrics_it_shows_and_ranks_on() -> None:
+    regression = kinds.get("regression")
+    with pytest.raises(ValueError, match=r"metrics \['rmse'\] are not declared"):
+        dataclasses.replace(regression, ranking=ByMetric("rmse", higher_is_better=False))
+    with pytest.raises(ValueError, match=r"metrics \['r2'\] are not declared"):
+        dataclasses.replace(regression, board=("mse", "r2"))
+
+
+def test_modules_named_in_the_environment_add_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    try:
+        monkeypatch.setenv(kinds.EXTRA_ENV, "tests.kinds.toy_count")
+        assert "nodule-count" in kinds.discover()
+        assert isinstance(kinds.get("nodule-count"), Kind)
+        monkeypatch.setenv(kinds.EXTRA_ENV, "tests.kinds")  # a module without KIND
+        with pytest.raises(TypeError, match="tests.kinds defines no KIND"):
+            kinds.discover()
+        monkeypatch.setenv(kinds.EXTRA_ENV, "server.kinds.regression")  # a kind twice
+        with pytest.raises(ValueError, match="kind 'regression' is defined twice"):
+            kinds.discover()
+    finally:
+        monkeypatch.delenv(kinds.EXTRA_ENV)
+        kinds.discover()
+    assert "nodule-count" not in kinds.names()
