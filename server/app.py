@@ -158,11 +158,11 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     assert config.database_url
     hub = Hub(app[POOL], config.database_url)
     app[HUB] = hub
-    scoring = Scoring(app[POOL], config.database_url, config.scoring_slots,
+    scoring = Scoring(app[POOL], config.database_url, config.scoring_workers,
                       config.scoring_timeout_s, hub.work_available, config.scoring_memory_mb)
     tasks = [asyncio.create_task(hub.listen_forever(), name="hub-listen"),
              asyncio.create_task(run_ticker(app[POOL], hub.clock_changed), name="ticker")]
-    if config.scoring_slots > 0:
+    if config.scoring_workers > 0:
         tasks.append(asyncio.create_task(scoring.run(), name="scoring"))
     for task in tasks:
         task.add_done_callback(_report_death)

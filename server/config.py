@@ -1,47 +1,89 @@
-"""One frozen configuration, built from flags and environment; tests build it directly."""
+"""One frozen configuration, built from flags and environment; tests build it directly.
+
+Each field is a setting declared once (server/settings.py): its default, its flag, its
+environment variable and the commands that take it; docs/settings.md lists them all.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_DATA_DIR = Path("podium-data")
-DATABASE_URL_ENV = "PODIUM_DATABASE_URL"
+from server.settings import setting
+
+# Which commands take which settings.
+SERVER = ("serve", "demo")
+EVENT = ("serve", "tokens", "score", "export", "rescore", "check-release")
+DATA = ("serve", "demo", "tokens", "export", "rescore", "check-release")
+DATABASE = ("serve", "demo", "export", "rescore")
+LINKS = ("serve", "demo", "tokens")
 
 
 @dataclass(frozen=True)
 class Config:
-    event_path: Path
-    host: str = "127.0.0.1"
-    port: int = 8080
-    data_dir: Path = DEFAULT_DATA_DIR
-    # None: run an embedded PostgreSQL under data_dir. Hidden from repr: it may hold a password.
-    database_url: str | None = field(default=None, repr=False)
-    # Public address printed in links; defaults to http://host:port.
-    base_url: str | None = None
-    # Scoring: child processes per server process, and the time one submission may take.
-    scoring_slots: int = 2
-    scoring_timeout_s: float = 300.0
-    # Address space of each scoring child (RLIMIT_AS), in MiB; 0 for no limit.
-    scoring_memory_mb: int = 4096
-    # Uploads: a slow client is dropped after this long without a byte; per-team limits.
-    upload_idle_timeout_s: float = 60.0
-    upload_burst: int = 6
-    upload_every_s: float = 10.0
-    max_pending_per_team: int = 3
-    # Storage: the quota per team and challenge for challenges that set none (None: four
-    # maximum-size uploads), and the data dir's free space kept from uploads (None: 2 GiB or
-    # 5 %, whichever is smaller).
-    storage_quota_mb: float | None = None
-    storage_reserve_mb: float | None = None
-    # Serve releases with identifying DICOM data anyway; the reason is logged.
-    allow_release: str | None = None
-    # Connections (server/connection.py). None: derived from the open-file limit.
-    max_connections: int | None = None
-    max_connections_per_client: int = 256
-    header_timeout_s: float = 10.0
-    keepalive_timeout_s: float = 30.0
+    # SPEC §1 names the flag `--event`.
+    event_path: Path = setting(help="the event file (TOML)", commands=EVENT, flag="--event",
+                               metavar="FILE")
+    host: str = setting("127.0.0.1", "the address to listen on (0.0.0.0: every interface)",
+                        commands=SERVER)
+    port: int = setting(8080, "the port to listen on; 0 picks a free one", commands=SERVER,
+                        minimum=0)
+    data_dir: Path = setting(Path("podium-data"), "the folder that holds the embedded "
+                             "database, the tokens, the uploads and the releases",
+                             commands=DATA, metavar="DIR")
+    # Secret: it may hold a password.
+    database_url: str | None = setting(None, "the PostgreSQL server to use", commands=DATABASE,
+                                       env="PODIUM_DATABASE_URL", metavar="URL", secret=True,
+                                       default_text="an embedded PostgreSQL under the data dir")
+    base_url: str | None = setting(None, "the public address used in printed links",
+                                   commands=LINKS, metavar="URL",
+                                   default_text="http://HOST:PORT, and for tokens "
+                                                "http://127.0.0.1:8080")
+    scoring_workers: int = setting(2, "scoring processes run by this server (0: leave scoring "
+                                   "to other server processes sharing the database)",
+                                   commands=SERVER, metavar="N", minimum=0)
+    scoring_timeout_s: float = setting(300.0, "a submission still being scored after this long "
+                                       "is marked invalid", commands=SERVER,
+                                       metavar="SECONDS", minimum=0, above=True)
+    # RLIMIT_AS of each scoring child.
+    scoring_memory_mb: int = setting(4096, "address-space limit of each scoring process; a "
+                                     "file that needs more is marked invalid (too_large); "
+                                     "0: no limit", commands=SERVER, metavar="MIB", minimum=0)
+    upload_idle_timeout_s: float = setting(60.0, "an upload that sends nothing for this long "
+                                           "is dropped (408 upload_timeout)", commands=SERVER,
+                                           metavar="SECONDS", minimum=0, above=True)
+    # Per team and challenge, per server process: a burst, then one upload every so often.
+    upload_burst: int = setting(6, "uploads a team may start at once on a challenge",
+                                commands=SERVER, metavar="N", minimum=1)
+    upload_every_s: float = setting(10.0, "after the burst, one upload per team and challenge "
+                                    "this often (429 rate_limited)", commands=SERVER,
+                                    metavar="SECONDS", minimum=0, above=True)
+    max_pending_per_team: int = setting(3, "submissions of a team on a challenge still being "
+                                        "scored at most (429 too_many_pending)",
+                                        commands=SERVER, metavar="N", minimum=1)
+    storage_quota_mb: float | None = setting(
+        None, "what one team may store per challenge, for challenges without storage_quota_mb",
+        commands=SERVER, metavar="MIB", minimum=0, above=True,
+        default_text="four maximum-size uploads")
+    storage_reserve_mb: float | None = setting(
+        None, "free space on the data dir that uploads never use", commands=SERVER,
+        metavar="MIB", minimum=0, default_text="2 GiB or 5% of the disk, whichever is smaller")
+    allow_release: str | None = setting(None, "serve releases even with identifying DICOM "
+                                        "attributes; the reason is logged", commands=SERVER,
+                                        metavar="REASON", default_text="refuse them")
+    # server/connection.py. None: derived from the open-file limit.
+    max_connections: int | None = setting(None, "open connections at most", commands=SERVER,
+                                          metavar="N", minimum=0,
+                                          default_text="(open-file limit − 256) / 2, at most 4096")
+    max_connections_per_client: int = setting(256, "open connections from one address at most "
+                                              "(0: no limit; use 0 behind a proxy)",
+                                              commands=SERVER, metavar="N", minimum=0)
+    header_timeout_s: float = setting(10.0, "a request's headers must arrive within this time",
+                                      commands=SERVER, metavar="SECONDS", minimum=0,
+                                      above=True)
+    keepalive_timeout_s: float = setting(30.0, "an idle keep-alive connection is closed after "
+                                         "this time", commands=SERVER, metavar="SECONDS",
+                                         minimum=0, above=True)
 
     @property
     def public_url(self) -> str:
@@ -51,7 +93,3 @@ class Config:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
-
-
-def database_url_from_env(flag: str | None) -> str | None:
-    return flag or os.environ.get(DATABASE_URL_ENV) or None

@@ -184,7 +184,7 @@ class AppServer(Client):
     event: Path
     data_dir: Path
     database_url: str
-    scoring_slots: int = 1
+    scoring_workers: int = 1
     config_overrides: dict[str, Any] = field(default_factory=dict)
     ssl_context: Any = None  # an ssl.SSLContext to serve https
     url: str = ""
@@ -203,7 +203,7 @@ class AppServer(Client):
         event = check_truth(parse_event(self.event))
         config = Config(event_path=event.path, host="127.0.0.1", port=0,
                         data_dir=self.data_dir.resolve(), database_url=self.database_url,
-                        scoring_slots=self.scoring_slots)
+                        scoring_workers=self.scoring_workers)
         config = replace(config, **self.config_overrides)
         loop = asyncio.new_event_loop()
         started: concurrent.futures.Future[str] = concurrent.futures.Future()

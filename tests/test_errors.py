@@ -128,7 +128,7 @@ def strict_server(example_event: Path, database_url: str, tmp_path: Path
     """The example event, edss without a validation set; one upload per team per hour, and
     an upload that sends nothing for a second dropped. Nothing is scored."""
     set_challenge_keys(example_event, "edss", release=None)
-    app = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=0,
+    app = AppServer(example_event, tmp_path / "data", database_url, scoring_workers=0,
                     config_overrides={"upload_burst": 1, "upload_every_s": 3600.0,
                                       "upload_idle_timeout_s": 1.0}).start()
     yield app

@@ -104,7 +104,7 @@ def test_a_bad_file_is_stored_and_scored_invalid_with_its_problems(
 
 def test_refusals(example_event: Path, database_url: str, tmp_path: Path) -> None:
     set_challenge_keys(example_event, "nodules", max_submissions=2, max_upload_mb=0.01)
-    server = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=0).start()
+    server = AppServer(example_event, tmp_path / "data", database_url, scoring_workers=0).start()
     try:
         tokens = server.tokens()
         csv = (SUBMISSIONS / "nodules-nodule-hunters.csv").read_bytes()
@@ -172,7 +172,7 @@ def many_teams_event(event: Path, count: int) -> list[str]:
 def test_twenty_concurrent_uploads(example_event: Path, database_url: str,
                                    tmp_path: Path) -> None:
     names = many_teams_event(example_event, 20)
-    server = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=2).start()
+    server = AppServer(example_event, tmp_path / "data", database_url, scoring_workers=2).start()
     try:
         tokens = server.tokens()
         start(server, "nodules")

@@ -75,7 +75,7 @@ def at(clock: DatabaseClock, moment: datetime, seconds: float) -> None:
 def test_100_ms_either_side_and_the_grace(example_event: Path, database_url: str,
                                           tmp_path: Path, clock: DatabaseClock) -> None:
     set_challenge_keys(example_event, "edss", freeze_minutes=None, upload_grace_seconds=1)
-    server = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=0).start()
+    server = AppServer(example_event, tmp_path / "data", database_url, scoring_workers=0).start()
     try:
         tokens = server.tokens()
         clock.freeze()

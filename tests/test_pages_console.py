@@ -103,7 +103,7 @@ def test_close_names_the_teams_on_extra_time_and_can_keep_them(server: AppServer
 
 def test_an_error_stays_on_its_card_until_the_next_action_and_the_queue_shows(
         example_event: Path, database_url: str, tmp_path: Path, browser: Any) -> None:
-    server = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=0).start()
+    server = AppServer(example_event, tmp_path / "data", database_url, scoring_workers=0).start()
     try:
         tokens = server.tokens()
         page = new_page(browser, server.url, tokens["organizer"], viewport=LAPTOP)

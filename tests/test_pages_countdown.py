@@ -46,7 +46,7 @@ def test_the_clock_turns_red_then_says_time_is_up(example_event: Any, database_u
     # Fifteen seconds of real time (the page counts down by its own clock): long enough that a
     # busy machine still shows the red last minutes before the end; waited for, never assumed.
     set_duration(example_event, "edss", 0.25)
-    server = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=0).start()
+    server = AppServer(example_event, tmp_path / "data", database_url, scoring_workers=0).start()
     try:
         page = browser.new_page()
         page.goto(f"{server.url}/clock")

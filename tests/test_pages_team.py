@@ -53,7 +53,7 @@ def status_is(page: Any, state: str) -> str:
 
 def test_the_status_line_follows_the_file_from_queued_to_its_result(
         example_event: Path, database_url: str, tmp_path: Path, browser: Any) -> None:
-    server = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=0).start()
+    server = AppServer(example_event, tmp_path / "data", database_url, scoring_workers=0).start()
     try:
         tokens = server.tokens()
         server.act("edss", "start")

@@ -136,7 +136,7 @@ def test_own_pages_and_bearer_tokens_are_unchanged(server: Client) -> None:
 def test_over_https_the_cookie_is_secure_with_the_host_prefix(
         example_event: Path, database_url: str, tmp_path: Path) -> None:
     base = "https://podium.example.org"
-    server = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=0,
+    server = AppServer(example_event, tmp_path / "data", database_url, scoring_workers=0,
                        config_overrides={"base_url": base}).start()
     try:
         status, headers, _ = login(server, server.tokens()["jury"], {"Origin": base})

@@ -15,7 +15,7 @@ from tests.test_intake import SUBMISSIONS, start
 def test_a_scoring_past_its_time_limit_is_marked_failed_and_the_queue_moves_on(
         example_event: Path, database_url: str, tmp_path: Path) -> None:
     # No scorer answers within a tenth of a millisecond: every job runs past the limit.
-    server = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=1,
+    server = AppServer(example_event, tmp_path / "data", database_url, scoring_workers=1,
                        config_overrides={"scoring_timeout_s": 0.0001}).start()
     try:
         tokens = server.tokens()

@@ -1,8 +1,7 @@
 """`podium check-release`, `podium anonymize` and `podium unseal` (docs/release.md, docs/cli.md).
 
 `add_commands` registers them on the `podium` subparsers; each handler takes the parsed
-Namespace and returns the exit code: 0 done or clean, 1 findings or a wrong key, 2 a usage
-error (a missing file, an empty reason).
+Namespace and returns the exit code (EXITS in server/command.py), or raises UsageError.
 """
 
 from __future__ import annotations
@@ -13,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from server.config import DEFAULT_DATA_DIR
+from server import settings
+from server.command import ExitCode, UsageError, add_parser
+from server.config import Config
 from server.errors import ReleaseError
 from server.event import parse_event
 from server.release.guard import (
@@ -27,30 +28,28 @@ from server.release.guard import (
 )
 from server.release.seal import unseal
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 _ITEM_INDEX = re.compile(r"\[\d+\]")
 
 
 def add_commands(subparsers: Any) -> None:
     """Registers the three release commands on `parser.add_subparsers()`'s result."""
-    check = subparsers.add_parser(
-        "check-release", help="check every release for identifying DICOM attributes",
-        description="Exit 1 with the offending files and tags, 0 when every release is clean.")
-    check.add_argument("--event", required=True, type=Path, help="the event file (TOML)")
+    check = add_parser(
+        subparsers, "check-release", help="check every release for identifying DICOM attributes",
+        description="List the offending files and tags of every release.")
+    settings.add_arguments(check, Config, "check-release")
     check.add_argument("--allow", metavar="REASON", default=None,
                        help="print the findings but exit 0; the reason is logged")
-    check.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                       help="where release-overrides.log is kept (default: %(default)s)")
     check.set_defaults(handler=check_release_command)
 
-    clean = subparsers.add_parser(
-        "anonymize", help="write a copy of a DICOM file or folder without identifying data")
+    clean = add_parser(
+        subparsers, "anonymize",
+        help="write a copy of a DICOM file or folder without identifying data")
     clean.add_argument("in_path", metavar="IN", type=Path, help="a DICOM file or a folder")
     clean.add_argument("out_path", metavar="OUT", type=Path,
                        help="where the cleaned copy goes (outside IN)")
     clean.set_defaults(handler=anonymize_command)
 
-    opener = subparsers.add_parser("unseal", help="open a sealed release archive with its key")
+    opener = add_parser(subparsers, "unseal", help="open a sealed release archive with its key")
     opener.add_argument("archive", metavar="ARCHIVE", type=Path)
     opener.add_argument("key", metavar="KEY", help="the key revealed at the start")
     opener.add_argument("--out", type=Path, default=None,
@@ -58,12 +57,13 @@ def add_commands(subparsers: Any) -> None:
     opener.set_defaults(handler=unseal_command)
 
 
-def check_release_command(args: argparse.Namespace) -> int:
+def check_release_command(args: argparse.Namespace) -> ExitCode:
     reason = args.allow.strip() if args.allow is not None else None
     if reason == "":
-        return _usage("--allow needs a reason, e.g. --allow \"dates are needed for the task, "
-                      "approved by the DPO\"")
-    event = parse_event(args.event)
+        raise UsageError("--allow needs a reason, e.g. --allow \"dates are needed for the task, "
+                         "approved by the DPO\"")
+    config = Config(**settings.values(args, Config, "check-release"))
+    event = parse_event(config.event_path)
     counts: dict[str, int] = {}
     failed = False
     for challenge in event.challenges:
@@ -82,26 +82,26 @@ def check_release_command(args: argparse.Namespace) -> int:
     total = sum(counts.values())
     if failed:
         print("A release could not be checked: fix it, then run check-release again.")
-        return EXIT_FINDINGS
+        return ExitCode.REFUSED
     if not total:
-        return EXIT_OK
+        return ExitCode.OK
     if reason is not None:
-        log = record_override(args.data_dir.resolve(), event.path, reason, counts)
+        log = record_override(config.data_dir.resolve(), event.path, reason, counts)
         print(f"{total} findings allowed: {reason!r} (logged in {log})")
-        return EXIT_OK
+        return ExitCode.OK
     print(f"{total} findings. Clean the release with `podium anonymize IN OUT` and point the "
           "event file at OUT, or accept them with --allow \"reason\".")
-    return EXIT_FINDINGS
+    return ExitCode.REFUSED
 
 
-def anonymize_command(args: argparse.Namespace) -> int:
+def anonymize_command(args: argparse.Namespace) -> ExitCode:
     if not args.in_path.exists():
-        return _usage(f"{args.in_path} not found")
+        raise UsageError(f"{args.in_path} not found")
     try:
         report = anonymize(args.in_path, args.out_path)
     except ReleaseError as exc:
         print(f"podium: {exc}", file=sys.stderr)
-        return EXIT_FINDINGS
+        return ExitCode.REFUSED
     copied = ""
     if report.copied_files == 1:
         copied = "; 1 other file copied as it is"
@@ -109,28 +109,28 @@ def anonymize_command(args: argparse.Namespace) -> int:
         copied = f"; {report.copied_files} other files copied as they are"
     print(f"cleaned {report.dicom_files} DICOM files into {args.out_path}: "
           f"{report.attributes} identifying attributes blanked or removed{copied}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def unseal_command(args: argparse.Namespace) -> int:
+def unseal_command(args: argparse.Namespace) -> ExitCode:
     archive: Path = args.archive
     if not archive.is_file():
-        return _usage(f"archive {archive} not found")
+        raise UsageError(f"archive {archive} not found")
     out: Path = args.out or (archive.with_suffix("") if archive.suffix.lower() == ".zip"
                              else archive.with_name(archive.name + ".unsealed"))
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        return _usage(f"{out} already exists and is not an empty folder; choose another with "
-                      "--out")
+        raise UsageError(f"{out} already exists and is not an empty folder; choose another "
+                         "with --out")
     try:
         result = unseal(archive, args.key, out)
     except ReleaseError as exc:  # WrongKeyError included: both leave nothing half-written
         print(f"podium: {exc}", file=sys.stderr)
-        return EXIT_FINDINGS
+        return ExitCode.REFUSED
     checked = "all checked against MANIFEST.csv" if result.verified else \
         "no MANIFEST.csv to check them against"
     print(f"unsealed {len(result.files)} files ({result.total_bytes} bytes) into {result.out_dir}; "
           f"{checked}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _print_inspection(slug: str, release: Path, inspection: Inspection) -> None:
@@ -165,8 +165,3 @@ def _describe(findings: list[Finding]) -> str:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def _usage(message: str) -> int:
-    print(f"podium: {message}", file=sys.stderr)
-    return EXIT_USAGE

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from server.release.commands import add_commands
+from server.cli import main
 
 ROWS, COLUMNS = 32, 40
 
@@ -87,12 +86,10 @@ def clean_release(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def podium() -> Callable[..., int]:
-    """Runs a release command through the real argparse wiring, as `podium ...` would."""
-    parser = argparse.ArgumentParser(prog="podium")
-    add_commands(parser.add_subparsers(dest="command", required=True))
+    """Runs a release command as `podium ...` would: `server.cli.main`, its argparse wiring,
+    usage errors and exit codes."""
 
     def run(*argv: str) -> int:
-        args = parser.parse_args(list(argv))
-        return int(args.handler(args))
+        return main(list(argv))
 
     return run

@@ -85,7 +85,7 @@ def test_a_sealed_release_downloads_early_and_opens_with_the_key_revealed_at_sta
     import pyzipper
 
     set_challenge_keys(example_event, "edss", sealed=True)
-    server = AppServer(example_event, tmp_path / "data", database_url, scoring_slots=0).start()
+    server = AppServer(example_event, tmp_path / "data", database_url, scoring_workers=0).start()
     try:
         tokens = server.tokens()
         team = tokens["Myelin Minds"]
