@@ -27,6 +27,8 @@ Event = dict[str, Any]
 Callback = Callable[[Event], Awaitable[None] | None]
 OnConnect = Callable[[], Awaitable[None] | None]
 
+# How the connection shows in pg_stat_activity.
+APPLICATION = "podium-listener"
 FIRST_RETRY_S = 0.5
 LAST_RETRY_S = 10.0
 
@@ -88,7 +90,8 @@ class Listener:
                 connection: asyncpg.Connection | None = None
                 try:
                     lost = asyncio.Event()
-                    connection = await asyncpg.connect(self.database_url)
+                    connection = await asyncpg.connect(
+                        self.database_url, server_settings={"application_name": APPLICATION})
                     connection.add_termination_listener(lambda _conn, lost=lost: lost.set())
                     await connection.add_listener(self.channel, self._on_notify)
                     delay = FIRST_RETRY_S
