@@ -397,6 +397,19 @@ def cpu_busy_s() -> float:
     return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
+def own_cpu_s(pids: list[int]) -> float:
+    """CPU time of these processes themselves (a server's scoring child and PostgreSQL apart):
+    what serving costs, and steadier under a busy machine than a latency."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+    return total
+
+
 def tree_cpu_s(pids: list[int]) -> float:
     """CPU time of these processes and their descendants (PostgreSQL's backends included)."""
     import psutil
@@ -501,7 +514,9 @@ async def measure(folder: Path, podiums: list[Podium], args: argparse.Namespace)
             ours = [os.getpid(), *server_pids, postmaster.pid, *(
                 p.process.pid for p in (*viewers, *floor_viewers) if p.process),
                 *(f.process.pid for f in floors if f.process)]
+            floor_pids = [f.process.pid for f in floors if f.process]
             busy_before, ours_before = cpu_busy_s(), tree_cpu_s(ours)
+            servers_before, floors_before = own_cpu_s(server_pids), own_cpu_s(floor_pids)
             clock_before = time.monotonic()
             sampler = asyncio.create_task(sample())
             profilers = [profile(args.profile, "podium", server_pids[0]),
@@ -541,6 +556,8 @@ async def measure(folder: Path, podiums: list[Podium], args: argparse.Namespace)
             elapsed = time.monotonic() - clock_before
             busy = cpu_busy_s() - busy_before
             mine = tree_cpu_s(ours) - ours_before
+            notes["server_cpu_s"] = {"podium": own_cpu_s(server_pids) - servers_before,
+                                     "floor": own_cpu_s(floor_pids) - floors_before}
             notes["cpu"] = {"cores": os.cpu_count(), "seconds": elapsed,
                             "busy_share": busy / elapsed / (os.cpu_count() or 1),
                             "foreign_share": max(0.0, busy - mine) / elapsed
@@ -615,6 +632,7 @@ def latencies(phase: Phase, viewers: int) -> dict[str, Any]:
     missing = 0
     sizes = []
     resyncs = sum(1 for log in phase.received for r in log if r[2] == "resync")
+    boards = sum(1 for log in phase.received for r in log if r[2] == "leaderboard")
     for seq, origin in sorted(phase.origins.items()):
         slowest = 0.0
         for log in phase.received:
@@ -635,6 +653,7 @@ def latencies(phase: Phase, viewers: int) -> dict[str, Any]:
         "last_viewer_p50_ms": percentile(per_round, 50),
         "last_viewer_max_ms": max(per_round, default=float("nan")),
         "message_bytes": round(sum(sizes) / len(sizes)) if sizes else 0,
+        "boards_delivered": boards,
         "last_viewer_ms": [round(v, 1) for v in per_round],
         "connect_s": phase.connect_s, "viewers": viewers}
 
@@ -671,6 +690,16 @@ def report(podium: dict[str, Any], floor: dict[str, Any], notes: dict[str, Any],
     print(f"load average (1, 5, 15 min): before {notes['load_before']}, "
           f"after {notes['load_after']}")
     cpu = notes["cpu"]
+    served = notes["server_cpu_s"]
+    # Per board delivered (every board message a viewer received: Podium sends two per round,
+    # the upload's and the score's): the server processes' CPU during the rounds over those.
+    # Podium's also receives the uploads and answers the bench's board GETs.
+    per_board_us = {name: 1e6 * served[name] / max(1, r["boards_delivered"])
+                    for name, r in (("podium", podium), ("floor", floor))}
+    print(f"server CPU during the rounds: podium {served['podium']:.2f} s "
+          f"({per_board_us['podium']:.0f} µs per board delivered), floor "
+          f"{served['floor']:.2f} s ({per_board_us['floor']:.0f} µs); ratio "
+          f"{per_board_us['podium'] / max(1e-9, per_board_us['floor']):.2f}×")
     print(f"CPU during the rounds: {100 * cpu['busy_share']:.0f} % of {cpu['cores']} cores busy, "
           f"{100 * cpu['foreign_share']:.0f} % used by processes outside this benchmark")
     gaps = notes["scored_at_to_notify_ms"]
@@ -695,7 +724,8 @@ def report(podium: dict[str, Any], floor: dict[str, Any], notes: dict[str, Any],
                    "peak": peak.server_mb, "peak_uss": peak.server_uss_mb,
                    "scoring_peak": peak.scoring_mb, "postgres_pss_peak": peak.postgres_mb},
         "scored_at_to_notify_ms": {"p50": percentile(gaps, 50), "max": max(gaps)},
-        "cpu": cpu, "targets_met": met}))
+        "cpu": cpu, "server_cpu_s": served, "server_cpu_per_board_us": per_board_us,
+        "targets_met": met}))
 
 
 def main() -> None:
