@@ -602,7 +602,8 @@ def profile(folder: Path | None, name: str, pid: int) -> subprocess.Popen[bytes]
     if folder is None:
         return None
     folder.mkdir(parents=True, exist_ok=True)
-    spy = Path(sys.executable).with_name("py-spy")
+    beside = Path(sys.executable).with_name("py-spy")
+    spy = beside if beside.exists() else Path(shutil.which("py-spy") or beside)
     return subprocess.Popen([str(spy), "record", "--nonblocking", "--format", "raw", "--rate",
                              "200", "-p", str(pid), "-o", str(folder / f"{name}.txt")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

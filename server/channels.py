@@ -72,8 +72,6 @@ LEADERBOARD = Channel("leaderboard", leaderboard_snapshot, by_role, parameter="S
 
 async def on_submission(hub: Hub, event: Event) -> None:
     """A status change, to the submitting team and to the jury and organizers."""
-    if not hub.watched(SUBMISSIONS.name):
-        return
     async with hub.pool.acquire() as conn:
         row = await fetch_submission(conn, int(event["id"]))
     if row is None:

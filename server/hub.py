@@ -196,6 +196,9 @@ class Hub:
         self._channels: dict[str, Channel] = {}
         self._viewers: set[Viewer] = set()
         self._subscribers: dict[str, set[Viewer]] = {}
+        # Broadcasts begun per channel: a subscription whose snapshot was being read while one
+        # began may hold the state from before the change, and reads it again.
+        self._broadcasts: dict[str, int] = {}
 
     def register(self, channel: Channel) -> None:
         self._channels[channel.name] = channel
@@ -242,17 +245,31 @@ class Hub:
         """Sends `name`'s snapshot to the viewer, then every change; raises `Refused`."""
         channel = self._channel(name)
         async with self.pool.acquire() as conn:
+            began = self._broadcasts.get(name, 0)
             snapshot = await channel.snapshot(conn, viewer.principal, name)
-        if viewer not in self._viewers:
-            return  # gone meanwhile
-        viewer.channels.add(name)
-        self._subscribers.setdefault(name, set()).add(viewer)
-        if isinstance(snapshot.get("seq"), int):
-            viewer.seen_seq[name] = snapshot["seq"]
-        viewer.offer(_encode(snapshot))
+            if viewer not in self._viewers:
+                return  # gone meanwhile
+            self._send_snapshot(viewer, name, snapshot, again=False)
+            viewer.channels.add(name)
+            self._subscribers.setdefault(name, set()).add(viewer)
+            if self._broadcasts.get(name, 0) != began:
+                # A change announced while the snapshot was read may have been broadcast
+                # before the viewer was subscribed, and be missing from the snapshot: read
+                # again. Every later broadcast includes the viewer.
+                snapshot = await channel.snapshot(conn, viewer.principal, name)
+                if viewer in self._viewers:
+                    self._send_snapshot(viewer, name, snapshot, again=True)
 
-    def watched(self, name: str) -> bool:
-        return bool(self._subscribers.get(name))
+    @staticmethod
+    def _send_snapshot(viewer: Viewer, name: str, snapshot: Message, *, again: bool) -> None:
+        # A versioned snapshot never takes a viewer back to an older version; the answer to a
+        # subscribe repeats the version it has, a second read does not.
+        seq, seen = snapshot.get("seq"), viewer.seen_seq.get(name, -1)
+        if isinstance(seq, int):
+            if seq < seen or (again and seq == seen):
+                return
+            viewer.seen_seq[name] = seq
+        viewer.offer(_encode(snapshot))
 
     # -- fan-out ------------------------------------------------------------------------------
 
@@ -269,6 +286,7 @@ class Hub:
     async def broadcast(self, name: str) -> None:
         """Sends `name`'s fresh snapshot to every subscriber: computed once per audience,
         serialised once, and each audience served before the next one's snapshot is read."""
+        self._broadcasts[name] = self._broadcasts.get(name, 0) + 1
         found = self._audiences(name)
         if found is None:
             return
@@ -291,6 +309,7 @@ class Hub:
     def publish(self, name: str, message_for: Callable[[Principal | None], Message | None]
                 ) -> None:
         """Sends a message made for each audience (None: not for them) to `name`'s viewers."""
+        self._broadcasts[name] = self._broadcasts.get(name, 0) + 1
         found = self._audiences(name)
         if found is None:
             return

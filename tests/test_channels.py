@@ -92,8 +92,10 @@ def test_submission_messages_go_to_their_team_and_the_jury_only(server: AppServe
             statuses = [next_of(ws, "submission")]
             while statuses[-1]["status"] != "scored":
                 statuses.append(next_of(ws, "submission"))
-            assert [s["status"] for s in statuses] == ["queued", "scoring", "scored"]
+            # Each change is told with the submission as it stands when it is read (a quick
+            # scorer may have moved it on already): always this one, ending scored.
             assert {s["id"] for s in statuses} == {receipt["id"]}
+            assert {s["status"] for s in statuses} <= {"queued", "scoring", "scored"}
         assert "scorer_version" in statuses[-1]  # the jury's view: everything
         # The other team is told nothing of it: its next message is its own upload's.
         assert server.upload("edss", tokens["Pixel Anatomy"], "edss.csv", EDSS)[0] == 202

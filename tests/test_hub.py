@@ -30,6 +30,9 @@ class Tally:
         self.seq = 0
         self.pad = "x" * pad
         self.reads: Counter[object] = Counter()
+        # When set: a read stops after taking its version, until `gate` opens (`entered` tells).
+        self.gate: asyncio.Event | None = None
+        self.entered: asyncio.Event | None = None
 
     async def snapshot(self, conn: asyncpg.Connection, principal: Principal | None,
                        channel: str) -> Message:
@@ -37,6 +40,9 @@ class Tally:
             raise ForbiddenChannel(channel)
         self.reads[principal.role] += 1
         seq = await conn.fetchval("SELECT $1::int", self.seq)
+        if self.gate is not None and self.entered is not None:
+            self.entered.set()
+            await self.gate.wait()
         return {"type": "tally", "seq": seq, "role": str(principal.role), "pad": self.pad}
 
 
@@ -134,6 +140,31 @@ def test_a_broadcast_reads_one_snapshot_per_audience_and_never_goes_back(
         broadcast(server, hub, tally, 4, 5, 6)
         for ws in viewers:
             assert next_of(ws, "tally")["seq"] == 6
+
+
+def test_a_change_broadcast_while_a_snapshot_is_read_is_not_lost(server: AppServer) -> None:
+    tally = Tally()
+    hub = register(server, tally)
+
+    async def close_the_gate() -> None:
+        tally.gate, tally.entered = asyncio.Event(), asyncio.Event()
+
+    async def entered() -> None:
+        assert tally.entered is not None
+        await asyncio.wait_for(tally.entered.wait(), 30)
+
+    async def open_the_gate() -> None:
+        assert tally.gate is not None
+        tally.gate.set()
+
+    server.call(close_the_gate())
+    with ws_connect(server, server.tokens()["jury"]) as ws:
+        ws.send(json.dumps({"type": "subscribe", "channels": ["tally"]}))
+        server.call(entered())  # its snapshot has read version 0 and not been sent yet
+        broadcast(server, hub, tally, 1)  # version 1, broadcast before it is subscribed
+        server.call(open_the_gate())
+        assert next_of(ws, "tally")["seq"] == 0
+        assert next_of(ws, "tally")["seq"] == 1
 
 
 def test_a_viewer_that_stops_reading_is_told_to_resync_while_the_others_get_everything(
