@@ -548,7 +548,7 @@ async def measure(folder: Path, podiums: list[Podium], args: argparse.Namespace)
                     await floor.trigger({**board, "seq": floor_seq})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(all_scored.wait(), 30)
-            await asyncio.sleep(2)  # the last boards' delivery
+            await asyncio.sleep(max(2.0, args.interval))  # the last boards' delivery
             sampling = False
             await sampler
             for profiler in profilers:
