@@ -1,7 +1,11 @@
 """Benchmark: a scored submission's board fanned out to 1,000 websocket viewers.
 
 Usage:  .venv/bin/python bench/fanout.py [--viewers 1000] [--rounds 10] [--interval 2]
-                                          [--tokens mixed|jury]
+                                          [--tokens mixed|jury] [--processes 1]
+
+`--viewers 10000 --processes 4`: four `podium serve` processes on one database (the first one's
+embedded PostgreSQL; only it scores), each with a quarter of the viewers from a client process
+of its own, against four floor processes with a quarter each.
 
 Everything runs on 127.0.0.1 in a temporary folder and ends by itself. `podium serve` starts on
 a copy of the example event (plus ten bench teams registered for `edss`, whose board teams may
@@ -55,7 +59,7 @@ BENCH_TEAMS = [f"Bench {n:02d}" for n in range(1, 11)]
 SEQ = re.compile(r'"seq": (\d+)')
 TYPE = re.compile(r'"type": "(\w+)"')
 TARGET_P99_MS = 250.0
-TARGET_RATIO = 2.0
+TARGET_RATIO = 1.5
 TARGET_RSS_MB = 300.0
 
 
@@ -179,15 +183,20 @@ class Podium:
     event: Path
     data_dir: Path
     log: Path
+    # None: the first process, which starts the embedded PostgreSQL; the others join it.
+    database_url: str | None = None
+    scoring_workers: int = 1
     process: subprocess.Popen[str] | None = None
     url: str = ""
 
     def start(self, timeout: float = 120) -> None:
         env = {k: v for k, v in os.environ.items() if k != "PODIUM_DATABASE_URL"}
+        joining = ["--database-url", self.database_url] if self.database_url else []
         with self.log.open("a") as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "server", "serve", "--event", str(self.event),
-                 "--port", "0", "--data-dir", str(self.data_dir), "--scoring-workers", "1",
+                 "--port", "0", "--data-dir", str(self.data_dir),
+                 "--scoring-workers", str(self.scoring_workers), *joining,
                  # every viewer connects from 127.0.0.1: lift the per-address limit
                  "--max-connections-per-client", "0"],
                 stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=ROOT)
@@ -269,17 +278,21 @@ class Memory:
     postgres_mb: float = 0.0
 
 
-def memory(server_pid: int, postmaster_pid: int) -> Memory:
+def memory(server_pids: list[int], postmaster_pid: int) -> Memory:
+    """Summed over the server processes (each one's own RSS, not its children's)."""
     import psutil
 
-    server = psutil.Process(server_pid)
+    servers = [psutil.Process(pid) for pid in server_pids]
     postgres = [psutil.Process(postmaster_pid)]
     postgres += postgres[0].children(recursive=True)
     excluded = {p.pid for p in postgres}
-    children = [p for p in server.children(recursive=True) if p.pid not in excluded]
+    children = [p for server in servers for p in server.children(recursive=True)
+                if p.pid not in excluded]
     found = Memory()
-    info = server.memory_full_info()
-    found.server_mb, found.server_uss_mb = info.rss / 2**20, info.uss / 2**20
+    for server in servers:
+        info = server.memory_full_info()
+        found.server_mb += info.rss / 2**20
+        found.server_uss_mb += info.uss / 2**20
     for child in children:
         with contextlib.suppress(psutil.Error):
             found.scoring_mb += child.memory_info().rss / 2**20
@@ -302,10 +315,10 @@ class Phase:
 
 class ClientProcess:
     def __init__(self, folder: Path, name: str, url: str, tokens: list[str],
-                 args: argparse.Namespace) -> None:
+                 args: argparse.Namespace, viewers: int) -> None:
         self.spec = folder / f"{name}-spec.json"
         self.out = folder / f"{name}-received.json"
-        self.spec.write_text(json.dumps({"tokens": tokens, "viewers": args.viewers,
+        self.spec.write_text(json.dumps({"tokens": tokens, "viewers": viewers,
                                          "compression": args.compression}))
         self.url = url
         self.process: asyncio.subprocess.Process | None = None
@@ -338,8 +351,8 @@ class ClientProcess:
 class FloorServer:
     """The bare `websockets` server in its own process, and the control connection to it."""
 
-    def __init__(self, folder: Path) -> None:
-        self.board_file = folder / "board.json"
+    def __init__(self, folder: Path, name: str = "floor") -> None:
+        self.board_file = folder / f"{name}-board.json"
         self.process: asyncio.subprocess.Process | None = None
         self.url = ""
         self.control: Any = None
@@ -372,11 +385,29 @@ class FloorServer:
                 await self.process.wait()
 
 
+def load_average() -> str:
+    """As `uptime` prints it."""
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def cpu_busy_s() -> float:
     import psutil
 
     times = psutil.cpu_times()
     return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def own_cpu_s(pids: list[int]) -> float:
+    """CPU time of these processes themselves (a server's scoring child and PostgreSQL apart):
+    what serving costs, and steadier under a busy machine than a latency."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+    return total
 
 
 def tree_cpu_s(pids: list[int]) -> float:
@@ -394,18 +425,20 @@ def tree_cpu_s(pids: list[int]) -> float:
     return sum(seen.values())
 
 
-async def measure(folder: Path, podium: Podium, args: argparse.Namespace) -> None:
-    """Both servers serve their viewers at once; each round, a team uploads, and halfway to the
-    next upload the floor broadcasts the board as it now stands: the two are measured under the
-    same background load, a second apart, never overlapping unless a broadcast takes > 1 s."""
+async def measure(folder: Path, podiums: list[Podium], args: argparse.Namespace) -> None:
+    """Both kinds of server serve their viewers at once; each round, a team uploads, and
+    halfway to the next upload the floor broadcasts the board as it now stands: the two are
+    measured under the same background load, a second apart, never overlapping unless a
+    broadcast takes > 1 s. With --processes N, N Podium processes on one database and N floor
+    processes each serve a share of the viewers, each share from a client process of its own."""
     import aiohttp
     import asyncpg
 
-    tokens = await asyncio.to_thread(podium.tokens)
-    postmaster = podium.postgres()
-    assert podium.process is not None
-    server_pid = podium.process.pid
-    notes: dict[str, Any] = {}
+    first = podiums[0]
+    tokens = await asyncio.to_thread(first.tokens)
+    postmaster = first.postgres()
+    server_pids = [p.process.pid for p in podiums if p.process]
+    notes: dict[str, Any] = {"processes": len(podiums), "load_before": load_average()}
     # LISTEN like a server process would: the notifications of one transaction arrive together,
     # so a board version announced right after a `scored` submission is that score's commit.
     commits: dict[int, float] = {}
@@ -430,10 +463,13 @@ async def measure(folder: Path, podium: Podium, args: argparse.Namespace) -> Non
     viewer_tokens = [tokens["jury"]] if args.tokens == "jury" else \
         [tokens["jury"], *(t for n, t in tokens.items() if n not in ("jury", "organizer"))]
     notes["principals"] = len(viewer_tokens)
-    viewers = ClientProcess(folder, "podium", podium.url.replace("http", "ws", 1) + "/ws",
-                            viewer_tokens, args)
-    floor = FloorServer(folder)
-    floor_viewers: ClientProcess | None = None
+    shares = [args.viewers // len(podiums) + (i < args.viewers % len(podiums))
+              for i in range(len(podiums))]
+    viewers = [ClientProcess(folder, f"podium{i}", p.url.replace("http", "ws", 1) + "/ws",
+                             viewer_tokens, args, share)
+               for i, (p, share) in enumerate(zip(podiums, shares, strict=True))]
+    floors = [FloorServer(folder, f"floor{i}") for i in range(len(podiums))]
+    floor_viewers: list[ClientProcess] = []
     floor_origins: dict[int, float] = {}
     sampling = True
     peak_rss = 0.0
@@ -442,42 +478,51 @@ async def measure(folder: Path, podium: Podium, args: argparse.Namespace) -> Non
         import psutil
 
         nonlocal peak_rss
-        server = psutil.Process(server_pid)
+        servers = [psutil.Process(pid) for pid in server_pids]
         while sampling:
-            peak_rss = max(peak_rss, server.memory_info().rss / 2**20)
+            peak_rss = max(peak_rss, sum(s.memory_info().rss for s in servers) / 2**20)
             await asyncio.sleep(0.1)
 
     async def board_now(http: aiohttp.ClientSession) -> dict[str, Any]:
-        async with http.get(f"{podium.url}/api/v1/challenges/{SLUG}/leaderboard",
+        async with http.get(f"{first.url}/api/v1/challenges/{SLUG}/leaderboard",
                             headers=jury) as response:
             return {"type": "leaderboard", **await response.json()}
 
+    async def start_all(clients: list[ClientProcess]) -> tuple[int, float]:
+        started = await asyncio.gather(*(c.start() for c in clients))
+        return sum(n for n, _ in started), max(s for _, s in started)
+
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{podium.url}/api/v1/challenges/{SLUG}/start",
+        async with http.post(f"{first.url}/api/v1/challenges/{SLUG}/start",
                              headers={"Authorization": f"Bearer {tokens['organizer']}"},
                              json={"by": "bench"}) as response:
             assert response.status == 200, await response.text()
         await asyncio.sleep(1)
-        notes["memory_idle"] = await asyncio.to_thread(memory, server_pid, postmaster.pid)
+        notes["memory_idle"] = await asyncio.to_thread(memory, server_pids, postmaster.pid)
         try:
-            connected, connect_s = await viewers.start()
+            connected, connect_s = await start_all(viewers)
             await asyncio.sleep(1)
-            notes["memory_viewers"] = await asyncio.to_thread(memory, server_pid, postmaster.pid)
+            notes["memory_viewers"] = await asyncio.to_thread(memory, server_pids,
+                                                              postmaster.pid)
             board = await board_now(http)
-            await floor.start(board)
-            floor_viewers = ClientProcess(folder, "floor", floor.url, ["floor"], args)
-            floor_connected, floor_connect_s = await floor_viewers.start()
+            await asyncio.gather(*(f.start(board) for f in floors))
+            floor_viewers = [ClientProcess(folder, f"floor{i}-viewers", f.url, ["floor"], args,
+                                           share)
+                             for i, (f, share) in enumerate(zip(floors, shares, strict=True))]
+            floor_connected, floor_connect_s = await start_all(floor_viewers)
             await asyncio.sleep(1)
-            ours = [os.getpid(), server_pid, postmaster.pid, *(
-                p.process.pid for p in (viewers, floor_viewers) if p.process),
-                *([floor.process.pid] if floor.process else [])]
+            ours = [os.getpid(), *server_pids, postmaster.pid, *(
+                p.process.pid for p in (*viewers, *floor_viewers) if p.process),
+                *(f.process.pid for f in floors if f.process)]
+            floor_pids = [f.process.pid for f in floors if f.process]
             busy_before, ours_before = cpu_busy_s(), tree_cpu_s(ours)
+            servers_before, floors_before = own_cpu_s(server_pids), own_cpu_s(floor_pids)
             clock_before = time.monotonic()
             sampler = asyncio.create_task(sample())
-            profilers = [profile(args.profile, "podium", server_pid),
-                         profile(args.profile, "floor", floor.process.pid
-                                 if floor.process else 0)]
-            truth = read_truth(podium.event)
+            profilers = [profile(args.profile, "podium", server_pids[0]),
+                         profile(args.profile, "floor", floors[0].process.pid
+                                 if floors[0].process else 0)]
+            truth = read_truth(first.event)
             submissions = []
             began = time.monotonic()
             floor_seq = int(board["seq"]) + 1000
@@ -486,7 +531,7 @@ async def measure(folder: Path, podium: Podium, args: argparse.Namespace) -> Non
                 team = BENCH_TEAMS[round_no % len(BENCH_TEAMS)]
                 form = aiohttp.FormData()
                 form.add_field("file", prediction(truth, round_no), filename="edss.csv")
-                async with http.post(f"{podium.url}/api/v1/challenges/{SLUG}/submissions",
+                async with http.post(f"{first.url}/api/v1/challenges/{SLUG}/submissions",
                                      headers={"Authorization": f"Bearer {tokens[team]}"},
                                      data=form) as response:
                     body = await response.json()
@@ -499,10 +544,11 @@ async def measure(folder: Path, podium: Podium, args: argparse.Namespace) -> Non
                 await asyncio.sleep(max(0.0, halfway - time.monotonic()))
                 floor_seq += 1
                 floor_origins[floor_seq] = time.time()
-                await floor.trigger({**board, "seq": floor_seq})
+                for floor in floors:
+                    await floor.trigger({**board, "seq": floor_seq})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(all_scored.wait(), 30)
-            await asyncio.sleep(2)  # the last boards' delivery
+            await asyncio.sleep(max(2.0, args.interval))  # the last boards' delivery
             sampling = False
             await sampler
             for profiler in profilers:
@@ -510,24 +556,26 @@ async def measure(folder: Path, podium: Podium, args: argparse.Namespace) -> Non
             elapsed = time.monotonic() - clock_before
             busy = cpu_busy_s() - busy_before
             mine = tree_cpu_s(ours) - ours_before
+            notes["server_cpu_s"] = {"podium": own_cpu_s(server_pids) - servers_before,
+                                     "floor": own_cpu_s(floor_pids) - floors_before}
             notes["cpu"] = {"cores": os.cpu_count(), "seconds": elapsed,
                             "busy_share": busy / elapsed / (os.cpu_count() or 1),
                             "foreign_share": max(0.0, busy - mine) / elapsed
                             / (os.cpu_count() or 1)}
-            after = await asyncio.to_thread(memory, server_pid, postmaster.pid)
+            after = await asyncio.to_thread(memory, server_pids, postmaster.pid)
             after.server_mb = max(after.server_mb, peak_rss)
             notes["memory_peak"] = after
-            received = await viewers.finish()
-            floor_received = await floor_viewers.finish()
+            received = [await v.finish() for v in viewers]
+            floor_received = [await v.finish() for v in floor_viewers]
         finally:
-            viewers.kill()
-            if floor_viewers is not None:
-                floor_viewers.kill()
-            await floor.stop()
+            for client in (*viewers, *floor_viewers):
+                client.kill()
+            for floor in floors:
+                await floor.stop()
         # The database's own commit-side clock, to check the listener against.
         gaps = []
         for submission in submissions:
-            async with http.get(f"{podium.url}/api/v1/submissions/{submission}",
+            async with http.get(f"{first.url}/api/v1/submissions/{submission}",
                                 headers=jury) as response:
                 body = await response.json()
             if body.get("status") != "scored":
@@ -538,12 +586,15 @@ async def measure(folder: Path, podium: Podium, args: argparse.Namespace) -> Non
             gaps.append((nearest - moment) * 1000)
         notes["scored_at_to_notify_ms"] = sorted(gaps)
     await listener.close()
+    notes["load_after"] = load_average()
     notes["connected"] = connected
     notes["upload_seqs"] = sorted(uploads)
-    notes["extensions"] = received["extensions"]
-    phase = Phase(commits, received["received"], received["failures"], connect_s, notes)
-    floor_phase = Phase(floor_origins, floor_received["received"], floor_received["failures"],
-                        floor_connect_s, {"connected": floor_connected})
+    notes["extensions"] = sorted({e for r in received for e in r["extensions"]})
+    phase = Phase(commits, [log for r in received for log in r["received"]],
+                  [f for r in received for f in r["failures"]], connect_s, notes)
+    floor_phase = Phase(floor_origins, [log for r in floor_received for log in r["received"]],
+                        [f for r in floor_received for f in r["failures"]], floor_connect_s,
+                        {"connected": floor_connected})
     report(latencies(phase, args.viewers), latencies(floor_phase, args.viewers), notes, args)
 
 
@@ -551,7 +602,8 @@ def profile(folder: Path | None, name: str, pid: int) -> subprocess.Popen[bytes]
     if folder is None:
         return None
     folder.mkdir(parents=True, exist_ok=True)
-    spy = Path(sys.executable).with_name("py-spy")
+    beside = Path(sys.executable).with_name("py-spy")
+    spy = beside if beside.exists() else Path(shutil.which("py-spy") or beside)
     return subprocess.Popen([str(spy), "record", "--nonblocking", "--format", "raw", "--rate",
                              "200", "-p", str(pid), "-o", str(folder / f"{name}.txt")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -581,6 +633,7 @@ def latencies(phase: Phase, viewers: int) -> dict[str, Any]:
     missing = 0
     sizes = []
     resyncs = sum(1 for log in phase.received for r in log if r[2] == "resync")
+    boards = sum(1 for log in phase.received for r in log if r[2] == "leaderboard")
     for seq, origin in sorted(phase.origins.items()):
         slowest = 0.0
         for log in phase.received:
@@ -601,6 +654,7 @@ def latencies(phase: Phase, viewers: int) -> dict[str, Any]:
         "last_viewer_p50_ms": percentile(per_round, 50),
         "last_viewer_max_ms": max(per_round, default=float("nan")),
         "message_bytes": round(sum(sizes) / len(sizes)) if sizes else 0,
+        "boards_delivered": boards,
         "last_viewer_ms": [round(v, 1) for v in per_round],
         "connect_s": phase.connect_s, "viewers": viewers}
 
@@ -611,6 +665,12 @@ def report(podium: dict[str, Any], floor: dict[str, Any], notes: dict[str, Any],
                                 notes["memory_peak"])
     ratio_p50 = podium["p50_ms"] / floor["p50_ms"]
     ratio_p99 = podium["p99_ms"] / floor["p99_ms"]
+    processes = notes["processes"]
+    per_viewer_kb = (with_viewers.server_mb - idle.server_mb) * 1024 / max(1, notes["connected"])
+    per_process_peak = peak.server_mb / processes
+    if processes > 1:
+        print(f"{processes} Podium processes on one database, {processes} floor processes; "
+              "memory summed over the Podium processes")
     print(f"{args.viewers} viewers ({notes['connected']} connected, "
           f"{notes['principals']} distinct principals), {args.rounds} scored submissions, "
           f"{podium['message_bytes']} B per board")
@@ -623,23 +683,40 @@ def report(podium: dict[str, Any], floor: dict[str, Any], notes: dict[str, Any],
               f"{r['connect_s']:10.1f} {r['missing']:7} {r['resyncs']:7}")
     print(f"ratio    p50 {ratio_p50:.2f}×  p99 {ratio_p99:.2f}×")
     print("memory MB    podium RSS (USS)    scoring child RSS    PostgreSQL PSS")
-    for name, m in (("idle", idle), ("1k viewers", with_viewers), ("peak", peak)):
-        print(f"  {name:10} {m.server_mb:8.0f} ({m.server_uss_mb:4.0f}) {m.scoring_mb:18.0f} "
+    for name, m in (("idle", idle), (f"{args.viewers} viewers", with_viewers), ("peak", peak)):
+        print(f"  {name:13} {m.server_mb:8.0f} ({m.server_uss_mb:4.0f}) {m.scoring_mb:18.0f} "
               f"{m.postgres_mb:17.0f}")
+    print(f"memory per viewer: {per_viewer_kb:.1f} KB of Podium RSS (with viewers − idle) / "
+          "connected viewers")
+    print(f"load average (1, 5, 15 min): before {notes['load_before']}, "
+          f"after {notes['load_after']}")
     cpu = notes["cpu"]
+    served = notes["server_cpu_s"]
+    # Per board delivered (every board message a viewer received: Podium sends two per round,
+    # the upload's and the score's): the server processes' CPU during the rounds over those.
+    # Podium's also receives the uploads and answers the bench's board GETs.
+    per_board_us = {name: 1e6 * served[name] / max(1, r["boards_delivered"])
+                    for name, r in (("podium", podium), ("floor", floor))}
+    print(f"server CPU during the rounds: podium {served['podium']:.2f} s "
+          f"({per_board_us['podium']:.0f} µs per board delivered), floor "
+          f"{served['floor']:.2f} s ({per_board_us['floor']:.0f} µs); ratio "
+          f"{per_board_us['podium'] / max(1e-9, per_board_us['floor']):.2f}×")
     print(f"CPU during the rounds: {100 * cpu['busy_share']:.0f} % of {cpu['cores']} cores busy, "
           f"{100 * cpu['foreign_share']:.0f} % used by processes outside this benchmark")
     gaps = notes["scored_at_to_notify_ms"]
     print(f"scored_at (database clock, before commit) → NOTIFY at the listener: median "
           f"{percentile(gaps, 50):.1f} ms, max {max(gaps):.1f} ms")
     met = {"p99": podium["p99_ms"] < TARGET_P99_MS, "ratio": ratio_p99 <= TARGET_RATIO,
-           "rss": peak.server_mb < TARGET_RSS_MB}
+           "rss": per_process_peak < TARGET_RSS_MB}
     print("targets: " + ", ".join(
         f"{label} {'met' if met[key] else 'NOT met'}" for key, label in (
             ("p99", f"p99 < {TARGET_P99_MS:g} ms"), ("ratio", f"p99 ≤ {TARGET_RATIO:g}× floor"),
-            ("rss", f"RSS < {TARGET_RSS_MB:g} MB"))))
+            ("rss", f"RSS < {TARGET_RSS_MB:g} MB" + (" per process" if processes > 1
+                                                       else "")))))
     print(json.dumps({
-        "bench": "fanout", "viewers": args.viewers, "tokens": args.tokens,
+        "bench": "fanout", "viewers": args.viewers, "processes": processes,
+        "tokens": args.tokens, "load_before": notes["load_before"],
+        "load_after": notes["load_after"], "memory_per_viewer_kb": per_viewer_kb,
         "principals": notes["principals"], "rounds": args.rounds,
         "compression_offered": args.compression,
         "extensions": notes["extensions"],
@@ -648,12 +725,16 @@ def report(podium: dict[str, Any], floor: dict[str, Any], notes: dict[str, Any],
                    "peak": peak.server_mb, "peak_uss": peak.server_uss_mb,
                    "scoring_peak": peak.scoring_mb, "postgres_pss_peak": peak.postgres_mb},
         "scored_at_to_notify_ms": {"p50": percentile(gaps, 50), "max": max(gaps)},
-        "cpu": cpu, "targets_met": met}))
+        "cpu": cpu, "server_cpu_s": served, "server_cpu_per_board_us": per_board_us,
+        "targets_met": met}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--viewers", type=int, default=1000)
+    parser.add_argument("--processes", type=int, default=1,
+                        help="Podium processes on one database (and as many floor processes), "
+                             "the viewers shared out among them")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--interval", type=float, default=2.0,
                         help="seconds between uploads")
@@ -679,13 +760,21 @@ def main() -> None:
     raise_fd_limit()  # inherited by the server and the client processes
     with tempfile.TemporaryDirectory(prefix="podium-fanout-") as tmp:
         folder = Path(tmp)
-        podium = Podium(prepare_event(folder), folder / "data", folder / "server.log")
+        event = prepare_event(folder)
+        podiums = [Podium(event, folder / "data", folder / "server.log")]
         started = time.perf_counter()
         try:
-            podium.start()
-            asyncio.run(measure(folder, podium, args))
+            podiums[0].start()
+            # The others join the first one's PostgreSQL and data; only the first one scores.
+            url = podiums[0].postgres().get_uri()
+            for number in range(1, args.processes):
+                podiums.append(Podium(event, folder / "data", folder / f"server{number}.log",
+                                      database_url=url, scoring_workers=0))
+                podiums[-1].start()
+            asyncio.run(measure(folder, podiums, args))
         finally:
-            podium.stop()
+            for podium in podiums:
+                podium.stop()
         print(f"# run took {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
 

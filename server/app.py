@@ -14,7 +14,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from server import api, jury_api, pages, ws
+from server import api, channels, jury_api, pages, ws
 from server.access import ensure_tokens
 from server.auth import Handler, auth_middleware, principal_of
 from server.config import Config
@@ -24,23 +24,26 @@ from server.connection import (
     connection_middleware,
     default_max_connections,
 )
-from server.countdown.ticker import run_ticker
+from server.countdown.ticker import Ticker
 from server.database import create_pool, migrate
 from server.errors import PodiumError
 from server.event import EventSpec
 from server.hub import Hub
-from server.intake import MAX_PENDING, RATE_LIMITER, RateLimiter
+from server.intake import MAX_PENDING, RATE_LIMITER, RESULT_WAITERS, RateLimiter, ResultWaiters
 from server.keys import (
     ARRIVED,
     CONFIG,
     CONNECTIONS,
     EVENT,
     HUB,
+    LISTENER,
     LOOP_MONITOR,
     POOL,
     PRINCIPAL,
+    SCORING,
     TEMPLATES,
 )
+from server.listener import Listener
 from server.loader import load_event
 from server.loop_monitor import LoopMonitor
 from server.release import store as release_store
@@ -152,16 +155,23 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """The hub's LISTEN connection and the deadline ticker, owned by the app: started after the
-    pool, cancelled and awaited before it closes."""
+    """The LISTEN connection, the deadline ticker and the scoring slots, owned by the app:
+    started after the pool, cancelled and awaited before it closes. The listener hands each
+    announcement to whoever registered for it (docs/architecture.md, "Live updates")."""
     config = app[CONFIG]
     assert config.database_url
-    hub = Hub(app[POOL], config.database_url)
-    app[HUB] = hub
+    listener = Listener(config.database_url)
+    hub = Hub(app[POOL])
+    channels.register(hub, listener)
     scoring = Scoring(app[POOL], config.database_url, config.scoring_workers,
-                      config.scoring_timeout_s, hub.work_available, config.scoring_memory_mb)
-    tasks = [asyncio.create_task(hub.listen_forever(), name="hub-listen"),
-             asyncio.create_task(run_ticker(app[POOL], hub.clock_changed), name="ticker")]
+                      config.scoring_timeout_s, config.scoring_memory_mb)
+    ticker = Ticker(app[POOL])
+    listener.on("submission", scoring.on_submission)
+    listener.on("submission", app[RESULT_WAITERS].on_submission)
+    listener.on("clock", ticker.on_clock)
+    app[LISTENER], app[HUB], app[SCORING] = listener, hub, scoring
+    tasks = [asyncio.create_task(listener.run(), name="listener"),
+             asyncio.create_task(ticker.run(), name="ticker")]
     if config.scoring_workers > 0:
         tasks.append(asyncio.create_task(scoring.run(), name="scoring"))
     for task in tasks:
@@ -256,6 +266,7 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
     app[EVENT] = event
     app[RATE_LIMITER] = RateLimiter(config.upload_burst, config.upload_every_s)
     app[MAX_PENDING] = config.max_pending_per_team
+    app[RESULT_WAITERS] = ResultWaiters()
     app[STORAGE] = Storage.from_config(config)
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(resource_dir("templates")),

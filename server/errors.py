@@ -25,14 +25,10 @@ class PodiumError(Exception):
     status = 400
     code: str
 
-    def __init__(self, message: str, *, code: str | None = None, **extra: Any) -> None:
+    def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
-        # `code=` is for a caller not yet given its own class (server/ws.py's bad_origin,
-        # which the hub's rewrite moves to BadOrigin); every other refusal is a class.
-        if code is not None:
-            self.code = code
-        elif not hasattr(self, "code"):
+        if not hasattr(self, "code"):
             raise TypeError(f"{type(self).__name__} is a status, not a refusal: raise one "
                             "of its subclasses")
         self.extra = extra
@@ -192,7 +188,7 @@ class SessionExpired(Unauthorized):
 # The board's two refusals are PermissionErrors too: server/hub.py still answers the builtin
 # with a websocket "forbidden"; once it catches these, that base can go.
 
-class BoardNeedsToken(TokenRequired, PermissionError):
+class BoardNeedsToken(TokenRequired):
     """An anonymous viewer asked for a board shown to the teams or the jury only."""
 
     def __init__(self, slug: str, audience: str) -> None:
@@ -263,7 +259,7 @@ class TeamNotRegistered(NotRegistered):
                                    "file lists each team's challenges")
 
 
-class BoardHidden(Forbidden, PermissionError):
+class BoardHidden(Forbidden):
     code = "board_hidden"
 
     def __init__(self, slug: str, audience: str) -> None:
@@ -280,7 +276,7 @@ class ReleaseBlocked(Forbidden):
 
 # -- 404: no such thing ------------------------------------------------------------------------
 
-class UnknownChallenge(NotFound, LookupError):
+class UnknownChallenge(NotFound):
     """A LookupError too: the hub (server/hub.py) answers one met while subscribing as the
     websocket's `unknown_channel`."""
 

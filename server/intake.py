@@ -9,12 +9,14 @@ deadline again against the database's clock. 202 means: the bytes and the row ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,7 +45,7 @@ from server.errors import (
 )
 from server.form import FormError, FormReader, Part, Read, boundary_of
 from server.isotime import iso, wall_clock
-from server.keys import ARRIVED, CONFIG, EVENT, HUB, POOL
+from server.keys import ARRIVED, CONFIG, EVENT, POOL, SCORING
 from server.leaderboard import bump_board
 from server.storage import admit_upload, refuse_if_disk_full
 from server.store import challenges as challenge_store
@@ -217,7 +219,7 @@ async def upload(request: web.Request) -> web.Response:
         # Stored (it now counts in the team's total) or refused, dropped, failed (its file is
         # gone): either way its admitted bytes no longer count as in flight.
         space.release()
-    request.app[HUB].work_available.set()
+    request.app[SCORING].wake()  # no need to wait for the announcement to come back
     if wait:
         final_state = await _wait_for_result(request, receipt["id"], wait)
         if final_state is not None:
@@ -291,21 +293,48 @@ def _wait_seconds(request: web.Request) -> float:
     return max(0.0, min(value, MAX_WAIT_S))
 
 
+class ResultWaiters:
+    """Uploads with `?wait` waiting for their submission's final state (scored or invalid),
+    woken by its announcement, whichever process scored it."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, set[asyncio.Event]] = {}
+
+    @contextlib.contextmanager
+    def waiting(self, submission_id: int) -> Iterator[asyncio.Event]:
+        """An event set when the submission reaches a final state, for the `with` block."""
+        event = asyncio.Event()
+        self._waiting.setdefault(submission_id, set()).add(event)
+        try:
+            yield event
+        finally:
+            waiting = self._waiting.get(submission_id)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._waiting[submission_id]
+
+    def on_submission(self, event: dict[str, Any]) -> None:
+        if event.get("status") in FINAL_STATES:
+            for waiting in self._waiting.get(int(event["id"]), ()):
+                waiting.set()
+
+
+RESULT_WAITERS = web.AppKey("result_waiters", ResultWaiters)
+FINAL_STATES = ("scored", "invalid")
+
+
 async def _wait_for_result(request: web.Request, submission_id: int, seconds: float
                            ) -> dict[str, Any] | None:
-    hub = request.app[HUB]
-    done = hub.waiter(submission_id)
-    try:
+    with request.app[RESULT_WAITERS].waiting(submission_id) as done:
         async with request.app[POOL].acquire() as conn:
             row = await fetch_submission(conn, submission_id)
-        if row is not None and row["status"] not in ("scored", "invalid"):
+        if row is not None and row["status"] not in FINAL_STATES:
             try:
                 await asyncio.wait_for(done.wait(), seconds)
             except TimeoutError:
                 return None
         async with request.app[POOL].acquire() as conn:
             row = await fetch_submission(conn, submission_id)
-    finally:
-        hub.forget_waiter(submission_id, done)
     assert row is not None
     return submission_json(row, principal_of(request))

@@ -11,13 +11,17 @@ from server.config import Config
 from server.connection import ConnectionGuard
 from server.event import EventSpec
 from server.hub import Hub
+from server.listener import Listener
 from server.loop_monitor import LoopMonitor
+from server.worker import Scoring
 
 CONFIG = web.AppKey("config", Config)
 EVENT = web.AppKey("event", EventSpec)
 POOL = web.AppKey("pool", asyncpg.Pool)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 HUB = web.AppKey("hub", Hub)
+LISTENER = web.AppKey("listener", Listener)
+SCORING = web.AppKey("scoring", Scoring)
 CONNECTIONS = web.AppKey("connections", ConnectionGuard)
 LOOP_MONITOR = web.AppKey("loop_monitor", LoopMonitor)
 

@@ -137,13 +137,23 @@ class Scoring:
     database_url: str
     slots: int
     timeout_s: float
-    work_available: asyncio.Event
     memory_mb: int = DEFAULT_MEMORY_MB
 
     def __post_init__(self) -> None:
         self._presence: asyncpg.Connection | None = None
         self._claimant = ""
         self._presence_lock = asyncio.Lock()
+        self._work_available = asyncio.Event()
+
+    def wake(self) -> None:
+        """Idle slots look at the queue now instead of at their next poll."""
+        self._work_available.set()
+
+    def on_submission(self, event: dict[str, Any]) -> None:
+        """The listener's announcement of a status change: a queued file is work, whichever
+        process received it."""
+        if event.get("status") == "queued":
+            self.wake()
 
     async def claimant(self) -> str:
         """This process's claimant name, from a live presence session (reopened after a
@@ -179,9 +189,9 @@ class Scoring:
                 log.warning("could not claim work (%s); retrying", exc)
                 job = None
             if job is None:
-                self.work_available.clear()
+                self._work_available.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.work_available.wait(), IDLE_POLL_S)
+                    await asyncio.wait_for(self._work_available.wait(), IDLE_POLL_S)
                 continue
             await self._score(process, claimant, job)
 

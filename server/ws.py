@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
 from server.auth import principal_of, public
-from server.errors import Forbidden
-from server.hub import HEARTBEAT_S, Hub, Viewer
+from server.errors import BadOrigin
+from server.hub import HEARTBEAT_S, Hub, Refused, Viewer
 from server.keys import HUB
 
 MAX_CHANNELS = 32
@@ -29,26 +27,20 @@ def _same_origin(request: web.Request) -> bool:
 @public
 async def websocket(request: web.Request) -> web.StreamResponse:
     if not _same_origin(request):
-        raise Forbidden("websocket connections are accepted from this server's own pages only",
-                        code="bad_origin")
+        raise BadOrigin()
     hub = request.app[HUB]
     # No per-message compression: boards are a few KB on a local network, and deflate costs
     # each connection ~256 KB of state and half of a broadcast's CPU (bench/fanout.py).
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024, compress=False)
     await ws.prepare(request)
-    viewer = Viewer(ws, principal_of(request))
-    hub.viewers.add(viewer)
-    sender = asyncio.create_task(hub.pump(viewer))
+    viewer = hub.join(ws, principal_of(request), request.transport)
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 continue
             await _handle(hub, viewer, msg.data)
     finally:
-        hub.viewers.discard(viewer)
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await sender
+        await hub.leave(viewer)
     return ws
 
 
@@ -56,43 +48,25 @@ async def _handle(hub: Hub, viewer: Viewer, data: str) -> None:
     try:
         request = json.loads(data)
     except ValueError:
-        hub.offer(viewer, _error("bad_message", "messages must be JSON objects"))
+        hub.send(viewer, _error("bad_message", "messages must be JSON objects"))
         return
     if not isinstance(request, dict) or request.get("type") != "subscribe":
-        hub.offer(viewer, _error("bad_message", 'send {"type": "subscribe", "channels": [...]}'))
+        hub.send(viewer, _error("bad_message", 'send {"type": "subscribe", "channels": [...]}'))
         return
     channels = request.get("channels")
     if (not isinstance(channels, list) or not channels or len(channels) > MAX_CHANNELS
             or not all(isinstance(c, str) for c in channels)):
-        hub.offer(viewer, _error("bad_message", "channels must be a non-empty list of names"))
+        hub.send(viewer, _error("bad_message", "channels must be a non-empty list of names"))
         return
     for channel in channels:
-        if hub.channel_kind(channel) is None:
-            hub.offer(viewer, _error("unknown_channel", f"no channel {channel!r}; channels: "
-                                     + ", ".join(_channel_names(hub))))
-            continue
         try:
-            snapshot = await hub.snapshot(viewer, channel)
-        except LookupError:
-            hub.offer(viewer, _error("unknown_channel", f"no challenge for {channel!r}",
-                                     channel=channel))
-            continue
-        if snapshot is None:
-            hub.offer(viewer, _error("forbidden", f"your token may not see {channel!r}",
-                                     channel=channel))
-            continue
-        viewer.channels.add(channel)
-        if isinstance(snapshot.get("seq"), int):
-            viewer.seen_seq[channel] = snapshot["seq"]
-        hub.offer(viewer, snapshot)
+            await hub.subscribe(viewer, channel)
+        except Refused as refusal:
+            hub.send(viewer, refusal.to_message())
 
 
-def _channel_names(hub: Hub) -> list[str]:
-    return [k if k in ("clock", "submissions") else f"{k}:SLUG" for k in hub.snapshots]
-
-
-def _error(code: str, message: str, **extra: object) -> dict[str, object]:
-    return {"type": "error", "error": {"code": code, "message": message}, **extra}
+def _error(code: str, message: str) -> dict[str, object]:
+    return {"type": "error", "error": {"code": code, "message": message}}
 
 
 def setup(app: web.Application) -> None:

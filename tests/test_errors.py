@@ -94,8 +94,7 @@ def test_the_docs_table_lists_every_refusal_and_nothing_else() -> None:
 
 
 def test_no_code_is_given_at_a_raise_site() -> None:
-    """A refusal is its class; `code=` survives for server/ws.py alone, whose rewrite is
-    under way elsewhere (it moves to BadOrigin)."""
+    """A refusal is its class: no raise site gives a code of its own."""
     names = {cls.__name__ for cls in _refusal_classes()}
     found = []
     for path in sorted((ROOT / "server").rglob("*.py")):
@@ -103,7 +102,7 @@ def test_no_code_is_given_at_a_raise_site() -> None:
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
                     and node.func.id in names and any(k.arg == "code" for k in node.keywords)):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert [f for f in found if not f.startswith("server/ws.py:")] == []
+    assert found == []
 
 
 def test_a_refusal_renders_its_code_message_and_fields() -> None:
