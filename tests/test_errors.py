@@ -113,10 +113,9 @@ def test_a_refusal_renders_its_code_message_and_fields() -> None:
     limit = errors.SubmissionLimit("nodules", 3)
     assert limit.to_json()["error"]["max_submissions"] == 3
     assert "all 3 submissions for 'nodules'" in limit.message
-    # The hub still catches the builtins these refusals also are.
-    assert issubclass(errors.BoardHidden, PermissionError)
-    assert issubclass(errors.BoardNeedsToken, PermissionError)
-    assert issubclass(errors.UnknownChallenge, LookupError)
+    # Refusals are Podium's own, not builtins a caller could catch by accident.
+    assert not issubclass(errors.BoardHidden, PermissionError)
+    assert not issubclass(errors.UnknownChallenge, LookupError)
 
 
 # -- over HTTP ---------------------------------------------------------------------------------
