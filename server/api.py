@@ -21,9 +21,8 @@ from server.release import download
 from server.session import operator_name, operator_of, set_operator
 from server.storage import STORAGE, disk_report
 from server.store import challenges as challenge_store
+from server.store import submissions as submission_store
 from server.submission import (
-    fetch_submission,
-    fetch_submissions,
     may_see,
     submission_json,
     team_standing,
@@ -97,7 +96,7 @@ async def get_submission(request: web.Request) -> web.Response:
         raise UnknownSubmission("submission ids are numbers, e.g. /api/v1/submissions/12"
                                 ) from None
     async with request.app[POOL].acquire() as conn:
-        row = await fetch_submission(conn, submission_id)
+        row = await submission_store.submission(conn, submission_id)
     # A team asking for another team's submission learns nothing, not even that it exists.
     if row is None or not may_see(principal, row):
         raise UnknownSubmission(f"no submission {submission_id} of yours")
@@ -114,7 +113,7 @@ async def list_submissions(request: web.Request) -> web.Response:
         if challenge is None:
             raise await unknown_challenge(conn, slug)
         team_id = principal.team_id if principal.role is Role.TEAM else None
-        rows = await fetch_submissions(conn, challenge_id=challenge.id, team_id=team_id)
+        rows = await submission_store.submissions(conn, challenge_id=challenge.id, team_id=team_id)
     return web.json_response([submission_json(r, principal) for r in rows])
 
 

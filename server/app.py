@@ -262,6 +262,10 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
                           client_max_size=1024**2)
     app[CONFIG] = config
     app[CONNECTIONS] = guard
+
+    async def close_connections(_: web.Application) -> None:
+        guard.close_all()
+    app.on_cleanup.append(close_connections)
     app[LOOP_MONITOR] = LoopMonitor()
     app[EVENT] = event
     app[RATE_LIMITER] = RateLimiter(config.upload_burst, config.upload_every_s)

@@ -12,12 +12,12 @@ from server import kinds, queries
 from server.access import Principal, Role
 from server.countdown import phase_at
 from server.countdown.schedule import NO_EXTENSION, allowed_actions
-from server.countdown.store import Extension, extensions, latest
 from server.errors import NotRegistered, UnknownChallenge
 from server.isotime import iso
 from server.release.store import release_views
 from server.store import challenges as challenge_store
 from server.store.challenges import Challenge
+from server.store.extensions import Extension, extensions, latest
 
 
 def challenge_json(challenge: Challenge, now: datetime, *, detail: bool = False,

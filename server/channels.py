@@ -21,7 +21,8 @@ from server.hub import Channel, ForbiddenChannel, Hub, Message, UnknownChannel
 from server.isotime import iso
 from server.leaderboard import board
 from server.listener import Event, Listener
-from server.submission import fetch_submission, fetch_submissions, submission_json
+from server.store import submissions as submission_store
+from server.submission import submission_json
 
 
 def by_role(principal: Principal | None) -> Hashable:
@@ -60,7 +61,7 @@ async def submissions_snapshot(conn: asyncpg.Connection, principal: Principal | 
     if principal is None:
         raise ForbiddenChannel(channel)
     team_id = principal.team_id if principal.role is Role.TEAM else None
-    rows = await fetch_submissions(conn, team_id=team_id, limit=200)
+    rows = await submission_store.submissions(conn, team_id=team_id, limit=200)
     now = await conn.fetchval("SELECT podium_now()")
     return {"type": "submissions", "submissions": [submission_json(r, principal) for r in rows],
             "server_time": iso(now)}
@@ -74,7 +75,7 @@ LEADERBOARD = Channel("leaderboard", leaderboard_snapshot, by_role, parameter="S
 async def on_submission(hub: Hub, event: Event) -> None:
     """A status change, to the submitting team and to the jury and organizers."""
     async with hub.pool.acquire() as conn:
-        row = await fetch_submission(conn, int(event["id"]))
+        row = await submission_store.submission(conn, int(event["id"]))
     if row is None:
         return
     team_id = event.get("team_id")

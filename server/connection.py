@@ -203,6 +203,12 @@ class ConnectionGuard:
         if task is not None:
             task.add_done_callback(lambda _: connection.end_request())
 
+    def close_all(self) -> None:
+        """Closes every connection still open: at the app's cleanup, after the graceful
+        shutdown let requests in flight finish, none outlives the server."""
+        for connection in list(self._by_transport.values()):
+            connection.close()
+
     def stats(self) -> dict[str, int]:
         return {"max": self.limits.max_connections, "open": self.open, "idle": len(self._idle),
                 "refused": self.refused,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import re
 from collections.abc import Iterator
@@ -26,6 +27,15 @@ class Migration:
     name: str
     path: Path
 
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+class MigrationChanged(RuntimeError):
+    """A migration's file differs from the one applied: a database migrated with the old
+    text would never get the change. Write a new migration instead."""
+
 
 def discover_migrations(folder: Path | None = None) -> list[Migration]:
     folder = folder or resource_dir("migrations")
@@ -43,7 +53,8 @@ def discover_migrations(folder: Path | None = None) -> list[Migration]:
 
 
 async def migrate(conn: asyncpg.Connection, folder: Path | None = None) -> list[str]:
-    """Applies pending migrations in one transaction; returns the names applied."""
+    """Applies pending migrations in one transaction; returns the names applied. Refuses
+    (MigrationChanged) when the file of a migration already applied has changed since."""
     applied_now = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
@@ -52,13 +63,26 @@ async def migrate(conn: asyncpg.Connection, folder: Path | None = None) -> list[
                    version    integer PRIMARY KEY,
                    name       text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())""")
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migration")}
+        # The text each migration had when applied (databases migrated before this column
+        # existed record the text they find now).
+        await conn.execute("ALTER TABLE schema_migration ADD COLUMN IF NOT EXISTS sha256 text")
+        done = {r["version"]: r["sha256"]
+                for r in await conn.fetch("SELECT version, sha256 FROM schema_migration")}
         for migration in discover_migrations(folder):
             if migration.version in done:
+                recorded = done[migration.version]
+                if recorded is None:
+                    await conn.execute("UPDATE schema_migration SET sha256 = $2 WHERE version = $1",
+                                       migration.version, migration.sha256)
+                elif recorded != migration.sha256:
+                    raise MigrationChanged(
+                        f"migration {migration.path.name} was changed after it was applied to "
+                        "this database; restore it and put the change in a new migration")
                 continue
             await conn.execute(migration.path.read_text(encoding="utf-8"))
-            await conn.execute("INSERT INTO schema_migration (version, name) VALUES ($1, $2)",
-                               migration.version, migration.name)
+            await conn.execute(
+                "INSERT INTO schema_migration (version, name, sha256) VALUES ($1, $2, $3)",
+                migration.version, migration.name, migration.sha256)
             applied_now.append(f"{migration.version:04d}_{migration.name}")
     for name in applied_now:
         log.info("applied migration %s", name)

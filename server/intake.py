@@ -49,11 +49,12 @@ from server.keys import ARRIVED, CONFIG, EVENT, POOL, SCORING
 from server.leaderboard import bump_board
 from server.storage import admit_upload, refuse_if_disk_full
 from server.store import challenges as challenge_store
+from server.store import submissions as submission_store
 from server.store.challenges import Challenge
+from server.store.extensions import team_extension
 from server.submission import (
     announce,
     count_for_team,
-    fetch_submission,
     insert_submission,
     submission_json,
 )
@@ -104,14 +105,6 @@ def _deadline_passed(challenge: Challenge, extension: timedelta, now: datetime, 
     when = wall_clock(deadline, timezone, day_of=now) if deadline is not None else "unknown"
     return DeadlinePassed(when, wall_clock(now, timezone), deadline_iso=iso(deadline),
                           server_time_iso=iso(now))
-
-
-async def _team_extension(conn: asyncpg.Connection, challenge_id: int, team_id: int
-                          ) -> timedelta:
-    extra = await conn.fetchval(
-        "SELECT extra FROM team_extension WHERE challenge_id = $1 AND team_id = $2",
-        challenge_id, team_id)
-    return extra or timedelta(0)
 
 
 def _check_time(challenge: Challenge, extension: timedelta, began: datetime, now: datetime,
@@ -183,7 +176,7 @@ async def upload(request: web.Request) -> web.Response:
     async with pool.acquire() as conn:
         began = await _request_began(request, conn)
         challenge = await team_challenge(conn, slug, team_id)
-        extension = await _team_extension(conn, challenge.id, team_id)
+        extension = await team_extension(conn, challenge.id, team_id)
         _check_time(challenge, extension, began, began, request.app[EVENT].timezone)
         total, pending = await count_for_team(conn, challenge.id, team_id)
     _check_limits(request, challenge, principal, total, pending)
@@ -268,7 +261,7 @@ async def _record(pool: asyncpg.Pool, challenge_id: int, principal: Principal,
         now = await queries.database_now(conn)
         waited = asyncio.get_running_loop().time() - body_done
         finished = now - timedelta(seconds=max(0.0, waited))
-        extension = await _team_extension(conn, challenge_id, principal.team_id)
+        extension = await team_extension(conn, challenge_id, principal.team_id)
         _check_time(challenge, extension, began, finished, timezone)
         total, _ = await count_for_team(conn, challenge_id, principal.team_id)
         _check_submission_limit(challenge, total)
@@ -328,13 +321,13 @@ async def _wait_for_result(request: web.Request, submission_id: int, seconds: fl
                            ) -> dict[str, Any] | None:
     with request.app[RESULT_WAITERS].waiting(submission_id) as done:
         async with request.app[POOL].acquire() as conn:
-            row = await fetch_submission(conn, submission_id)
-        if row is not None and row["status"] not in FINAL_STATES:
+            row = await submission_store.submission(conn, submission_id)
+        if row is not None and not row.final:
             try:
                 await asyncio.wait_for(done.wait(), seconds)
             except TimeoutError:
                 return None
         async with request.app[POOL].acquire() as conn:
-            row = await fetch_submission(conn, submission_id)
+            row = await submission_store.submission(conn, submission_id)
     assert row is not None
     return submission_json(row, principal_of(request))

@@ -30,7 +30,8 @@ from server.session import (
 )
 from server.storage import STORAGE, disk_report
 from server.store import challenges as challenge_store
-from server.submission import fetch_submissions, submission_json, team_standing
+from server.store import submissions as submission_store
+from server.submission import submission_json, team_standing
 
 LOGIN_BODY_BYTES = 4096
 LOGIN_BODY_TIMEOUT_S = 10.0
@@ -98,7 +99,7 @@ async def team(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         _, challenges = await challenges_for(conn, principal)
         mine = set(await queries.team_challenges(conn, principal.team_id))
-        rows = await fetch_submissions(conn, team_id=principal.team_id, limit=500)
+        rows = await submission_store.submissions(conn, team_id=principal.team_id, limit=500)
         shown = [c for c in challenges if c["slug"] in mine]
         standings = {}
         for c in shown:

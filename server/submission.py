@@ -1,4 +1,5 @@
-"""Submissions: their SQL, the scoring queue, and how each viewer sees one (docs/api.md)."""
+"""Submissions: the scoring queue, a team's standing, and how each viewer sees one
+(docs/api.md); reading them is server/store/submissions.py."""
 
 from __future__ import annotations
 
@@ -16,60 +17,36 @@ from server.notify import notify
 from server.queries import decode_json
 from server.ranking import Scored
 from server.store.challenges import Challenge
-
-SUBMISSION_COLUMNS = """
-    s.id, s.challenge_id, c.slug AS challenge, c.team_feedback, s.team_id, t.name AS team,
-    s.request_began_at, s.received_at, s.sha256, s.size, s.filename, s.stored_path, s.status,
-    s.metrics, s.errors, s.warnings, s.scorer_version, s.scored_at, s.details
-"""
-_FROM = """FROM submission s JOIN challenge c ON c.id = s.challenge_id
-           JOIN team t ON t.id = s.team_id"""
+from server.store.submissions import Submission
 
 
-def submission_json(row: asyncpg.Record, viewer: Principal | None) -> dict[str, Any]:
+def submission_json(submission: Submission, viewer: Principal | None) -> dict[str, Any]:
     """What `viewer` may see of a submission: a team sees its status, errors and warnings
     always (warnings are truth-free), its metrics only when the challenge's team_feedback is
     "score"; jury and organizers see all."""
     body: dict[str, Any] = {
-        "id": row["id"], "team": row["team"], "challenge": row["challenge"],
-        "received_at": iso(row["received_at"]), "sha256": row["sha256"], "size": row["size"],
-        "filename": row["filename"], "status": row["status"],
+        "id": submission.id, "team": submission.team, "challenge": submission.challenge,
+        "received_at": iso(submission.received_at), "sha256": submission.sha256,
+        "size": submission.size, "filename": submission.filename, "status": submission.status,
     }
     full = viewer is not None and viewer.role in (Role.JURY, Role.ORGANIZER)
-    if row["status"] in ("scored", "invalid"):
-        body["errors"] = decode_json(row["errors"]) or []
-        body["warnings"] = decode_json(row["warnings"]) or []
-        if full or row["team_feedback"] == Feedback.SCORE:
-            body["metrics"] = decode_json(row["metrics"])
+    if submission.final:
+        body["errors"] = submission.errors
+        body["warnings"] = submission.warnings
+        if full or submission.team_feedback is Feedback.SCORE:
+            body["metrics"] = submission.metrics
         if full:
-            body["scorer_version"] = row["scorer_version"]
-            body["scored_at"] = iso(row["scored_at"])
+            body["scorer_version"] = submission.scorer_version
+            body["scored_at"] = iso(submission.scored_at)
     return body
 
 
-def may_see(viewer: Principal | None, row: asyncpg.Record) -> bool:
+def may_see(viewer: Principal | None, submission: Submission) -> bool:
     if viewer is None:
         return False
     if viewer.role is Role.TEAM:
-        return viewer.team_id == row["team_id"]
+        return viewer.team_id == submission.team_id
     return True
-
-
-async def fetch_submission(conn: asyncpg.Connection, submission_id: int
-                           ) -> asyncpg.Record | None:
-    return await conn.fetchrow(f"SELECT {SUBMISSION_COLUMNS} {_FROM} WHERE s.id = $1",  # noqa: S608
-                               submission_id)
-
-
-async def fetch_submissions(conn: asyncpg.Connection, *, challenge_id: int | None = None,
-                            team_id: int | None = None, limit: int = 1000
-                            ) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        f"""SELECT {SUBMISSION_COLUMNS} {_FROM}
-            WHERE ($1::int IS NULL OR s.challenge_id = $1)
-              AND ($2::int IS NULL OR s.team_id = $2)
-            ORDER BY s.id DESC LIMIT $3""",  # noqa: S608
-        challenge_id, team_id, limit)
 
 
 async def insert_submission(conn: asyncpg.Connection, *, challenge_id: int, team_id: int,

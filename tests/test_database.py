@@ -175,3 +175,30 @@ def test_only_token_hashes_are_stored(database_url: str, example_event: Path,
     roles = sorted(row[2] for row in snap["credential"])
     assert roles == ["jury", "organizer"] + ["team"] * 4
     assert Credential(Role.JURY, None, "x").label == "jury"
+
+
+def test_a_migration_changed_after_it_was_applied_is_refused(database_url: str,
+                                                             tmp_path: Path) -> None:
+    from server.database import MigrationChanged
+
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "0001_first.sql").write_text("CREATE TABLE first (id int);")
+
+    async def go() -> None:
+        conn = await _connect(database_url)
+        try:
+            assert await migrate(conn, folder) == ["0001_first"]
+            # A database migrated before texts were recorded gets the text it has now.
+            await conn.execute("UPDATE schema_migration SET sha256 = NULL")
+            assert await migrate(conn, folder) == []
+            assert await conn.fetchval("SELECT sha256 FROM schema_migration") is not None
+            (folder / "0001_first.sql").write_text("CREATE TABLE first (id bigint);")
+            (folder / "0002_second.sql").write_text("CREATE TABLE second (id int);")
+            with pytest.raises(MigrationChanged, match="0001_first.sql was changed after it "
+                                                       "was applied"):
+                await migrate(conn, folder)
+            assert await conn.fetchval("SELECT to_regclass('second')") is None
+        finally:
+            await conn.close()
+    run(go())

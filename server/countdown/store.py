@@ -4,7 +4,6 @@ the log and notifies every server process."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -22,32 +21,9 @@ from server.errors import TeamNotRegistered, UnknownChallenge, UnknownTeam
 from server.leaderboard import bump_board
 from server.notify import notify
 from server.queries import challenge_slugs, is_registered, team_id_by_name
-
-
-@dataclass(frozen=True)
-class Extension:
-    team_id: int
-    team: str
-    extra: timedelta
-
-
-async def extensions(conn: asyncpg.Connection, challenge_id: int | None = None
-                     ) -> dict[int, list[Extension]]:
-    """Per-team extensions by challenge id."""
-    rows = await conn.fetch(
-        """SELECT e.challenge_id, e.team_id, t.name, e.extra FROM team_extension e
-           JOIN team t ON t.id = e.team_id
-           WHERE $1::int IS NULL OR e.challenge_id = $1 ORDER BY lower(t.name)""",
-        challenge_id)
-    found: dict[int, list[Extension]] = {}
-    for r in rows:
-        found.setdefault(r["challenge_id"], []).append(Extension(r["team_id"], r["name"],
-                                                                 r["extra"]))
-    return found
-
-
-def latest(extensions: list[Extension]) -> timedelta:
-    return max((e.extra for e in extensions), default=NO_EXTENSION)
+from server.store import challenges as challenge_store
+from server.store.challenges import Challenge
+from server.store.extensions import extensions, latest
 
 
 async def _save(conn: asyncpg.Connection, challenge_id: int, c: Countdown,
@@ -81,66 +57,63 @@ async def act(conn: asyncpg.Connection, slug: str, action: str, *, actor: str,
         if team_id is None:
             raise UnknownTeam(team)
     async with conn.transaction():
-        row = await conn.fetchrow(
-            """SELECT id, state, duration, started_at, deadline, remaining, closed_at,
-                      freeze_window, frozen_at
-               FROM challenge WHERE slug = $1 AND in_event FOR UPDATE""", slug)
-        if row is None:
+        challenge = await challenge_store.challenge(conn, slug, lock="FOR UPDATE")
+        if challenge is None:
             raise UnknownChallenge(slug, await challenge_slugs(conn))
         now = await conn.fetchval("SELECT podium_now()")
-        ext = (await extensions(conn, row["id"])).get(row["id"], [])
-        before = Countdown.of(row)
+        ext = (await extensions(conn, challenge.id)).get(challenge.id, [])
+        before = challenge.countdown
         if action == "extend" and team is not None and team_id is not None:
-            if not await is_registered(conn, team_id, row["id"]):
+            if not await is_registered(conn, team_id, challenge.id):
                 raise TeamNotRegistered(team, slug)
             current = next((e.extra for e in ext if e.team_id == team_id), NO_EXTENSION)
             extra = extend_team(before, current, now, seconds, latest_extension=latest(ext))
             await conn.execute(
                 """INSERT INTO team_extension (challenge_id, team_id, extra) VALUES ($1, $2, $3)
                    ON CONFLICT (challenge_id, team_id) DO UPDATE SET extra = EXCLUDED.extra""",
-                row["id"], team_id, extra)
+                challenge.id, team_id, extra)
             after = before
             team_phase = phase_at(after, now, extra)
-            await _log(conn, row["id"], action, seconds, team_id, actor, team_phase.state,
+            await _log(conn, challenge.id, action, seconds, team_id, actor, team_phase.state,
                        team_phase.deadline)
         elif action == "close" and keep_extensions:
             after, kept = close_keeping_extensions(before, now,
                                                    {e.team_id: e.extra for e in ext})
-            await _save(conn, row["id"], after, "organizer" if after.state == "closed" else None)
-            await conn.execute("DELETE FROM team_extension WHERE challenge_id = $1", row["id"])
+            await _save(conn, challenge.id, after, "organizer" if after.state == "closed" else None)
+            await conn.execute("DELETE FROM team_extension WHERE challenge_id = $1", challenge.id)
             await conn.executemany(
                 "INSERT INTO team_extension (challenge_id, team_id, extra) VALUES ($1, $2, $3)",
-                [(row["id"], team, extra) for team, extra in kept.items()])
-            await _freeze_if_due(conn, row, before, now, closing=True)
+                [(challenge.id, team, extra) for team, extra in kept.items()])
+            await _freeze_if_due(conn, challenge, before, now, closing=True)
             names = ", ".join(e.team for e in ext if e.team_id in kept)
-            await _log(conn, row["id"], action, None, None, actor,
+            await _log(conn, challenge.id, action, None, None, actor,
                        f"closed except {names}" if kept else "closed",
                        phase_at(after, now).deadline)
         else:
             after = transition(before, action, now, seconds=seconds,
                                latest_extension=latest(ext))
-            await _save(conn, row["id"], after,
+            await _save(conn, challenge.id, after,
                         "organizer" if action == "close" else None)
-            await _freeze_if_due(conn, row, before, now, closing=action == "close")
+            await _freeze_if_due(conn, challenge, before, now, closing=action == "close")
             phase = phase_at(after, now)
-            await _log(conn, row["id"], action, seconds, None, actor, after.state,
+            await _log(conn, challenge.id, action, seconds, None, actor, after.state,
                        phase.deadline)
         await notify(conn, {"type": "clock", "challenge": slug})
 
 
-async def _freeze_if_due(conn: asyncpg.Connection, row: asyncpg.Record, before: Countdown,
+async def _freeze_if_due(conn: asyncpg.Connection, challenge: Challenge, before: Countdown,
                          now: datetime, *, closing: bool) -> None:
     """Records the start of the board's freeze when an action happens inside the freeze
     window, or when a challenge with a freeze closes before reaching it."""
-    if row["frozen_at"] is not None or row["freeze_window"] <= timedelta(0):
+    if challenge.frozen_at is not None or challenge.freeze_window <= timedelta(0):
         return
-    started = freeze_start(before, now, row["freeze_window"], None)
+    started = freeze_start(before, now, challenge.freeze_window, None)
     if started is None and closing:
         started = now
     if started is not None:
-        await conn.execute("UPDATE challenge SET frozen_at = $2 WHERE id = $1", row["id"],
+        await conn.execute("UPDATE challenge SET frozen_at = $2 WHERE id = $1", challenge.id,
                            started)
-        await bump_board(conn, row["id"])
+        await bump_board(conn, challenge.id)
 
 
 async def start_freezes(conn: asyncpg.Connection) -> list[str]:
@@ -215,5 +188,5 @@ async def fetch_log(conn: asyncpg.Connection, limit: int = 200) -> list[asyncpg.
            ORDER BY l.id DESC LIMIT $1""", limit)
 
 
-__all__ = ["act", "close_expired", "extensions",
+__all__ = ["act", "close_expired",
            "fetch_log", "next_deadline", "start_freezes"]
