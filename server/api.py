@@ -1,4 +1,4 @@
-"""The JSON API under /api/v1 (SPEC §5) and the health check."""
+"""The JSON API under /api/v1 (docs/api.md) and the health check."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from server.isotime import iso
 from server.keys import CONNECTIONS, EVENT, LOOP_MONITOR, POOL
 from server.leaderboard import board
 from server.release import download
-from server.session import operator_name, operator_of, set_operator
+from server.session import operator_name
 from server.storage import STORAGE, disk_report
 from server.store import challenges as challenge_store
 from server.store import submissions as submission_store
+from server.store.sessions import operator_of, set_operator
 from server.submission import (
     may_see,
     submission_json,

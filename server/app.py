@@ -46,7 +46,7 @@ from server.keys import (
 from server.listener import Listener
 from server.loader import load_event
 from server.loop_monitor import LoopMonitor
-from server.release import store as release_store
+from server.release import arming
 from server.resources import resource_dir
 from server.storage import STORAGE, Storage, housekeeping
 from server.worker import Scoring
@@ -147,7 +147,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             report = await load_event(conn, app[EVENT], credentials)
         log.info("event %r loaded from %s (%s)", app[EVENT].name, app[EVENT].path,
                  "updated" if report.changed else "unchanged")
-        await release_store.arm(pool, app[EVENT], config.data_dir, config.allow_release)
+        await arming.arm(pool, app[EVENT], config.data_dir, config.allow_release)
         app[POOL] = pool
         yield
     finally:

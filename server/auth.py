@@ -23,7 +23,8 @@ from server.access import Principal, Role, hash_token
 from server.errors import CrossOrigin, InvalidToken, SessionExpired, TokenRequired, WrongRole
 from server.keys import CONFIG, POOL, PRINCIPAL
 from server.queries import principal_for_token
-from server.session import cookie_name, principal_for_session
+from server.session import cookie_name
+from server.store.sessions import principal_for_session
 
 _POLICY = "__podium_roles__"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -14,7 +14,7 @@ from server.countdown import phase_at
 from server.countdown.schedule import NO_EXTENSION, allowed_actions
 from server.errors import NotRegistered, UnknownChallenge
 from server.isotime import iso
-from server.release.store import release_views
+from server.release.arming import release_views
 from server.store import challenges as challenge_store
 from server.store.challenges import Challenge
 from server.store.extensions import Extension, extensions, latest

@@ -1,4 +1,4 @@
-"""The websocket channels (SPEC §6; docs/architecture.md, "Live updates"): what each shows,
+"""The websocket channels (docs/api.md; docs/architecture.md, "Live updates"): what each shows,
 to whom, and which announcements refresh it. The app registers them with the hub and the
 listener (`register`); the hub and the listener know nothing of challenges or boards.
 
@@ -21,6 +21,7 @@ from server.hub import Channel, ForbiddenChannel, Hub, Message, UnknownChannel
 from server.isotime import iso
 from server.leaderboard import board
 from server.listener import Event, Listener
+from server.queries import database_now
 from server.store import submissions as submission_store
 from server.submission import submission_json
 
@@ -62,7 +63,7 @@ async def submissions_snapshot(conn: asyncpg.Connection, principal: Principal | 
         raise ForbiddenChannel(channel)
     team_id = principal.team_id if principal.role is Role.TEAM else None
     rows = await submission_store.submissions(conn, team_id=team_id, limit=200)
-    now = await conn.fetchval("SELECT podium_now()")
+    now = await database_now(conn)
     return {"type": "submissions", "submissions": [submission_json(r, principal) for r in rows],
             "server_time": iso(now)}
 

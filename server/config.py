@@ -21,7 +21,7 @@ LINKS = ("serve", "demo", "tokens")
 
 @dataclass(frozen=True)
 class Config:
-    # SPEC §1 names the flag `--event`.
+    # The command line's contract (docs/cli.md) names the flag `--event`.
     event_path: Path = setting(help="the event file (TOML)", commands=EVENT, flag="--event",
                                metavar="FILE")
     host: str = setting("127.0.0.1", "the address to listen on (0.0.0.0: every interface)",

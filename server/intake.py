@@ -1,4 +1,4 @@
-"""Uploads (SPEC §5 `POST /challenges/{slug}/submissions`).
+"""Uploads (`POST /api/v1/challenges/{slug}/submissions`, docs/api.md).
 
 The request's start is read from the database's clock before a byte of the body is read; the
 body is streamed to disk while hashed, never held in memory; the file is fsynced and renamed

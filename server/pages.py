@@ -18,19 +18,17 @@ from server.errors import BadLogin, InvalidToken
 from server.keys import CONFIG, EVENT, POOL, TEMPLATES
 from server.leaderboard import may_view
 from server.resources import resource_dir
-from server.session import (
-    SESSION_LIFETIME,
-    cookie_name,
-    open_session,
-    operator_name,
-    operator_of,
-    revoke_session,
-    served_over_https,
-    set_operator,
-)
+from server.session import cookie_name, operator_name, served_over_https
 from server.storage import STORAGE, disk_report
 from server.store import challenges as challenge_store
 from server.store import submissions as submission_store
+from server.store.sessions import (
+    SESSION_LIFETIME,
+    open_session,
+    operator_of,
+    revoke_session,
+    set_operator,
+)
 from server.submission import submission_json, team_standing
 
 LOGIN_BODY_BYTES = 4096

@@ -1,4 +1,5 @@
-"""`GET /ws`: subscribe to channels, receive a snapshot of each, then every change (SPEC §6)."""
+"""`GET /ws`: subscribe to channels, receive a snapshot of each, then every change
+(docs/api.md)."""
 
 from __future__ import annotations
 

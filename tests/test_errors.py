@@ -24,7 +24,7 @@ from server.errors import PodiumError
 from tests.helpers import ROOT, AppServer, set_challenge_keys
 from tests.test_session import cookie_header, login, raw, session_cookie
 
-# The statuses the API's contract allows for an error (SPEC §5).
+# The statuses the API's contract allows for an error (docs/api.md).
 CONTRACT_STATUSES = {400, 401, 403, 404, 408, 409, 413, 422, 429, 507}
 
 

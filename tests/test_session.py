@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from server.app import SECURITY_HEADERS
-from tests.helpers import AppServer, Client, run
+from tests.helpers import AppServer, Client, DatabaseClock, run
 
 
 def raw(server: Client, method: str, path: str, body: bytes | None = None,
@@ -92,6 +92,19 @@ def test_the_cookie_holds_a_random_session_id_stored_hashed_and_revoked_at_logou
                                   cookie_header(first))[1])[1]
     assert me(server, cookie_header(first))[0] == 401
     assert me(server, cookie_header(second))[1]["team"] == "Pixel Anatomy"
+
+
+def test_a_session_ends_after_its_lifetime_by_the_databases_clock(
+        server: Client, clock: DatabaseClock) -> None:
+    from server.store.sessions import SESSION_LIFETIME
+
+    clock.freeze()
+    value = session_cookie(login(server, server.tokens()["jury"])[1])[1]
+    clock.advance(SESSION_LIFETIME.total_seconds() - 1)
+    assert me(server, cookie_header(value))[1]["role"] == "jury"
+    clock.advance(2)
+    status, body = me(server, cookie_header(value))
+    assert (status, body["error"]["code"]) == (401, "session_expired")
 
 
 @pytest.mark.parametrize("foreign", [

@@ -23,7 +23,7 @@ from tests.helpers import EXAMPLE_EVENT, PODIUM, ROOT, AppServer
 
 SETTINGS = [*declared(Config), *declared(Remote)]
 DOC = ROOT / "docs" / "settings.md"
-# The flags whose name SPEC §1 fixes otherwise than the rule.
+# The flags whose name the command line's contract (docs/cli.md) fixes otherwise.
 SPEC_FLAGS = {"event_path": "--event"}
 
 

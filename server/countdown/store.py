@@ -20,7 +20,7 @@ from server.countdown.schedule import (
 from server.errors import TeamNotRegistered, UnknownChallenge, UnknownTeam
 from server.leaderboard import bump_board
 from server.notify import notify
-from server.queries import challenge_slugs, is_registered, team_id_by_name
+from server.queries import challenge_slugs, database_now, is_registered, team_id_by_name
 from server.store import challenges as challenge_store
 from server.store.challenges import Challenge
 from server.store.extensions import extensions, latest
@@ -60,7 +60,7 @@ async def act(conn: asyncpg.Connection, slug: str, action: str, *, actor: str,
         challenge = await challenge_store.challenge(conn, slug, lock="FOR UPDATE")
         if challenge is None:
             raise UnknownChallenge(slug, await challenge_slugs(conn))
-        now = await conn.fetchval("SELECT podium_now()")
+        now = await database_now(conn)
         ext = (await extensions(conn, challenge.id)).get(challenge.id, [])
         before = challenge.countdown
         if action == "extend" and team is not None and team_id is not None:
@@ -141,7 +141,7 @@ async def close_expired(conn: asyncpg.Connection) -> list[str]:
                FOR UPDATE SKIP LOCKED""")
         if not rows:
             return []
-        now = await conn.fetchval("SELECT podium_now()")
+        now = await database_now(conn)
         all_ext = await extensions(conn)
         for row in rows:
             countdown = Countdown.of(row)

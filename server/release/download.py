@@ -17,6 +17,7 @@ from server.auth import principal_of, requires
 from server.challenge import team_challenge
 from server.errors import NoRelease, NotStarted, ReleaseBlocked
 from server.keys import POOL
+from server.store import releases as release_store
 
 
 @requires(Role.TEAM)
@@ -26,16 +27,15 @@ async def dataset(request: web.Request) -> web.StreamResponse:
     slug = request.match_info["slug"]
     async with request.app[POOL].acquire() as conn:
         challenge = await team_challenge(conn, slug, principal.team_id)
-        release = await conn.fetchrow("SELECT * FROM release WHERE challenge_id = $1",
-                                      challenge.id)
+        release = await release_store.release(conn, challenge.id)
         if release is None:
             raise NoRelease(slug)
-        if not release["armed"]:
+        if not release.armed:
             raise ReleaseBlocked()
-        if challenge.state == "waiting" and not release["sealed"]:
+        if challenge.state == "waiting" and not release.sealed:
             raise NotStarted(f"the validation set of {slug!r} is released when the challenge "
                              "starts; download it then")
-    challenge_id, team_id, size = challenge.id, principal.team_id, release["size"]
+    challenge_id, team_id, size = challenge.id, principal.team_id, release.size
     pool = request.app[POOL]
 
     async def log_download(response: web.StreamResponse, range_start: int,
@@ -49,9 +49,9 @@ async def dataset(request: web.Request) -> web.StreamResponse:
                 challenge_id, team_id, range_start, sent,
                 complete and response.status in (200, 206) and range_start + sent >= size)
 
-    return _LoggedFileResponse(Path(release["path"]), log_download, headers={
-        "Content-Disposition": f'attachment; filename="{release["file_name"]}"',
-        "Content-Type": "application/zip", "X-Content-SHA256": release["sha256"]})
+    return _LoggedFileResponse(release.path, log_download, headers={
+        "Content-Disposition": f'attachment; filename="{release.file_name}"',
+        "Content-Type": "application/zip", "X-Content-SHA256": release.sha256})
 
 
 def _without_stale_range(request: web.BaseRequest, path: Path) -> web.BaseRequest:

@@ -1,2 +1,3 @@
-"""The store: SQL on the event's tables, returning dataclasses that presenters and rules take.
-The caller owns the connection and, where one is needed, the transaction."""
+"""The store: SQL on the event's tables, returning dataclasses that presenters and rules take
+(challenges, submissions, extensions, releases, sessions). The caller owns the connection and,
+where one is needed, the transaction; "now" is always the database's `podium_now()`."""

@@ -1,6 +1,6 @@
 """Validation-set releases on the server side: prepared (and checked) when the event is loaded,
 and what each viewer may know of them (a sealed one's key only from the start). The download
-itself is server/release/download.py.
+itself is server/release/download.py; what is stored, server/store/releases.py.
 
 A release with identifying DICOM attributes is not armed: it is prepared but refused to teams
 until the organizers clean it or override the guard with a reason (`--allow-release`).
@@ -9,7 +9,6 @@ until the organizers clean it or override the guard with a reason (`--allow-rele
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import asyncpg
 
 from server.access import Principal, Role
 from server.event import EventSpec
+from server.store import releases as release_store
 
 log = logging.getLogger(__name__)
 
@@ -68,28 +68,9 @@ async def store(conn: asyncpg.Connection, releases: list[Armed],
                 allow_reason: str | None) -> None:
     async with conn.transaction():
         for r in releases:
-            await conn.execute(
-                """INSERT INTO release (challenge_id, path, file_name, size, sha256, sealed, key,
-                                        armed, findings, allowed_reason)
-                   SELECT c.id, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10
-                   FROM challenge c WHERE c.slug = $1
-                   ON CONFLICT (challenge_id) DO UPDATE SET
-                       path = EXCLUDED.path, file_name = EXCLUDED.file_name,
-                       size = EXCLUDED.size, sha256 = EXCLUDED.sha256, sealed = EXCLUDED.sealed,
-                       key = EXCLUDED.key, armed = EXCLUDED.armed, findings = EXCLUDED.findings,
-                       allowed_reason = EXCLUDED.allowed_reason,
-                       prepared_at = podium_now()
-                   WHERE (release.path, release.sha256, release.key, release.armed,
-                          release.findings, release.allowed_reason)
-                         IS DISTINCT FROM (EXCLUDED.path, EXCLUDED.sha256, EXCLUDED.key,
-                                           EXCLUDED.armed, EXCLUDED.findings,
-                                           EXCLUDED.allowed_reason)""",
-                r.slug, str(r.path), r.path.name, r.size, r.sha256, r.sealed, r.key, r.armed,
-                json.dumps(r.findings), allow_reason if r.findings else None)
-        await conn.execute(
-            """DELETE FROM release WHERE challenge_id IN (
-                   SELECT id FROM challenge WHERE NOT (slug = ANY($1::text[])))""",
-            [r.slug for r in releases])
+            await release_store.save(conn, r.slug, r.path, r.size, r.sha256, r.sealed, r.key,
+                                     r.armed, r.findings, allow_reason if r.findings else None)
+        await release_store.forget_others(conn, [r.slug for r in releases])
 
 
 async def arm(pool: asyncpg.Pool, event: EventSpec, data_dir: Path,
@@ -109,19 +90,14 @@ def key_visible(viewer: Principal | None, registered: bool, state: str) -> bool:
 async def release_views(conn: asyncpg.Connection, viewer: Principal | None,
                         states: dict[str, str]) -> dict[str, dict[str, Any]]:
     """What `viewer` may see of each release, by slug (the key only once started)."""
-    rows = await conn.fetch(
-        """SELECT c.slug, r.file_name, r.size, r.sha256, r.sealed, r.key, r.armed,
-                  EXISTS (SELECT 1 FROM registration g WHERE g.challenge_id = c.id
-                          AND g.team_id = $1) AS registered
-           FROM release r JOIN challenge c ON c.id = r.challenge_id WHERE c.in_event""",
-        viewer.team_id if viewer else None)
+    registered = await release_store.registered_for(conn, viewer.team_id if viewer else None)
     views = {}
-    for r in rows:
-        state = states.get(r["slug"], "waiting")
-        views[r["slug"]] = {
-            "file_name": r["file_name"], "size": r["size"], "sha256": r["sha256"],
-            "sealed": r["sealed"], "armed": r["armed"],
-            "key": r["key"] if r["sealed"] and key_visible(viewer, r["registered"], state)
-            else None,
+    for r in await release_store.releases(conn):
+        state = states.get(r.challenge, "waiting")
+        views[r.challenge] = {
+            "file_name": r.file_name, "size": r.size, "sha256": r.sha256,
+            "sealed": r.sealed, "armed": r.armed,
+            "key": r.key if r.sealed and key_visible(viewer, r.challenge_id in registered,
+                                                     state) else None,
         }
     return views
