@@ -39,6 +39,14 @@ TABLE_TEXT = (
 )
 
 
+def table_format(value: str) -> dict[str, Any]:
+    """What teams are told of a kind whose submission is a two-column table: id, `value`."""
+    return {"files": [".csv", ".xlsx"],
+            "description": f"One .csv or .xlsx file, two columns: exam id, then {value}. "
+                           + TABLE_TEXT,
+            "warnings": WARNINGS_TEXT}
+
+
 @dataclass(frozen=True)
 class Metric:
     """One figure of a score: `key` as the API sends it, `label` for the workbook and the

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from server.kinds.base import TABLE_TEXT, WARNINGS_TEXT, Details, Kind, Metric
+from server.kinds.base import Details, Kind, Metric, table_format
 from server.ranking import ByMetric
 
 if TYPE_CHECKING:
@@ -61,13 +61,7 @@ KIND = Kind(
     ),
     board=("auc",),
     ranking=ByMetric("auc", higher_is_better=True),
-    format={
-        "files": [".csv", ".xlsx"],
-        "description": (
-            "One .csv or .xlsx file, two columns: exam id, then the probability of the "
-            "abnormal class in [0, 1]. " + TABLE_TEXT),
-        "warnings": WARNINGS_TEXT,
-    },
+    format=table_format("the probability of the abnormal class in [0, 1]"),
     max_upload_mb=10.0,
     load_truth=_load,
     evaluate=_evaluate,

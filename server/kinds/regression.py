@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from server.kinds.base import TABLE_TEXT, WARNINGS_TEXT, Details, Kind, Metric
+from server.kinds.base import Details, Kind, Metric, table_format
 from server.ranking import ByMetric
 
 if TYPE_CHECKING:
@@ -58,13 +58,7 @@ KIND = Kind(
     ),
     board=("mse",),
     ranking=ByMetric("mse", higher_is_better=False),
-    format={
-        "files": [".csv", ".xlsx"],
-        "description": (
-            "One .csv or .xlsx file, two columns: exam id, then the predicted value (EDSS in "
-            "[0, 10]). " + TABLE_TEXT),
-        "warnings": WARNINGS_TEXT,
-    },
+    format=table_format("the predicted value (EDSS in [0, 10])"),
     max_upload_mb=10.0,
     load_truth=_load,
     evaluate=_evaluate,

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from server.kinds import TABLE_TEXT, WARNINGS_TEXT, Kind, Metric
-from server.kinds.base import Details
+from server.kinds import Kind, Metric
+from server.kinds.base import Details, table_format
 from server.ranking import SumOfRanks
 
 
@@ -72,12 +72,7 @@ KIND = Kind(
     ),
     board=("exact", "mae"),
     ranking=SumOfRanks(on=(("exact", True), ("mae", False)), tie_break="exact"),
-    format={
-        "files": [".csv", ".xlsx"],
-        "description": "One .csv or .xlsx file, two columns: exam id, then the number of "
-                       "nodules. " + TABLE_TEXT,
-        "warnings": WARNINGS_TEXT,
-    },
+    format=table_format("the number of nodules"),
     max_upload_mb=1.0,
     load_truth=_load,
     evaluate=_evaluate,
