@@ -108,7 +108,7 @@ async def board(conn: asyncpg.Connection, slug: str, viewer: Principal | None
         now = await queries.database_now(conn)
         cutoff = freeze_start(stored.countdown, now, stored.freeze_window, stored.frozen_at)
         frozen = cutoff is not None and not sees_live(viewer)
-        (challenge,) = await challenge_results(conn, slug, details=False)
+        (challenge,) = await challenge_results(conn, [stored], details=False)
     rows = ranked(challenge, cutoff if frozen else None)
     seq = stored.board_seq
     if frozen:

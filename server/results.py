@@ -12,6 +12,8 @@ import asyncpg
 
 from server.queries import decode_json
 from server.ranking import Row
+from server.store import challenges as challenge_store
+from server.store.challenges import Challenge
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,9 @@ async def load_results(conn: asyncpg.Connection, slug: str | None = None, *,
     or only `slug`'s; without `details` (the per-exam values), as a live board needs."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         event = await conn.fetchrow("SELECT name, timezone FROM event")
-        challenges = await challenge_results(conn, slug, details=details)
+        stored = [c for c in await challenge_store.challenges(conn)
+                  if slug is None or c.slug == slug]
+        challenges = await challenge_results(conn, stored, details=details)
         teams = await conn.fetch("SELECT name FROM team WHERE in_event ORDER BY lower(name)")
         log = await conn.fetch(
             """SELECT l.at, c.slug, l.action, l.seconds, t.name AS team, l.actor, l.state_after
@@ -96,14 +100,11 @@ async def load_results(conn: asyncpg.Connection, slug: str | None = None, *,
                             state_after=r["state_after"]) for r in log))
 
 
-async def challenge_results(conn: asyncpg.Connection, slug: str | None = None, *,
+async def challenge_results(conn: asyncpg.Connection, challenges: Sequence[Challenge], *,
                             details: bool = True) -> tuple[ChallengeResults, ...]:
-    """The challenges of the event (or only `slug`), each with its registered teams and every
-    submission; run it inside a transaction to read them in one snapshot."""
-    challenges = await conn.fetch(
-        """SELECT id, slug, title, kind, counts, started_at, deadline FROM challenge
-           WHERE in_event AND ($1::text IS NULL OR slug = $1) ORDER BY position""", slug)
-    ids = [c["id"] for c in challenges]
+    """These stored challenges, each with its registered teams and every submission; run it
+    inside the transaction that read them, to read everything in one snapshot."""
+    ids = [c.id for c in challenges]
     registrations = await conn.fetch(
         """SELECT r.challenge_id, t.name FROM registration r JOIN team t ON t.id = r.team_id
            WHERE t.in_event AND r.challenge_id = any($1::int[]) ORDER BY lower(t.name)""", ids)
@@ -125,7 +126,6 @@ async def challenge_results(conn: asyncpg.Connection, slug: str | None = None, *
     for r in registrations:
         registered.setdefault(r["challenge_id"], []).append(r["name"])
     return tuple(ChallengeResults(
-        slug=c["slug"], title=c["title"], kind=c["kind"], counts=c["counts"],
-        teams=tuple(registered.get(c["id"], [])),
-        submissions=tuple(by_challenge.get(c["id"], [])),
-        started_at=c["started_at"], deadline=c["deadline"]) for c in challenges)
+        slug=c.slug, title=c.title, kind=c.kind, counts=c.counts,
+        teams=tuple(registered.get(c.id, [])), submissions=tuple(by_challenge.get(c.id, [])),
+        started_at=c.started_at, deadline=c.deadline) for c in challenges)

@@ -18,6 +18,7 @@ import asyncpg
 
 from server.access import Principal, Role
 from server.event import EventSpec
+from server.queries import team_challenges
 from server.store import releases as release_store
 
 log = logging.getLogger(__name__)
@@ -90,14 +91,15 @@ def key_visible(viewer: Principal | None, registered: bool, state: str) -> bool:
 async def release_views(conn: asyncpg.Connection, viewer: Principal | None,
                         states: dict[str, str]) -> dict[str, dict[str, Any]]:
     """What `viewer` may see of each release, by slug (the key only once started)."""
-    registered = await release_store.registered_for(conn, viewer.team_id if viewer else None)
+    team_id = viewer.team_id if viewer else None
+    registered = set(await team_challenges(conn, team_id)) if team_id is not None else set()
     views = {}
     for r in await release_store.releases(conn):
         state = states.get(r.challenge, "waiting")
         views[r.challenge] = {
             "file_name": r.file_name, "size": r.size, "sha256": r.sha256,
             "sealed": r.sealed, "armed": r.armed,
-            "key": r.key if r.sealed and key_visible(viewer, r.challenge_id in registered,
+            "key": r.key if r.sealed and key_visible(viewer, r.challenge in registered,
                                                      state) else None,
         }
     return views

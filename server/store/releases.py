@@ -78,12 +78,3 @@ async def forget_others(conn: asyncpg.Connection, kept: list[str]) -> None:
     await conn.execute(
         """DELETE FROM release WHERE challenge_id IN (
                SELECT id FROM challenge WHERE NOT (slug = ANY($1::text[])))""", kept)
-
-
-async def registered_for(conn: asyncpg.Connection, team_id: int | None) -> set[int]:
-    """The challenges a team is registered for (none without a team)."""
-    if team_id is None:
-        return set()
-    rows = await conn.fetch("SELECT challenge_id FROM registration WHERE team_id = $1",
-                            team_id)
-    return {r["challenge_id"] for r in rows}
