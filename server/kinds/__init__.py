@@ -10,13 +10,13 @@ import importlib
 import os
 import pkgutil
 
-from server.kinds.base import TABLE_TEXT, WARNINGS_TEXT, Kind, Metric
+from server.kinds.base import WARNINGS_TEXT, Kind, Metric, table_format
 
 EXTRA_ENV = "PODIUM_KINDS"
 _HELPERS = {"base"}
 
-__all__ = ["EXTRA_ENV", "TABLE_TEXT", "WARNINGS_TEXT", "Kind", "Metric", "UnknownKind",
-           "all_kinds", "discover", "get", "names"]
+__all__ = ["EXTRA_ENV", "WARNINGS_TEXT", "Kind", "Metric", "UnknownKind",
+           "all_kinds", "discover", "get", "names", "table_format"]
 
 
 class UnknownKind(ValueError):

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from server.kinds import Kind, Metric
-from server.kinds.base import Details, table_format
+from server.kinds import Kind, Metric, table_format
+from server.kinds.base import Details
 from server.ranking import SumOfRanks
 
 
@@ -40,7 +40,7 @@ def _evaluate(truth: Any, submission: Path, options: Any, name: str) -> Any:
         return Result.invalid(exc.problems, options.max_errors)
 
     def check(value: float) -> str | None:
-        return None if value >= 0 and float(value).is_integer() else "is not a whole count"
+        return None if whole_count(value, "", "") is None else "is not a whole count"
 
     values, problems = table_values(table, truth.index, label="count", check=check)
     if problems:
