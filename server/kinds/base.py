@@ -78,6 +78,10 @@ TruthLoader = Callable[[Path], Any]
 Evaluator = Callable[[Any, Path, "ScoringOptions", str], "Result"]
 Plotter = Callable[[Mapping[str, Details], Mapping[str, str]], dict[str, str]]
 Resampler = Callable[[Mapping[str, Details], Sequence[str], "Ints"], dict[str, "Floats"]]
+# A submission's stored details -> the per-exam values (in the details' `ids` order) of each
+# metric that is the mean of a per-exam value; None where an exam has no value (an empty mask
+# for a distance), which a ranking scheme replaces by its declared worst value.
+CaseValues = Callable[[Details], dict[str, list[float | None]]]
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class Kind:
     options: frozenset[str] = frozenset()   # event keys only this kind accepts
     plots: Plotter | None = None
     resample: Resampler | None = None
+    cases: CaseValues | None = None
     _by_key: dict[str, Metric] = field(default_factory=dict, init=False, repr=False,
                                        compare=False)
 

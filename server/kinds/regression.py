@@ -47,6 +47,14 @@ def _resample(details: Mapping[str, Details], teams: Sequence[str], draws: Ints
     return {"mse": squared[:, draws].mean(axis=2).T}
 
 
+def _cases(details: Details) -> dict[str, list[float | None]]:
+    errors = [float(p) - float(t)
+              for p, t in zip(details["predicted"], details["truth"], strict=True)]
+    squared: list[float | None] = [e * e for e in errors]
+    absolute: list[float | None] = [abs(e) for e in errors]
+    return {"mse": squared, "mae": absolute}
+
+
 KIND = Kind(
     name="regression",
     summary="a value per exam (EDSS in [0, 10])",
@@ -65,4 +73,5 @@ KIND = Kind(
     expected_file="a table: two columns",
     plots=_plots,
     resample=_resample,
+    cases=_cases,
 )

@@ -50,6 +50,12 @@ def _resample(details: Mapping[str, Details], teams: Sequence[str], draws: Ints
             "surface_mse": squared[:, draws].mean(axis=2).T}
 
 
+def _cases(details: Details) -> dict[str, list[float | None]]:
+    squared: list[float | None] = [(float(p) - float(t)) ** 2
+               for p, t in zip(details["surface_predicted"], details["surface_true"], strict=True)]
+    return {"dice": [float(v) for v in details["dice"]], "surface_mse": squared}
+
+
 KIND = Kind(
     name="segmentation-surface",
     summary="a binary mask per exam (2-D) and its surface in mm²",
@@ -91,4 +97,5 @@ KIND = Kind(
     options=frozenset({"hu_window"}),
     plots=_plots,
     resample=_resample,
+    cases=_cases,
 )

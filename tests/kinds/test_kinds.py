@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from server import kinds
+from server.evaluators import evaluate
 from server.kinds import Kind, Metric
 from server.ranking import ByMetric, Entry, Scored
 
@@ -81,3 +84,31 @@ def test_modules_named_in_the_environment_add_kinds(monkeypatch: pytest.MonkeyPa
         monkeypatch.delenv(kinds.EXTRA_ENV)
         kinds.discover()
     assert "nodule-count" not in kinds.names()
+
+
+CASE_FILES = {
+    "segmentation-surface": ("sarcopenia", "seg_valid_mixed_formats.zip"),
+    "regression": ("edss.csv", "edss_valid.xlsx"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASE_FILES))
+def test_a_kinds_per_exam_values_average_to_its_metrics(name: str) -> None:
+    """`cases` gives, for a scored file of the corpus, per-exam values whose mean is the
+    metric the file was scored with: what the per-case ranking schemes rank on."""
+    corpus = Path(__file__).resolve().parents[1] / "corpus"
+    truth, submission = CASE_FILES[name]
+    result = evaluate(name, corpus / "truth" / truth, corpus / "submissions" / submission)
+    assert result.status == "scored" and result.details is not None
+    kind = kinds.get(name)
+    assert kind.cases is not None
+    cases = kind.cases(result.details)
+    assert cases and set(cases) <= {m.key for m in kind.metrics}
+    for key, values in cases.items():
+        assert len(values) == len(result.details["ids"])
+        assert np.mean([float(v) for v in values if v is not None]) == pytest.approx(
+            result.metrics[key], rel=1e-12)
+
+
+def test_a_whole_set_metric_has_no_per_exam_values() -> None:
+    assert kinds.get("binary-probability").cases is None
