@@ -13,7 +13,7 @@ import pkgutil
 from server.kinds.base import WARNINGS_TEXT, Kind, Metric, table_format
 
 EXTRA_ENV = "PODIUM_KINDS"
-_HELPERS = {"base"}
+_HELPERS = {"base", "combined"}  # building blocks, not kinds
 
 __all__ = ["EXTRA_ENV", "WARNINGS_TEXT", "Kind", "Metric", "UnknownKind",
            "all_kinds", "discover", "get", "names", "table_format"]
