@@ -11,9 +11,11 @@ Nothing here is a person's data.
 
 from __future__ import annotations
 
+import gzip
 import io
 from dataclasses import dataclass
 
+import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -180,9 +182,6 @@ def nifti(exam: VolumeExam, volume: npt.NDArray[np.generic], *, affine: bool = T
     """A NIfTI-1 (.nii.gz) of `volume` on the exam's grid, indexed [column, row, slice] with
     the series' affine (as dcm2niix and nibabel users write it), or with no orientation at
     all (`affine=False`: the identity, as a script that forgot it writes)."""
-    import gzip  # noqa: PLC0415
-
-    import nibabel as nib  # noqa: PLC0415
     data = np.ascontiguousarray(np.transpose(volume, (2, 1, 0)))
     image = nib.Nifti1Image(data, exam.affine_ras() if affine else np.eye(4))
     if affine:
@@ -193,3 +192,65 @@ def nifti(exam: VolumeExam, volume: npt.NDArray[np.generic], *, affine: bool = T
         image.header.set_qform(np.eye(4), code=0)
     raw = image.to_bytes()
     return gzip.compress(raw, compresslevel=6, mtime=0)
+
+
+# --- what teams send ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Prediction:
+    """One team's answer for one exam: its mask, its candidates (x, y, z in mm, probability),
+    the volume it measured and its probability of a probably malignant nodule."""
+
+    mask: BoolMask
+    candidates: tuple[tuple[float, float, float, float], ...]
+    volume_mm3: float
+    probability: float
+
+
+def predict(exam: VolumeExam, rng: Rng, *, skill: float, miss_below_mm: float = 0.0,
+            false_positives: float = 1.0) -> Prediction:
+    """A model's answer of some `skill` (0 to 1): nodules under `miss_below_mm` missed,
+    the others found with their size and centre off by an error that shrinks with skill,
+    about `false_positives` false candidates per exam, and the malignancy probability from
+    the measured volume."""
+    mask = np.zeros(SHAPE, dtype=bool)
+    candidates: list[tuple[float, float, float, float]] = []
+    largest = 0.0
+    for nodule in exam.nodules:
+        if nodule.diameter_mm < miss_below_mm:
+            continue
+        error = 1.0 - skill
+        centre = tuple(float(v + rng.normal(0, 0.6 * error + 0.1)) for v in nodule.centre)
+        radius = nodule.diameter_mm / 2 * float(1 + rng.normal(0, 0.25 * error))
+        ball = sphere(exam, (centre[0], centre[1], centre[2]), max(radius, 0.6))
+        mask |= ball
+        largest = max(largest, float(np.count_nonzero(ball)) * exam.voxel_mm3)
+        candidates.append((round(centre[0], 2), round(centre[1], 2), round(centre[2], 2),
+                           round(float(np.clip(rng.normal(0.55 + 0.4 * skill, 0.08), 0.05,
+                                               0.99)), 3)))
+    for _ in range(int(rng.poisson(false_positives))):
+        at = exam.world(float(rng.uniform(2, SHAPE[0] - 3)), float(rng.uniform(8, SHAPE[1] - 8)),
+                        float(rng.uniform(8, SHAPE[2] - 8)))
+        candidates.append((round(at[0], 2), round(at[1], 2), round(at[2], 2),
+                           round(float(np.clip(rng.normal(0.55 - 0.3 * skill, 0.15), 0.01,
+                                               0.95)), 3)))
+    volume = float(np.count_nonzero(mask)) * exam.voxel_mm3
+    logit = (np.log(max(largest, 1.0)) - np.log(MALIGNANT_MM3)) * (1 + 3 * skill)
+    probability = round(float(1 / (1 + np.exp(-logit + rng.normal(0, 1.0 + 6 * (1 - skill)))
+                                    )), 4)
+    return Prediction(mask, tuple(candidates), round(volume, 1), probability)
+
+
+def voxel_candidates(exam: VolumeExam, prediction: Prediction
+                     ) -> tuple[tuple[float, float, float, float], ...]:
+    """The classic mistake: candidates given as voxel indices (column, row, slice), not mm."""
+    x0, y0, z0 = exam.origin
+    return tuple((round((x - x0) / PIXEL_MM, 1), round((y - y0) / PIXEL_MM, 1),
+                  round((z - z0) / SLICE_MM, 1), p) for x, y, z, p in prediction.candidates)
+
+
+def nifti_slices_first(exam: VolumeExam, mask: BoolMask) -> bytes:
+    """The classic mistake: a slices × rows × columns array saved by nibabel as it is, with the
+    series' affine (which is meant for columns × rows × slices)."""
+    image = nib.Nifti1Image(np.ascontiguousarray(mask.astype(np.uint8)), exam.affine_ras())
+    return gzip.compress(image.to_bytes(), compresslevel=6, mtime=0)
