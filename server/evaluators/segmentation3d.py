@@ -151,8 +151,8 @@ def _load_truth(path: Path) -> VolumeTruth:
         mask_path = masks[exam_id]
         notes: list[Problem] = []
         try:
-            labels = _read_truth_mask(mask_path, grid, notes)
-            exams[exam_id] = VolumeExam(grid, _structures(labels, mask_path))
+            exams[exam_id] = VolumeExam(grid, _structures(_read_truth_mask(mask_path, grid,
+                                                                           notes)))
         except Invalid as exc:
             errors.append(f"{mask_path}: {exc}")
             continue
@@ -163,9 +163,7 @@ def _load_truth(path: Path) -> VolumeTruth:
         if undeclared := [v for v in found if v not in names]:
             errors.append(f"{path / 'labels.csv'}: the truth masks hold labels "
                           f"{listing([str(v) for v in undeclared])}, not declared here")
-        labels = tuple(sorted(names))
-    else:
-        labels = tuple(found)
+    labels = tuple(sorted(names)) if names else tuple(found)
     if not labels and not errors:
         errors.append(f"{masks_dir}: every truth mask is empty; there is nothing to segment")
     if errors:
@@ -217,7 +215,7 @@ def _read_truth_mask(path: Path, grid: VolumeGrid, notes: list[Problem]) -> npt.
     return read_nifti(data, path.name, grid, None, notes)
 
 
-def _structures(labels: npt.NDArray[Any], path: Path) -> dict[int, Structure]:
+def _structures(labels: npt.NDArray[Any]) -> dict[int, Structure]:
     box = bounding_box(labels)
     if box is None:
         return {}
@@ -456,8 +454,9 @@ def _value_problem(crop: npt.NDArray[Any], truth: VolumeTruth, place: str,
     shown = ", ".join(str(v) for v in other[:6]) + (", …" if len(other) > 6 else "")
     return Problem(
         "unknown_label",
-        f"mask {place} holds {plural(len(other), 'value')} that {'is' if len(other) == 1 else 'are'}"
-        f" not a label of this challenge ({shown}); the labels are {labels}, 0 the background",
+        f"mask {place} holds {plural(len(other), 'value')} that "
+        f"{'is' if len(other) == 1 else 'are'} not a label of this challenge ({shown}); the "
+        f"labels are {labels}, 0 the background",
         exam_id, group=f"masks hold values that are not labels of this challenge; the labels "
         f"are {labels}, 0 the background")
 
