@@ -219,7 +219,7 @@ def _structures(labels: npt.NDArray[Any]) -> dict[int, Structure]:
     box = bounding_box(labels)
     if box is None:
         return {}
-    crop = labels[tuple(slice(lo, h) for lo, h in zip(*box, strict=True))]
+    crop = labels[_slices(box)]
     values = np.unique(crop)
     bad = [v for v in values.tolist() if not float(v).is_integer() or v < 0]
     if bad:
@@ -232,11 +232,9 @@ def _structures(labels: npt.NDArray[Any]) -> dict[int, Structure]:
         inside = crop == value
         own = bounding_box(inside)
         assert own is not None
-        low = tuple(b + o for b, o in zip(box[0], own[0], strict=True))
-        high = tuple(b + o for b, o in zip(box[0], own[1], strict=True))
-        part = inside[tuple(slice(lo, h) for lo, h in zip(*own, strict=True))]
-        out[int(value)] = Structure((low, high), np.packbits(part.reshape(-1)),  # type: ignore[arg-type]
-                                    int(np.count_nonzero(part)))
+        part = inside[_slices(own)]
+        out[int(value)] = Structure((_plus(box[0], own[0]), _plus(box[0], own[1])),
+                                    np.packbits(part.reshape(-1)), int(np.count_nonzero(part)))
     return out
 
 
@@ -380,58 +378,54 @@ def _read_mask(archive: Archive, source: _Source, grid: VolumeGrid, exam_id: str
 
 def _score_exam(labels: npt.NDArray[Any], exam: VolumeExam, truth: VolumeTruth, place: str,
                 exam_id: str, tolerance_mm: float, notes: list[Problem]) -> list[Agreement]:
+    """Each label's agreement on one exam. The mask is only read: every array made from it
+    is the size of the box around its structures, one label at a time."""
     grid = exam.grid
     box = bounding_box(labels)
-    counted: dict[int, npt.NDArray[np.bool_]] = {}
+    counts: dict[int, int] = {}
     if box is None:
         notes.append(notice("empty_mask", f"mask {place} has no foreground voxel", exam_id,
                             group="masks have no foreground voxel"))
     else:
-        crop = labels[tuple(slice(lo, h) for lo, h in zip(*box, strict=True))]
-        found = 0
-        for label in truth.labels:
-            inside = crop == label
-            voxels = int(np.count_nonzero(inside))
-            if voxels:
-                counted[label] = inside
-                found += voxels
-        if found != int(np.count_nonzero(crop)):
+        crop = labels[_slices(box)]
+        counts = {label: int(np.count_nonzero(crop == label)) for label in truth.labels}
+        if sum(counts.values()) != int(np.count_nonzero(crop)):
             raise Invalid(_value_problem(crop, truth, place, exam_id))
-    spacing = grid.spacing
     out: list[Agreement] = []
     for label in truth.labels:
         structure = exam.structures.get(label)
-        inside = counted.get(label)
-        if structure is None and inside is None:
-            out.append(Agreement(1.0, 1.0, 0.0, 0, 0))
-            continue
-        boxes = []
-        own = None
-        if inside is not None:
-            assert box is not None
-            own = bounding_box(inside)
+        boxes = [] if structure is None else [structure.box]
+        if counts.get(label) and box is not None:
+            own = bounding_box(labels[_slices(box)] == label)
             assert own is not None
-            boxes.append((tuple(b + o for b, o in zip(box[0], own[0], strict=True)),
-                          tuple(b + o for b, o in zip(box[0], own[1], strict=True))))
+            boxes.append((_plus(box[0], own[0]), _plus(box[0], own[1])))
+        if not boxes:
+            out.append(Agreement(1.0, 1.0, 0.0, 0, 0))  # absent from both
+            continue
+        low = (min(b[0][0] for b in boxes), min(b[0][1] for b in boxes),
+               min(b[0][2] for b in boxes))
+        high = (max(b[1][0] for b in boxes), max(b[1][1] for b in boxes),
+                max(b[1][2] for b in boxes))
+        predicted = labels[_slices((low, high))] == label
+        true = np.zeros(predicted.shape, dtype=np.bool_)
         if structure is not None:
-            boxes.append(structure.box)
-        low = tuple(min(b[0][a] for b in boxes) for a in range(3))
-        high = tuple(max(b[1][a] for b in boxes) for a in range(3))
-        shape = tuple(h - lo for lo, h in zip(low, high, strict=True))
-        true_box = np.zeros(shape, dtype=np.bool_)
-        if structure is not None:
-            (t0, t1, t2), (u0, u1, u2) = structure.box
-            true_box[t0 - low[0]:u0 - low[0], t1 - low[1]:u1 - low[1],
-                     t2 - low[2]:u2 - low[2]] = structure.mask()
-        predicted_box = np.zeros(shape, dtype=np.bool_)
-        if inside is not None and own is not None:
-            assert box is not None
-            p_low = tuple(box[0][a] + own[0][a] - low[a] for a in range(3))
-            p_high = tuple(box[0][a] + own[1][a] - low[a] for a in range(3))
-            predicted_box[p_low[0]:p_high[0], p_low[1]:p_high[1], p_low[2]:p_high[2]] = \
-                inside[own[0][0]:own[1][0], own[0][1]:own[1][1], own[0][2]:own[1][2]]
-        out.append(compare(true_box, predicted_box, spacing, tolerance_mm, grid.diagonal_mm))
+            t_low, t_high = structure.box
+            true[_slices((_minus(t_low, low), _minus(t_high, low)))] = structure.mask()
+        out.append(compare(true, predicted, grid.spacing, tolerance_mm, grid.diagonal_mm))
     return out
+
+
+def _slices(box: Box) -> tuple[slice, slice, slice]:
+    low, high = box
+    return slice(low[0], high[0]), slice(low[1], high[1]), slice(low[2], high[2])
+
+
+def _plus(a: tuple[int, int, int], b: tuple[int, int, int]) -> tuple[int, int, int]:
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2])
+
+
+def _minus(a: tuple[int, int, int], b: tuple[int, int, int]) -> tuple[int, int, int]:
+    return (a[0] - b[0], a[1] - b[1], a[2] - b[2])
 
 
 def _value_problem(crop: npt.NDArray[Any], truth: VolumeTruth, place: str,

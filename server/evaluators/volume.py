@@ -264,18 +264,26 @@ def mask_limit(grid: VolumeGrid) -> int:
 
 def read_nifti(data: bytes, name: str, grid: VolumeGrid, mask_id: str | None,
                notes: Notes) -> npt.NDArray[Any]:
-    """A NIfTI-1/2 label mask (`.nii` or `.nii.gz` bytes) on the exam's grid."""
+    """A NIfTI-1/2 label mask (`.nii` or `.nii.gz` bytes) on the exam's grid. The header is
+    read and the mask placed (shape, spacing and orientation checked) before the voxels are
+    inflated; a `.nii.gz` is then inflated in chunks straight into the one buffer the mask is
+    read from."""
     import nibabel as nib  # noqa: PLC0415
 
-    if data[:2] == b"\x1f\x8b":
-        data = _inflate(data, name, mask_limit(grid), mask_id)
-    if len(data) < 348:
+    limit = mask_limit(grid)
+    inflater = zlib.decompressobj(wbits=31) if data[:2] == b"\x1f\x8b" else None
+    try:
+        head = data[:HEAD] if inflater is None else inflater.decompress(data, HEAD)
+    except zlib.error as exc:
+        raise Invalid(Problem("unreadable", f"mask {name} is not a valid .nii.gz (gzip) file",
+                              mask_id)) from exc
+    if len(head) < 348:
         raise Invalid(Problem("unreadable", f"mask {name} is not a NIfTI file (too short)",
                               mask_id))
-    nifti2 = data[:4] in (b"\x1c\x02\x00\x00", b"\x00\x00\x02\x1c")
+    nifti2 = head[:4] in (b"\x1c\x02\x00\x00", b"\x00\x00\x02\x1c")
     header_class: Any = nib.Nifti2Header if nifti2 else nib.Nifti1Header
     try:
-        header = header_class.from_fileobj(io.BytesIO(data[:1024]), check=False)
+        header = header_class.from_fileobj(io.BytesIO(head), check=False)
         got = tuple(int(n) for n in header.get_data_shape())
         dtype = np.dtype(header.get_data_dtype())
         offset = int(header.get_data_offset())
@@ -290,27 +298,47 @@ def read_nifti(data: bytes, name: str, grid: VolumeGrid, mask_id: str | None,
             group=f"masks are not 3-D volumes (the exams are {grid.describe()})"))
     affine, why_none = orienting_affine(header)
     placement = place_volume(affine, why_none, dims, grid, name, mask_id)
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise Invalid(Problem("unreadable", f"mask {name} holds voxels of an unreadable type "
+                              f"({dtype})", mask_id))
     count = dims[0] * dims[1] * dims[2]
-    if dtype.hasobject or dtype.kind not in "biuf" or offset + count * dtype.itemsize > len(data):
-        raise Invalid(Problem("unreadable", f"mask {name} is truncated or of an unreadable "
-                              "type", mask_id))
-    raw = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    size = offset + count * dtype.itemsize
+    if size > limit:
+        raise Invalid(Problem(
+            "too_large", f"mask {name} declares {size} bytes, more than a mask of the exam can "
+            f"take ({limit} bytes: float64 voxels); save it as uint8", mask_id))
+    buffer = data if inflater is None else _inflate_rest(inflater, head, size, name, mask_id)
+    if len(buffer) < size:
+        raise Invalid(Problem("unreadable", f"mask {name} is truncated", mask_id))
+    raw = np.frombuffer(buffer, dtype=dtype, count=count, offset=offset)
     notes.extend(placement.notes)
     return placement.apply(raw.reshape(dims, order="F"))
 
 
-def _inflate(data: bytes, name: str, limit: int, mask_id: str | None) -> bytes:
-    inflater = zlib.decompressobj(wbits=31)
+HEAD = 64 * 1024  # more than any NIfTI header with its extensions needs before the voxels
+CHUNK = 4 * 1024**2
+
+
+def _inflate_rest(inflater: Any, head: bytes, size: int, name: str, mask_id: str | None
+                  ) -> bytearray:
+    """The first `size` bytes of a gzip stream whose first bytes `head` are inflated, in one
+    buffer of that size (zlib's own output would hold the volume twice while it is joined)."""
+    buffer = bytearray(size)
+    filled = min(len(head), size)
+    buffer[:filled] = head[:filled]
     try:
-        out = inflater.decompress(data, limit + 1)
+        while filled < size:
+            chunk = inflater.decompress(inflater.unconsumed_tail, min(CHUNK, size - filled))
+            if not chunk:
+                break
+            buffer[filled:filled + len(chunk)] = chunk
+            filled += len(chunk)
     except zlib.error as exc:
         raise Invalid(Problem("unreadable", f"mask {name} is not a valid .nii.gz (gzip) file",
                               mask_id)) from exc
-    if len(out) > limit:
-        raise Invalid(Problem(
-            "too_large", f"mask {name} expands past {limit} bytes, more than a mask of the "
-            "exam can take (float64 voxels)", mask_id))
-    return out
+    if filled < size:
+        raise Invalid(Problem("unreadable", f"mask {name} is truncated", mask_id))
+    return buffer
 
 
 def _dataset(data: bytes, name: str, mask_id: str | None) -> Any:
