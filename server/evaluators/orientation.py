@@ -362,7 +362,7 @@ def _volume_by_order(dims: tuple[int, int, int], grid: Any, why: str,
 def _volume_by_geometry(affine: npt.NDArray[np.float64], dims: tuple[int, int, int],
                         grid: Any, name: str, mask_id: str | None,
                         partial: bool) -> VolumePlacement:
-    exam_axes = np.asarray(grid.directions, dtype=np.float64)  # columns: unit exam axes
+    exam_axes = grid.axes  # columns: the unit exam axes
     exam_spacing = tuple(float(s) for s in grid.spacing)
     matched: list[tuple[int, float, float]] = []  # per mask axis: exam axis, sign, step mm
     turned = 0.0

@@ -379,7 +379,8 @@ def read_dicom_mask(data: bytes, name: str, grid: VolumeGrid, mask_id: str | Non
         notes_kind = "a FRACTIONAL SEG (probabilities)"
         raise Invalid(Problem("not_integer", f"mask {name} is {notes_kind}; send a BINARY or "
                               "LABELMAP segmentation", mask_id))
-    out = np.zeros(grid.shape, dtype=np.uint16)
+    dtype = np.uint8 if max(seg.segment_numbers, default=0) < 256 else np.uint16
+    out = np.zeros(grid.shape, dtype=dtype)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -388,7 +389,7 @@ def read_dicom_mask(data: bytes, name: str, grid: VolumeGrid, mask_id: str | Non
             if ours:
                 frames = seg.get_pixels_by_source_instance(
                     [grid.sop_uids[k] for k in ours], combine_segments=True, relabel=False,
-                    ignore_spatial_locations=True, skip_overlap_checks=True, dtype=np.uint16)
+                    ignore_spatial_locations=True, skip_overlap_checks=True, dtype=dtype)
                 if frames.shape[1:] != (grid.shape[1], grid.shape[0]):
                     raise Invalid(Problem(
                         "wrong_shape", f"mask {name}: its frames are {frames.shape[1]}×"
@@ -405,7 +406,7 @@ def read_dicom_mask(data: bytes, name: str, grid: VolumeGrid, mask_id: str | Non
                     "another frame of reference; build the SEG from the exam's own series",
                     mask_id))
             volume = seg.get_volume(combine_segments=True, relabel=False,
-                                    skip_overlap_checks=True, dtype=np.uint16)
+                                    skip_overlap_checks=True, dtype=dtype)
     except Invalid:
         raise
     except Exception as exc:  # noqa: BLE001

@@ -28,7 +28,6 @@ from .volumes import (
     labels_phantom,
     nifti_bytes,
     perturbed,
-    sitk_copy_information,
     write_series,
 )
 
@@ -52,7 +51,7 @@ class Truth:
 @pytest.fixture(scope="module")
 def truth(tmp_path_factory: pytest.TempPathFactory) -> Truth:
     """0007: NIfTI image and mask (nibabel); 0012: a DICOM series and a DICOM SEG mask
-    (highdicom); 0031: a prone DICOM series and a SimpleITK NIfTI mask."""
+    (highdicom); 0031: a prone DICOM series and a series of mask slices (pydicom)."""
     root = tmp_path_factory.mktemp("truth3d")
     (root / "images").mkdir()
     (root / "masks").mkdir()
@@ -66,9 +65,8 @@ def truth(tmp_path_factory: pytest.TempPathFactory) -> Truth:
                                     ct_volume(SPECS[exam_id], n), seed=n, study=exam_id)
               for n, exam_id in enumerate(("0012", "0031"), start=1)}
     (root / "masks" / "0012.dcm").write_bytes(highdicom_seg(series["0012"], labels["0012"]))
-    work = tmp_path_factory.mktemp("sitk")
-    (root / "masks" / "0031.nii.gz").write_bytes(
-        sitk_copy_information(labels["0031"], root / "images" / "0031", work))
+    write_series(root / "masks" / "0031", SPECS["0031"], labels["0031"], seed=21, study="0031",
+                 mask=True)
     (root / "labels.csv").write_text("label,name\n1,lobe\n2,nodule\n")
     predictions = {i: perturbed(v, seed=40 + n) for n, (i, v) in enumerate(labels.items())}
     return Truth(root, labels, series, predictions)
@@ -123,7 +121,7 @@ def reference(truth: Truth, tolerance: float) -> dict[str, float]:
             for key, values in per_exam.items()}
 
 
-def test_the_truth_reads_nifti_series_and_seg_masks_with_named_labels(truth: Truth) -> None:
+def test_the_truth_reads_nifti_seg_and_series_masks_with_named_labels(truth: Truth) -> None:
     loaded = volume_truth(truth.path)
     assert isinstance(loaded, VolumeTruth) and volume_truth(truth.path) is loaded  # cached
     assert loaded.ids == ("0007", "0012", "0031")

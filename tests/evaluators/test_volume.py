@@ -33,6 +33,8 @@ from .volumes import (
 # An oblique-free but unusual series: feet-first prone (rows and columns reversed).
 SPEC = SeriesSpec()
 PRONE = SeriesSpec(orientation=(-1, 0, 0, 0, -1, 0), position=(80.0, 95.0, -310.0))
+# A sagittal series: its axes are a turn of the patient's, not a diagonal of signs.
+SAGITTAL = SeriesSpec(orientation=(0, 1, 0, 0, 0, -1), position=(40.0, -90.0, 60.0))
 
 
 @dataclass(frozen=True)
@@ -170,17 +172,28 @@ def test_simpleitk_masks_with_copy_information_read_right_on_series_and_nifti_ex
         assert np.array_equal(got, exams.labels) and notes == []
 
 
-def test_a_prone_series_and_its_masks_read_right(tmp_path: Path) -> None:
-    files = write_series(tmp_path / "prone", PRONE, ct_volume(PRONE, 2), seed=9, study="p")
-    grid = exam_grid(tmp_path / "prone")
+@pytest.mark.parametrize("spec", [PRONE, SAGITTAL], ids=["prone", "sagittal"])
+def test_prone_and_sagittal_series_and_their_masks_read_right(spec: SeriesSpec,
+                                                              tmp_path: Path) -> None:
+    files = write_series(tmp_path / "exam", spec, ct_volume(spec, 2), seed=9, study="p")
+    grid = exam_grid(tmp_path / "exam")
+    assert np.allclose(grid.affine, spec.lps_affine(), atol=1e-4)
     labels = labels_phantom(8)
-    got, notes = _read(sitk_copy_information(labels, tmp_path / "prone", tmp_path), grid)
+    got, notes = _read(sitk_copy_information(labels, tmp_path / "exam", tmp_path), grid)
     assert np.array_equal(got, labels) and notes == []
-    got, notes = _read(nifti_bytes(labels, PRONE.ras_affine()), grid)
+    got, notes = _read(nifti_bytes(labels, spec.ras_affine()), grid)
+    assert np.array_equal(got, labels) and notes == []
+    swapped = spec.ras_affine()[:, [1, 2, 0, 3]]
+    got, notes = _read(nifti_bytes(np.transpose(labels, (1, 2, 0)), swapped), grid)
     assert np.array_equal(got, labels) and notes == []
     seg = highdicom_seg(files, labels)
     found: list[Problem] = []
     assert np.array_equal(read_dicom_mask(seg, "p.dcm", grid, "p", found), labels)
+    # By positions, on the same exam as NIfTI.
+    nifti = tmp_path / "exam.nii.gz"
+    nifti.write_bytes(nifti_bytes(ct_volume(spec, 2), spec.ras_affine()))
+    assert np.array_equal(read_dicom_mask(seg, "p.dcm", exam_grid(nifti), "p", found), labels)
+    assert found == []
 
 
 def test_a_series_of_mask_slices_is_ordered_by_position(exams: Exams, tmp_path: Path) -> None:
