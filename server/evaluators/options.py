@@ -14,6 +14,8 @@ class ScoringOptions:
     max_archive_members: int = 5000
     max_expanded_bytes: int = 4 * 1024**3
     max_errors: int = 20
+    # segmentation-3d: the tolerance of the normalised surface distance (NSD), in mm.
+    tolerance_mm: float = 1.0
 
     @classmethod
     def from_hu(cls, hu_low: float | None, hu_high: float | None) -> ScoringOptions:
@@ -22,6 +24,8 @@ class ScoringOptions:
         return cls(hu_window=hu_window)
 
     def __post_init__(self) -> None:
+        if not self.tolerance_mm > 0:
+            raise ValueError(f"tolerance_mm {self.tolerance_mm}: must be more than 0 mm")
         if self.hu_window is not None:
             low, high = self.hu_window
             if not low <= high:
