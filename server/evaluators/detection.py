@@ -484,40 +484,38 @@ def score_detection(truth: DetectionTruth, submission: Path, options: ScoringOpt
 
 # The rank bootstrap: the exams drawn, with their nodules and false positives.
 
-def resampled_cpm(details: dict[str, Any] | Any, draws: Ints, chunk_cells: int = 4_000_000
-                  ) -> Floats:
+def resampled_cpm(details: dict[str, Any] | Any, draws: Ints) -> Floats:
     """CPM on each bootstrap draw of exam indices (`draws`: draws × exams): an exam drawn
-    twice brings its nodules and false positives twice; NaN for a draw without a nodule."""
+    twice brings its nodules and false positives twice; NaN for a draw without a nodule.
+
+    Between two probabilities at which nodules are found the curve runs flat, so it is
+    drawn through two points per such probability t — before and after the candidates of
+    probability t enter — and its last point: the same lines as through every threshold,
+    with as many points as nodules found, whatever the number of false positives."""
     n = len(details["ids"])
-    nodules = np.asarray(details["nodules"], dtype=np.float64)
-    probabilities: list[float] = []
-    exams: list[int] = []
-    positive: list[bool] = []
-    for e, (tp, fp) in enumerate(zip(details["hits"], details["false_positives"],
-                                     strict=True)):
-        probabilities += [*tp, *fp]
-        exams += [e] * (len(tp) + len(fp))
-        positive += [True] * len(tp) + [False] * len(fp)
-    order = np.argsort(-np.asarray(probabilities, dtype=np.float64), kind="stable")
-    p = np.asarray(probabilities, dtype=np.float64)[order]
-    exam_of = np.asarray(exams, dtype=np.int64)[order]
-    is_tp = np.asarray(positive, dtype=bool)[order]
-    # The last candidate of each group of equal probability: one point of the curve.
-    ends = np.flatnonzero(np.append(p[1:] != p[:-1], True)) if len(p) else np.zeros(0, int)
-    out = np.empty(len(draws))
-    step = max(1, chunk_cells // max(1, len(p) + n))
-    for start in range(0, len(draws), step):
-        block = draws[start:start + step]
-        weights = np.stack([np.bincount(d, minlength=n) for d in block]).astype(np.float64)
-        total = weights @ nodules
-        w = weights[:, exam_of]
-        tp = np.cumsum(np.where(is_tp, w, 0.0), axis=1)[:, ends]
-        fp = np.cumsum(np.where(is_tp, 0.0, w), axis=1)[:, ends]
-        zeros = np.zeros((len(block), 1))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            sens = np.concatenate([zeros, tp / total[:, None]], axis=1)
-        rates = np.concatenate([zeros, fp / n], axis=1)
-        cpm = sensitivity_at(rates, sens).mean(axis=1)
-        cpm[total == 0] = np.nan
-        out[start:start + step] = cpm
-    return out
+    hits = [np.sort(np.asarray(h, dtype=np.float64)) for h in details["hits"]]
+    fps = [np.sort(np.asarray(f, dtype=np.float64)) for f in details["false_positives"]]
+    levels = np.unique(np.concatenate([*hits, np.zeros(0)]))[::-1]
+
+    def above(values: list[Floats], side: Any) -> Floats:
+        # Per exam and level: how many values lie above it (side "right": strictly).
+        return np.array([len(v) - np.searchsorted(v, levels, side=side) for v in values],
+                        dtype=np.float64).reshape(n, len(levels))
+
+    # Columns: the origin, then (before, after) for each level, then every candidate.
+    tp_at = np.concatenate([np.zeros((n, 1)),
+                            np.stack([above(hits, "right"), above(hits, "left")],
+                                     axis=2).reshape(n, -1),
+                            np.array([[len(h)] for h in hits], dtype=np.float64)], axis=1)
+    fp_at = np.concatenate([np.zeros((n, 1)),
+                            np.stack([above(fps, "right"), above(fps, "left")],
+                                     axis=2).reshape(n, -1),
+                            np.array([[len(f)] for f in fps], dtype=np.float64)], axis=1)
+    weights = np.stack([np.bincount(d, minlength=n) for d in draws]).astype(np.float64) \
+        if len(draws) else np.zeros((0, n))
+    total = weights @ np.asarray(details["nodules"], dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sensitivities = (weights @ tp_at) / total[:, None]
+    cpm = sensitivity_at((weights @ fp_at) / n, sensitivities).mean(axis=1)
+    cpm[total == 0] = np.nan
+    return np.asarray(cpm, dtype=np.float64)

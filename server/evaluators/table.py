@@ -47,6 +47,8 @@ OTHER_SEPARATORS = {" ": "spaces", "|": "vertical bars (|)", ":": "colons (:)"}
 NON_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 _NUMBER = re.compile(r"([+-]?)(\d[\d.,]*|[.,]\d+)(?:[eE]([+-]?\d+))?")
 _INTEGRAL = re.compile(r"(\d+)[.,]0+")
+# A number with a point as its only mark, as parse_number reads it; float() reads it alike.
+_PLAIN_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
 # One separator followed by exactly three digits: 12,827 is 12827 with a thousands separator
 # or 12.827 with a decimal comma; nothing in the number itself tells which.
 _AMBIGUOUS = re.compile(r"([+-]?)([1-9]\d{0,2})[.,](\d{3})")
@@ -218,6 +220,8 @@ def parse_records(data: bytes, name: str, expected_rows: int | None = None, *,
             continue
         out.append(Record(row, tuple(
             Cell(text.strip(), _cell_value(cells[k], text.strip(), text_cells))
+            if not text_cells or _PLAIN_NUMBER.fullmatch(text) is None
+            else Cell(text, float(text))  # what parse_number gives, sooner: tables are long
             for k, text in enumerate(texts))))
     return out
 

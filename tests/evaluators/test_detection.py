@@ -14,8 +14,10 @@ from server.evaluators import ScoringOptions
 from server.evaluators.detection import (
     FP_RATES,
     DetectionTruth,
+    details_froc,
     detection_truth,
     froc,
+    froc_metrics,
     match_exam,
     read_candidates,
     resampled_cpm,
@@ -270,10 +272,16 @@ def test_the_bootstrap_draws_exams_with_their_nodules_and_false_positives(
     assert cpm[0] == pytest.approx(EXPECTED_CPM, abs=1e-12)
     assert cpm[1] == pytest.approx(73 / 105, abs=1e-12)
     assert np.isnan(cpm[2])
+    # Every draw agrees with scoring the drawn exams' details through every threshold.
     rng = np.random.default_rng(5)
-    many = rng.integers(0, 4, size=(50, 4))
-    np.testing.assert_allclose(resampled_cpm(details, many, chunk_cells=30),
-                               resampled_cpm(details, many), atol=1e-12)
+    for draw in rng.integers(0, 4, size=(30, 4)):
+        drawn = {"ids": [details["ids"][k] for k in draw],
+                 **{key: [details[key][k] for k in draw]
+                    for key in ("nodules", "hits", "false_positives")}}
+        expected = (froc_metrics(details_froc(drawn))["froc_cpm"]
+                    if sum(drawn["nodules"]) else np.nan)
+        np.testing.assert_allclose(resampled_cpm(details, draw[None, :]), [expected],
+                                   atol=1e-12)
 
 
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "cp1252"])
@@ -285,3 +293,26 @@ def test_candidates_in_every_encoding_a_spreadsheet_writes(truth: DetectionTruth
     result = score_candidate_bytes(truth, data, "candidats.txt", ScoringOptions())
     assert result.status == "scored", result.errors
     assert result.metrics["froc_cpm"] == pytest.approx(EXPECTED_CPM, abs=1e-12)
+
+
+def test_the_bootstrap_agrees_with_the_full_curve_on_random_systems() -> None:
+    """Random exams with many false positives and rounded (tied) probabilities: the
+    bootstrap's few points give the CPM of every threshold's curve on each draw."""
+    rng = np.random.default_rng(11)
+    for _ in range(5):
+        n = int(rng.integers(3, 12))
+        nodules = rng.integers(0, 4, n).tolist()
+        details = {"ids": [str(k) for k in range(n)], "nodules": nodules,
+                   "hits": [np.round(rng.random(int(rng.integers(0, c + 1))), 1).tolist()
+                            for c in nodules],
+                   "false_positives": [np.round(rng.random(int(rng.integers(0, 30))), 1)
+                                       .tolist() for _ in range(n)]}
+        draws = rng.integers(0, n, size=(20, n))
+        got = resampled_cpm(details, draws)
+        for draw, value in zip(draws, got, strict=True):
+            drawn = {key: [details[key][k] for k in draw] for key in details}
+            if sum(drawn["nodules"]):
+                assert value == pytest.approx(froc_metrics(details_froc(drawn))["froc_cpm"],
+                                              abs=1e-12)
+            else:
+                assert np.isnan(value)
