@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,6 +193,19 @@ def _load_truth(path: Path) -> DetectionTruth:
     ids = tuple(nodules)
     return DetectionTruth(path, ids, IdIndex.of(ids), {
         i: np.asarray(n, dtype=np.float64).reshape(-1, 4) for i, n in nodules.items()})
+
+
+def on_exams(truth: DetectionTruth, ids: Sequence[str]) -> DetectionTruth:
+    """The nodules of `truth` on the exams `ids`, in that order (a challenge whose exams are
+    known otherwise, e.g. from its images): an exam the table does not name has no nodule;
+    a nodule on an exam that is not among them is refused."""
+    if stray := [i for i in truth.ids if i not in set(ids) and len(truth.nodules[i])]:
+        raise TruthError(f"{truth.path}: nodules of {plural(len(stray), 'exam')} that the "
+                         f"challenge does not have: {listing(stray)}")
+    ordered = tuple(ids)
+    empty = np.zeros((0, 4))
+    return DetectionTruth(truth.path, ordered, IdIndex.of(ordered),
+                          {i: truth.nodules.get(i, empty) for i in ordered})
 
 
 # Reading a table of several columns (candidates, nodules).
@@ -428,10 +441,16 @@ def details_froc(details: dict[str, Any] | Any) -> Froc:
     return froc(hits, fps, len(details["ids"]), float(sum(details["nodules"])))
 
 
-def score_candidates(truth: DetectionTruth, candidates: Candidates) -> DetectionScore:
+def score_candidates(truth: DetectionTruth, candidates: Candidates,
+                     volumes: Mapping[str, tuple[Floats, Floats]] | None = None
+                     ) -> DetectionScore:
     """Matches a checked candidates table with the truth: the metrics, the per-exam details
     (`ids`, `nodules`: counts, `hits`: the true-positive probabilities, `false_positives`:
-    the false positives' probabilities, each a list per exam in truth order), the warnings."""
+    the false positives' probabilities, each a list per exam in truth order), the warnings.
+
+    `volumes` (a challenge that releases the exams' series knows them): per exam, the lowest
+    and highest x, y, z (mm, LPS) of its voxel centres; candidates outside their exam's
+    volume are the warning `outside_exam` (voxel indices, or RAS, given for millimetres)."""
     hits: list[list[float]] = []
     fps: list[list[float]] = []
     for exam_id in truth.ids:
@@ -458,7 +477,33 @@ def score_candidates(truth: DetectionTruth, candidates: Candidates) -> Detection
         warnings.extend(constant_warning(
             candidates.name, every, "probability",
             "the FROC curve has a single point, joined to (0, 0)"))
+        if volumes is not None:
+            warnings.extend(_outside(candidates, volumes))
     return DetectionScore(froc_metrics(curve), details, tuple(warnings))
+
+
+def _outside(candidates: Candidates, volumes: Mapping[str, tuple[Floats, Floats]]
+             ) -> list[Problem]:
+    """`outside_exam`: candidates farther than a millimetre outside their exam's volume."""
+    out: dict[str, int] = {}
+    for exam_id, points in candidates.points.items():
+        if exam_id not in volumes or not len(points):
+            continue
+        low, high = (np.asarray(v, dtype=np.float64) for v in volumes[exam_id])
+        lo, hi = np.minimum(low, high) - 1.0, np.maximum(low, high) + 1.0
+        outside = int(np.count_nonzero(((points < lo) | (points > hi)).any(axis=1)))
+        if outside:
+            out[exam_id] = outside
+    if not out:
+        return []
+    total = sum(out.values())
+    return [notice(
+        "outside_exam",
+        f"{candidates.name}: {plural(total, 'candidate lies', 'candidates lie')} outside "
+        f"{'its' if total == 1 else 'their'} exam's volume, so they find no nodule: "
+        f"{listing([f'{i} ({n})' for i, n in out.items()])}. x, y, z are millimetres in the "
+        "exam's patient coordinates (DICOM LPS, as ImagePositionPatient): not voxel "
+        "indices, and not RAS (x and y negated)")]
 
 
 def score_candidate_bytes(truth: DetectionTruth, data: bytes, name: str,

@@ -316,3 +316,29 @@ def test_the_bootstrap_agrees_with_the_full_curve_on_random_systems() -> None:
                                               abs=1e-12)
             else:
                 assert np.isnan(value)
+
+
+def test_a_combined_challenge_puts_the_nodules_on_its_own_exams(truth: DetectionTruth) -> None:
+    from server.evaluators.detection import on_exams
+
+    placed = on_exams(truth, ["004", "001", "002", "003", "005"])
+    assert placed.ids == ("004", "001", "002", "003", "005")
+    assert len(placed.nodules["005"]) == 0 and placed.nodule_count == 4
+    assert placed.index.find("5") == "005"
+    with pytest.raises(TruthError, match="nodules of 1 exam that the challenge does not "
+                                         "have: 004"):
+        on_exams(truth, ["001", "002", "003"])
+
+
+def test_candidates_outside_their_exams_volume_are_a_warning(truth: DetectionTruth) -> None:
+    """Voxel indices given for millimetres: truth-free, from the exams' geometry alone."""
+    volumes = {i: (np.array([-200.0, -200, -300]), np.array([200.0, 200, 300]))
+               for i in truth.ids}
+    candidates = read_candidates(csv_bytes(frame()), "c.csv", truth)
+    assert score_candidates(truth, candidates, volumes).warnings == ()
+    voxels = frame([(i, x + 250, y + 250, z, p) for i, x, y, z, p in CANDIDATES])
+    (warning,) = score_candidates(
+        truth, read_candidates(csv_bytes(voxels), "c.csv", truth), volumes).warnings
+    assert warning.code == "outside_exam"
+    assert warning.message.startswith("c.csv: 8 candidates lie outside their exam's volume, "
+                                      "so they find no nodule: 001 (4), 002 (2), 003 (2).")
