@@ -4,10 +4,12 @@
 A candidate hits a nodule when it lies within the nodule's radius (diameter / 2, boundary
 included) of its centre, in Euclidean distance in mm. A nodule hit by several candidates counts
 once, as a true positive at the highest probability among them; its other hits are neither true
-nor false positives. A candidate that hits no nodule is a false positive. Keeping the candidates
-whose probability is at least t gives one point of the FROC curve, (false positives / exams,
-detected nodules / nodules), for every distinct probability t; the curve starts at (0, 0).
-`froc_cpm` is the mean of the sensitivities the curve reaches at 1/8, 1/4, 1/2, 1, 2, 4 and 8
+nor false positives. A candidate that hits no nodule is a false positive, unless it hits an
+irrelevant finding (LUNA16's term: a truth row flagged `irrelevant`, which no sensitivity
+counts): then it is ignored. Keeping the candidates whose probability is at least t gives one
+point of the FROC curve, (false positives / exams, detected nodules / nodules), for every
+distinct probability t; the curve starts at (0, 0). `froc_cpm` is the mean of the
+sensitivities the curve reaches at 1/8, 1/4, 1/2, 1, 2, 4 and 8
 false positives per exam (`sensitivity_at`). See docs/formats.md.
 """
 
@@ -17,7 +19,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ MAX_CANDIDATES = 1000
 
 CANDIDATE_COLUMNS = ("id", "x", "y", "z", "probability")
 NODULE_COLUMNS = ("id", "x", "y", "z", "diameter_mm")
+NODULE_OPTIONAL = ("irrelevant",)  # 1: an irrelevant finding, 0 or empty: a nodule
 # Header names a column is known by, lower case without spaces, underscores or brackets:
 # LUNA16's own files (seriesuid, coordX, coordY, coordZ, diameter_mm, probability) read as is.
 _NAMES = {
@@ -52,6 +55,8 @@ _NAMES = {
     "z": {"z", "zmm", "coordz"},
     "probability": {"probability", "prob", "p", "score", "confidence"},
     "diameter_mm": {"diametermm", "diameter", "d", "dmm"},
+    "irrelevant": {"irrelevant", "irrelevantfinding", "excluded", "exclude", "ignore",
+                   "ignored"},
 }
 _BLANK = Cell("", None)
 _NOT_NAME = re.compile(r"[\s_()\[\]\-]+")
@@ -59,12 +64,14 @@ _NOT_NAME = re.compile(r"[\s_()\[\]\-]+")
 
 @dataclass(frozen=True)
 class DetectionTruth:
-    """The exams in file order and, per exam, its nodules: rows of x, y, z, diameter (mm)."""
+    """The exams in file order and, per exam, its nodules: rows of x, y, z, diameter (mm);
+    and its irrelevant findings, alike (only the exams that have some)."""
 
     path: Path
     ids: tuple[str, ...]
     index: IdIndex
     nodules: dict[str, Floats]
+    irrelevant: dict[str, Floats] = field(default_factory=dict)
 
     @property
     def nodule_count(self) -> int:
@@ -129,13 +136,14 @@ def _load_truth(path: Path) -> DetectionTruth:
     try:
         records = parse_records(path.read_bytes(), path.name, columns=5,
                                 what=",".join(NODULE_COLUMNS))
-        columns, rows = _columns(records, path.name, NODULE_COLUMNS)
+        columns, rows = _columns(records, path.name, NODULE_COLUMNS, NODULE_OPTIONAL)
     except Invalid as exc:
         raise TruthError(f"{path}: {exc}") from exc
     except OSError as exc:
         raise TruthError(f"{path}: truth cannot be read ({exc.strerror})") from exc
     errors: list[str] = []
     nodules: dict[str, list[tuple[float, ...]]] = {}
+    irrelevant: dict[str, list[tuple[float, ...]]] = defaultdict(list)
     first_row: dict[tuple[str, tuple[float, ...]], int] = {}
     empty_rows: dict[str, int] = {}
     nodule_rows: dict[str, int] = {}
@@ -143,22 +151,23 @@ def _load_truth(path: Path) -> DetectionTruth:
         where = f"{path}: row {record.row}"
         cells = _cells(record, columns)
         exam_id = normalise_id(cells[0].text)
-        if len(record.cells) > len(columns):
-            errors.append(f"{where}: {len(record.cells)} cells; the table has "
-                          f"{len(columns)} columns ({', '.join(NODULE_COLUMNS)})")
+        width = max(len(NODULE_COLUMNS), max(columns) + 1)
+        if len(record.cells) > width:
+            errors.append(f"{where}: {len(record.cells)} cells; the table has {width} "
+                          f"columns ({', '.join((*NODULE_COLUMNS, *NODULE_OPTIONAL)[:width])})")
             continue
         if not exam_id:
             errors.append(f"{where}: empty id")
             continue
         nodules.setdefault(exam_id, [])
-        if all(not c.text for c in cells[1:]):
+        if all(not c.text for c in cells[1:5]):
             if exam_id in nodule_rows:
                 errors.append(f"{where}: exam {exam_id} is listed without a nodule, but row "
                               f"{nodule_rows[exam_id]} gives it one")
             empty_rows.setdefault(exam_id, record.row)
             continue
         values: list[float] = []
-        for name, cell in zip(NODULE_COLUMNS[1:], cells[1:], strict=True):
+        for name, cell in zip(NODULE_COLUMNS[1:], cells[1:5], strict=True):
             if cell.value is None or not math.isfinite(cell.value):
                 errors.append(f"{where}: {name} {cell.text!r} of id {exam_id} is not a "
                               "finite number" + (" (leave x, y, z and diameter_mm all empty "
@@ -167,6 +176,11 @@ def _load_truth(path: Path) -> DetectionTruth:
                 break
             values.append(cell.value)
         else:
+            flag = cells[5]
+            if flag.text and flag.value not in (0.0, 1.0):
+                errors.append(f"{where}: irrelevant {flag.text!r} of id {exam_id} is not 0 or "
+                              "1 (1: an irrelevant finding, ignored; 0 or empty: a nodule)")
+                continue
             if values[3] <= 0:
                 errors.append(f"{where}: diameter_mm {cells[4].text} of id {exam_id} is not "
                               "above 0")
@@ -181,7 +195,8 @@ def _load_truth(path: Path) -> DetectionTruth:
                 continue
             first_row[key] = record.row
             nodule_rows.setdefault(exam_id, record.row)
-            nodules[exam_id].append(tuple(values))
+            (irrelevant[exam_id] if flag.value == 1.0 else nodules[exam_id]).append(
+                tuple(values))
     if not errors and not nodules:
         errors.append(f"{path}: no exam; one row per nodule (id,x,y,z,diameter_mm), and a row "
                       "with the id alone for each exam without a nodule")
@@ -191,21 +206,27 @@ def _load_truth(path: Path) -> DetectionTruth:
         more = f"\n… and {len(errors) - 10} more" if len(errors) > 10 else ""
         raise TruthError("\n".join(errors[:10]) + more)
     ids = tuple(nodules)
-    return DetectionTruth(path, ids, IdIndex.of(ids), {
-        i: np.asarray(n, dtype=np.float64).reshape(-1, 4) for i, n in nodules.items()})
+    return DetectionTruth(path, ids, IdIndex.of(ids), _arrays(nodules), _arrays(irrelevant))
+
+
+def _arrays(rows: Mapping[str, list[tuple[float, ...]]]) -> dict[str, Floats]:
+    return {i: np.asarray(r, dtype=np.float64).reshape(-1, 4) for i, r in rows.items()}
 
 
 def on_exams(truth: DetectionTruth, ids: Sequence[str]) -> DetectionTruth:
     """The nodules of `truth` on the exams `ids`, in that order (a challenge whose exams are
     known otherwise, e.g. from its images): an exam the table does not name has no nodule;
     a nodule on an exam that is not among them is refused."""
-    if stray := [i for i in truth.ids if i not in set(ids) and len(truth.nodules[i])]:
+    known = set(ids)
+    if stray := [i for i in truth.ids if i not in known
+                 and (len(truth.nodules[i]) or i in truth.irrelevant)]:
         raise TruthError(f"{truth.path}: nodules of {plural(len(stray), 'exam')} that the "
                          f"challenge does not have: {listing(stray)}")
     ordered = tuple(ids)
     empty = np.zeros((0, 4))
     return DetectionTruth(truth.path, ordered, IdIndex.of(ordered),
-                          {i: truth.nodules.get(i, empty) for i in ordered})
+                          {i: truth.nodules.get(i, empty) for i in ordered},
+                          {i: f for i, f in truth.irrelevant.items() if i in known})
 
 
 # Reading a table of several columns (candidates, nodules).
@@ -214,21 +235,23 @@ def _canonical(text: str) -> str:
     return _NOT_NAME.sub("", text.strip().lower())
 
 
-def _columns(records: list[Record], name: str, wanted: tuple[str, ...]
-             ) -> tuple[tuple[int, ...], list[Record]]:
-    """Where each wanted column is (its cell index) and the data rows. A first row none of
-    whose cells after the first is a number is a header naming the columns (in any order);
-    without one, the columns are `wanted`, in order."""
+def _columns(records: list[Record], name: str, wanted: tuple[str, ...],
+             optional: tuple[str, ...] = ()) -> tuple[tuple[int, ...], list[Record]]:
+    """Where each wanted then optional column is (its cell index, -1 for an optional column
+    the header does not name) and the data rows. A first row none of whose cells after the
+    first is a number is a header naming the columns (in any order); without one, the
+    columns are `wanted` then `optional`, in order."""
     if not records:
         raise Invalid(Problem("empty", f"{name} has no rows; one row per {wanted[-1]}: "
                                        + ",".join(wanted)))
     first = records[0]
     if any(c.value is not None for c in first.cells[1:]) or len(first.cells) < 2:
-        return tuple(range(len(wanted))), records
+        return tuple(range(len(wanted) + len(optional))), records
     found: dict[str, list[int]] = defaultdict(list)
     unknown: list[str] = []
     for k, cell in enumerate(first.cells):
-        column = next((c for c in wanted if _canonical(cell.text) in _NAMES[c]), None)
+        column = next((c for c in (*wanted, *optional)
+                       if _canonical(cell.text) in _NAMES[c]), None)
         if column is None:
             unknown.append(f"column {k + 1} {cell.text!r}" if cell.text
                            else f"column {k + 1} (no name)")
@@ -257,11 +280,11 @@ def _columns(records: list[Record], name: str, wanted: tuple[str, ...]
             + ",".join(wanted)))
     if problems:
         raise Invalid(problems)
-    return tuple(found[c][0] for c in wanted), records[1:]
+    return tuple(found[c][0] if c in found else -1 for c in (*wanted, *optional)), records[1:]
 
 
 def _cells(record: Record, columns: tuple[int, ...]) -> list[Cell]:
-    return [record.cells[k] if k < len(record.cells) else _BLANK for k in columns]
+    return [record.cells[k] if 0 <= k < len(record.cells) else _BLANK for k in columns]
 
 
 class _Faults:
@@ -370,22 +393,30 @@ def _checked(faults: _Faults, column: str, cell: Cell, place: str, exam_id: str
 
 # Matching and the FROC.
 
-def match_exam(nodules: Floats, points: Floats, probabilities: Floats
-               ) -> tuple[Floats, Floats]:
+def _inside(points: Floats, spheres: Floats) -> npt.NDArray[np.bool_]:
+    """candidates × spheres: whether each point lies within each sphere (x, y, z, diameter),
+    its surface included."""
+    offsets = points[:, None, :] - spheres[None, :, :3]
+    squared = np.einsum("cnk,cnk->cn", offsets, offsets)
+    radius = spheres[:, 3] / 2
+    return np.asarray(squared <= (radius * radius)[None, :])
+
+
+def match_exam(nodules: Floats, points: Floats, probabilities: Floats,
+               irrelevant: Floats | None = None) -> tuple[Floats, Floats]:
     """One exam's true positives (for each detected nodule, the highest probability among the
     candidates that hit it) and false positives (the probabilities of the candidates that hit
-    no nodule). `nodules`: rows of x, y, z, diameter; `points`: rows of x, y, z."""
+    no nodule nor irrelevant finding). `nodules`, `irrelevant`: rows of x, y, z, diameter;
+    `points`: rows of x, y, z."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
     if len(points) == 0:
         return np.zeros(0), np.zeros(0)
-    if len(nodules) == 0:
-        return np.zeros(0), np.asarray(probabilities, dtype=np.float64)
-    offsets = points[:, None, :] - nodules[None, :, :3]
-    squared = np.einsum("cnk,cnk->cn", offsets, offsets)
-    radius = nodules[:, 3] / 2
-    inside = squared <= (radius * radius)[None, :]
-    detected = inside.any(axis=0)
-    best = np.where(inside, probabilities[:, None], -np.inf).max(axis=0)
-    return best[detected], probabilities[~inside.any(axis=1)]
+    inside = _inside(points, nodules)
+    missed = ~inside.any(axis=1)
+    if irrelevant is not None and len(irrelevant):
+        missed &= ~_inside(points, irrelevant).any(axis=1)
+    best = np.where(inside, probabilities[:, None], -np.inf).max(axis=0, initial=-np.inf)
+    return best[inside.any(axis=0)], probabilities[missed]
 
 
 def froc(hits: Floats, false_positives: Floats, exams: float, nodules: float) -> Froc:
@@ -456,7 +487,8 @@ def score_candidates(truth: DetectionTruth, candidates: Candidates,
     for exam_id in truth.ids:
         tp, fp = match_exam(truth.nodules[exam_id],
                             candidates.points.get(exam_id, np.zeros((0, 3))),
-                            candidates.probabilities.get(exam_id, np.zeros(0)))
+                            candidates.probabilities.get(exam_id, np.zeros(0)),
+                            truth.irrelevant.get(exam_id))
         hits.append([float(p) for p in tp])
         fps.append(sorted((float(p) for p in fp), reverse=True))
     details: dict[str, list[Any]] = {

@@ -342,3 +342,37 @@ def test_candidates_outside_their_exams_volume_are_a_warning(truth: DetectionTru
     assert warning.code == "outside_exam"
     assert warning.message.startswith("c.csv: 8 candidates lie outside their exam's volume, "
                                       "so they find no nodule: 001 (4), 002 (2), 003 (2).")
+
+
+def test_a_candidate_on_an_irrelevant_finding_is_ignored(tmp_path: Path) -> None:
+    """LUNA16's irrelevant findings: counted in no sensitivity, and a candidate on one (and on
+    no nodule) is neither a true nor a false positive."""
+    path = tmp_path / "nodules.csv"
+    path.write_text("seriesuid,coordX,coordY,coordZ,diameter_mm,excluded\n"
+                    "A,0,0,0,10,0\nA,30,0,0,4,1\nB,,,,,\nC,5,5,5,6,1\n")
+    clear_cache()
+    truth = detection_truth(path)
+    assert truth.ids == ("A", "B", "C") and truth.nodule_count == 1
+    np.testing.assert_array_equal(truth.irrelevant["C"], [[5, 5, 5, 6]])
+    rows = [("A", 0, 0, 1, 0.9),      # the nodule: TP 0.9
+            ("A", 30, 0, 1, 0.95),    # on the irrelevant finding of A: ignored
+            ("C", 5, 5, 5, 0.99),     # on C's irrelevant finding: ignored
+            ("B", 0, 0, 0, 0.5)]      # an FP
+    score = score_candidates(truth, read_candidates(csv_bytes(frame(rows)), "c.csv", truth))
+    assert score.details["hits"] == [[0.9], [], []]
+    assert score.details["false_positives"] == [[], [0.5], []]
+    # (0, 0) → t 0.9: (0, 1) → t 0.5: (1/3, 1): every sensitivity 1.
+    assert score.metrics["froc_cpm"] == 1.0
+    # Without a header, the sixth column is the flag.
+    path.write_text("A,0,0,0,10,\nA,30,0,0,4,1\n")
+    clear_cache()
+    assert detection_truth(path).nodule_count == 1
+    path.write_text("A,0,0,0,10,yes\n")
+    clear_cache()
+    with pytest.raises(TruthError, match="row 1: irrelevant 'yes' of id A is not 0 or 1"):
+        detection_truth(path)
+    # A candidate inside both a nodule and an irrelevant finding finds the nodule.
+    nodules, other = np.array([[0.0, 0, 0, 10]]), np.array([[2.0, 0, 0, 10]])
+    tp, fp = match_exam(nodules, np.array([[1.0, 0, 0], [6.0, 0, 0]]), np.array([0.3, 0.2]),
+                        other)
+    assert tp.tolist() == [0.3] and fp.size == 0
