@@ -285,6 +285,109 @@ def roc_svg(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], top: 
     return plot.svg("roc")
 
 
+def froc_svg(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+             colours: Mapping[str, str] | None = None) -> str:
+    """FROC curves, one per team: sensitivity against false positives per exam on a log
+    axis from 1/8 to 8, as LUNA16 draws them, with the seven points its CPM averages.
+    `curves[team] = (false positives per exam, sensitivities)`, the curve's points from
+    (0, 0) in order of decreasing threshold (`server.evaluators.detection.Froc`). Past its
+    last point a curve goes on flat, faded: the CPM reads it there."""
+    from server.evaluators.detection import FP_RATES, RATE_WORDS, sensitivity_at  # noqa: PLC0415
+
+    styles = _styles(colours, curves)
+    low, high = FP_RATES[0], FP_RATES[-1]
+    plot = _Plot("FROC curves", (math.log2(low), math.log2(high)), (0.0, 1.0),
+                 "Average false positives per exam", "Sensitivity",
+                 y_ticks=[(v / 5, _fmt(v / 5)) for v in range(6)])
+    plot.axes(x_ticks=[(math.log2(r), w) for r, w in zip(FP_RATES, RATE_WORDS, strict=True)])
+    legend = []
+    for team, (rates, sensitivities) in curves.items():
+        f = np.asarray(rates, dtype=np.float64)
+        s = np.asarray(sensitivities, dtype=np.float64)
+        colour, dash = styles.colour(team), styles.dash(team)
+        parts = [_series(team)]
+        if len(f):
+            at = sensitivity_at(f, s, FP_RATES)
+            end = min(high, float(f[-1]))
+            inside = [(float(a), float(b)) for a, b in zip(f, s, strict=True) if low < a < end]
+            start = sensitivity_at(f, s, (max(low, 0.0),))[0]
+            drawn = [(low, float(start)), *inside]
+            if end > low:
+                drawn.append((end, float(sensitivity_at(f, s, (end,))[0])))
+            points = " ".join(f"{plot.x(math.log2(a))},{plot.y(b)}" for a, b in drawn)
+            parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" '
+                         f'stroke-width="3.5"{dash}/>')
+            if end < high:
+                last = drawn[-1]
+                parts.append(f'<line class="beyond" x1="{plot.x(math.log2(last[0]))}" '
+                             f'y1="{plot.y(last[1])}" x2="{plot.x(math.log2(high))}" '
+                             f'y2="{plot.y(last[1])}" stroke="{colour}" stroke-width="2.5" '
+                             f'stroke-opacity="0.45"{dash}/>')
+            parts.extend(f'<circle cx="{plot.x(math.log2(r))}" cy="{plot.y(float(v))}" r="5" '
+                         f'fill="{colour}"><title>{escape(team)}: sensitivity {v:.3f} at '
+                         f'{w} FP per exam</title></circle>'
+                         for r, w, v in zip(FP_RATES, RATE_WORDS, at, strict=True))
+            suffix = f" (CPM {float(np.mean(at)):.3f})"
+        else:
+            suffix = ""
+        parts.append("</g>")
+        plot.parts.append("".join(parts))
+        legend.append(_team_entry(team, styles, suffix, mark="line"))
+    plot.legend(legend)
+    return plot.svg("froc")
+
+
+def reliability_svg(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+                    colours: Mapping[str, str] | None = None) -> str:
+    """Reliability diagram, one line per team: in each of the ten equal-width bins of
+    probability (those of the ECE), the fraction of exams labelled 1 against their mean
+    probability; a dot's area grows with its bin's exams (counted in its tooltip).
+    `curves[team] = (labels 0/1, probabilities)`."""
+    from server.evaluators.probability import (  # noqa: PLC0415 - scorers' module
+        calibration_bins,
+        expected_calibration_error,
+    )
+
+    styles = _styles(colours, curves)
+    binned = {}
+    for team, (truth, predicted) in curves.items():
+        labels = np.asarray(truth, dtype=np.float64)
+        scores = np.asarray(predicted, dtype=np.float64)
+        binned[team] = (*calibration_bins(labels, scores),
+                        expected_calibration_error(labels, scores) if len(labels) else 0.0)
+    largest = max((int(c.max()) for c, *_ in binned.values() if len(c)), default=1) or 1
+    plot = _Plot("Reliability — calibration of the probabilities", (0.0, 1.0), (0.0, 1.0),
+                 "Mean predicted probability (per bin of 0.1)",
+                 "Observed fraction labelled 1")
+    plot.axes()
+    plot.parts.append(f'<line class="reference" x1="{plot.x(0)}" y1="{plot.y(0)}" '
+                      f'x2="{plot.x(1)}" y2="{plot.y(1)}" stroke="{REFERENCE}" '
+                      f'stroke-dasharray="4 4" stroke-width="1.5"/>')
+    legend = []
+    for team, (counts, mean_predicted, observed, ece) in binned.items():
+        colour, dash = styles.colour(team), styles.dash(team)
+        used = [k for k in range(len(counts)) if counts[k] > 0]
+        points = " ".join(f"{plot.x(float(mean_predicted[k]))},{plot.y(float(observed[k]))}"
+                          for k in used)
+        dots = "".join(
+            f'<circle cx="{plot.x(float(mean_predicted[k]))}" '
+            f'cy="{plot.y(float(observed[k]))}" '
+            f'r="{3 + 9 * math.sqrt(int(counts[k]) / largest):.1f}" fill="{colour}" '
+            f'fill-opacity="0.8"><title>{escape(team)}: {int(counts[k])} exams with a '
+            f'probability in {_bin_words(k, len(counts))}, mean {mean_predicted[k]:.3f}, '
+            f'{observed[k]:.0%} labelled 1</title></circle>' for k in used)
+        plot.parts.append(_series(team) + f'<polyline points="{points}" fill="none" '
+                          f'stroke="{colour}" stroke-width="3"{dash}/>' + dots + "</g>")
+        legend.append(_team_entry(team, styles, f" (ECE {ece:.3f})", mark="line"))
+    legend.append(LegendEntry("dot area: exams in the bin", REFERENCE, "dot"))
+    plot.legend(legend)
+    return plot.svg("reliability")
+
+
+def _bin_words(k: int, bins: int) -> str:
+    return f"{'[' if k == 0 else '('}{k / bins:.1f}, {(k + 1) / bins:.1f}]"
+
+
 def _team_entry(team: str, styles: _Styles, suffix: str = "", mark: str = "box"
                 ) -> LegendEntry:
     """A team's legend line: its name, cut if need be so that the suffix (a metric) shows."""
