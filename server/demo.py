@@ -2,7 +2,9 @@
 
 The three challenges of the 2019 final with the paper's durations and kinds, data shaped like
 the real thing (512×512 CT slices at L3 in Hounsfield units with muscle masks of 100–200 cm²;
-nodule labels; EDSS at two years, skewed to mild disability), eight fictional teams, and a
+nodule labels; EDSS at two years, skewed to mild disability), plus the nodule question in full
+as the seed asked it (small 3-D chest CT series with 1 to 5 nodules: masks, candidates,
+volumes and malignancy; server/demo_volumes.py), eight fictional teams, and a
 folder of ready-made submissions per team, good ones of different quality and the mistakes
 teams really make, with `submissions/README.md` and `submissions/expected.json` saying what
 each file should give.
@@ -109,18 +111,32 @@ counts = "last"
 max_submissions = 30
 team_feedback = "score"
 leaderboard = "teams"
+
+# The nodule question as the seed asked it: detect, segment, measure, classify (3-D CT).
+[[challenges]]
+slug = "nodules-3d"
+title = "Pulmonary nodules — detect, segment, measure and classify on 3-D CT"
+kind = "nodule-task"
+duration_minutes = 120
+truth = "truth/nodules-3d"
+release = "release/nodules-3d"
+counts = "last"
+max_submissions = 30
+team_feedback = "score"
+leaderboard = "jury"
+tolerance_mm = 1.0
 """
 
 # Made-up names (checked against no company we know of), and what each registered for.
 TEAMS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Hounsfield Harriers", ("sarcopenia", "nodules")),
-    ("Bayesian Baguettes", ("nodules", "edss")),
+    ("Hounsfield Harriers", ("sarcopenia", "nodules", "nodules-3d")),
+    ("Bayesian Baguettes", ("nodules", "edss", "nodules-3d")),
     ("Pixel Pétanque", ("sarcopenia", "edss")),
-    ("Les Voxelistes", ("sarcopenia", "nodules", "edss")),
-    ("Gradient Gargoyles", ("nodules",)),
-    ("Croissant Convolution", ("sarcopenia", "nodules")),
+    ("Les Voxelistes", ("sarcopenia", "nodules", "edss", "nodules-3d")),
+    ("Gradient Gargoyles", ("nodules", "nodules-3d")),
+    ("Croissant Convolution", ("sarcopenia", "nodules", "nodules-3d")),
     ("Sagittal Sunrise", ("sarcopenia", "edss")),
-    ("Dice Rollers", ("sarcopenia", "nodules", "edss")),
+    ("Dice Rollers", ("sarcopenia", "nodules", "edss", "nodules-3d")),
 )
 
 
@@ -177,6 +193,9 @@ def write_demo_event(target: Path, *, seed: int = 2019) -> Path:
 
     examples = _write_examples(submissions, rng, exams, nodule_ids, np.array(labels),
                                edss_ids, np.array(edss))
+    # Its own generator: the 3-D task leaves the other challenges' files as they were.
+    examples += _write_nodule_task(truth / "nodules-3d", release / "nodules-3d", submissions,
+                                   np.random.default_rng([seed, 3]))
     (submissions / "README.md").write_text(_readme(examples), encoding="utf-8")
     expected = {f"{team_folder(e.team)}/{e.filename}": {
         "team": e.team, "challenge": e.challenge, "status": e.status, "codes": list(e.codes),

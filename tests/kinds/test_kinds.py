@@ -19,7 +19,7 @@ T0 = datetime(2019, 10, 13, 9, tzinfo=UTC)
 
 def test_the_seed_kinds_are_found_as_modules() -> None:
     assert set(kinds.names()) == {"segmentation-surface", "binary-probability", "regression",
-                                  "segmentation-3d", "detection"}
+                                  "segmentation-3d", "detection", "nodule-task"}
     with pytest.raises(kinds.UnknownKind, match="unknown challenge kind 'nodule-size'; "
                                                 "expected one of "):
         kinds.get("nodule-size")
