@@ -54,7 +54,7 @@ def audit(dataset: Dataset, policy: Policy = RELEASE) -> Iterator[Flag]:
         element = dataset.get(refused.tag)
         keyword = element.keyword if element is not None else "SOPClassUID"
         yield Flag(refused.tag, keyword, refused.message)
-    if declares_shifted_dates(dataset) and policy.dates is Dates.REMOVE:
+    if declares_shifted_dates(dataset):
         policy = dataclasses.replace(policy, dates=Dates.KEEP)
     ctx = Context(policy, collect_terms(dataset, policy))
     yield from _walk(dataset, ctx, "", top=True)
@@ -84,8 +84,9 @@ def _walk(dataset: Dataset, ctx: Context, prefix: str, top: bool) -> Iterator[Fl
                 yield from _walk(item, ctx, f"{path}[{index}].", top=False)
             continue
         if would_change(element, action, ctx, top=False):
-            yield Flag(tag, path, f"identifying attribute (PS3.15 E.1-1 {action}: "
-                                  f"{MEANINGS[action]})")
+            meaning = "moved by the patient's offset" if action == "C" and \
+                element.VR in ("DA", "DT") else MEANINGS[action]
+            yield Flag(tag, path, f"identifying attribute (PS3.15 E.1-1 {action}: {meaning})")
 
 
 def _private_creator(dataset: Dataset, tag: BaseTag) -> str | None:

@@ -188,7 +188,7 @@ def elements(dataset: Dataset) -> Iterator[tuple[BaseTag, DataElement | None]]:
 def blank_unread(dataset: Dataset, tag: BaseTag) -> bool:
     """Whether an element is blank, judged without loading a value left on disk (a value
     large enough to be deferred is not blank)."""
-    raw = dataset.get_item(tag)
+    raw = dataset.get_item(tag, keep_deferred=True)
     if raw is None:
         return True
     if isinstance(raw, RawDataElement):
@@ -213,7 +213,7 @@ def would_change(element: DataElement, action: str, ctx: Context, top: bool) -> 
         return False
     if action == "C":
         if element.VR in ("DA", "DT"):
-            return ctx.policy.dates is not Dates.SHIFT or _shifted(element, ctx) != value
+            return True  # a real date would be moved
         if element.VR == "TM" or element.tag == Tag(0x0008, 0x0201):
             return False  # a whole-day shift leaves times and UTC offsets as they are
         return _cleaned(value, ctx) != value

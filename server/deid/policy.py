@@ -75,10 +75,10 @@ class Policy:
 
     def method_text(self) -> str:
         """De-identification Method (LO, at most 64 characters)."""
-        names = {CLEAN_DESCRIPTORS: "clean descr", FULL_DATES: "full dates",
-                 MODIFIED_DATES: "shifted dates", PATIENT_CHARACTERISTICS: "patient chars"}
+        names = {CLEAN_DESCRIPTORS: "clean desc", FULL_DATES: "full dates",
+                 MODIFIED_DATES: "shifted dates", PATIENT_CHARACTERISTICS: "pat chars"}
         extra = [names[code] for code in self.method_codes()[1:]]
-        return "Podium PS3.15 E basic profile" + (f" + {', '.join(extra)}" if extra else "")
+        return "Podium PS3.15 E basic" + (f" + {', '.join(extra)}" if extra else "")
 
 
 def resolve(attribute: Attribute, policy: Policy) -> str:

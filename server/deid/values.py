@@ -35,7 +35,9 @@ ACCEPTED_WORDS = frozenset({"ANONYMIZED", "ANONYMISED", "ANONYMOUS", "ANON", "RE
                             "DEIDENTIFIED", "DE-IDENTIFIED", "REDACTED", "UNKNOWN"})
 _ZERO_DATE = re.compile(r"0001-?01-?01|19000101")
 _ZERO_TIME = re.compile(r"0{2}:?0{2}:?0{2}(\.0*)?|0{2}0{0,4}(\.0*)?")
-_ZERO_DATETIME = re.compile(r"(00010101|19000101)0*(\.0*)?([+-]\d{4})?")
+# A date-time on a dummy day is a dummy whatever its time (one writes 00010101010101).
+_ZERO_DATETIME = re.compile(r"(00010101|19000101)[\d.]*([+-]\d{4})?")
+_DUMMY_URL = re.compile(r"(https?://)?[\w.-]*\.invalid/?", re.IGNORECASE)
 _PSEUDONYM = re.compile(re.escape(PSEUDONYM_PREFIX) + f"[0-9A-F]{{{PSEUDONYM_HEX}}}")
 
 
@@ -69,7 +71,8 @@ def is_accepted_dummy(value: Any, vr: str, pseudonym_allowed: bool = False) -> b
     if isinstance(value, Sequence):
         return False
     if isinstance(value, bytes | bytearray):
-        return not value.strip(b"\x00")
+        words = value.strip(b"\x00 ").decode("ascii", "replace").upper()
+        return not words or words in ACCEPTED_WORDS
     values = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
     return all(_accepted_single(v, vr, pseudonym_allowed) for v in values)
 
@@ -93,6 +96,8 @@ def _accepted_single(value: Any, vr: str, pseudonym_allowed: bool) -> bool:
             return float(text) == 0
         except ValueError:
             return False
+    if vr == "UR":
+        return _DUMMY_URL.fullmatch(text) is not None or text.upper() in ACCEPTED_WORDS
     if vr == "AS":
         return text in ("000D", "000W", "000M", "000Y")
     words = {part.strip().upper() for part in text.replace("^", " ").split() if part.strip()}
