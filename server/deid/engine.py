@@ -418,7 +418,7 @@ def _rebuild_meta(dataset: Dataset, ctx: Context) -> None:
     if syntax is None:
         syntax = _syntax_read(dataset)
     meta.TransferSyntaxUID = syntax
-    meta.ImplementationClassUID = IMPLEMENTATION_UID
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_UID)
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION
     dataset.file_meta = meta
     dataset.preamble = b"\x00" * 128

@@ -32,7 +32,8 @@ DUMMIES: dict[str, Any] = {
 
 # Words other de-identifiers write in place of a value (case and spaces ignored).
 ACCEPTED_WORDS = frozenset({"ANONYMIZED", "ANONYMISED", "ANONYMOUS", "ANON", "REMOVED",
-                            "DEIDENTIFIED", "DE-IDENTIFIED", "REDACTED", "UNKNOWN"})
+                            "DEIDENTIFIED", "DE-IDENTIFIED", "REDACTED", "UNKNOWN",
+                            "PATIENT"})
 _ZERO_DATE = re.compile(r"0001-?01-?01|19000101")
 _ZERO_TIME = re.compile(r"0{2}:?0{2}:?0{2}(\.0*)?|0{2}0{0,4}(\.0*)?")
 # A date-time on a dummy day is a dummy whatever its time (one writes 00010101010101).

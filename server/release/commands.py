@@ -31,8 +31,8 @@ from server.release.guard import (
 from server.release.seal import unseal
 
 # Where the server keeps it: the data dir's default (docs/deidentification.md, "The secret").
-DEFAULT_SECRET = next(f.default for f in dataclasses.fields(Config) if f.name == "data_dir") \
-    / SECRET_FILE
+DEFAULT_SECRET = Path(next(f.default for f in dataclasses.fields(Config)
+                          if f.name == "data_dir")) / SECRET_FILE  # type: ignore[arg-type]
 
 _ITEM_INDEX = re.compile(r"\[\d+\]")
 

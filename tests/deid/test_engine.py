@@ -14,10 +14,10 @@ from deid_data import data as deid_data
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
+    UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
     SecondaryCaptureImageStorage,
-    UID,
     generate_uid,
 )
 
@@ -25,7 +25,7 @@ from server.deid import Dates, Keys, Policy, deidentify, deidentify_file, read_d
 from server.deid.audit import audit
 from server.deid.engine import DEFER_BYTES, IMPLEMENTATION_UID
 from server.deid.policy import RELEASE, resolve
-from server.deid.values import clean_text, dummy, is_blank, shift_date, shift_datetime
+from server.deid.values import dummy, is_blank, shift_date, shift_datetime
 from tests.deid.synthetic import NESTING, buildable, every_attribute_dataset
 
 KEYS = Keys(b"engine test secret of 32 bytes..")
