@@ -314,3 +314,41 @@ def test_attributes_repeated_per_frame_are_counted_once_per_file(
     out = capsys.readouterr().out
     assert ("  images/multiframe.dcm: PerFrameFunctionalGroupsSequence[*].FrameContentSequence[*]"
             ".FrameAcquisitionDateTime (0018,9074) ×5") in out
+
+
+def test_check_release_on_files_of_real_tools(tmp_path: Path, podium: Callable[..., int],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from dicomanonymizer.simpledicomanonymizer import (
+        anonymize_dicom_file,
+        initialize_actions_2024b,
+    )
+    from pydicom.data import get_testdata_file
+
+    raw, cleaned = tmp_path / "raw", tmp_path / "cleaned"
+    raw.mkdir(), cleaned.mkdir()
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        source = Path(str(get_testdata_file(name, download=False)))
+        (raw / name).write_bytes(source.read_bytes())
+        anonymize_dicom_file(str(source), str(cleaned / name),
+                             base_rules_gen=initialize_actions_2024b)
+    event = write_event(tmp_path, {"edss": "raw"})
+    assert podium("check-release", "--event", str(event)) == 1
+    out = capsys.readouterr().out
+    ct = next(line for line in out.splitlines() if line.startswith("  CT_small.dcm: "))
+    for named in ("PatientName (0010,0010)", "InstitutionName (0008,0080)",
+                  "StudyDate (0008,0020)", "private tags in groups 0009, 0011, 0019"):
+        assert named in ct
+    event = write_event(tmp_path, {"edss": "cleaned"})
+    assert podium("check-release", "--event", str(event)) == 0
+    assert "clean (2 DICOM files among 2 files)" in capsys.readouterr().out
+
+
+def test_anonymize_refuses_what_cannot_be_cleaned(tmp_path: Path, podium: Callable[..., int],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    source = write_dicom(tmp_path / "in" / "0001.dcm", Modality="US", PatientName="X^Y")
+    secret = tmp_path / "deid-secret"
+    assert podium("anonymize", str(source.parent), str(tmp_path / "out"),
+                  "--secret", str(secret)) == 1
+    err = capsys.readouterr().err
+    assert "0001.dcm cannot be de-identified: modality US" in err
+    assert not (tmp_path / "out" / "0001.dcm").exists()
