@@ -5,6 +5,7 @@ and what it derives, `values` the replacement values, `engine` the walk over a d
 `audit` what `podium check-release` flags with the same rules.
 """
 
+from server.deid.audit import Flag, audit
 from server.deid.engine import (
     Change,
     Rejection,
@@ -16,5 +17,5 @@ from server.deid.engine import (
 from server.deid.policy import RELEASE, Dates, Policy
 from server.deid.secret import Keys, load_keys
 
-__all__ = ["RELEASE", "Change", "Dates", "Keys", "Policy", "Rejection", "Result", "deidentify",
-           "deidentify_file", "load_keys", "read_dicom"]
+__all__ = ["RELEASE", "Change", "Dates", "Flag", "Keys", "Policy", "Rejection", "Result", "audit",
+           "deidentify", "deidentify_file", "load_keys", "read_dicom"]
