@@ -52,7 +52,7 @@ from server.deid.values import (
 
 PATIENT_ID = Tag(0x0010, 0x0020)
 PATIENT_NAME = Tag(0x0010, 0x0010)
-STUDY_UID = Tag(0x0020, 0x000D)
+TIMEZONE_OFFSET = Tag(0x0008, 0x0201)
 PIXEL_GROUP = 0x7FE0
 DICOM_UID_ROOT = "1.2.840.10008."  # the standard's own UIDs (SOP classes, ...): never replaced
 DATE_VRS = ("DA", "DT", "TM")
@@ -214,10 +214,11 @@ def would_change(element: DataElement, action: str, ctx: Context, top: bool) -> 
     if action == "C":
         if element.VR in ("DA", "DT"):
             return True  # a real date would be moved
-        if element.VR == "TM" or element.tag == Tag(0x0008, 0x0201):
+        if element.VR == "TM" or element.tag == TIMEZONE_OFFSET:
             return False  # a whole-day shift leaves times and UTC offsets as they are
-        return _cleaned(value, ctx) != value
-    return True
+        if element.VR in TEXT_VRS:
+            return _cleaned(value, ctx) != value
+    return True  # binary timestamps included: they get the Basic Profile's action
 
 
 def _cleaned(value: Any, ctx: Context) -> Any:
@@ -313,7 +314,7 @@ def _clean(element: DataElement, ctx: Context) -> None:
             element.value = dummy(element.VR) if moved is None else moved
         # Under another dates option a C on a date comes from no option Podium offers.
         return
-    if element.VR == "TM" or element.tag == Tag(0x0008, 0x0201):
+    if element.VR == "TM" or element.tag == TIMEZONE_OFFSET:
         return
     if element.VR in TEXT_VRS:
         element.value = _cleaned(element.value, ctx)
