@@ -14,7 +14,7 @@ volume estimate's error and AUC; equal sums to the higher AUC, the seed's only s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -65,7 +65,7 @@ def _load_folder(path: Path) -> NoduleTaskTruth:
     import numpy as np
     from scipy import ndimage
 
-    from server.evaluators.detection import detection_truth
+    from server.evaluators.detection import detection_truth, on_exams
     from server.evaluators.matching import IdIndex
     from server.evaluators.segmentation3d import volume_truth
     from server.evaluators.truth import TruthError, ValueTruth
@@ -74,13 +74,14 @@ def _load_folder(path: Path) -> NoduleTaskTruth:
     nodules_file = path / "nodules.csv"
     if not nodules_file.is_file():
         raise TruthError(f"{nodules_file}: the nodules' table (id,x,y,z,diameter_mm) is missing")
-    nodules = detection_truth(nodules_file)
-    index = IdIndex.of(masks.ids)
-    if set(nodules.ids) != set(masks.ids):
-        only_masks = sorted(set(masks.ids) - set(nodules.ids))
-        only_nodules = sorted(set(nodules.ids) - set(masks.ids))
-        raise TruthError(f"{path}: masks/ and nodules.csv list different exams (only in "
-                         f"masks/: {only_masks[:10]}; only in nodules.csv: {only_nodules[:10]})")
+    # One exam order for every part, the masks'; an exam nodules.csv leaves out has none.
+    nodules = on_exams(detection_truth(nodules_file), masks.ids)
+    unlisted = [i for i in masks.ids if masks.exams[i].structures
+                and any(s.voxels for s in masks.exams[i].structures.values())
+                and not len(nodules.nodules[i])]
+    if unlisted:
+        raise TruthError(f"{path}: masks/ shows nodules on exams nodules.csv does not list: "
+                         f"{', '.join(unlisted[:10])}")
     volumes, labels = [], []
     extents: dict[str, tuple[Floats, Floats]] = {}
     for exam_id in masks.ids:
@@ -106,8 +107,9 @@ def _load_folder(path: Path) -> NoduleTaskTruth:
         raise TruthError(f"{path}: every exam is {which} (largest nodule "
                          f"{'≥' if labels[0] else '<'} {MALIGNANT_MM3:g} mm³ in masks/): an "
                          "AUC needs both classes")
+    index = IdIndex.of(masks.ids)
     return NoduleTaskTruth(
-        masks, replace(nodules, ids=masks.ids, index=index),  # one exam order for all parts
+        masks, nodules,
         ValueTruth(path / "masks", masks.ids, np.array(volumes), index),
         ValueTruth(path / "masks", masks.ids, np.array(labels), index),
         extents)

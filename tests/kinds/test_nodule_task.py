@@ -143,7 +143,7 @@ def test_the_truth_must_hold_the_nodules_and_both_classes(
         load_truth(KIND, truth)
     (truth / "nodules.csv").write_bytes(_csv("id,x,y,z,diameter_mm", [
         (e.id, *n.centre, n.diameter_mm) for e in exams[1:] for n in e.nodules]))
-    with pytest.raises(TruthError, match="list different exams"):
+    with pytest.raises(TruthError, match=f"nodules.csv does not list: {exams[0].id}"):
         load_truth(KIND, truth)
     benign = [e for e in exams if not e.malignant]
     for e in exams:
