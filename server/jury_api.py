@@ -51,7 +51,7 @@ async def export_board_csv(request: web.Request) -> web.Response:
     results = await _results(request, slug)
     (challenge,) = results.challenges
     rows = final_boards(results)[slug]
-    return web.Response(text=board_csv(rows, kinds.get(challenge.kind)), content_type="text/csv",
+    return web.Response(text=board_csv(rows, kinds.of(challenge)), content_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{slug}.csv"'})
 
 
@@ -79,7 +79,7 @@ def reveal_step(results: EventResults, slug: str, step: int) -> dict[str, Any]:
     colours = team_colours(results.teams)
     return {
         "challenge": slug, "kind": challenge.kind,
-        "columns": kinds.get(challenge.kind).columns(), "step": len(shown),
+        "columns": kinds.of(challenge).columns(), "step": len(shown),
         "more": len(shown) < len(steps),
         "places": [{"rank": place[0].rank, "rows": [r.to_json() for r in place]}
                    for place in shown],

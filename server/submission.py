@@ -87,7 +87,7 @@ async def team_standing(conn: asyncpg.Connection, challenge: Challenge, team_id:
            WHERE challenge_id = $1 AND team_id = $2 ORDER BY id""", challenge.id, team_id)
     scored = [Scored(r["id"], "", r["received_at"], decode_json(r["metrics"]) or {})
               for r in rows if r["status"] == "scored"]
-    counted = kinds.get(challenge.kind).counted(challenge.counts, scored)
+    counted = kinds.of(challenge).counted(challenge.counts, scored)
     limit = challenge.max_submissions
     hidden = challenge.counts is Counts.BEST and challenge.team_feedback is not Feedback.SCORE
     if counted is None:

@@ -517,7 +517,7 @@ def challenge_plots(challenge: ChallengeResults, rows: Sequence[Row],
     shown = {row.team for row in rows}
     palette = colours if colours is not None else team_colours(challenge.teams)
     details = challenge.counted_details(rows)
-    kind = kinds.get(challenge.kind)
+    kind = kinds.of(challenge)
     plots: dict[str, str] = kind.plots(details, palette) if details and kind.plots else {}
     metric, higher = kind.primary.key, kind.primary.higher_is_better
     series: dict[str, list[tuple[datetime, float]]] = {}

@@ -209,7 +209,7 @@ def _results_sheet(sheet: Worksheet, results: EventResults, boards: dict[str, li
     top = Alignment(wrap_text=True, vertical="top")
     for n, challenge in enumerate(results.challenges):
         column = 2 + 2 * n
-        label = f"{challenge.title} ({kinds.get(challenge.kind).score_label})"
+        label = f"{challenge.title} ({kinds.of(challenge).score_label})"
         _put(sheet.cell(1, column), label).font = BOLD
         _put(sheet.cell(1, column + 1), "Rank").font = BOLD
         sheet.cell(1, column).alignment = top
@@ -225,7 +225,7 @@ def _results_sheet(sheet: Worksheet, results: EventResults, boards: dict[str, li
             cell = _put(sheet.cell(row_number, column), value)
             cell.alignment = Alignment(horizontal="right")
             if not isinstance(value, str):
-                cell.number_format = kinds.get(challenge.kind).score_format
+                cell.number_format = kinds.of(challenge).score_format
             if best:
                 cell.font = BOLD
             rows = boards.get(challenge.slug, [])
@@ -236,7 +236,7 @@ def _results_sheet(sheet: Worksheet, results: EventResults, boards: dict[str, li
                 rank_cell.alignment = Alignment(horizontal="right")
                 if best:
                     rank_cell.font = BOLD
-    rules = "; ".join(f"{c.title}: {kinds.get(c.kind).best_words}"
+    rules = "; ".join(f"{c.title}: {kinds.of(c).best_words}"
                       for c in results.challenges)
     notes = [
         f"Bold indicates the best result for each competition ({rules}).",
@@ -245,7 +245,7 @@ def _results_sheet(sheet: Worksheet, results: EventResults, boards: dict[str, li
         "A rank followed by = is shared with another team.",
     ]
     for challenge in results.challenges:
-        notes += [tie_note(challenge.title, kinds.get(challenge.kind), tie)
+        notes += [tie_note(challenge.title, kinds.of(challenge), tie)
                   for tie in ties(boards.get(challenge.slug, []))]
     last_column = 1 + 2 * len(results.challenges)
     sheet.column_dimensions["A"].width = 28
@@ -282,7 +282,7 @@ def _one_landscape_page(sheet: Worksheet, last_row: int, last_column: int) -> No
 
 def _challenge_sheet(sheet: Worksheet, challenge: ChallengeResults, rows: list[Row],
                      stability: dict[str, float] | None, zone: ZoneInfo) -> None:
-    kind = kinds.get(challenge.kind)
+    kind = kinds.of(challenge)
     metrics = metric_columns(kind, rows)
     ranks = kind.rank_columns
     header = ["Rank", "Team", f"Score ({kind.score_label})",
@@ -328,7 +328,7 @@ def _challenge_sheet(sheet: Worksheet, challenge: ChallengeResults, rows: list[R
 def _tie_cells(challenge: ChallengeResults, tie: Tie) -> list[tuple[str, str]]:
     """The "Tie" cell of each team of a tie: with whom, and how the rule ordered them."""
     out = []
-    rule = kinds.get(challenge.kind).tie_rule
+    rule = kinds.of(challenge).tie_rule
     for team, place in tie.ranks:
         others = [t for t, _ in tie.ranks if t != team]
         sharing = [t for t, r in tie.ranks if r == place and t != team]
