@@ -265,7 +265,7 @@ def tokens(args: argparse.Namespace) -> ExitCode:
 
 
 def score(args: argparse.Namespace) -> ExitCode:
-    from server.evaluators import ScoringOptions, evaluate
+    from server.evaluators import evaluate
 
     event = check_truth(parse_event(config_from(args).event_path))
     try:
@@ -275,7 +275,7 @@ def score(args: argparse.Namespace) -> ExitCode:
     if not args.submission.is_file():
         raise UsageError(f"submission file {args.submission} not found")
     result = evaluate(challenge.kind, challenge.truth, args.submission,
-                      ScoringOptions(hu_window=challenge.hu_window))
+                      challenge.scoring_options())
     print(json.dumps(result.to_json(), indent=2))
     return ExitCode.OK if result.status == "scored" else ExitCode.REFUSED
 

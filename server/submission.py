@@ -147,7 +147,7 @@ async def claim_next(conn: asyncpg.Connection, claimant: str) -> asyncpg.Record 
                 FOR UPDATE OF q SKIP LOCKED LIMIT 1)
               AND c.id = s.challenge_id
             RETURNING s.id, s.attempts, s.stored_path, s.filename, s.team_id, c.slug, c.kind,
-                      c.truth_path, c.hu_low, c.hu_high""",  # noqa: S608 - constant SQL
+                      c.truth_path, c.hu_low, c.hu_high, c.options""",  # noqa: S608 - constant SQL
         claimant)
 
 
