@@ -102,8 +102,9 @@ def scoring_options(options: Mapping[str, Any]) -> ScoringOptions:
     each key is the ScoringOptions field of that name; a list ([low, high]) becomes a tuple.
     Raises TypeError for a key ScoringOptions has no field for, ValueError for a bad value."""
     from server.evaluators.options import ScoringOptions
-    return ScoringOptions(**{key: tuple(value) if isinstance(value, list) else value
-                             for key, value in options.items()})
+    fields: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
+                              for key, value in options.items()}
+    return ScoringOptions(**fields)
 
 
 @dataclass(frozen=True)

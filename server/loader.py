@@ -7,9 +7,8 @@ is marked `in_event = false`, never deleted: its submissions stay where they wer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import json
+from dataclasses import dataclass
 
 import asyncpg
 

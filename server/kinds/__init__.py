@@ -1,8 +1,9 @@
 """Challenge kinds: one module per kind in this package, each defining `KIND`, a
 `server.kinds.base.Kind`. Adding a kind is adding a module here (and its tests); every other
 part of Podium asks `get(name)`, or `of(challenge)` for a challenge's kind with the ranking its
-event file declares (what boards, results, rescoring and the analysis rank by). Modules named in the environment variable PODIUM_KINDS
-(comma-separated, importable) add kinds from outside the package. See docs/kinds.md.
+event file declares (what boards, results, rescoring and the analysis rank by). Modules named
+in the environment variable PODIUM_KINDS (comma-separated, importable) add kinds from outside
+the package. See docs/kinds.md.
 """
 
 from __future__ import annotations
