@@ -609,7 +609,9 @@ def rank_distribution_svg(distributions: Sequence[Any], draws: int,
     names_bottom = y0
     slant = math.radians(BLOB_SLANT)
     for k, d in enumerate(distributions):
-        name = fit(f"{d.rank}. {d.team}", MIN_TEXT, BLOB_NAME_ROOM)
+        # Slanted up to the left: a name may not run past the picture's left edge.
+        room = min(BLOB_NAME_ROOM, (x(k) + 6 - 4) / math.cos(slant))
+        name = fit(f"{d.rank}. {d.team}", MIN_TEXT, room)
         tip = f"<title>{escape(d.team)}</title>" if not name.endswith(d.team) else ""
         px, py = x(k) + 6, y0 + 18
         parts.append(f'<text class="team-name" x="{px}" y="{py}" text-anchor="end" '
