@@ -63,8 +63,9 @@ def _analysis(results: EventResults, slug: str) -> dict[str, Any]:
     colours = team_colours(results.teams)
     ranking = ranking_analysis(challenge, boards[slug])
     return {"challenge": slug,
-            "plots": {**challenge_plots(challenge, boards[slug], results.timezone, colours),
-                      **analysis_plots(ranking, colours)},
+            # How close the teams are first: the rank distributions and significance map.
+            "plots": {**analysis_plots(ranking, colours),
+                      **challenge_plots(challenge, boards[slug], results.timezone, colours)},
             "stability": stability, "colours": colours,
             "ranking": ranking.to_json() if ranking is not None else None}
 

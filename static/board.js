@@ -126,11 +126,15 @@ const PodiumBoard = (() => {
   // The board under every scheme the jury compares (the challenge's own first), and each
   // scheme's Kendall τ with the challenge's ranking (the full matrix is in the workbook).
   function schemesTable(ranking) {
-    if (!ranking || !ranking.schemes || !ranking.schemes.length || !ranking.teams.length) return [];
+    // One scheme only (a board ranked on a whole-set figure such as the AUC): nothing to compare.
+    if (!ranking || !ranking.schemes || ranking.schemes.length < 2 || !ranking.teams.length) {
+      return [];
+    }
     const schemes = ranking.schemes;
     const current = schemes.find((s) => s.current) || schemes[0];
     const table = Podium.element("table", "schemes-table");
-    table.append(Podium.element("caption", "", "Rank under each ranking scheme"));
+    table.append(Podium.element("caption", "",
+                                "Rank under each ranking scheme (orange: not this challenge's rank)"));
     const head = Podium.element("tr");
     head.append(Podium.element("th", "team", "Team"));
     for (const s of schemes) {

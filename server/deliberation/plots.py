@@ -544,7 +544,7 @@ def challenge_plots(challenge: ChallengeResults, rows: Sequence[Row],
 # -- The jury's ranking analysis (server/deliberation/analysis.py) ------------------------
 
 BLOB_AREA = 420
-BLOB_NAME_ROOM = 190        # a team name on the rotated x axis, in units along its slant
+BLOB_NAME_ROOM = 240        # a team name on the rotated x axis, in units along its slant
 BLOB_SLANT = 35             # degrees
 
 
