@@ -275,3 +275,18 @@ def test_kind_options_reach_the_scorer_by_name(example_event: Path) -> None:
     assert scoring_options({}).hu_window is None
     with pytest.raises(TypeError):
         scoring_options({"no_such_option": 1})
+
+
+def test_an_option_of_another_kind_is_refused(example_event: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from server import kinds
+    monkeypatch.setenv(kinds.EXTRA_ENV, "tests.kinds.toy_count")
+    kinds.discover()
+    try:
+        edit(example_event, SARCOPENIA_TRUTH, f"{SARCOPENIA_TRUTH}\nmax_errors = 3")
+        error = refused(example_event)
+        assert error.key == "challenges[0].max_errors"
+        assert "applies to nodule-count challenges only" in str(error)
+    finally:
+        monkeypatch.delenv(kinds.EXTRA_ENV)
+        kinds.discover()

@@ -25,7 +25,15 @@ import numpy as np
 from server import kinds
 from server.deliberation.stability import RESAMPLES, SEED, challenge_bootstrap
 from server.kinds import Kind
-from server.ranking import ALPHA, Entry, RankingRule, Row, Scored, pairwise_p_values
+from server.ranking import (
+    ALPHA,
+    Entry,
+    RankingRule,
+    Row,
+    Scored,
+    case_matrix,
+    pairwise_p_values,
+)
 from server.results import ChallengeResults
 from server.significance import kendall_tau
 
@@ -169,7 +177,6 @@ def significance_map(kind: Kind, entries: Sequence[Entry]) -> SignificanceMap | 
     declared = kind.ranking.declaration()
     alpha = float(declared.get("alpha", ALPHA))
     adjust = str(declared.get("adjust", "none"))
-    from server.ranking import case_matrix
     missing = declared.get("missing", {}).get(metric.key)
     values = case_matrix(cases, metric.key, metric.higher_is_better, missing)
     p = pairwise_p_values(values, metric.higher_is_better, adjust)
