@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -135,6 +136,7 @@ def _ranks(kind: Kind, teams: list[str], metrics: dict[str, Floats],
 # page asks again after every change of the board, the workbook right after the page.
 _CACHE: OrderedDict[tuple[Any, ...], Bootstrap | None] = OrderedDict()
 _CACHE_SIZE = 16
+_CACHE_LOCK = threading.Lock()   # the analysis runs in threads (asyncio.to_thread)
 
 
 def challenge_bootstrap(kind: Kind, slug: str, rows: list[Row],
@@ -148,16 +150,18 @@ def challenge_bootstrap(kind: Kind, slug: str, rows: list[Row],
     fingerprint = hashlib.sha256(json.dumps(details, sort_keys=True, default=str).encode())
     key = (slug, kind.name, repr(kind.ranking), resamples, seed, fingerprint.hexdigest(),
            tuple((r.team, r.submission_id) for r in ranked))
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key]
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
     try:
         boot: Bootstrap | None = bootstrap_ranks(kind, details, resamples=resamples, seed=seed)
     except ValueError:
         boot = None
-    _CACHE[key] = boot
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    with _CACHE_LOCK:
+        _CACHE[key] = boot
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
     return boot
 
 
