@@ -73,15 +73,32 @@ def bootstrap_ranks(kind: Kind, counts_details: Mapping[str, Details], *,
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, size=(resamples, n))
 
-    cases = _cases(kind, counts_details, teams)
-    full = kind.resample(counts_details, teams, np.arange(n)[np.newaxis, :])
+    # A metric the ranking needs that the kind's resample does not give (an MAE beside the
+    # MSE) is the mean of its per-exam values on the draw; one without them has no bootstrap.
+    needed = set(kind.ranking.metrics())
+    cases = _cases(kind, counts_details, teams, needed)
+    identity = np.arange(n)[np.newaxis, :]
+
+    def metrics_on(rows: npt.NDArray[np.int64]) -> dict[str, Floats]:
+        assert kind.resample is not None
+        out = kind.resample(counts_details, teams, rows)
+        for key in sorted(needed - set(out)):
+            if cases is None or key not in cases:
+                raise ValueError(f"kind {kind.name} cannot resample {key}")
+            with np.errstate(all="ignore"):
+                out[key] = np.nanmean(cases[key][:, rows], axis=2).T
+        return out
+
+    full = metrics_on(identity)
     if not all(np.isfinite(v).all() for v in full.values()):
         raise ValueError("the full data gives no metric (an AUC needs both classes)")
-    reference = _ranks(kind, teams, full, cases, np.arange(n)[np.newaxis, :])[0]
+    ranking_cases = None if cases is None else {
+        k: v for k, v in cases.items() if k in kind.ranking.case_metrics()} or None
+    reference = _ranks(kind, teams, full, ranking_cases, identity)[0]
     if reference is None:  # pragma: no cover - full metrics were checked finite above
         raise ValueError("the full data gives no ranking")
-    sampled = kind.resample(counts_details, teams, draws)
-    kept = [r for r in _ranks(kind, teams, sampled, cases, draws) if r is not None]
+    sampled = metrics_on(draws)
+    kept = [r for r in _ranks(kind, teams, sampled, ranking_cases, draws) if r is not None]
     if not kept:
         raise ValueError("no resample had both classes; too few exams for a bootstrap")
     ranks = np.array([[r[t] for t in teams] for r in kept], dtype=np.int64)
@@ -98,11 +115,12 @@ def rank_stability(kind: Kind, counts_details: Mapping[str, Details], *,
             for k, team in enumerate(boot.teams)}
 
 
-def _cases(kind: Kind, details: Mapping[str, Details], teams: list[str]
+def _cases(kind: Kind, details: Mapping[str, Details], teams: list[str], needed: set[str]
            ) -> dict[str, Floats] | None:
-    """Per metric the ranking ranks per exam, teams × exams (None where an exam has no
-    value: NaN, which the ranking replaces by its declared worst value)."""
-    keys = kind.ranking.case_metrics()
+    """Per metric the ranking ranks per exam, or needs and has per-exam values of, teams ×
+    exams (NaN where an exam has no value, which the ranking replaces by its declared worst
+    value)."""
+    keys = sorted(set(kind.ranking.case_metrics()) | (needed & set(kind.case_metrics)))
     if not keys:
         return None
     values = [kind.case_values(details[t]) or {} for t in teams]
