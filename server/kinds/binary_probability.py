@@ -80,4 +80,5 @@ KIND = Kind(
     plots=_plots,
     resample=_resample,
     cases=_cases,
+    case_metrics=("brier",),
 )

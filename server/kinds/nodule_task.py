@@ -287,4 +287,6 @@ KIND = Kind(
     plots=_plots,
     resample=_resample,
     cases=_cases,
+    case_metrics=(*segmentation_3d.KIND.case_metrics, VOLUME_ERROR, VOLUME_RELATIVE,
+                  *binary_probability.KIND.case_metrics),
 )

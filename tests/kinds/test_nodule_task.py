@@ -102,6 +102,7 @@ def test_the_jury_sees_each_parts_plots_values_and_bootstrap(
     kind = kinds.get(KIND)
     assert kind.cases is not None and kind.resample is not None and kind.plots is not None
     cases = kind.cases(result.details)
+    assert set(cases) == set(kind.case_metrics)
     for key in ("dice", "nsd", "hd95_mm", "estimated_volume_error_mm3"):
         assert np.mean([v for v in cases[key] if v is not None]) == pytest.approx(
             result.metrics[key]), key
