@@ -26,8 +26,8 @@ def test_the_demo_serves_and_its_examples_score_as_promised(embedded_data_dir: P
         server.event = event
         _, challenges = server.json("GET", "/api/v1/challenges")
         assert [(c["slug"], c["duration_s"]) for c in challenges] == [
-            ("sarcopenia", 3600), ("nodules", 7200), ("edss", 3600)]
-        for slug in ("sarcopenia", "nodules", "edss"):
+            ("sarcopenia", 3600), ("nodules", 7200), ("edss", 3600), ("nodules-3d", 7200)]
+        for slug in ("sarcopenia", "nodules", "edss", "nodules-3d"):
             server.json("POST", f"/api/v1/challenges/{slug}/start", tokens["organizer"], {})
         folder = data_dir / "demo" / "submissions"
         expected = json.loads((folder / "expected.json").read_text())

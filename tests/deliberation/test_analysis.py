@@ -163,23 +163,27 @@ def test_the_plots_draw_each_team_once_and_stay_in_frame(analysis: Any) -> None:
 
 
 def test_a_kind_without_per_exam_values_has_no_significance_map() -> None:
+    """Detection's CPM is a whole-set figure: no per-case scheme, no significance map; the
+    bootstrap still resamples the exams (their nodules found and false positives)."""
+    from server.evaluators.detection import details_froc, froc_metrics
     rng = np.random.default_rng(4)
-    labels = [k % 2 for k in range(30)]
     records = []
     for n, team in enumerate(("A", "B", "C")):
-        predicted = np.clip(np.array(labels) * (0.3 + 0.1 * n) + rng.uniform(0, 0.7, 30), 0, 1)
-        from sklearn.metrics import roc_auc_score
-        records.append(SubmissionRecord(
-            n + 1, team, T0, f"{n:064x}", 10, "p.csv", "scored",
-            {"auc": float(roc_auc_score(labels, predicted))}, (),
-            {"ids": [f"N{k}" for k in range(30)], "truth": labels,
-             "predicted": predicted.tolist()}))
-    nodules = ChallengeResults("nodules", "Nodules", "binary-probability", "last",
-                               ("A", "B", "C"), tuple(records))
+        hits = [[float(p) for p in rng.uniform(0.2 + 0.2 * n, 1, int(rng.integers(0, 3)))]
+                for _ in range(30)]
+        details = {"ids": [f"N{k}" for k in range(30)], "nodules": [2] * 30, "hits": hits,
+                   "false_positives": [sorted(rng.uniform(0, 0.8, 2).tolist(), reverse=True)
+                                       for _ in range(30)]}
+        metrics = froc_metrics(details_froc(details))
+        records.append(SubmissionRecord(n + 1, team, T0, f"{n:064x}", 10, "c.csv", "scored",
+                                        metrics, (), details))
+    nodules = ChallengeResults("nodules", "Nodules", "detection", "last", ("A", "B", "C"),
+                               tuple(records))
     results = EventResults("E", "UTC", (nodules,), ("A", "B", "C"))
     found = ranking_analysis(nodules, final_boards(results)["nodules"], resamples=200)
     assert found is not None and found.significance is None
-    assert [s.name for s in found.schemes] == ["aggregate-then-rank (AUC)"] and not found.taus
+    assert not any(s.scheme in ("rank-then-aggregate", "test-then-rank") for s in found.schemes)
+    assert found.schemes[0].name == "aggregate-then-rank (CPM)" and found.taus
     assert len(found.distributions) == 3
     assert set(analysis_plots(found, {})) == {"rank-distribution"}
 
