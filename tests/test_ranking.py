@@ -335,8 +335,12 @@ def test_declarations_refused(declaration: dict[str, Any], key: str, message: st
 
 
 def test_a_whole_set_metric_cannot_be_ranked_per_case() -> None:
-    auc = kinds.get("binary-probability")
     with pytest.raises(RankingDeclarationError, match="this kind has none"):
+        kinds.get("detection").ranking_from({"scheme": "rank-then-aggregate",
+                                             "metrics": ["froc_cpm"]})
+    auc = kinds.get("binary-probability")
+    with pytest.raises(RankingDeclarationError,
+                       match=r"'auc' is computed over the whole set .*this kind: brier\)"):
         auc.ranking_from({"scheme": "rank-then-aggregate", "metrics": ["auc"]})
     with pytest.raises(ValueError, match="no per-exam values"):
         auc.with_ranking(TestThenRank(on=(("auc", True),)))

@@ -32,9 +32,12 @@ def test_the_long_table_holds_every_per_exam_value() -> None:
 
     table = pd.read_csv(io.StringIO(challenger_csv(results)), dtype={"case": str})
     assert list(table.columns) == ["task", "case", "algorithm", "value"]
-    assert sorted(set(table["task"])) == ["edss:mae", "edss:mse", "sarcopenia:dice",
-                                          "sarcopenia:surface_mse"]   # no AUC per exam
-    assert len(table) == 2 * EXAMS * 5 + 2 * 2   # B's counted file kept no details
+    assert sorted(set(table["task"])) == ["edss:mae", "edss:mse", "nodules:brier",
+                                          "sarcopenia:dice", "sarcopenia:surface_mse"]
+    # No AUC per exam (a whole-set figure); the Brier score beside it is one per exam.
+    assert len(table) == 2 * EXAMS * 5 + 2 * 2 + 2   # B's counted EDSS file kept no details
+    brier = table[table["task"] == "nodules:brier"]
+    np.testing.assert_allclose(brier["value"].to_numpy(), [0.04, 0.01], rtol=1e-12)
     table["algorithm"] = table["algorithm"].str.removeprefix("'")  # a formula stays text
     for team, detail in details.items():
         rows = table[(table["task"] == "sarcopenia:dice") & (table["algorithm"] == team)]

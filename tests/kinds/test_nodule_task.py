@@ -162,3 +162,27 @@ def test_a_table_part_is_found_by_its_name_in_any_folder() -> None:
     takes = stem_is("candidates")
     assert takes("candidates.csv") and takes("a/b/Candidates.xlsx") and takes("candidates.txt")
     assert not takes("candidates.png") and not takes("my-candidates.csv")
+
+
+def test_the_event_files_tolerance_reaches_the_scorer(
+        task: tuple[Path, list[VolumeExam], list[Prediction]], tmp_path: Path) -> None:
+    """`tolerance_mm` (segmentation-3d's option, taken by the nodule task for its masks) goes
+    from the event file to the scorer: a wider tolerance counts more surface as agreeing."""
+    from server.errors import EventFileError
+    from server.event import parse_event
+    truth, exams, guesses = task
+    submission = _zip(tmp_path / "team.zip", _members(exams, guesses))
+
+    def nsd(tolerance: str) -> float:
+        event = tmp_path / f"event-{tolerance}.toml"
+        event.write_text(f'[event]\nname = "E"\n\n[[challenges]]\nslug = "nodules-3d"\n'
+                         f'title = "Nodules"\nkind = "{KIND}"\nduration_minutes = 120\n'
+                         f'truth = "{truth}"\ntolerance_mm = {tolerance}\n', encoding="utf-8")
+        challenge = parse_event(event).challenge("nodules-3d")
+        result = evaluate(KIND, truth, submission, challenge.scoring_options())
+        assert result.status == "scored", result.to_json()
+        return result.metrics["nsd"]
+
+    assert nsd("0.25") < nsd("1.0") < nsd("4.0")
+    with pytest.raises(EventFileError, match="tolerance_mm"):
+        nsd("-1")
