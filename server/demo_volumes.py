@@ -78,23 +78,23 @@ def _sphere_volume(nodule: Nodule, exam: VolumeExam) -> float:
                  ) * exam.voxel_mm3
 
 
-def chest_volume(exam_id: str, rng: Rng) -> VolumeExam:
-    """A chest CT volume with 1 to 5 nodules inside the lungs, about half the exams with a
-    probably malignant one."""
-    slices, rows, cols = SHAPE
+def chest_volume(exam_id: str, rng: Rng, shape: tuple[int, int, int] = SHAPE) -> VolumeExam:
+    """A chest CT volume (slices × rows × columns) with 1 to 5 nodules inside the lungs,
+    about half the exams with a probably malignant one."""
+    slices, rows, cols = shape
     origin = (-(cols - 1) / 2 * PIXEL_MM, -(rows - 1) / 2 * PIXEL_MM, -120.0)
     k, r, c = np.mgrid[0:slices, 0:rows, 0:cols].astype(np.float64)
-    hu = np.full(SHAPE, -1000.0)
+    hu = np.full(shape, -1000.0)
     hu[((r - rows / 2) / (rows * 0.42)) ** 2 + ((c - cols / 2) / (cols * 0.47)) ** 2 < 1] = 40.0
-    lungs = np.zeros(SHAPE, dtype=bool)
+    lungs = np.zeros(shape, dtype=bool)
     for cx in (cols * 0.3, cols * 0.7):
         lungs |= (((r - rows * 0.48) / (rows * 0.3)) ** 2 + ((c - cx) / (cols * 0.16)) ** 2
                   + ((k - slices / 2) / (slices * 0.62)) ** 2) < 1
     hu[lungs] = -850.0
-    exam = VolumeExam(exam_id, np.zeros(SHAPE, np.int16), np.zeros(SHAPE, bool), (), origin)
+    exam = VolumeExam(exam_id, np.zeros(shape, np.int16), np.zeros(shape, bool), (), origin)
     malignant = bool(rng.random() < 0.5)
     nodules: list[Nodule] = []
-    mask = np.zeros(SHAPE, dtype=bool)
+    mask = np.zeros(shape, dtype=bool)
     for n in range(int(rng.integers(1, 6))):
         big = malignant and n == 0
         diameter = round(float(rng.uniform(6.5, 12.0) if big else rng.uniform(3.0, 5.2)), 2)
@@ -111,14 +111,14 @@ def chest_volume(exam_id: str, rng: Rng) -> VolumeExam:
         nodules.append(Nodule(centre, diameter))
         mask |= ball
     hu[mask] = 25.0
-    hu += rng.normal(0, 18, SHAPE)
+    hu += rng.normal(0, 18, shape)
     hu_int = np.clip(np.round(hu), -1024, 3071).astype(np.int16)
     return VolumeExam(exam_id, hu_int, mask, tuple(nodules), origin)
 
 
 def sphere(exam: VolumeExam, centre: tuple[float, float, float], radius_mm: float) -> BoolMask:
     """The voxels whose centre lies within `radius_mm` of `centre` (mm, patient coordinates)."""
-    slices, rows, cols = SHAPE
+    slices, rows, cols = exam.hu.shape
     x0, y0, z0 = exam.origin
     z = z0 + np.arange(slices) * SLICE_MM
     y = y0 + np.arange(rows) * PIXEL_MM
@@ -213,7 +213,8 @@ def predict(exam: VolumeExam, rng: Rng, *, skill: float, miss_below_mm: float = 
     the others found with their size and centre off by an error that shrinks with skill,
     about `false_positives` false candidates per exam, and the malignancy probability from
     the measured volume."""
-    mask = np.zeros(SHAPE, dtype=bool)
+    shape = exam.hu.shape
+    mask = np.zeros(shape, dtype=bool)
     candidates: list[tuple[float, float, float, float]] = []
     largest = 0.0
     for nodule in exam.nodules:
@@ -229,8 +230,8 @@ def predict(exam: VolumeExam, rng: Rng, *, skill: float, miss_below_mm: float = 
                            round(float(np.clip(rng.normal(0.55 + 0.4 * skill, 0.08), 0.05,
                                                0.99)), 3)))
     for _ in range(int(rng.poisson(false_positives))):
-        at = exam.world(float(rng.uniform(2, SHAPE[0] - 3)), float(rng.uniform(8, SHAPE[1] - 8)),
-                        float(rng.uniform(8, SHAPE[2] - 8)))
+        at = exam.world(float(rng.uniform(2, shape[0] - 3)), float(rng.uniform(8, shape[1] - 8)),
+                        float(rng.uniform(8, shape[2] - 8)))
         candidates.append((round(at[0], 2), round(at[1], 2), round(at[2], 2),
                            round(float(np.clip(rng.normal(0.55 - 0.3 * skill, 0.15), 0.01,
                                                0.95)), 3)))

@@ -62,7 +62,7 @@ def test_public_endpoints(server: AppServer) -> None:
 
     status, challenges = server.json("GET", "/api/v1/challenges")
     assert status == 200
-    assert [c["slug"] for c in challenges] == ["sarcopenia", "nodules", "edss"]
+    assert [c["slug"] for c in challenges] == ["sarcopenia", "nodules", "edss", "nodules-3d"]
     first = challenges[0]
     assert set(first) == {"slug", "title", "kind", "duration_s", "state", "started_at",
                           "deadline", "remaining_s", "server_time", "release"}

@@ -107,8 +107,8 @@ def test_reloading_the_same_file_changes_nothing(database_url: str, example_even
                                                  tmp_path: Path) -> None:
     first, before = _load(database_url, example_event, tmp_path / "data")
     assert first.changed
-    assert len(before["challenge"]) == 3 and len(before["team"]) == 4
-    assert len(before["registration"]) == 7 and len(before["credential"]) == 6
+    assert len(before["challenge"]) == 4 and len(before["team"]) == 4
+    assert len(before["registration"]) == 8 and len(before["credential"]) == 6
     second, after = _load(database_url, example_event, tmp_path / "data")
     assert not second.changed
     assert after == before
@@ -120,8 +120,8 @@ def test_editing_titles_and_registrations_updates_them(database_url: str, exampl
     text = example_event.read_text()
     text = text.replace('title = "Multiple sclerosis — EDSS at two years from MRI"',
                         'title = "EDSS prediction"')
-    text = text.replace('name = "Nodule Hunters"\nchallenges = ["nodules"]',
-                        'name = "Nodule Hunters"\nchallenges = ["nodules", "edss"]')
+    text = text.replace('name = "Nodule Hunters"\nchallenges = ["nodules", "nodules-3d"]',
+                        'name = "Nodule Hunters"\nchallenges = ["nodules", "nodules-3d", "edss"]')
     text = text.replace('name = "Pixel Anatomy"\nchallenges = ["sarcopenia", "edss"]',
                         'name = "Pixel Anatomy"\nchallenges = ["sarcopenia"]')
     example_event.write_text(text)
@@ -148,7 +148,8 @@ def test_removing_a_team_or_challenge_keeps_its_rows(database_url: str, example_
                                                      tmp_path: Path) -> None:
     _load(database_url, example_event, tmp_path / "data")
     text = example_event.read_text()
-    text = text.replace('\n[[teams]]\nname = "Nodule Hunters"\nchallenges = ["nodules"]\n', "")
+    text = text.replace(
+        '\n[[teams]]\nname = "Nodule Hunters"\nchallenges = ["nodules", "nodules-3d"]\n', "")
     example_event.write_text(text)
     _, snap = _load(database_url, example_event, tmp_path / "data")
 

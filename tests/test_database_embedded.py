@@ -60,7 +60,7 @@ def test_after_a_sigkill_the_next_server_still_stops_postgres(example_event: Pat
     server.start()  # joins the running PostgreSQL
     assert postmaster_pid(data_dir) == first_pid
     status, challenges = server.json("GET", "/api/v1/challenges")
-    assert status == 200 and len(challenges) == 3
+    assert status == 200 and len(challenges) == 4
     assert server.stop(signal.SIGTERM) == 0
     assert not alive(first_pid)
 

@@ -15,8 +15,10 @@ from tests.helpers import EXAMPLE_EVENT
 
 def test_example_event_parses() -> None:
     event = parse_event(EXAMPLE_EVENT)
-    assert [c.slug for c in event.challenges] == ["sarcopenia", "nodules", "edss"]
-    assert [c.duration.total_seconds() for c in event.challenges] == [3600, 7200, 3600]
+    assert [c.slug for c in event.challenges] == ["sarcopenia", "nodules", "edss", "nodules-3d"]
+    assert [c.duration.total_seconds() for c in event.challenges] == [3600, 7200, 3600, 7200]
+    assert event.challenge("nodules-3d").kind == "nodule-task"
+    assert event.challenge("nodules-3d").options == {"tolerance_mm": 1.0}
     sarcopenia = event.challenge("sarcopenia")
     assert sarcopenia.kind == "segmentation-surface"
     assert sarcopenia.hu_window == (-29.0, 150.0)
@@ -90,10 +92,11 @@ def test_truth_of_the_wrong_kind(example_event: Path) -> None:
 
 
 def test_team_naming_an_unknown_challenge(example_event: Path) -> None:
-    edit(example_event, 'challenges = ["nodules"]', 'challenges = ["nodule"]')
+    edit(example_event, 'challenges = ["nodules", "nodules-3d"]',
+         'challenges = ["nodule", "nodules-3d"]')
     error = refused(example_event)
     assert error.key == "teams[1].challenges"
-    assert error.line == line_of(example_event, '["nodule"]')
+    assert error.line == line_of(example_event, '["nodule", ')
     assert "unknown challenge 'nodule'" in str(error)
 
 

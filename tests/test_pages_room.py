@@ -41,8 +41,8 @@ def test_the_clock_shows_every_challenge_in_the_largest_digits_that_fit(
             "() => document.querySelector('[data-clock=edss]').dataset.state === 'running'")
         assert page.locator(".bar").count() == 0  # full screen: no page header
         cards = page.locator(".clock-card")
-        assert cards.count() == 3  # every challenge
-        for slug in ("sarcopenia", "nodules", "edss"):
+        assert cards.count() == 4  # every challenge
+        for slug in ("sarcopenia", "nodules", "edss", "nodules-3d"):
             box, text, size = page.evaluate(
                 """(slug) => {
                   const box = document.querySelector(`[data-clock=${slug}]`);
@@ -72,9 +72,9 @@ def test_the_room_board_shows_what_the_event_allows_and_links_teams_to_theirs(
 
     room = new_page(browser, server.url)
     room.goto(f"{server.url}/board")
-    # The example's boards are for the jury (sarcopenia, nodules) and the teams (edss): an
-    # anonymous room screen shows the slate for each, and never speaks to "you".
-    assert room.locator("[data-slate]").count() == 3
+    # The example's boards are for the jury (sarcopenia, nodules, nodules-3d) and the teams
+    # (edss): an anonymous room screen shows the slate for each, and never speaks to "you".
+    assert room.locator("[data-slate]").count() == 4
     assert room.locator("[data-board]").count() == 0
     assert room.inner_text("[data-slate=edss]").startswith("Results at the ceremony")
     assert not re.search(r"\byou\b|\byour\b", room.inner_text("body"), re.IGNORECASE)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 import zipfile
 from pathlib import Path
 
@@ -17,6 +18,16 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from server.demo_volumes import (  # noqa: E402
+    VolumeExam,
+    chest_volume,
+    dicom_series,
+    nifti,
+    predict,
+)
+
 SIZE = 128
 SPACING = (0.78125, 0.78125)  # mm; a 400 mm field of view on 512 pixels, scaled down
 UID_PREFIX = "1.2.826.0.1.3680043.10.1071."
@@ -132,6 +143,45 @@ def main() -> None:
                zip(ms_ids, edss, strict=True)]
     write_csv(subs / "edss-myelin-minds.csv", ("id", "edss"),
               [(i, min(10.0, max(0.0, g))) for i, g in guesses])
+    nodule_task(truth / "nodules-3d", release / "nodules-3d.zip", subs)
+
+
+def nodule_task(truth: Path, release: Path, subs: Path) -> None:
+    """The nodule question in full on four small 3-D chest CTs (the demo's generator): truth
+    images and masks as NIfTI with nodules.csv, the series released as one zip, and a team's
+    zip of masks, candidates, volumes and probabilities."""
+    rng = np.random.default_rng(2019)
+    exams: list[VolumeExam] = []
+    while len(exams) < 4 or len({e.malignant for e in exams}) < 2:  # both classes, for an AUC
+        exams.append(chest_volume(f"CT{len(exams) + 1:03d}", rng, (32, 64, 64)))
+    for folder in (truth / "images", truth / "masks"):
+        folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for exam in exams:
+        (truth / "images" / f"{exam.id}.nii.gz").write_bytes(nifti(exam, exam.hu))
+        (truth / "masks" / f"{exam.id}.nii.gz").write_bytes(
+            nifti(exam, exam.mask.astype(np.uint8)))
+        rows += [(exam.id, *n.centre, n.diameter_mm) for n in exam.nodules]
+    (truth / "nodules.csv").write_text("id,x,y,z,diameter_mm\n" + "".join(
+        ",".join(map(str, r)) + "\n" for r in rows), encoding="utf-8")
+    with zipfile.ZipFile(release, "w", zipfile.ZIP_DEFLATED) as archive:
+        for exam in exams:
+            for name, data in dicom_series(exam).items():
+                archive.writestr(_member(f"{exam.id}/{name}"), data)
+    guesses = [predict(exam, rng, skill=0.8) for exam in exams]
+    members = {f"masks/{e.id}.nii.gz": nifti(e, g.mask.astype(np.uint8))
+               for e, g in zip(exams, guesses, strict=True)}
+    members["candidates.csv"] = ("id,x,y,z,probability\n" + "".join(
+        f"{e.id},{x},{y},{z},{p}\n" for e, g in zip(exams, guesses, strict=True)
+        for x, y, z, p in g.candidates)).encode()
+    members["volumes.csv"] = ("id,volume_mm3\n" + "".join(
+        f"{e.id},{g.volume_mm3}\n" for e, g in zip(exams, guesses, strict=True))).encode()
+    members["probabilities.csv"] = ("id,probability\n" + "".join(
+        f"{e.id},{g.probability}\n" for e, g in zip(exams, guesses, strict=True))).encode()
+    with zipfile.ZipFile(subs / "nodules-3d-nodule-hunters.zip", "w",
+                         zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(_member(name), data)
 
 
 if __name__ == "__main__":

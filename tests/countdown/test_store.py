@@ -181,7 +181,7 @@ def test_the_clock_survives_sigkill_in_every_state(example_event: Path, database
     server.stop(signal.SIGKILL)
     server.start()
     _, after = server.json("GET", "/api/v1/challenges")
-    assert [c["state"] for c in after] == [c["state"] for c in waiting] == ["waiting"] * 3
+    assert [c["state"] for c in after] == [c["state"] for c in waiting] == ["waiting"] * 4
 
     clock.freeze()
     _, running = act(server, organizer, "sarcopenia", "start")

@@ -32,7 +32,7 @@ def test_a_running_challenge_closes_itself_and_tells_every_viewer(
             viewer.send(json.dumps({"type": "subscribe", "channels": ["clock"]}))
             snapshot = json.loads(viewer.recv(timeout=30))
             assert snapshot["type"] == "clock" and "server_time" in snapshot
-            assert [c["state"] for c in snapshot["challenges"]] == ["waiting"] * 3
+            assert [c["state"] for c in snapshot["challenges"]] == ["waiting"] * 4
 
         _, c = act(server, organizer, "edss", "start")
         deadline = parse(c["deadline"])
