@@ -50,6 +50,8 @@ const PodiumBoard = (() => {
     return td;
   }
 
+  const WIDE_COLUMNS = 4;
+
   // A board's table: rows and columns as the API sends them. `time`: show the counted
   // submission's time.
   function table(columns, rows, { time = true } = {}) {
@@ -87,6 +89,10 @@ const PodiumBoard = (() => {
     }
     const fresh = table(message.columns || [], message.rows);
     container.replaceChildren(fresh);
+    // A board of many figures (a combined challenge's) takes two columns of the grid, so
+    // that the team names keep their room.
+    const panel = container.closest(".panel");
+    if (panel) panel.classList.toggle("wide", (message.columns || []).length > WIDE_COLUMNS);
     for (const tr of fresh.tBodies[0].rows) {
       const old = before[tr.dataset.team];
       if (old === undefined) continue;

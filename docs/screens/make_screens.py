@@ -6,8 +6,8 @@ Writes the demo event into a temporary folder, serves it with `podium serve` (it
 PostgreSQL unless --database-url or PODIUM_DATABASE_URL names one), plays part of a final day
 through the API — every clock started, every example file uploaded as its team, one team
 given extra time — and photographs each page in Debian's Chromium at 1920×1080 (the
-projector) and, for the laptops' pages, 1366×768: the jury boards, one challenge's plots and
-ranking analysis (at both sizes), the winner reveal after three places, a team page, the
+projector) and, for the laptops' pages, 1366×768: the jury boards, two challenges' plots and
+ranking analysis (sarcopenia and the 3-D nodule task, at both sizes), the winner reveal after three places, a team page, the
 organizer console, the room clock and the room board.
 """
 
@@ -84,7 +84,7 @@ class Server:
 
 
 def play_the_day(server: Server, event: Path) -> None:
-    for slug in ("sarcopenia", "nodules", "edss"):
+    for slug in ("sarcopenia", "nodules", "edss", "nodules-3d"):
         server.act(slug, "start", by="Claire")
     folder = event.parent / "submissions"
     expected = json.loads((folder / "expected.json").read_text())
@@ -114,6 +114,8 @@ def photograph(server: Server, out: Path) -> list[Path]:
         ("jury", "jury", "/jury", PROJECTOR, None),
         ("jury-sarcopenia", "jury", "/jury/sarcopenia", PROJECTOR, "analysis"),
         ("jury-sarcopenia-laptop", "jury", "/jury/sarcopenia", LAPTOP, "analysis"),
+        ("jury-nodules-3d", "jury", "/jury/nodules-3d", PROJECTOR, "analysis"),
+        ("jury-nodules-3d-laptop", "jury", "/jury/nodules-3d", LAPTOP, "analysis"),
         ("reveal", "jury", "/jury/nodules?reveal=1", PROJECTOR, "reveal"),
         ("team", TEAM, "/team", LAPTOP, None),
         ("organizer", "organizer", "/organizer", LAPTOP, None),

@@ -489,10 +489,10 @@ def dice_distribution_svg(per_team_dice: Mapping[str, Sequence[float]],
 
 def scatter_svg(team_points: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
                 low: float = 0.0, high: float = 10.0, label: str = "EDSS",
-                colours: Mapping[str, str] | None = None) -> str:
+                colours: Mapping[str, str] | None = None, title: str | None = None) -> str:
     """Predicted against true values per team (EDSS by default), with the identity line."""
     styles = _styles(colours, team_points)
-    plot = _Plot(f"Predicted vs true {label}", (low, high), (low, high),
+    plot = _Plot(title or f"Predicted vs true {label}", (low, high), (low, high),
                  f"True {label}", f"Predicted {label}")
     plot.axes()
     plot.parts.append(f'<line class="identity" x1="{plot.x(low)}" y1="{plot.y(low)}" '

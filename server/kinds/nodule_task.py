@@ -219,13 +219,13 @@ def _plots(details: Any, colours: Any) -> dict[str, str]:
     from server.deliberation.plots import scatter_svg
     from server.kinds.combined import plots
     out = plots(PARTS, KINDS.__getitem__)(details, colours)
-    volumes = {t: ([v / 1000.0 for v in part_details(d, "volumes")["truth"]],
-                   [v / 1000.0 for v in part_details(d, "volumes")["predicted"]])
+    volumes = {t: (part_details(d, "volumes")["truth"], part_details(d, "volumes")["predicted"])
                for t, d in details.items()}
     values = [v for true, given in volumes.values() for v in (*true, *given)]
     if values:
         out["volumes"] = scatter_svg(volumes, low=0.0, high=max(values) * 1.05 or 1.0,
-                                     label="volume (mL)", colours=colours)
+                                     label="volume (mm³)", colours=colours,
+                                     title="Volumes estimated (volumes.csv) vs true")
     return out
 
 
