@@ -287,12 +287,15 @@ def _distances(points: npt.NDArray[np.intp], others: npt.NDArray[np.intp],
     offsets, lengths = _ball(spacing, radius)
     reach = np.max(np.abs(offsets), axis=0) if len(offsets) else np.zeros(3, dtype=np.intp)
     padded = np.pad(other_grid, [(int(r), int(r)) for r in reach])
-    at = points + reach
+    # Offsets in the padded grid as steps in its flattened order: one gather per offset.
+    strides = np.array([padded.shape[1] * padded.shape[2], padded.shape[2], 1], dtype=np.intp)
+    flat = padded.reshape(-1)
+    at = (points + reach) @ strides
+    steps = offsets @ strides
     todo = np.arange(len(points))
     out[:] = math.inf
-    for offset, length in zip(offsets, lengths, strict=True):
-        looked = at[todo] + offset
-        hit = padded[looked[:, 0], looked[:, 1], looked[:, 2]]
+    for step, length in zip(steps.tolist(), lengths.tolist(), strict=True):
+        hit = flat[at[todo] + step]
         out[todo[hit]] = length
         todo = todo[~hit]
         if len(todo) == 0:

@@ -406,7 +406,8 @@ def _score_exam(labels: npt.NDArray[Any], exam: VolumeExam, truth: VolumeTruth, 
                min(b[0][2] for b in boxes))
         high = (max(b[1][0] for b in boxes), max(b[1][1] for b in boxes),
                 max(b[1][2] for b in boxes))
-        predicted = labels[_slices((low, high))] == label
+        # In C order, as the truth's box is: numpy compares two layouts voxel by voxel.
+        predicted = np.ascontiguousarray(labels[_slices((low, high))] == label)
         true = np.zeros(predicted.shape, dtype=np.bool_)
         if structure is not None:
             t_low, t_high = structure.box
