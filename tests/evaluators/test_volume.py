@@ -172,6 +172,26 @@ def test_simpleitk_masks_with_copy_information_read_right_on_series_and_nifti_ex
         assert np.array_equal(got, exams.labels) and notes == []
 
 
+def test_simpleitk_masks_resampled_or_cropped_are_refused(exams: Exams, tmp_path: Path) -> None:
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(exams.nifti))
+    mask = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(exams.labels, (2, 1, 0))))
+    mask.CopyInformation(image)
+    mask.SetSpacing((0.7, 0.9, 2.5))  # resampled to 2.5 mm slices, not back
+    sitk.WriteImage(mask, str(tmp_path / "resampled.nii.gz"))
+    with pytest.raises(Invalid, match="at 0.70×0.90×2.50 mm, the exam is 20×24×16 at "
+                                      "0.70×0.90×1.25 mm") as resampled:
+        _read((tmp_path / "resampled.nii.gz").read_bytes(), exams.grid)
+    assert resampled.value.problems[0].code == "wrong_spacing"
+    cropped = sitk.RegionOfInterest(mask, (20, 24, 10), (0, 0, 3))
+    cropped.SetSpacing(image.GetSpacing())
+    sitk.WriteImage(cropped, str(tmp_path / "cropped.nii.gz"))
+    with pytest.raises(Invalid, match="is 20×24×10 at 0.70×0.90×1.25 mm") as shape:
+        _read((tmp_path / "cropped.nii.gz").read_bytes(), exams.grid)
+    assert shape.value.problems[0].code == "wrong_shape"
+
+
 @pytest.mark.parametrize("spec", [PRONE, SAGITTAL], ids=["prone", "sagittal"])
 def test_prone_and_sagittal_series_and_their_masks_read_right(spec: SeriesSpec,
                                                               tmp_path: Path) -> None:
