@@ -413,6 +413,9 @@ def _volume_by_geometry(affine: npt.NDArray[np.float64], dims: tuple[int, int, i
             raise Invalid(_volume_shape_problem(
                 name, placed, spacing, grid, mask_id,
                 f" once placed by its affine ({placement.describe()})"))
+    if partial:  # a single frame says nothing of the spacing between frames
+        spacing = tuple(s if n > 1 else float(e) for s, n, e in zip(spacing, placed,
+                                                                    grid.spacing, strict=True))
     notes = list(_volume_spacing(spacing, grid, name, mask_id))
     if turned > DIRECTION_WARNED:
         notes.append(notice(

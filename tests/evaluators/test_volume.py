@@ -234,6 +234,13 @@ def test_a_highdicom_seg_maps_by_referenced_slices_or_by_positions(exams: Exams)
     # (omitted by highdicom) left empty.
     nifti = exam_grid(exams.nifti)
     assert np.array_equal(read_dicom_mask(seg, "0007.dcm", nifti, "0007", notes), exams.labels)
+    # Three frames far apart, one of them a single label: placed by position all the same.
+    sparse = np.zeros_like(exams.labels)
+    sparse[5:8, 6:9, 7] = 2
+    sparse[2:4, 2:4, 10] = 1
+    sparse[2:4, 2:4, 15] = 1
+    few = highdicom_seg(exams.files, sparse)
+    assert np.array_equal(read_dicom_mask(few, "0007.dcm", nifti, "0007", notes), sparse)
     assert notes == []
 
 
