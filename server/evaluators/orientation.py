@@ -295,9 +295,6 @@ class VolumePlacement:
         return ", ".join(words)
 
 
-IDENTITY_PLACEMENT = VolumePlacement((0, 1, 2), (False, False, False))
-
-
 def describe_volume(shape: tuple[int, ...], spacing: tuple[float, ...] | None) -> str:
     """'512×512×200 at 0.70×0.70×1.25 mm'."""
     dims = _dims(shape)

@@ -40,7 +40,6 @@ Shape3 = tuple[int, int, int]
 Vector = tuple[float, float, float]
 Notes = list[Problem]
 
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".dcm")
 HEADER_ROOM = 1024**2
 WIDEST_VOXEL = 8  # float64 / int64: the widest type a label mask is written with
 EVEN_GAPS = 0.01  # relative: slice gaps may differ by 1 % of their mean
