@@ -220,7 +220,7 @@ def _structures(labels: npt.NDArray[Any]) -> dict[int, Structure]:
     if box is None:
         return {}
     crop = labels[_slices(box)]
-    values = np.unique(crop)
+    values = np.unique(crop.ravel(order="K"))  # in memory order: no reordering copy
     bad = [v for v in values.tolist() if not float(v).is_integer() or v < 0]
     if bad:
         raise Invalid(Problem("not_integer", f"values {bad[:5]} are not labels (whole "
