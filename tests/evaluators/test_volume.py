@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,6 +165,31 @@ def test_a_nifti_without_orientation_is_read_in_the_exams_voxel_order(exams: Exa
     with pytest.raises(Invalid, match="20×16×24 .it has no orientation") as wrong:
         _read(nifti_bytes(np.transpose(exams.labels, (0, 2, 1)), np.eye(4)), exams.grid)
     assert wrong.value.problems[0].code == "wrong_shape"
+
+
+def test_a_simpleitk_mask_without_copy_information_is_read_in_the_exams_voxel_order(
+        exams: Exams, tmp_path: Path) -> None:
+    import SimpleITK as sitk
+
+    mask = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(exams.labels, (2, 1, 0))))
+    sitk.WriteImage(mask, str(tmp_path / "default.nii.gz"))  # ITK's default: LPS, origin 0
+    got, notes = _read((tmp_path / "default.nii.gz").read_bytes(), exams.grid)
+    assert np.array_equal(got, exams.labels)
+    assert [n.code for n in notes] == ["orientation_assumed"]
+    assert "its affine is ITK's default" in notes[0].message
+
+
+def test_the_nifti_dcm2niix_makes_of_the_series_lands_on_the_series_voxel_for_voxel(
+        exams: Exams, tmp_path: Path) -> None:
+    """dcm2niix stores the rows of a series reversed and says so in its affine; placed on the
+    series' grid, its voxels are the series' stored values (Rescale not applied)."""
+    binary = shutil.which("dcm2niix", path=str(Path(sys.executable).parent)) or "dcm2niix"
+    subprocess.run([binary, "-z", "y", "-b", "n", "-f", "converted", "-o", str(tmp_path),
+                    str(exams.series)], check=True, capture_output=True)
+    data = (tmp_path / "converted.nii.gz").read_bytes()
+    got, notes = _read(data, exams.grid, "converted.nii.gz")
+    stored = ct_volume(SPEC, 1).astype(np.int32) + 1024
+    assert np.array_equal(got.astype(np.int32), stored) and notes == []
 
 
 def test_simpleitk_masks_with_copy_information_read_right_on_series_and_nifti_exams(
