@@ -422,7 +422,9 @@ def _volume_by_geometry(affine: npt.NDArray[np.float64], dims: tuple[int, int, i
             "its axes say", mask_id, group="masks' axes are turned slightly from their exam's; "
             "they were read by their array, as their axes say"))
     residual = shift - np.asarray(offset, dtype=np.float64)
-    if float(np.max(np.abs(residual))) > 0.5:
+    # Frames placed by position snap to the nearest exam voxel: more than a quarter off is
+    # worth a word.
+    if float(np.max(np.abs(residual))) > (0.25 if partial else 0.5):
         moved = ", ".join(f"{abs(float(v)):.1f}" for v in residual)
         notes.append(notice(
             "origin_mismatch",

@@ -375,9 +375,8 @@ def read_dicom_mask(data: bytes, name: str, grid: VolumeGrid, mask_id: str | Non
         raise Invalid(Problem("unreadable", f"mask {name} is not a valid DICOM SEG "
                               f"({type(exc).__name__}: {str(exc)[:120]})", mask_id)) from exc
     if kind == "FRACTIONAL":
-        notes_kind = "a FRACTIONAL SEG (probabilities)"
-        raise Invalid(Problem("not_integer", f"mask {name} is {notes_kind}; send a BINARY or "
-                              "LABELMAP segmentation", mask_id))
+        raise Invalid(Problem("not_integer", f"mask {name} is a FRACTIONAL SEG (probabilities); "
+                              "send a BINARY or LABELMAP segmentation", mask_id))
     dtype = np.uint8 if max(seg.segment_numbers, default=0) < 256 else np.uint16
     out = np.zeros(grid.shape, dtype=dtype)
     try:
@@ -416,7 +415,7 @@ def read_dicom_mask(data: bytes, name: str, grid: VolumeGrid, mask_id: str | Non
     dims = (int(array.shape[0]), int(array.shape[1]), int(array.shape[2]))
     placement = place_volume(np.asarray(volume.affine, dtype=np.float64), "", dims, grid,
                              name, mask_id, partial=True, lps=True)
-    notes.extend(n for n in placement.notes if n.code != "origin_mismatch")
+    notes.extend(placement.notes)
     placed = placement.apply(array)
     o = placement.offset
     out[o[0]:o[0] + placed.shape[0], o[1]:o[1] + placed.shape[1],
