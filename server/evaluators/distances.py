@@ -12,12 +12,14 @@
   with a face-neighbour outside it (or on the volume's edge), and a percentile between two
   distances is interpolated linearly.
 
-Distances between surface points are exact Euclidean distances in mm, found with a k-d tree
-over the other surface's points (points shared by both surfaces are at distance 0 without a
-search): the cost follows the surfaces, never the volume, and no distance transform of the
-exam's volume is ever made. Each distance is computed from whole voxel steps as
-sqrt((Δi·si)² + (Δj·sj)² + (Δk·sk)²), the way a Euclidean distance transform computes it, so a
-distance equal to τ counts as within τ whichever way it is found.
+Distances between surface points are exact Euclidean distances in mm, each computed from
+whole voxel steps as sqrt((Δi·si)² + (Δj·sj)² + (Δk·sk)²), the way scipy's Euclidean distance
+transform computes them, so a distance equal to τ counts as within τ whichever way it is found.
+A point looks at the other surface's grid at the voxel offsets of a ball, shortest first: of
+radius τ for NSD (nothing farther is ever searched), of three voxels for HD95, whose 95th
+percentile rarely needs more; the points left beyond it, when their distances matter, are
+searched in a k-d tree of the other surface's points. The cost follows the surfaces, never
+the volume: no distance transform of the exam's volume is made.
 
 The empty rules are the caller's (see `compare`): both empty is perfect agreement, one empty
 is no overlap and the worst distance.
