@@ -55,7 +55,7 @@ def challenge_json(challenge: Challenge, now: datetime, *, detail: bool = False,
                 "remaining_s": team_phase.remaining_s})
     if detail:
         body.update({
-            "format": kinds.get(challenge.kind).format_json(),
+            "format": kinds.of(challenge).format_json(),
             "counts": challenge.counts.value,
             "max_submissions": challenge.max_submissions,
             "team_feedback": challenge.team_feedback.value,

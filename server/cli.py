@@ -50,8 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     scoring.add_argument("--challenge", required=True, metavar="SLUG")
     scoring.add_argument("submission", type=Path)
     command("demo", demo, "write a synthetic event into the data dir and serve it")
-    command("export", export, "write the results workbook (.xlsx)").add_argument(
-        "out", type=Path, help="the .xlsx file to write")
+    exporting = command("export", export, "write the results workbook (.xlsx) and/or "
+                                          "challengeR's long table (.csv)")
+    exporting.add_argument("out", type=Path, nargs="?", default=None,
+                           help="the .xlsx file to write")
+    exporting.add_argument("--challenger", type=Path, default=None, metavar="FILE.csv",
+                           help="also (or only) write the per-exam values as challengeR's "
+                                "long table: task, case, algorithm, value")
     command("rescore", rescore, "score every counted submission again and list any "
                                 "difference with the stored metrics").add_argument(
         "--challenge", default=None, metavar="SLUG")
@@ -148,7 +153,9 @@ def demo(args: argparse.Namespace) -> ExitCode:
 
 
 def export(args: argparse.Namespace) -> ExitCode:
-    return _offline(args, lambda url: _export(url, args.out))
+    if args.out is None and args.challenger is None:
+        raise UsageError("export needs OUT.xlsx, --challenger FILE.csv, or both")
+    return _offline(args, lambda url: _export(url, args.out, args.challenger))
 
 
 def rescore(args: argparse.Namespace) -> ExitCode:
@@ -167,9 +174,10 @@ def _offline(args: argparse.Namespace,
         return asyncio.run(work(config.database_url))
 
 
-async def _export(url: str, out: Path) -> ExitCode:
+async def _export(url: str, out: Path | None, challenger: Path | None) -> ExitCode:
     import asyncpg
 
+    from server.deliberation.challenger import challenger_csv
     from server.deliberation.workbook import results_workbook
     from server.results import load_results
 
@@ -178,9 +186,14 @@ async def _export(url: str, out: Path) -> ExitCode:
         results = await load_results(conn)
     finally:
         await conn.close()
-    data = await asyncio.to_thread(results_workbook, results)
-    await asyncio.to_thread(out.write_bytes, data)
-    print(f"wrote {out}")
+    if out is not None:
+        data = await asyncio.to_thread(results_workbook, results)
+        await asyncio.to_thread(out.write_bytes, data)
+        print(f"wrote {out}")
+    if challenger is not None:
+        text = await asyncio.to_thread(challenger_csv, results)
+        await asyncio.to_thread(challenger.write_text, text, encoding="utf-8")
+        print(f"wrote {challenger}")
     return ExitCode.OK
 
 
@@ -265,7 +278,7 @@ def tokens(args: argparse.Namespace) -> ExitCode:
 
 
 def score(args: argparse.Namespace) -> ExitCode:
-    from server.evaluators import ScoringOptions, evaluate
+    from server.evaluators import evaluate
 
     event = check_truth(parse_event(config_from(args).event_path))
     try:
@@ -275,7 +288,7 @@ def score(args: argparse.Namespace) -> ExitCode:
     if not args.submission.is_file():
         raise UsageError(f"submission file {args.submission} not found")
     result = evaluate(challenge.kind, challenge.truth, args.submission,
-                      ScoringOptions(hu_window=challenge.hu_window))
+                      challenge.scoring_options())
     print(json.dumps(result.to_json(), indent=2))
     return ExitCode.OK if result.status == "scored" else ExitCode.REFUSED
 

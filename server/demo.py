@@ -2,7 +2,9 @@
 
 The three challenges of the 2019 final with the paper's durations and kinds, data shaped like
 the real thing (512×512 CT slices at L3 in Hounsfield units with muscle masks of 100–200 cm²;
-nodule labels; EDSS at two years, skewed to mild disability), eight fictional teams, and a
+nodule labels; EDSS at two years, skewed to mild disability), plus the nodule question in full
+as the seed asked it (small 3-D chest CT series with 1 to 5 nodules: masks, candidates,
+volumes and malignancy; server/demo_volumes.py), eight fictional teams, and a
 folder of ready-made submissions per team, good ones of different quality and the mistakes
 teams really make, with `submissions/README.md` and `submissions/expected.json` saying what
 each file should give.
@@ -38,6 +40,17 @@ from pydicom.uid import (
 )
 from scipy import ndimage
 
+from server.demo_volumes import (
+    Prediction,
+    VolumeExam,
+    chest_volume,
+    dicom_series,
+    nifti,
+    nifti_slices_first,
+    predict,
+    voxel_candidates,
+)
+
 BoolMask = npt.NDArray[np.bool_]
 Rng = np.random.Generator
 
@@ -48,6 +61,7 @@ FIXED_DATE = (2019, 10, 14, 9, 0, 0)
 SARCOPENIA_EXAMS = 12
 NODULE_EXAMS = 40
 EDSS_PATIENTS = 40
+NODULE_TASK_EXAMS = 10  # 3-D CT volumes of the full nodule task
 SMALL = 64  # side of the 2-D stand-in images released for the nodule and EDSS exams
 
 EVENT_TOML = """\
@@ -97,18 +111,32 @@ counts = "last"
 max_submissions = 30
 team_feedback = "score"
 leaderboard = "teams"
+
+# The nodule question as the seed asked it: detect, segment, measure, classify (3-D CT).
+[[challenges]]
+slug = "nodules-3d"
+title = "Pulmonary nodules — detect, segment, measure and classify on 3-D CT"
+kind = "nodule-task"
+duration_minutes = 120
+truth = "truth/nodules-3d"
+release = "release/nodules-3d"
+counts = "last"
+max_submissions = 30
+team_feedback = "score"
+leaderboard = "jury"
+tolerance_mm = 1.0
 """
 
 # Made-up names (checked against no company we know of), and what each registered for.
 TEAMS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Hounsfield Harriers", ("sarcopenia", "nodules")),
-    ("Bayesian Baguettes", ("nodules", "edss")),
+    ("Hounsfield Harriers", ("sarcopenia", "nodules", "nodules-3d")),
+    ("Bayesian Baguettes", ("nodules", "edss", "nodules-3d")),
     ("Pixel Pétanque", ("sarcopenia", "edss")),
-    ("Les Voxelistes", ("sarcopenia", "nodules", "edss")),
-    ("Gradient Gargoyles", ("nodules",)),
-    ("Croissant Convolution", ("sarcopenia", "nodules")),
+    ("Les Voxelistes", ("sarcopenia", "nodules", "edss", "nodules-3d")),
+    ("Gradient Gargoyles", ("nodules", "nodules-3d")),
+    ("Croissant Convolution", ("sarcopenia", "nodules", "nodules-3d")),
     ("Sagittal Sunrise", ("sarcopenia", "edss")),
-    ("Dice Rollers", ("sarcopenia", "nodules", "edss")),
+    ("Dice Rollers", ("sarcopenia", "nodules", "edss", "nodules-3d")),
 )
 
 
@@ -165,6 +193,9 @@ def write_demo_event(target: Path, *, seed: int = 2019) -> Path:
 
     examples = _write_examples(submissions, rng, exams, nodule_ids, np.array(labels),
                                edss_ids, np.array(edss))
+    # Its own generator: the 3-D task leaves the other challenges' files as they were.
+    examples += _write_nodule_task(truth / "nodules-3d", release / "nodules-3d", submissions,
+                                   np.random.default_rng([seed, 3]))
     (submissions / "README.md").write_text(_readme(examples), encoding="utf-8")
     expected = {f"{team_folder(e.team)}/{e.filename}": {
         "team": e.team, "challenge": e.challenge, "status": e.status, "codes": list(e.codes),
@@ -523,6 +554,85 @@ def _write_examples(folder: Path, rng: Rng, exams: list[Exam], nodule_ids: list[
                 "'Export to Excel' from a web tool: an HTML table named .xls",
                 "invalid", ("unsupported_format",)),
         _html_table(list(zip(edss_ids, edss_guesses(edss, rng, 1.0), strict=True))))
+    return examples
+
+
+def _write_nodule_task(truth: Path, release: Path, submissions: Path, rng: Rng
+                       ) -> list[Example]:
+    """The seed's nodule question in full (kind `nodule-task`): 3-D CT exams released as DICOM
+    series, their nodule masks and nodule list as truth, and each team's zip of masks,
+    candidates, volumes and probabilities — good ones, and the mistakes teams make."""
+    exams = [chest_volume(f"CT3D-{n:03d}", rng) for n in range(1, NODULE_TASK_EXAMS + 1)]
+    for folder in (truth / "images", truth / "masks"):
+        folder.mkdir(parents=True, exist_ok=True)
+    rows: list[tuple[object, ...]] = []
+    for exam in exams:
+        (truth / "images" / f"{exam.id}.nii.gz").write_bytes(nifti(exam, exam.hu))
+        (truth / "masks" / f"{exam.id}.nii.gz").write_bytes(
+            nifti(exam, exam.mask.astype(np.uint8)))
+        series = release / exam.id
+        series.mkdir(parents=True, exist_ok=True)
+        for name, data in dicom_series(exam).items():
+            (series / name).write_bytes(data)
+        rows += [(exam.id, *n.centre, n.diameter_mm) for n in exam.nodules]
+    (truth / "nodules.csv").write_bytes(_csv_bytes(("id", "x", "y", "z", "diameter_mm"), rows))
+
+    examples: list[Example] = []
+
+    def add(example: Example, predictions: list[Prediction], *,
+            mask: Callable[[VolumeExam, Prediction], tuple[str, bytes]] | None = None,
+            candidates: Callable[[VolumeExam, Prediction], Sequence[Sequence[float]]]
+            | None = None, leave_out: str = "") -> None:
+        members: dict[str, bytes] = {}
+        for exam, guess in zip(exams, predictions, strict=True):
+            name, data = (mask(exam, guess) if mask else
+                          (f"masks/{exam.id}.nii.gz", nifti(exam, guess.mask.astype(np.uint8))))
+            members[name] = data
+        members["candidates.csv"] = _csv_bytes(
+            ("id", "x", "y", "z", "probability"),
+            [(exam.id, *c) for exam, guess in zip(exams, predictions, strict=True)
+             for c in (candidates(exam, guess) if candidates else guess.candidates)])
+        members["volumes.csv"] = _csv_bytes(
+            ("id", "volume_mm3"), [(e.id, g.volume_mm3) for e, g in zip(exams, predictions,
+                                                                        strict=True)])
+        members["probabilities.csv"] = _csv_bytes(
+            ("id", "probability"), [(e.id, g.probability) for e, g in zip(exams, predictions,
+                                                                          strict=True)])
+        members.pop(leave_out, None)
+        path = submissions / team_folder(example.team) / example.filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_zip(members))
+        examples.append(example)
+
+    def model(skill: float, **kwargs: float) -> list[Prediction]:
+        return [predict(exam, rng, skill=skill, **kwargs) for exam in exams]
+
+    slug = "nodules-3d"
+    add(Example("Les Voxelistes", slug, "nodules-3d.zip",
+                "a strong model: every part, masks as NIfTI with the series' geometry",
+                "scored"), model(0.9, false_positives=0.5))
+    add(Example("Dice Rollers", slug, "nodules-3d.zip",
+                "misses the nodules under 4 mm and proposes more false candidates", "scored"),
+        model(0.6, miss_below_mm=4.0, false_positives=2.0))
+    add(Example("Bayesian Baguettes", slug, "nodules-3d.zip",
+                "masks saved without any orientation (identity affine) in the series' "
+                "column, row, slice order: read as such, with a warning", "scored"),
+        model(0.75, false_positives=1.0),
+        mask=lambda e, g: (f"masks/{e.id}.nii.gz",
+                           nifti(e, g.mask.astype(np.uint8), affine=False)))
+    add(Example("Hounsfield Harriers", slug, "nodules-3d-voxel-candidates.zip",
+                "candidates given as voxel indices instead of millimetres: scored, "
+                "but hardly a nodule is found", "scored"),
+        model(0.8), candidates=voxel_candidates)
+    add(Example("Croissant Convolution", slug, "nodules-3d-slices-first.zip",
+                "masks written by nibabel from a slices × rows × columns array with the "
+                "series' affine (no transpose): the wrong shape for the exam",
+                "invalid", ("wrong_shape",)),
+        model(0.7),
+        mask=lambda e, g: (f"masks/{e.id}.nii.gz", nifti_slices_first(e, g.mask)))
+    add(Example("Gradient Gargoyles", slug, "nodules-3d-no-probabilities.zip",
+                "the zip without probabilities.csv", "invalid", ("missing_part",)),
+        model(0.7), leave_out="probabilities.csv")
     return examples
 
 

@@ -9,15 +9,20 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server import kinds
 from server.errors import EventFileError
+from server.ranking import RankingDeclarationError
+
+if TYPE_CHECKING:
+    from server.evaluators.options import ScoringOptions
 
 SLUG_RE = re.compile(r"^[a-z0-9-]+$")
 MIN_GIVEN_TOKEN_LENGTH = 16
@@ -27,7 +32,7 @@ ACCESS_KEYS = {"organizer_token", "jury_token"}
 CHALLENGE_KEYS = {
     "slug", "title", "kind", "duration_minutes", "truth", "release", "counts",
     "max_submissions", "team_feedback", "leaderboard", "freeze_minutes",
-    "upload_grace_seconds", "max_upload_mb", "sealed", "storage_quota_mb",
+    "upload_grace_seconds", "max_upload_mb", "sealed", "storage_quota_mb", "ranking",
 }
 TEAM_KEYS = {"name", "challenges", "token"}
 TOP_KEYS = {"event", "access", "challenges", "teams"}
@@ -81,6 +86,25 @@ class ChallengeSpec:
     # What one team may store on this challenge; None: the server's default (podium serve
     # --storage-quota-mb, else four maximum-size uploads).
     storage_quota_bytes: int | None = None
+    # The declared ranking (`ranking = {...}`, normalised by server.ranking's rule); None: the
+    # kind's own rule. server.kinds.of(challenge) is the kind ranking this way.
+    ranking: Mapping[str, Any] | None = None
+    # The kind's options (`Kind.options` keys: hu_window, ...) as JSON values, passed to the
+    # scorer by name (`scoring_options`).
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def scoring_options(self) -> ScoringOptions:
+        return scoring_options(self.options)
+
+
+def scoring_options(options: Mapping[str, Any]) -> ScoringOptions:
+    """The scorer's options from a challenge's kind options (the event file's, or as stored):
+    each key is the ScoringOptions field of that name; a list ([low, high]) becomes a tuple.
+    Raises TypeError for a key ScoringOptions has no field for, ValueError for a bad value."""
+    from server.evaluators.options import ScoringOptions
+    fields: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
+                              for key, value in options.items()}
+    return ScoringOptions(**fields)
 
 
 @dataclass(frozen=True)
@@ -355,21 +379,10 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
         raise check.fail(f"storage_quota_mb ({quota:g}) is smaller than max_upload_mb "
                          f"({max_upload:g}): a team could not store even one upload",
                          table, index, "storage_quota_mb")
-    hu_window = None
-    if "hu_window" in raw:
-        value = raw["hu_window"]
-        if "hu_window" not in of_kind.options:
-            allowed = [k for k, v in kinds.all_kinds().items() if "hu_window" in v.options]
-            raise check.fail(f"hu_window applies to {' and '.join(allowed)} challenges only",
-                             table, index, "hu_window")
-        ok = (isinstance(value, list) and len(value) == 2
-              and all(isinstance(v, int | float) and not isinstance(v, bool)
-                      and math.isfinite(v) for v in value)
-              and value[0] < value[1])
-        if not ok:
-            raise check.fail(f"hu_window must be [low, high] with low < high, got {value!r}",
-                             table, index, "hu_window")
-        hu_window = (float(value[0]), float(value[1]))
+    options = _kind_options(check, raw, index, of_kind)
+    hu = options.get("hu_window")
+    hu_window = (float(hu[0]), float(hu[1])) if hu is not None else None
+    ranking = _ranking(check, raw, index, of_kind)
     return ChallengeSpec(
         slug=slug, title=title, kind=kind, duration=timedelta(minutes=duration), truth=truth,
         release=release, counts=Counts(counts), max_submissions=max_submissions,
@@ -377,7 +390,71 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
         freeze_window=timedelta(minutes=freeze), upload_grace=timedelta(seconds=grace),
         hu_window=hu_window, max_upload_bytes=int(max_upload * MIB), sealed=sealed,
         storage_quota_bytes=None if quota is None else int(quota * MIB),
+        ranking=ranking, options=options,
     )
+
+
+def _kind_options(check: _Checker, raw: dict[str, Any], index: int, of_kind: kinds.Kind
+                  ) -> dict[str, Any]:
+    """The kind options the challenge sets, as JSON values, each checked by the scorer's own
+    options (ScoringOptions) as well as here."""
+    table = "challenges"
+    options: dict[str, Any] = {}
+    for key in sorted(set().union(*(k.options for k in kinds.all_kinds().values()))):
+        if key not in raw:
+            continue
+        value = raw[key]
+        if key not in of_kind.options:
+            allowed = [k for k, v in kinds.all_kinds().items() if key in v.options]
+            raise check.fail(f"{key} applies to {' and '.join(allowed)} challenges only",
+                             table, index, key)
+        if key == "hu_window":
+            ok = (isinstance(value, list) and len(value) == 2
+                  and all(_finite(v) for v in value) and value[0] < value[1])
+            if not ok:
+                raise check.fail(f"hu_window must be [low, high] with low < high, "
+                                 f"got {value!r}", table, index, key)
+            value = [float(value[0]), float(value[1])]
+        elif not (_finite(value) or isinstance(value, bool | str)
+                  or (isinstance(value, list) and all(_finite(v) for v in value))):
+            raise check.fail(f"{key} must be a number, true/false, text or a list of numbers, "
+                             f"got {value!r}", table, index, key)
+        try:
+            scoring_options({key: value})
+        except (TypeError, ValueError) as exc:
+            raise check.fail(f"{key} = {value!r} is refused by the scorer: {exc}",
+                             table, index, key) from None
+        options[key] = value
+    return options
+
+
+def _finite(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _ranking(check: _Checker, raw: dict[str, Any], index: int, of_kind: kinds.Kind
+             ) -> dict[str, Any] | None:
+    """The challenge's declared ranking, normalised (every default written out); None: the
+    kind's own rule."""
+    if "ranking" not in raw:
+        return None
+    value = raw["ranking"]
+    line = check.lines.of("challenges", index, "ranking")
+    if not isinstance(value, dict):
+        raise EventFileError(str(check.path), "ranking must be a table: ranking = {scheme = "
+                             "\"sum-of-ranks\", metrics = [...], tie_break = \"...\"}",
+                             key=f"challenges[{index}].ranking", line=line)
+    try:
+        rule = of_kind.ranking_from(value)
+        of_kind.with_ranking(rule)
+    except RankingDeclarationError as exc:
+        raise EventFileError(str(check.path), f"{exc} (kind {of_kind.name})",
+                             key=f"challenges[{index}].ranking.{exc.key}", line=line) from None
+    except ValueError as exc:
+        raise EventFileError(str(check.path), str(exc), key=f"challenges[{index}].ranking",
+                             line=line) from None
+    return rule.declaration()
 
 
 def _path(check: _Checker, raw: dict[str, Any], table: str, index: int, key: str, base: Path,

@@ -17,6 +17,7 @@ from aiohttp import web
 from server import kinds, queries
 from server.access import Role
 from server.auth import requires
+from server.deliberation.analysis import analysis_plots, ranking_analysis
 from server.deliberation.plots import challenge_plots, team_colours
 from server.deliberation.stability import stability_by_challenge
 from server.deliberation.workbook import board_csv, results_workbook, reveal_order
@@ -51,7 +52,7 @@ async def export_board_csv(request: web.Request) -> web.Response:
     results = await _results(request, slug)
     (challenge,) = results.challenges
     rows = final_boards(results)[slug]
-    return web.Response(text=board_csv(rows, kinds.get(challenge.kind)), content_type="text/csv",
+    return web.Response(text=board_csv(rows, kinds.of(challenge)), content_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{slug}.csv"'})
 
 
@@ -60,9 +61,13 @@ def _analysis(results: EventResults, slug: str) -> dict[str, Any]:
     challenge = next(c for c in results.challenges if c.slug == slug)
     stability = stability_by_challenge(results, {slug: boards[slug]}).get(slug, {})
     colours = team_colours(results.teams)
+    ranking = ranking_analysis(challenge, boards[slug])
     return {"challenge": slug,
-            "plots": challenge_plots(challenge, boards[slug], results.timezone, colours),
-            "stability": stability, "colours": colours}
+            # How close the teams are first: the rank distributions and significance map.
+            "plots": {**analysis_plots(ranking, colours),
+                      **challenge_plots(challenge, boards[slug], results.timezone, colours)},
+            "stability": stability, "colours": colours,
+            "ranking": ranking.to_json() if ranking is not None else None}
 
 
 def reveal_step(results: EventResults, slug: str, step: int) -> dict[str, Any]:
@@ -77,13 +82,20 @@ def reveal_step(results: EventResults, slug: str, step: int) -> dict[str, Any]:
     stability = stability_by_challenge(results, {slug: boards[slug]}).get(slug, {}) \
         if rows else {}
     colours = team_colours(results.teams)
+    plots = challenge_plots(challenge, rows, results.timezone, colours) if rows else {}
+    ranking = ranking_analysis(challenge, boards[slug]) if rows else None
+    if ranking is not None:
+        # The places revealed so far only; Kendall's τ, which speaks of every team, at the end.
+        ranking = ranking.only(teams, taus=len(shown) == len(steps))
+        plots.update(analysis_plots(ranking, colours))
     return {
         "challenge": slug, "kind": challenge.kind,
-        "columns": kinds.get(challenge.kind).columns(), "step": len(shown),
+        "columns": kinds.of(challenge).columns(), "step": len(shown),
         "more": len(shown) < len(steps),
         "places": [{"rank": place[0].rank, "rows": [r.to_json() for r in place]}
                    for place in shown],
-        "plots": challenge_plots(challenge, rows, results.timezone, colours) if rows else {},
+        "plots": plots,
+        "ranking": ranking.to_json() if ranking is not None else None,
         "stability": {team: share for team, share in stability.items() if team in teams},
         "colours": {team: colour for team, colour in colours.items() if team in teams},
     }

@@ -11,6 +11,7 @@ was recorded, so a team cannot count the activity behind it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,7 @@ from server.event import Visibility
 from server.isotime import iso
 from server.notify import notify
 from server.ranking import Entry, Row, Scored
-from server.results import ChallengeResults, EventResults, challenge_results
+from server.results import ChallengeResults, EventResults, challenge_results, with_details
 from server.store import challenges as challenge_store
 
 VISIBLE_TO: dict[Visibility, frozenset[Role | None]] = {
@@ -49,8 +50,9 @@ def sees_live(viewer: Principal | None) -> bool:
 def entries(challenge: ChallengeResults, cutoff: datetime | None = None) -> list[Entry]:
     """Each registered team with its counted submission and its number of submissions. With
     `cutoff`, the board as it stood then (the freeze): the submissions received before it,
-    and of those the results scored before it."""
-    kind = kinds.get(challenge.kind)
+    and of those the results scored before it. A ranking on per-exam values gets them from
+    the counted submission's details (none, if they were not loaded or not stored)."""
+    kind = kinds.of(challenge)
     counts: dict[str, int] = defaultdict(int)
     scored: dict[str, list[Scored]] = defaultdict(list)
     for s in challenge.submissions:
@@ -60,13 +62,20 @@ def entries(challenge: ChallengeResults, cutoff: datetime | None = None) -> list
         visible = cutoff is None or (s.scored_at is not None and s.scored_at < cutoff)
         if s.status == "scored" and s.metrics is not None and visible:
             scored[s.team].append(Scored(s.id, s.team, s.received_at, dict(s.metrics)))
-    return [Entry(team, kind.counted(challenge.counts, scored[team]), counts[team])
-            for team in challenge.teams]
+    details = {s.id: s.details for s in challenge.submissions} if kind.needs_cases else {}
+    out = []
+    for team in challenge.teams:
+        counted = kind.counted(challenge.counts, scored[team])
+        if counted is not None and kind.needs_cases:
+            counted = dataclasses.replace(counted,
+                                          cases=kind.case_values(details.get(counted.id)))
+        out.append(Entry(team, counted, counts[team]))
+    return out
 
 
 def ranked(challenge: ChallengeResults, cutoff: datetime | None = None) -> list[Row]:
-    """The board of a challenge (as it stood at `cutoff`, if given), ranked by its kind."""
-    return kinds.get(challenge.kind).rank(entries(challenge, cutoff))
+    """The board of a challenge (as it stood at `cutoff`, if given), ranked by its rule."""
+    return kinds.of(challenge).rank(entries(challenge, cutoff))
 
 
 def final_boards(results: EventResults) -> dict[str, list[Row]]:
@@ -109,6 +118,12 @@ async def board(conn: asyncpg.Connection, slug: str, viewer: Principal | None
         cutoff = freeze_start(stored.countdown, now, stored.freeze_window, stored.frozen_at)
         frozen = cutoff is not None and not sees_live(viewer)
         (challenge,) = await challenge_results(conn, [stored], details=False)
+        kind = kinds.of(stored)
+        if kind.needs_cases:
+            # Per-exam values of the counted submissions only, read in the same snapshot.
+            shown = entries(challenge, cutoff if frozen else None)
+            challenge = await with_details(
+                conn, challenge, [e.counted.id for e in shown if e.counted is not None])
     rows = ranked(challenge, cutoff if frozen else None)
     seq = stored.board_seq
     if frozen:
@@ -116,6 +131,6 @@ async def board(conn: asyncpg.Connection, slug: str, viewer: Principal | None
         # version its recording will fix: the next one, as bump_board sets it.
         seq = stored.frozen_seq if stored.frozen_seq is not None else stored.board_seq + 1
     return {"challenge": slug, "kind": stored.kind,
-            "columns": kinds.get(stored.kind).columns(), "seq": seq, "frozen": frozen,
+            "columns": kind.columns(), "seq": seq, "frozen": frozen,
             "frozen_at": iso(cutoff) if cutoff is not None else None,
             "rows": [r.to_json() for r in rows], "server_time": iso(now)}

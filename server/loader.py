@@ -7,6 +7,7 @@ is marked `in_event = false`, never deleted: its submissions stay where they wer
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import asyncpg
@@ -61,8 +62,9 @@ async def _load_challenges(conn: asyncpg.Connection, event: EventSpec) -> int:
         status = await conn.execute(
             """INSERT INTO challenge AS old (slug, position, title, kind, duration, truth_path,
                    release_path, counts, max_submissions, team_feedback, leaderboard, freeze_window,
-                   upload_grace, hu_low, hu_high, max_upload_bytes)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                   upload_grace, hu_low, hu_high, max_upload_bytes, ranking, options)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                       $17::jsonb, $18::jsonb)
                ON CONFLICT (slug) DO UPDATE SET
                    position = EXCLUDED.position, in_event = true, title = EXCLUDED.title,
                    kind = EXCLUDED.kind, duration = EXCLUDED.duration,
@@ -71,21 +73,24 @@ async def _load_challenges(conn: asyncpg.Connection, event: EventSpec) -> int:
                    team_feedback = EXCLUDED.team_feedback, leaderboard = EXCLUDED.leaderboard,
                    freeze_window = EXCLUDED.freeze_window, upload_grace = EXCLUDED.upload_grace,
                    hu_low = EXCLUDED.hu_low, hu_high = EXCLUDED.hu_high,
-                   max_upload_bytes = EXCLUDED.max_upload_bytes
+                   max_upload_bytes = EXCLUDED.max_upload_bytes,
+                   ranking = EXCLUDED.ranking, options = EXCLUDED.options
                WHERE (old.position, old.in_event, old.title, old.kind, old.duration,
                       old.truth_path, old.release_path, old.counts, old.max_submissions,
                       old.team_feedback, old.leaderboard, old.freeze_window, old.upload_grace,
-                      old.hu_low, old.hu_high, old.max_upload_bytes)
+                      old.hu_low, old.hu_high, old.max_upload_bytes, old.ranking, old.options)
                  IS DISTINCT FROM
                      (EXCLUDED.position, true, EXCLUDED.title, EXCLUDED.kind, EXCLUDED.duration,
                       EXCLUDED.truth_path, EXCLUDED.release_path, EXCLUDED.counts,
                       EXCLUDED.max_submissions, EXCLUDED.team_feedback, EXCLUDED.leaderboard,
                       EXCLUDED.freeze_window, EXCLUDED.upload_grace, EXCLUDED.hu_low,
-                      EXCLUDED.hu_high, EXCLUDED.max_upload_bytes)""",
+                      EXCLUDED.hu_high, EXCLUDED.max_upload_bytes, EXCLUDED.ranking,
+                      EXCLUDED.options)""",
             c.slug, position, c.title, c.kind, c.duration, str(c.truth),
             str(c.release) if c.release else None, c.counts, c.max_submissions,
             c.team_feedback, c.leaderboard, c.freeze_window, c.upload_grace, hu_low, hu_high,
-            c.max_upload_bytes)
+            c.max_upload_bytes, json.dumps(c.ranking) if c.ranking is not None else None,
+            json.dumps(dict(c.options)))
         changed += _count(status)
     status = await conn.execute(
         "UPDATE challenge SET in_event = false WHERE in_event AND NOT (slug = ANY($1::text[]))",

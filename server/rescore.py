@@ -8,7 +8,7 @@ from pathlib import Path
 
 import asyncpg
 
-from server.evaluators import SCORER_VERSION, ScoringOptions, evaluate
+from server.evaluators import SCORER_VERSION, evaluate
 from server.leaderboard import final_boards
 from server.queries import decode_json
 from server.results import load_results
@@ -28,7 +28,7 @@ async def rescore(conn: asyncpg.Connection, only: str | None) -> tuple[list[str]
             continue
         stored_challenge = await challenge_store.challenge(conn, challenge.slug)
         assert stored_challenge is not None
-        options = ScoringOptions(hu_window=stored_challenge.hu_window)
+        options = stored_challenge.scoring_options()
         for row in boards[challenge.slug]:
             if row.submission_id is None:
                 continue

@@ -3,7 +3,8 @@ plots, rank stability) is computed from these, never from the database directly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,6 +45,8 @@ class ChallengeResults:
     submissions: tuple[SubmissionRecord, ...]  # every submission, oldest first
     started_at: datetime | None = None
     deadline: datetime | None = None
+    # The challenge's declared ranking (None: its kind's rule): server.kinds.of(challenge).
+    ranking: Mapping[str, Any] | None = None
 
     def counted_details(self, rows: Sequence[Row]) -> dict[str, dict[str, Any]]:
         """The details of each ranked team's counted submission, in board order."""
@@ -128,4 +131,19 @@ async def challenge_results(conn: asyncpg.Connection, challenges: Sequence[Chall
     return tuple(ChallengeResults(
         slug=c.slug, title=c.title, kind=c.kind, counts=c.counts,
         teams=tuple(registered.get(c.id, [])), submissions=tuple(by_challenge.get(c.id, [])),
-        started_at=c.started_at, deadline=c.deadline) for c in challenges)
+        started_at=c.started_at, deadline=c.deadline, ranking=c.ranking) for c in challenges)
+
+
+async def with_details(conn: asyncpg.Connection, challenge: ChallengeResults,
+                       ids: Collection[int]) -> ChallengeResults:
+    """`challenge` with the details of submissions `ids` read (a board loaded without details
+    whose ranking needs the counted submissions' per-exam values); run it in the snapshot
+    that read the challenge."""
+    if not ids:
+        return challenge
+    rows = await conn.fetch("SELECT id, details FROM submission WHERE id = any($1::int[])",
+                            list(ids))
+    found = {r["id"]: decode_json(r["details"]) for r in rows}
+    return dataclasses.replace(challenge, submissions=tuple(
+        dataclasses.replace(s, details=found[s.id]) if s.id in found else s
+        for s in challenge.submissions))

@@ -87,7 +87,7 @@ async def team_standing(conn: asyncpg.Connection, challenge: Challenge, team_id:
            WHERE challenge_id = $1 AND team_id = $2 ORDER BY id""", challenge.id, team_id)
     scored = [Scored(r["id"], "", r["received_at"], decode_json(r["metrics"]) or {})
               for r in rows if r["status"] == "scored"]
-    counted = kinds.get(challenge.kind).counted(challenge.counts, scored)
+    counted = kinds.of(challenge).counted(challenge.counts, scored)
     limit = challenge.max_submissions
     hidden = challenge.counts is Counts.BEST and challenge.team_feedback is not Feedback.SCORE
     if counted is None:
@@ -147,7 +147,7 @@ async def claim_next(conn: asyncpg.Connection, claimant: str) -> asyncpg.Record 
                 FOR UPDATE OF q SKIP LOCKED LIMIT 1)
               AND c.id = s.challenge_id
             RETURNING s.id, s.attempts, s.stored_path, s.filename, s.team_id, c.slug, c.kind,
-                      c.truth_path, c.hu_low, c.hu_high""",  # noqa: S608 - constant SQL
+                      c.truth_path, c.hu_low, c.hu_high, c.options""",  # noqa: S608 - constant SQL
         claimant)
 
 

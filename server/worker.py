@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 
+from server.queries import decode_json
 from server.submission import announce, claim_next, record_result
 
 log = logging.getLogger(__name__)
@@ -62,13 +63,17 @@ def _serve(conn: Connection, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
     os.environ.update(SINGLE_THREADED)  # before numpy is imported, below
     limit_memory(memory_mb)
     from server.evaluators import ScoringOptions, evaluate
+    from server.event import scoring_options
 
     while True:
         try:
             job = conn.recv()
         except EOFError:
             return
-        options = ScoringOptions.from_hu(job["hu_low"], job["hu_high"])
+        # The challenge's kind options by name (server.event.scoring_options); a job of a
+        # server that predates them carries the HU window only.
+        options = (scoring_options(job["options"]) if job.get("options") is not None
+                   else ScoringOptions.from_hu(job["hu_low"], job["hu_high"]))
         try:
             result = evaluate(job["kind"], Path(job["truth"]), Path(job["path"]), options,
                               name=job.get("name"))
@@ -206,7 +211,8 @@ class Scoring:
         else:
             payload = {"kind": job["kind"], "truth": job["truth_path"],
                        "path": job["stored_path"], "hu_low": job["hu_low"],
-                       "hu_high": job["hu_high"], "name": job["filename"]}
+                       "hu_high": job["hu_high"], "name": job["filename"],
+                       "options": decode_json(job["options"])}
             try:
                 result = await asyncio.to_thread(process.score, payload, self.timeout_s)
                 status = result["status"]

@@ -123,10 +123,70 @@ const PodiumBoard = (() => {
     return [Podium.element("span", "stability-title", "Holds its rank in 1,000 bootstrap resamples:"), list];
   }
 
+  // The board under every scheme the jury compares (the challenge's own first), and each
+  // scheme's Kendall τ with the challenge's ranking (the full matrix is in the workbook).
+  function schemesTable(ranking) {
+    // One scheme only (a board ranked on a whole-set figure such as the AUC): nothing to compare.
+    if (!ranking || !ranking.schemes || ranking.schemes.length < 2 || !ranking.teams.length) {
+      return [];
+    }
+    const schemes = ranking.schemes;
+    const current = schemes.find((s) => s.current) || schemes[0];
+    const table = Podium.element("table", "schemes-table");
+    table.append(Podium.element("caption", "",
+                                "Rank under each ranking scheme (orange: not this challenge's rank)"));
+    const head = Podium.element("tr");
+    head.append(Podium.element("th", "team", "Team"));
+    for (const s of schemes) {
+      const th = Podium.element("th", s.current ? "scheme current" : "scheme");
+      th.title = s.describe;
+      const open = s.name.indexOf(" (");
+      th.append(Podium.element("span", "scheme-name", open > 0 ? s.name.slice(0, open) : s.name),
+                Podium.element("span", "scheme-metrics", open > 0 ? s.name.slice(open + 1) : ""));
+      if (s.current) th.append(Podium.element("span", "scheme-note", "this challenge"));
+      head.append(th);
+    }
+    table.append(Podium.element("thead"));
+    table.tHead.append(head);
+    const body = Podium.element("tbody");
+    for (const team of ranking.teams) {
+      const tr = Podium.element("tr");
+      tr.dataset.team = team;
+      const name = Podium.element("td", "team");
+      name.append(swatch(team), Podium.element("span", "team-name", team));
+      tr.append(name);
+      for (const s of schemes) {
+        const rank = s.ranks[team];
+        const moved = rank !== undefined && rank !== current.ranks[team];
+        tr.append(cell(rank === undefined ? "–" : String(rank), moved ? "rank moved" : "rank"));
+      }
+      body.append(tr);
+    }
+    table.append(body);
+    const taus = {};
+    for (const t of ranking.taus || []) {
+      if (t.a === current.name) taus[t.b] = t.tau;
+      if (t.b === current.name) taus[t.a] = t.tau;
+    }
+    if (Object.keys(taus).length) {
+      const foot = Podium.element("tr", "tau");
+      foot.append(Podium.element("th", "team", "Kendall τ with this challenge's ranking"));
+      for (const s of schemes) {
+        const tau = s.current ? 1 : taus[s.name];
+        foot.append(cell(tau === undefined || tau === null ? "–" : tau.toFixed(2), "rank"));
+      }
+      table.append(Podium.element("tfoot"));
+      table.tFoot.append(foot);
+    }
+    return [table];
+  }
+
   // Plots drawn by the server (every team name escaped there), and the rank stability.
   function showAnalysis(box, data) {
     setColours(data.colours);
     box.querySelector(".stability").replaceChildren(...stabilityList(data.stability));
+    const schemes = box.querySelector(".schemes");
+    if (schemes) schemes.replaceChildren(...schemesTable(data.ranking));
     box.querySelector(".plots").innerHTML = Object.values(data.plots || {}).join("");
     box.dataset.loaded = String(Object.keys(data.plots || {}).length);
   }

@@ -35,3 +35,11 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     refused = subprocess.run([*PODIUM, "tokens", "--event", str(tmp_path / "none.toml")],
                              capture_output=True, text=True, cwd=ROOT)
     assert refused.returncode == 2 and "event file not found" in refused.stderr
+
+
+def test_export_needs_a_workbook_or_a_long_table(capsys: object) -> None:
+    from server.cli import main
+
+    assert main(["export", "--event", str(EXAMPLE_EVENT)]) == 2
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert "export needs OUT.xlsx, --challenger FILE.csv, or both" in err

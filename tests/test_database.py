@@ -202,3 +202,40 @@ def test_a_migration_changed_after_it_was_applied_is_refused(database_url: str,
         finally:
             await conn.close()
     run(go())
+
+
+def test_a_declared_ranking_and_kind_options_are_stored_and_read_back(
+        database_url: str, example_event: Path, tmp_path: Path) -> None:
+    from server.store import challenges as store
+
+    _load(database_url, example_event, tmp_path / "data")
+    text = example_event.read_text()
+    example_event.write_text(text.replace(
+        'truth = "truth/sarcopenia"',
+        'truth = "truth/sarcopenia"\nranking = {scheme = "rank-then-aggregate", '
+        'metrics = ["dice", "surface_mse"], tie_break = "dice"}'))
+    report, _ = _load(database_url, example_event, tmp_path / "data")
+    assert report.challenges_changed == 1
+    again, _ = _load(database_url, example_event, tmp_path / "data")
+    assert not again.changed   # the same declaration, stored as jsonb, is no change
+
+    async def read() -> store.Challenge | None:
+        conn = await _connect(database_url)
+        try:
+            return await store.challenge(conn, "sarcopenia")
+        finally:
+            await conn.close()
+
+    stored = run(read())
+    assert stored is not None
+    assert stored.ranking == {"scheme": "rank-then-aggregate",
+                              "metrics": ["dice", "surface_mse"], "tie_break": "dice"}
+    assert stored.options == {"hu_window": [-29.0, 150.0]}
+    assert stored.scoring_options().hu_window == (-29.0, 150.0)
+    from server import kinds
+    assert kinds.of(stored).score_label == "mean rank"
+    example_event.write_text(text)   # the declaration removed: the kind's rule again
+    _load(database_url, example_event, tmp_path / "data")
+    stored = run(read())
+    assert stored is not None and stored.ranking is None
+    assert kinds.of(stored).ranking == kinds.get("segmentation-surface").ranking

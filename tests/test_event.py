@@ -222,3 +222,71 @@ def test_parsing_does_not_read_the_truth(example_event: Path) -> None:
     assert event.challenge("edss").truth == truth.resolve()
     with pytest.raises(EventFileError, match="MS003"):
         check_truth(event)
+
+
+SARCOPENIA_TRUTH = 'truth = "truth/sarcopenia"'
+NODULES_TRUTH = 'truth = "truth/nodules.csv"'
+
+
+def declare(event_file: Path, truth: str, ranking: str) -> None:
+    edit(event_file, truth, f"{truth}\nranking = {ranking}")
+
+
+@pytest.mark.parametrize(("truth", "ranking", "key", "message"), [
+    (SARCOPENIA_TRUTH, '{scheme = "borda"}', "challenges[0].ranking.scheme",
+     "scheme must be one of"),
+    (SARCOPENIA_TRUTH, '{scheme = "sum-of-ranks", metrics = ["dice", "auc"]}',
+     "challenges[0].ranking.metrics", "unknown metric 'auc' for this kind"),
+    (SARCOPENIA_TRUTH, '{scheme = "sum-of-ranks", metrics = ["dice"], tie_break = "surface_mse"}',
+     "challenges[0].ranking.tie_break", "must be one of the ranked metrics"),
+    (NODULES_TRUTH, '{scheme = "test-then-rank", metrics = ["auc"]}',
+     "challenges[1].ranking.metrics", "computed over the whole set of exams"),
+    (SARCOPENIA_TRUTH, '{scheme = "test-then-rank", metrics = ["dice"], alpha = 1.0}',
+     "challenges[0].ranking.alpha", "in (0, 1)"),
+    (SARCOPENIA_TRUTH, '"sum-of-ranks"', "challenges[0].ranking", "must be a table"),
+])
+def test_ranking_refused(example_event: Path, truth: str, ranking: str, key: str,
+                         message: str) -> None:
+    declare(example_event, truth, ranking)
+    error = refused(example_event)
+    assert error.key == key and message in str(error)
+    assert error.line == line_of(example_event, "ranking =")
+
+
+def test_a_declared_ranking_is_kept_normalised(example_event: Path) -> None:
+    declare(example_event, SARCOPENIA_TRUTH,
+            '{scheme = "test-then-rank", metrics = ["dice"], missing = 0}')
+    event = parse_event(example_event)
+    assert event.challenge("sarcopenia").ranking == {
+        "scheme": "test-then-rank", "metrics": ["dice"], "missing": {"dice": 0.0},
+        "alpha": 0.05, "adjust": "none"}
+    assert event.challenge("nodules").ranking is None   # its kind's rule
+    from server import kinds
+    kind = kinds.of(event.challenge("sarcopenia"))
+    assert kind.ranking.scheme == "test-then-rank" and kind.needs_cases
+    assert kind.format_json()["ranking"].startswith("number of teams significantly beaten")
+
+
+def test_kind_options_reach_the_scorer_by_name(example_event: Path) -> None:
+    from server.event import scoring_options
+    sarcopenia = parse_event(example_event).challenge("sarcopenia")
+    assert sarcopenia.options == {"hu_window": [-29.0, 150.0]}
+    assert sarcopenia.scoring_options().hu_window == (-29.0, 150.0)
+    assert scoring_options({}).hu_window is None
+    with pytest.raises(TypeError):
+        scoring_options({"no_such_option": 1})
+
+
+def test_an_option_of_another_kind_is_refused(example_event: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from server import kinds
+    monkeypatch.setenv(kinds.EXTRA_ENV, "tests.kinds.toy_count")
+    kinds.discover()
+    try:
+        edit(example_event, SARCOPENIA_TRUTH, f"{SARCOPENIA_TRUTH}\nmax_errors = 3")
+        error = refused(example_event)
+        assert error.key == "challenges[0].max_errors"
+        assert "applies to nodule-count challenges only" in str(error)
+    finally:
+        monkeypatch.delenv(kinds.EXTRA_ENV)
+        kinds.discover()

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import openpyxl
+import pandas as pd
 import pytest
 
 from tests.helpers import PODIUM, ROOT, ServerProcess
@@ -25,8 +26,8 @@ def test_the_demo_serves_and_its_examples_score_as_promised(embedded_data_dir: P
         server.event = event
         _, challenges = server.json("GET", "/api/v1/challenges")
         assert [(c["slug"], c["duration_s"]) for c in challenges] == [
-            ("sarcopenia", 3600), ("nodules", 7200), ("edss", 3600)]
-        for slug in ("sarcopenia", "nodules", "edss"):
+            ("sarcopenia", 3600), ("nodules", 7200), ("edss", 3600), ("nodules-3d", 7200)]
+        for slug in ("sarcopenia", "nodules", "edss", "nodules-3d"):
             server.json("POST", f"/api/v1/challenges/{slug}/start", tokens["organizer"], {})
         folder = data_dir / "demo" / "submissions"
         expected = json.loads((folder / "expected.json").read_text())
@@ -61,12 +62,23 @@ def test_the_demo_serves_and_its_examples_score_as_promised(embedded_data_dir: P
         server.stop()
 
     # Offline, on the same data dir (its embedded PostgreSQL): the workbook and a rescore.
-    out = tmp_path / "results.xlsx"
+    out, long_table = tmp_path / "results.xlsx", tmp_path / "challenger.csv"
     export = subprocess.run([*PODIUM, "export", "--event", str(event), "--data-dir",
-                             str(data_dir), str(out)], capture_output=True, text=True,
-                            cwd=ROOT, timeout=120)
+                             str(data_dir), str(out), "--challenger", str(long_table)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert export.returncode == 0, export.stderr
-    assert openpyxl.load_workbook(out)["Results"].max_row >= 9
+    book = openpyxl.load_workbook(out)
+    assert book["Results"].max_row >= 9 and "Ranking analysis" in book.sheetnames
+    # challengeR's long table: each team's per-exam Dice average to its board's Dice.
+    table = pd.read_csv(long_table)
+    assert {"sarcopenia:dice", "sarcopenia:surface_mse", "edss:mse"} <= set(table["task"])
+    sheet = [[c.value for c in row] for row in book["sarcopenia"].iter_rows()]
+    dice_at = sheet[0].index("Dice")
+    board_dice = {r[1]: r[dice_at] for r in sheet[1:] if r[dice_at] is not None}
+    means = table[table["task"] == "sarcopenia:dice"].groupby("algorithm")["value"].mean()
+    assert board_dice and set(means.index) == set(board_dice)
+    for team, dice in board_dice.items():
+        assert means[team] == pytest.approx(dice, rel=1e-9)
     rescore = subprocess.run([*PODIUM, "rescore", "--event", str(event), "--data-dir",
                               str(data_dir)], capture_output=True, text=True, cwd=ROOT,
                              timeout=300)

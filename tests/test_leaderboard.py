@@ -167,3 +167,49 @@ def test_entries_as_the_board_stood_at_a_cutoff() -> None:
             for e in entries(challenge, cutoff)] == [("A", 1, 1), ("B", None, 1), ("C", None, 1)]
     assert [(r.rank, r.team, r.score) for r in ranked(challenge)] == [
         (1, "B", 0.9), (2, "A", 0.8), (None, "C", None)]
+
+
+EDSS = {"MS001": 1.0, "MS002": 2.5, "MS003": 3.0, "MS004": 0.0, "MS005": 6.5, "MS006": 2.0,
+        "MS007": 4.5, "MS008": 1.5}
+
+
+def edss_file(values: dict[str, float]) -> bytes:
+    return ("id,value\n" + "".join(f"{k},{v}\n" for k, v in values.items())).encode()
+
+
+def test_a_declared_ranking_orders_the_live_board(example_event: Path, database_url: str,
+                                                  tmp_path: Path) -> None:
+    """edss declares rank-then-aggregate on the per-exam squared errors. Myelin Minds is 0.5
+    off on every exam (MSE 0.25), Pixel Anatomy exact on seven and 2 off on one (MSE 0.5):
+    by MSE (the kind's rule) Myelin Minds would lead; exam by exam Pixel Anatomy is better
+    seven times out of eight (mean rank 9/8 against 15/8) and leads."""
+    text = example_event.read_text().replace(
+        'truth = "truth/edss.csv"',
+        'truth = "truth/edss.csv"\nranking = {scheme = "rank-then-aggregate", metrics = ["mse"]}')
+    example_event.write_text(text)
+    server = AppServer(example_event, tmp_path / "data", database_url).start()
+    try:
+        tokens = server.tokens()
+        server.act("edss", "start")
+        uploads = {"Myelin Minds": {k: v + 0.5 for k, v in EDSS.items()},
+                   "Pixel Anatomy": {**EDSS, "MS005": 8.5}}
+        for team, values in uploads.items():
+            status, body = server.upload("edss", tokens[team], "edss.csv", edss_file(values),
+                                         "?wait=60")
+            assert (status, body["status"]) == (202, "scored"), body
+        status, board = server.json("GET", "/api/v1/challenges/edss/leaderboard",
+                                    tokens["jury"])
+        assert status == 200
+        assert [(r["rank"], r["team"]) for r in board["rows"]] == [
+            (1, "Pixel Anatomy"), (2, "Myelin Minds")]
+        assert [r["score"] for r in board["rows"]] == pytest.approx([9 / 8, 15 / 8])
+        assert [r["metrics"]["mse"] for r in board["rows"]] == pytest.approx([0.5, 0.25])
+        assert board["columns"][-1] == {"key": "score", "label": "Score", "digits": 2,
+                                        "grouped": False, "unit": ""}
+        with ws_connect(server, tokens["jury"]) as ws:
+            (message,) = subscribe(ws, "leaderboard:edss")
+            assert [r["team"] for r in message["rows"]] == ["Pixel Anatomy", "Myelin Minds"]
+        _, challenge = server.json("GET", "/api/v1/challenges/edss", tokens["jury"])
+        assert challenge["format"]["ranking"] == "mean over exams of the rank on MSE, lowest wins"
+    finally:
+        server.stop()

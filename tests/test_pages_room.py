@@ -134,6 +134,16 @@ def test_room_text_is_projector_sized_and_a_team_keeps_its_colour_everywhere(
                 "[...document.querySelectorAll('[data-board] tr[data-team]:not(.no-valid)')]"
                 ".map(tr => tr.dataset.team)"))
             assert len(ranked) == 3 and {team for team, _, _ in drawn} == ranked
+            # The ranking analysis: the rank distributions for every board, the schemes side
+            # by side and the significance map where per-exam values exist.
+            assert page.locator(".plots svg.plot-rank-distribution").count() == 1
+            if slug != "nodules":
+                current = page.locator(".schemes-table th.current").inner_text()
+                assert "this challenge" in current
+                assert set(page.evaluate(
+                    "[...document.querySelectorAll('.schemes-table tbody tr')]"
+                    ".map(tr => tr.dataset.team)")) == ranked
+                assert page.locator(".plots svg.plot-significance").count() == 1
             for team, plot, colour in drawn:
                 assert colour.lower() == colours[team].lower(), (slug, plot, team, colour)
             # Legends never leave their picture.

@@ -114,12 +114,13 @@ def test_teams_without_a_valid_submission_come_last_whatever_the_order_received(
     rows = [row(None, "Aaa", None, None, submissions=0),
             row(2, "Bbb", {"auc": 0.7}, 0.7, NOW - 5),
             row(None, "Ccc", None, None, submissions=4),
-            row(1, "Ddd", {"auc": 1.0}, 1.0, NOW - 9)]
+            row(1, "Ddd", {"auc": 1.0, "brier": 0.02, "ece": 0.1}, 1.0, NOW - 9)]
     lines = render_board(c, board("nodules", rows), 0.0, NOW).splitlines()
-    assert lines[2].split() == ["#", "team", "AUC", "subs", "counted"]
+    assert lines[2].split() == ["#", "team", "AUC", "Brier", "ECE", "subs", "counted"]
     assert [line.split()[1] for line in lines[3:]] == ["Ddd", "Bbb", "Aaa", "Ccc"]
-    assert lines[3].split() == ["1", "Ddd", "1.000", "1", local_hms(NOW - 9)]
-    assert lines[6].split()[:5] == ["-", "Ccc", "-", "4", "-"]
+    assert lines[3].split() == ["1", "Ddd", "1.000", "0.020", "0.100", "1", local_hms(NOW - 9)]
+    assert lines[4].split()[2:5] == ["0.700", "-", "-"]  # a row without them
+    assert lines[6].split()[:7] == ["-", "Ccc", "-", "-", "-", "4", "-"]
 
 
 def test_a_frozen_regression_board_is_marked() -> None:
@@ -199,7 +200,7 @@ def test_a_board_shows_the_columns_the_server_sends() -> None:
     assert [col.key for col in board_columns(challenge("edss", "regression"), board("e", []))] \
         == ["mse"]
     other = board("x", [row(1, "Ddd", {"recall": 0.5, "froc": 0.7}, 0.7, NOW)])
-    assert board_columns(challenge("x", "detection"), other) == [
+    assert board_columns(challenge("x", "nodule-size"), other) == [
         Column("froc", "froc"), Column("recall", "recall")]
 
 

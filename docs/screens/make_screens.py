@@ -6,9 +6,9 @@ Writes the demo event into a temporary folder, serves it with `podium serve` (it
 PostgreSQL unless --database-url or PODIUM_DATABASE_URL names one), plays part of a final day
 through the API — every clock started, every example file uploaded as its team, one team
 given extra time — and photographs each page in Debian's Chromium at 1920×1080 (the
-projector) and, for the laptops' pages, 1366×768: the jury boards, one challenge's plots, the
-winner reveal after three places, a team page, the organizer console, the room clock and the
-room board.
+projector) and, for the laptops' pages, 1366×768: the jury boards, one challenge's plots and
+ranking analysis (at both sizes), the winner reveal after three places, a team page, the
+organizer console, the room clock and the room board.
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ def photograph(server: Server, out: Path) -> list[Path]:
     shots = [
         ("jury", "jury", "/jury", PROJECTOR, None),
         ("jury-sarcopenia", "jury", "/jury/sarcopenia", PROJECTOR, "analysis"),
+        ("jury-sarcopenia-laptop", "jury", "/jury/sarcopenia", LAPTOP, "analysis"),
         ("reveal", "jury", "/jury/nodules?reveal=1", PROJECTOR, "reveal"),
         ("team", TEAM, "/team", LAPTOP, None),
         ("organizer", "organizer", "/organizer", LAPTOP, None),

@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 from zoneinfo import ZoneInfo
 
@@ -285,6 +286,109 @@ def roc_svg(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], top: 
     return plot.svg("roc")
 
 
+def froc_svg(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+             colours: Mapping[str, str] | None = None) -> str:
+    """FROC curves, one per team: sensitivity against false positives per exam on a log
+    axis from 1/8 to 8, as LUNA16 draws them, with the seven points its CPM averages.
+    `curves[team] = (false positives per exam, sensitivities)`, the curve's points from
+    (0, 0) in order of decreasing threshold (`server.evaluators.detection.Froc`). Past its
+    last point a curve goes on flat, faded: the CPM reads it there."""
+    from server.evaluators.detection import FP_RATES, RATE_WORDS, sensitivity_at  # noqa: PLC0415
+
+    styles = _styles(colours, curves)
+    low, high = FP_RATES[0], FP_RATES[-1]
+    plot = _Plot("FROC curves", (math.log2(low), math.log2(high)), (0.0, 1.0),
+                 "Average false positives per exam", "Sensitivity",
+                 y_ticks=[(v / 5, _fmt(v / 5)) for v in range(6)])
+    plot.axes(x_ticks=[(math.log2(r), w) for r, w in zip(FP_RATES, RATE_WORDS, strict=True)])
+    legend = []
+    for team, (rates, sensitivities) in curves.items():
+        f = np.asarray(rates, dtype=np.float64)
+        s = np.asarray(sensitivities, dtype=np.float64)
+        colour, dash = styles.colour(team), styles.dash(team)
+        parts = [_series(team)]
+        if len(f):
+            at = sensitivity_at(f, s, FP_RATES)
+            end = min(high, float(f[-1]))
+            inside = [(float(a), float(b)) for a, b in zip(f, s, strict=True) if low < a < end]
+            start = sensitivity_at(f, s, (max(low, 0.0),))[0]
+            drawn = [(low, float(start)), *inside]
+            if end > low:
+                drawn.append((end, float(sensitivity_at(f, s, (end,))[0])))
+            points = " ".join(f"{plot.x(math.log2(a))},{plot.y(b)}" for a, b in drawn)
+            parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" '
+                         f'stroke-width="3.5"{dash}/>')
+            if end < high:
+                last = drawn[-1]
+                parts.append(f'<line class="beyond" x1="{plot.x(math.log2(last[0]))}" '
+                             f'y1="{plot.y(last[1])}" x2="{plot.x(math.log2(high))}" '
+                             f'y2="{plot.y(last[1])}" stroke="{colour}" stroke-width="2.5" '
+                             f'stroke-opacity="0.45"{dash}/>')
+            parts.extend(f'<circle cx="{plot.x(math.log2(r))}" cy="{plot.y(float(v))}" r="5" '
+                         f'fill="{colour}"><title>{escape(team)}: sensitivity {v:.3f} at '
+                         f'{w} FP per exam</title></circle>'
+                         for r, w, v in zip(FP_RATES, RATE_WORDS, at, strict=True))
+            suffix = f" (CPM {float(np.mean(at)):.3f})"
+        else:
+            suffix = ""
+        parts.append("</g>")
+        plot.parts.append("".join(parts))
+        legend.append(_team_entry(team, styles, suffix, mark="line"))
+    plot.legend(legend)
+    return plot.svg("froc")
+
+
+def reliability_svg(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+                    colours: Mapping[str, str] | None = None) -> str:
+    """Reliability diagram, one line per team: in each of the ten equal-width bins of
+    probability (those of the ECE), the fraction of exams labelled 1 against their mean
+    probability; a dot's area grows with its bin's exams (counted in its tooltip).
+    `curves[team] = (labels 0/1, probabilities)`."""
+    from server.evaluators.probability import (  # noqa: PLC0415 - scorers' module
+        calibration_bins,
+        expected_calibration_error,
+    )
+
+    styles = _styles(colours, curves)
+    binned = {}
+    for team, (truth, predicted) in curves.items():
+        labels = np.asarray(truth, dtype=np.float64)
+        scores = np.asarray(predicted, dtype=np.float64)
+        binned[team] = (*calibration_bins(labels, scores),
+                        expected_calibration_error(labels, scores) if len(labels) else 0.0)
+    largest = max((int(c.max()) for c, *_ in binned.values() if len(c)), default=1) or 1
+    plot = _Plot("Reliability — calibration of the probabilities", (0.0, 1.0), (0.0, 1.0),
+                 "Mean predicted probability (per bin of 0.1)",
+                 "Observed fraction labelled 1")
+    plot.axes()
+    plot.parts.append(f'<line class="reference" x1="{plot.x(0)}" y1="{plot.y(0)}" '
+                      f'x2="{plot.x(1)}" y2="{plot.y(1)}" stroke="{REFERENCE}" '
+                      f'stroke-dasharray="4 4" stroke-width="1.5"/>')
+    legend = []
+    for team, (counts, mean_predicted, observed, ece) in binned.items():
+        colour, dash = styles.colour(team), styles.dash(team)
+        used = [k for k in range(len(counts)) if counts[k] > 0]
+        points = " ".join(f"{plot.x(float(mean_predicted[k]))},{plot.y(float(observed[k]))}"
+                          for k in used)
+        dots = "".join(
+            f'<circle cx="{plot.x(float(mean_predicted[k]))}" '
+            f'cy="{plot.y(float(observed[k]))}" '
+            f'r="{3 + 9 * math.sqrt(int(counts[k]) / largest):.1f}" fill="{colour}" '
+            f'fill-opacity="0.8"><title>{escape(team)}: {int(counts[k])} exams with a '
+            f'probability in {_bin_words(k, len(counts))}, mean {mean_predicted[k]:.3f}, '
+            f'{observed[k]:.0%} labelled 1</title></circle>' for k in used)
+        plot.parts.append(_series(team) + f'<polyline points="{points}" fill="none" '
+                          f'stroke="{colour}" stroke-width="3"{dash}/>' + dots + "</g>")
+        legend.append(_team_entry(team, styles, f" (ECE {ece:.3f})", mark="line"))
+    legend.append(LegendEntry("dot area: exams in the bin", REFERENCE, "dot"))
+    plot.legend(legend)
+    return plot.svg("reliability")
+
+
+def _bin_words(k: int, bins: int) -> str:
+    return f"{'[' if k == 0 else '('}{k / bins:.1f}, {(k + 1) / bins:.1f}]"
+
+
 def _team_entry(team: str, styles: _Styles, suffix: str = "", mark: str = "box"
                 ) -> LegendEntry:
     """A team's legend line: its name, cut if need be so that the suffix (a metric) shows."""
@@ -517,7 +621,7 @@ def challenge_plots(challenge: ChallengeResults, rows: Sequence[Row],
     shown = {row.team for row in rows}
     palette = colours if colours is not None else team_colours(challenge.teams)
     details = challenge.counted_details(rows)
-    kind = kinds.get(challenge.kind)
+    kind = kinds.of(challenge)
     plots: dict[str, str] = kind.plots(details, palette) if details and kind.plots else {}
     metric, higher = kind.primary.key, kind.primary.higher_is_better
     series: dict[str, list[tuple[datetime, float]]] = {}
@@ -538,3 +642,209 @@ def challenge_plots(challenge: ChallengeResults, rows: Sequence[Row],
             start=challenge.started_at, end=challenge.deadline, colours=palette)
     return plots
 
+
+
+# -- The jury's ranking analysis (server/deliberation/analysis.py) ------------------------
+
+BLOB_AREA = 420
+BLOB_NAME_ROOM = 240        # a team name on the rotated x axis, in units along its slant
+BLOB_SLANT = 35             # degrees
+
+
+def _svg_head(kind: str, title: str, width: float, height: float) -> str:
+    width_i, height_i = int(width), int(math.ceil(height))
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="plot plot-{kind}" '
+            f'width="{width_i}" height="{height_i}" viewBox="0 0 {width_i} {height_i}" '
+            f'role="img" aria-label={quoteattr(title)} font-family={quoteattr(FONT)}>'
+            f'<title>{escape(title)}</title>'
+            f'<rect x="0" y="0" width="{width_i}" height="{height_i}" fill="#ffffff"/>'
+            f'<text class="title" x="{PAD}" y="36" font-size="{TITLE_TEXT}" font-weight="bold" '
+            f'fill="{INK}">{escape(fit(title, TITLE_TEXT, width - 2 * PAD, bold=True))}</text>')
+
+
+def _y_label(text: str, top: float, bottom: float) -> str:
+    mid = (top + bottom) / 2
+    x = 14 + LABEL_TEXT / 2
+    return (f'<text class="y-label" x="{x}" y="{mid}" text-anchor="middle" '
+            f'dominant-baseline="central" font-size="{LABEL_TEXT}" '
+            f'transform="rotate(-90 {x} {mid})">{escape(fit(text, LABEL_TEXT, bottom - top))}'
+            '</text>')
+
+
+def _rank_ticks(count: int) -> list[int]:
+    step = max(1, math.ceil(count / 10))
+    ticks = list(range(1, count + 1, step))
+    return ticks if ticks[-1] == count else [*ticks, count]
+
+
+def rank_distribution_svg(distributions: Sequence[Any], draws: int,
+                          colours: Mapping[str, str] | None = None,
+                          ranking: str = "") -> str:
+    """challengeR's blob plot: one column per team in board order (x), its rank over the
+    bootstrap draws (y, 1 at the top): a dot per rank whose area is the share of draws with
+    it, the median (a black bar) and the 95 % interval (a black line). `distributions` are
+    server.deliberation.analysis.RankDistribution (team, rank, median, low, high, shares)."""
+    styles = _styles(colours, [d.team for d in distributions])
+    count = max(1, len(distributions))
+    top_rank = max([count, *(max(d.shares, default=1) for d in distributions)])
+    ticks = _rank_ticks(top_rank)
+    left = 14 + LABEL_TEXT + 12 + max(text_width(str(t), MIN_TEXT) for t in ticks) + 10
+    x0, x1, y1 = left, WIDTH - 36, 60.0
+    y0 = y1 + BLOB_AREA
+    column = (x1 - x0) / count
+    step = BLOB_AREA / top_rank
+
+    def x(k: int) -> float:
+        return round(x0 + (k + 0.5) * column, 2)
+
+    def y(rank: float) -> float:
+        return round(y1 + (rank - 0.5) * step, 2)
+
+    biggest = max(3.0, min(column, step) * 0.5)
+    parts = ['<g class="axes">']
+    for t in ticks:
+        parts.append(f'<line x1="{x0}" y1="{y(t)}" x2="{x1}" y2="{y(t)}" stroke="{GRID}" '
+                     f'stroke-width="1"/><text x="{x0 - 10}" y="{y(t) + 7}" text-anchor="end" '
+                     f'font-size="{MIN_TEXT}">{t}</text>')
+    parts.append(f'<rect x="{x0}" y="{y1}" width="{x1 - x0}" height="{BLOB_AREA}" '
+                 f'fill="none" stroke="{INK}" stroke-width="1"/>')
+    parts.append(_y_label("Rank in the bootstrap draws", y1, y0))
+    names_bottom = y0
+    slant = math.radians(BLOB_SLANT)
+    for k, d in enumerate(distributions):
+        # Slanted up to the left: a name may not run past the picture's left edge.
+        room = min(BLOB_NAME_ROOM, (x(k) + 6 - 4) / math.cos(slant))
+        name = fit(f"{d.rank}. {d.team}", MIN_TEXT, room)
+        tip = f"<title>{escape(d.team)}</title>" if not name.endswith(d.team) else ""
+        px, py = x(k) + 6, y0 + 18
+        parts.append(f'<text class="team-name" x="{px}" y="{py}" text-anchor="end" '
+                     f'font-size="{MIN_TEXT}" transform="rotate(-{BLOB_SLANT} {px} {py})">'
+                     f'{escape(name)}{tip}</text>')
+        names_bottom = max(names_bottom,
+                           py + text_width(name, MIN_TEXT) * math.sin(slant) + MIN_TEXT)
+    parts.append("</g>")
+    for k, d in enumerate(distributions):
+        colour = styles.colour(d.team)
+        blobs = "".join(
+            f'<circle cx="{x(k)}" cy="{y(rank)}" r="{biggest * math.sqrt(share):.2f}" '
+            f'fill="{colour}" fill-opacity="0.8" data-rank="{rank}" data-share="{share:.4f}">'
+            f'<title>{escape(d.team)}: rank {rank} in {share:.0%} of draws</title></circle>'
+            for rank, share in sorted(d.shares.items()) if share > 0)
+        half = min(column * 0.35, 26.0)
+        parts.append(
+            _series(d.team) + blobs
+            + f'<line class="interval" x1="{x(k)}" y1="{y(d.low)}" x2="{x(k)}" '
+              f'y2="{y(d.high)}" stroke="{INK}" stroke-width="2.5"/>'
+            + f'<line class="median" x1="{x(k) - half}" y1="{y(d.median)}" '
+              f'x2="{x(k) + half}" y2="{y(d.median)}" stroke="{INK}" stroke-width="4"/></g>')
+    label_y = names_bottom + 12
+    parts.append(f'<text class="x-label" x="{(x0 + x1) / 2}" y="{label_y:.1f}" '
+                 f'text-anchor="middle" font-size="{LABEL_TEXT}">'
+                 f'{escape(fit("Team, in the order of the board", LABEL_TEXT, WIDTH - 2 * PAD))}'
+                 '</text>')
+    legend_y = label_y + 40
+    legend = [("dot", f"share of {draws:,} draws (area)".replace(",", "\u202f")),
+              ("median", "median rank"), ("interval", "95 % interval")]
+    lx = float(PAD)
+    parts.append('<g class="legend">')
+    for mark, text in legend:
+        if mark == "dot":
+            swatch = (f'<circle cx="{lx + SWATCH / 2}" cy="{legend_y}" r="9" '
+                      f'fill="{REFERENCE}"/>')
+        elif mark == "median":
+            swatch = (f'<line x1="{lx}" y1="{legend_y}" x2="{lx + SWATCH}" y2="{legend_y}" '
+                      f'stroke="{INK}" stroke-width="4"/>')
+        else:
+            swatch = (f'<line x1="{lx + SWATCH / 2}" y1="{legend_y - 12}" '
+                      f'x2="{lx + SWATCH / 2}" y2="{legend_y + 12}" stroke="{INK}" '
+                      'stroke-width="2.5"/>')
+        parts.append(f'<g class="legend-item">{swatch}<text x="{lx + SWATCH + 10:.1f}" '
+                     f'y="{legend_y + 7}" font-size="{MIN_TEXT}">{escape(text)}</text></g>')
+        lx += SWATCH + 10 + text_width(text, MIN_TEXT) + 28
+    parts.append("</g>")
+    bottom = legend_y + 18
+    if ranking:
+        note = fit(f"Ranking: {ranking}", MIN_TEXT, WIDTH - 2 * PAD)
+        parts.append(f'<text class="note" x="{PAD}" y="{bottom + 22}" font-size="{MIN_TEXT}" '
+                     f'fill="{INK}">{escape(note)}</text>')
+        bottom += 32
+    return (_svg_head("rank-distribution", "Rank distributions over bootstrap draws",
+                      WIDTH, bottom + 14) + "".join(parts) + "</svg>")
+
+
+SIGNIFICANT, NOT_SIGNIFICANT = "#0072B2", "#eeeeee"
+
+
+def significance_svg(teams: Sequence[str], p: Sequence[Sequence[float | None]],
+                     alpha: float, metric: str, adjust: str = "none",
+                     colours: Mapping[str, str] | None = None) -> str:
+    """The significance map: row team against column team, both in board order; a cell is
+    dark when the row team is significantly better than the column team (one-sided Wilcoxon
+    signed-rank on the per-exam values of `metric`, p < `alpha`), light otherwise; each cell
+    prints its p-value when there is room."""
+    styles = _styles(colours, teams)
+    count = max(1, len(teams))
+    names = [fit(f"{k + 1}. {team}", MIN_TEXT, WIDTH * 0.34) for k, team in enumerate(teams)]
+    left = 14 + LABEL_TEXT + 14 + max((text_width(n, MIN_TEXT) for n in names), default=0) + 30
+    top = 60 + 34
+    cell = min(84.0, (WIDTH - 36 - left) / count)
+    size = cell * count
+    parts = ['<g class="axes">', _y_label("Team (is it better than …)", top, top + size)]
+    for k, name in enumerate(names):
+        cy = top + (k + 0.5) * cell
+        tip = f"<title>{escape(teams[k])}</title>" if not name.endswith(teams[k]) else ""
+        parts.append(f'<rect x="{left - 12 - 8}" y="{cy - 9}" width="8" height="18" '
+                     f'fill="{styles.colour(teams[k])}"/>'
+                     f'<text class="team-name" x="{left - 30}" y="{cy + 7}" text-anchor="end" '
+                     f'font-size="{MIN_TEXT}">{escape(name)}{tip}</text>')
+        parts.append(f'<text x="{left + (k + 0.5) * cell}" y="{top - 10}" text-anchor="middle" '
+                     f'font-size="{MIN_TEXT}">{k + 1}</text>')
+    parts.append("</g>")
+    show_p = cell >= text_width("<.001", MIN_TEXT) + 4
+    for i, team in enumerate(teams):
+        row = [_series(team)]
+        for j in range(len(teams)):
+            value = p[i][j] if i < len(p) and j < len(p[i]) else None
+            x, y = left + j * cell, top + i * cell
+            if i == j or value is None:
+                row.append(f'<rect x="{x:.2f}" y="{y:.2f}" width="{cell:.2f}" '
+                           f'height="{cell:.2f}" fill="#ffffff" stroke="{GRID}"/>')
+                continue
+            significant = value < alpha
+            fill = SIGNIFICANT if significant else NOT_SIGNIFICANT
+            text = f"{teams[i]} vs {teams[j]}: p = {value:.3g}"
+            row.append(f'<rect class="{"significant" if significant else "not-significant"}" '
+                       f'x="{x:.2f}" y="{y:.2f}" width="{cell:.2f}" height="{cell:.2f}" '
+                       f'fill="{fill}" stroke="#ffffff" stroke-width="2" '
+                       f'data-against={quoteattr(teams[j])} data-p="{value:.6g}">'
+                       f'<title>{escape(text)}</title></rect>')
+            if show_p:
+                shown = "<.001" if value < 0.001 else f"{value:.3f}".removeprefix("0")
+                ink = "#ffffff" if significant else INK
+                row.append(f'<text x="{x + cell / 2:.2f}" y="{y + cell / 2 + 7:.2f}" '
+                           f'text-anchor="middle" font-size="{MIN_TEXT}" fill="{ink}">'
+                           f'{shown}</text>')
+        row.append("</g>")
+        parts.append("".join(row))
+    bottom = top + size
+    parts.append(f'<text class="x-label" x="{left + size / 2}" y="{bottom + 34}" '
+                 f'text-anchor="middle" font-size="{LABEL_TEXT}">… than team (rank)</text>')
+    adjusted = ", Holm-adjusted" if adjust == "holm" else ""
+    legend_y = bottom + 76
+    entries = [(SIGNIFICANT, f"significantly better: p < {alpha:g}{adjusted}"),
+               (NOT_SIGNIFICANT, "not significant")]
+    parts.append('<g class="legend">')
+    lx = float(PAD)
+    for colour, text in entries:
+        parts.append(f'<g class="legend-item"><rect x="{lx + 4}" y="{legend_y - 11}" '
+                     f'width="{SWATCH - 8}" height="22" fill="{colour}" stroke="{REFERENCE}"/>'
+                     f'<text x="{lx + SWATCH + 10:.1f}" y="{legend_y + 7}" '
+                     f'font-size="{MIN_TEXT}">{escape(text)}</text></g>')
+        lx += SWATCH + 10 + text_width(text, MIN_TEXT) + 28
+    parts.append("</g>")
+    note = fit(f"One-sided Wilcoxon signed-rank test on the per-exam {metric}",
+               MIN_TEXT, WIDTH - 2 * PAD)
+    parts.append(f'<text class="note" x="{PAD}" y="{legend_y + 40}" font-size="{MIN_TEXT}" '
+                 f'fill="{INK}">{escape(note)}</text>')
+    return (_svg_head("significance", f"Significance map — {metric}", WIDTH, legend_y + 62)
+            + "".join(parts) + "</svg>")

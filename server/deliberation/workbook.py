@@ -34,6 +34,7 @@ from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
 
 from server import kinds
+from server.deliberation.analysis import RankingAnalysis, ranking_analysis
 from server.deliberation.stability import stability_by_challenge
 from server.isotime import iso
 from server.kinds import Kind
@@ -49,7 +50,7 @@ CSV_FORMULA_STARTS = (*FORMULA_STARTS, "\t", "\r")
 MAX_CELL_CHARS = 32_000
 
 DATE_TIME = "yyyy-mm-dd hh:mm:ss"
-RESERVED_SHEETS = ("Results", "Submissions", "Organizer log")
+RESERVED_SHEETS = ("Results", "Submissions", "Organizer log", "Ranking analysis")
 BOLD = Font(bold=True)
 ITALIC = Font(italic=True)
 
@@ -174,18 +175,22 @@ def results_table(
 
 
 def results_workbook(results: EventResults) -> bytes:
-    """The workbook of the event's final boards, rank stability included (`podium export`
-    and `GET /api/v1/export.xlsx`)."""
+    """The workbook of the event's final boards, rank stability and the ranking analysis
+    included (`podium export` and `GET /api/v1/export.xlsx`)."""
     boards = final_boards(results)
-    return build_workbook(results, boards, stability_by_challenge(results, boards))
+    analyses = {c.slug: found for c in results.challenges
+                if (found := ranking_analysis(c, boards.get(c.slug, []))) is not None}
+    return build_workbook(results, boards, stability_by_challenge(results, boards), analyses)
 
 
 def build_workbook(
     results: EventResults,
     boards: dict[str, list[Row]],
     stability: dict[str, dict[str, float]] | None = None,
+    analyses: dict[str, RankingAnalysis] | None = None,
 ) -> bytes:
-    """The .xlsx workbook: Results, one sheet per challenge, Submissions, Organizer log."""
+    """The .xlsx workbook: Results, one sheet per challenge, Submissions, Organizer log, and
+    the ranking analysis when given."""
     zone = ZoneInfo(results.timezone)
     book = Workbook()
     first = book.active
@@ -197,6 +202,8 @@ def build_workbook(
         title = _sheet_title(challenge.slug, used)
         _challenge_sheet(book.create_sheet(title), challenge, boards.get(challenge.slug, []),
                          (stability or {}).get(challenge.slug), zone)
+    if analyses:
+        _analysis_sheet(book.create_sheet("Ranking analysis"), results, analyses)
     _submissions_sheet(book.create_sheet("Submissions"), results, zone)
     _log_sheet(book.create_sheet("Organizer log"), results, zone)
     out = io.BytesIO()
@@ -209,7 +216,7 @@ def _results_sheet(sheet: Worksheet, results: EventResults, boards: dict[str, li
     top = Alignment(wrap_text=True, vertical="top")
     for n, challenge in enumerate(results.challenges):
         column = 2 + 2 * n
-        label = f"{challenge.title} ({kinds.get(challenge.kind).score_label})"
+        label = f"{challenge.title} ({kinds.of(challenge).score_label})"
         _put(sheet.cell(1, column), label).font = BOLD
         _put(sheet.cell(1, column + 1), "Rank").font = BOLD
         sheet.cell(1, column).alignment = top
@@ -225,7 +232,7 @@ def _results_sheet(sheet: Worksheet, results: EventResults, boards: dict[str, li
             cell = _put(sheet.cell(row_number, column), value)
             cell.alignment = Alignment(horizontal="right")
             if not isinstance(value, str):
-                cell.number_format = kinds.get(challenge.kind).score_format
+                cell.number_format = kinds.of(challenge).score_format
             if best:
                 cell.font = BOLD
             rows = boards.get(challenge.slug, [])
@@ -236,7 +243,7 @@ def _results_sheet(sheet: Worksheet, results: EventResults, boards: dict[str, li
                 rank_cell.alignment = Alignment(horizontal="right")
                 if best:
                     rank_cell.font = BOLD
-    rules = "; ".join(f"{c.title}: {kinds.get(c.kind).best_words}"
+    rules = "; ".join(f"{c.title}: {kinds.of(c).best_words}"
                       for c in results.challenges)
     notes = [
         f"Bold indicates the best result for each competition ({rules}).",
@@ -245,7 +252,7 @@ def _results_sheet(sheet: Worksheet, results: EventResults, boards: dict[str, li
         "A rank followed by = is shared with another team.",
     ]
     for challenge in results.challenges:
-        notes += [tie_note(challenge.title, kinds.get(challenge.kind), tie)
+        notes += [tie_note(challenge.title, kinds.of(challenge), tie)
                   for tie in ties(boards.get(challenge.slug, []))]
     last_column = 1 + 2 * len(results.challenges)
     sheet.column_dimensions["A"].width = 28
@@ -282,7 +289,7 @@ def _one_landscape_page(sheet: Worksheet, last_row: int, last_column: int) -> No
 
 def _challenge_sheet(sheet: Worksheet, challenge: ChallengeResults, rows: list[Row],
                      stability: dict[str, float] | None, zone: ZoneInfo) -> None:
-    kind = kinds.get(challenge.kind)
+    kind = kinds.of(challenge)
     metrics = metric_columns(kind, rows)
     ranks = kind.rank_columns
     header = ["Rank", "Team", f"Score ({kind.score_label})",
@@ -328,7 +335,7 @@ def _challenge_sheet(sheet: Worksheet, challenge: ChallengeResults, rows: list[R
 def _tie_cells(challenge: ChallengeResults, tie: Tie) -> list[tuple[str, str]]:
     """The "Tie" cell of each team of a tie: with whom, and how the rule ordered them."""
     out = []
-    rule = kinds.get(challenge.kind).tie_rule
+    rule = kinds.of(challenge).tie_rule
     for team, place in tie.ranks:
         others = [t for t, _ in tie.ranks if t != team]
         sharing = [t for t, r in tie.ranks if r == place and t != team]
@@ -340,6 +347,87 @@ def _tie_cells(challenge: ChallengeResults, tie: Tie) -> list[tuple[str, str]]:
                 text += f", shared with {_and(sharing)}"
         out.append((team, text))
     return out
+
+
+def _analysis_sheet(sheet: Worksheet, results: EventResults,
+                    analyses: dict[str, RankingAnalysis]) -> None:
+    """Per challenge, one block under another: each team's bootstrap ranks and its rank under
+    every scheme, Kendall's τ between the schemes, and the significance map's p-values."""
+    number = 1
+    widest = 2
+    for challenge in results.challenges:
+        analysis = analyses.get(challenge.slug)
+        if analysis is None:
+            continue
+        _put(sheet.cell(number, 1), challenge.title).font = Font(bold=True, size=13)
+        _put(sheet.cell(number + 1, 1), f"Ranking: {analysis.ranking}").font = ITALIC
+        number += 3
+        header = ["Rank", "Team"]
+        if analysis.distributions:
+            header += [f"Median rank ({analysis.draws} draws)", "95 % interval low",
+                       "95 % interval high"]
+        header += [s.name + (" — this challenge" if s.current else "")
+                   for s in analysis.schemes]
+        for column, name in enumerate(header, start=1):
+            _put(sheet.cell(number, column), name).font = BOLD
+            sheet.cell(number, column).alignment = Alignment(wrap_text=True, vertical="top")
+        widest = max(widest, len(header))
+        by_team = {d.team: d for d in analysis.distributions}
+        for team in analysis.teams:
+            number += 1
+            current = next((s for s in analysis.schemes if s.current), None)
+            cells: list[Any] = [current.ranks.get(team) if current else None, team]
+            if analysis.distributions:
+                d = by_team.get(team)
+                cells += [d.median, d.low, d.high] if d else [None, None, None]
+            cells += [s.ranks.get(team) for s in analysis.schemes]
+            for column, value in enumerate(cells, start=1):
+                if value is not None:
+                    _put(sheet.cell(number, column), value)
+        if analysis.taus:
+            number += 2
+            _put(sheet.cell(number, 1), "Kendall's τ between the schemes").font = BOLD
+            names = [s.name for s in analysis.schemes]
+            taus = {(a, b): t for a, b, t in analysis.taus} | {
+                (b, a): t for a, b, t in analysis.taus}
+            for column, name in enumerate(names, start=2):
+                _put(sheet.cell(number, column), name).font = BOLD
+                sheet.cell(number, column).alignment = Alignment(wrap_text=True)
+            for a in names:
+                number += 1
+                _put(sheet.cell(number, 1), a).font = BOLD
+                for column, b in enumerate(names, start=2):
+                    tau = 1.0 if a == b else taus.get((a, b))
+                    if tau is not None:
+                        _put(sheet.cell(number, column), tau).number_format = "0.00"
+            widest = max(widest, len(names) + 1)
+        significance = analysis.significance
+        if significance is not None:
+            number += 2
+            adjusted = ", Holm-adjusted" if significance.adjust == "holm" else ""
+            _put(sheet.cell(number, 1),
+                 f"p-value that the row team is better than the column team (one-sided "
+                 f"Wilcoxon signed-rank on the per-exam {significance.label}{adjusted}); "
+                 f"bold: significant at {significance.alpha:g}").font = BOLD
+            number += 1
+            for column, team in enumerate(significance.teams, start=2):
+                _put(sheet.cell(number, column), team).font = BOLD
+            for i, team in enumerate(significance.teams):
+                number += 1
+                _put(sheet.cell(number, 1), team).font = BOLD
+                for j, value in enumerate(significance.p[i]):
+                    if value is None:
+                        continue
+                    cell = _put(sheet.cell(number, j + 2), value)
+                    cell.number_format = "0.000"
+                    if significance.significant(i, j):
+                        cell.font = BOLD
+            widest = max(widest, len(significance.teams) + 1)
+        number += 3
+    sheet.column_dimensions["A"].width = 30
+    sheet.column_dimensions["B"].width = 24
+    for column in range(3, widest + 1):
+        sheet.column_dimensions[get_column_letter(column)].width = 18
 
 
 def _submissions_sheet(sheet: Worksheet, results: EventResults, zone: ZoneInfo) -> None:

@@ -1,4 +1,6 @@
-"""binary-probability (pulmonary nodules): ROC AUC of probability against label."""
+"""binary-probability (pulmonary nodules): ROC AUC of probability against label, with its
+DeLong interval, and the calibration of the probabilities: Brier score and expected
+calibration error."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from server.evaluators.table import read_table
 from server.evaluators.truth import ValueTruth
 
 Z_95 = 1.959963984540054
+ECE_BINS = 10
 
 
 def score_probability(truth: ValueTruth, submission: Path, options: ScoringOptions,
@@ -47,7 +50,42 @@ def probability_metrics(
 
     auc = float(roc_auc_score(labels, scores))
     low, high = delong_interval(labels, scores, auc)
-    return {"auc": auc, "auc_ci_low": low, "auc_ci_high": high}
+    return {"auc": auc, "auc_ci_low": low, "auc_ci_high": high,
+            "brier": brier_score(labels, scores), "ece": expected_calibration_error(labels, scores)}
+
+
+def brier_score(labels: npt.NDArray[np.float64], scores: npt.NDArray[np.float64]) -> float:
+    """Mean squared difference between probability and label (0 is perfect, lower is
+    better)."""
+    return float(np.mean((scores - labels) ** 2))
+
+
+def calibration_bins(labels: npt.NDArray[np.float64], scores: npt.NDArray[np.float64],
+                     bins: int = ECE_BINS
+                     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64],
+                                npt.NDArray[np.float64]]:
+    """Per bin of equal width on [0, 1]: the count of exams, their mean probability and the
+    fraction of them labelled 1 (NaN for an empty bin). Bin k holds the probabilities in
+    (k/bins, (k+1)/bins], the first one 0 too: scikit-learn's calibration_curve bins
+    (strategy "uniform")."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.searchsorted(edges[1:-1], scores)
+    counts = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        predicted = np.bincount(which, weights=scores, minlength=bins) / counts
+        observed = np.bincount(which, weights=labels, minlength=bins) / counts
+    return counts.astype(np.int64), predicted, observed
+
+
+def expected_calibration_error(labels: npt.NDArray[np.float64],
+                               scores: npt.NDArray[np.float64], bins: int = ECE_BINS) -> float:
+    """Expected calibration error: over `bins` bins of equal width (`calibration_bins`), the
+    mean of |mean probability − fraction labelled 1| weighted by the bin's share of the exams
+    (0 is perfect, lower is better)."""
+    counts, predicted, observed = calibration_bins(labels, scores, bins)
+    used = counts > 0
+    return float(np.sum(counts[used] * np.abs(predicted[used] - observed[used]))
+                 / max(1, int(counts.sum())))
 
 
 def midranks(values: npt.ArrayLike, axis: int = -1) -> npt.NDArray[np.float64]:

@@ -17,7 +17,7 @@ WARNING_CODES = frozenset({
     "orientation_assumed", "orientation_from_shape", "spacing_mismatch", "origin_mismatch",
     "read_from_alpha", "outside_hu_window", "looks_transposed", "looks_flipped",
     "surface_mismatch", "number_read_from_masks", "empty_mask", "constant_predictions",
-    "duplicate_upload", "direction_mismatch",
+    "duplicate_upload", "direction_mismatch", "no_candidates", "outside_exam",
 })
 
 

@@ -11,7 +11,7 @@ import io
 import re
 import warnings
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +47,8 @@ OTHER_SEPARATORS = {" ": "spaces", "|": "vertical bars (|)", ":": "colons (:)"}
 NON_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 _NUMBER = re.compile(r"([+-]?)(\d[\d.,]*|[.,]\d+)(?:[eE]([+-]?\d+))?")
 _INTEGRAL = re.compile(r"(\d+)[.,]0+")
+# A number with a point as its only mark, as parse_number reads it; float() reads it alike.
+_PLAIN_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
 # One separator followed by exactly three digits: 12,827 is 12827 with a thousands separator
 # or 12.827 with a decimal comma; nothing in the number itself tells which.
 _AMBIGUOUS = re.compile(r"([+-]?)([1-9]\d{0,2})[.,](\d{3})")
@@ -161,6 +163,76 @@ def read_table(path: Path, name: str | None = None, expected_rows: int | None = 
 def parse_table(data: bytes, name: str, expected_rows: int | None = None) -> Table:
     """Read an id,value table from bytes; the format comes from the name's suffix."""
     suffix = suffix_of(name)
+    _refuse_non_table(data, name, suffix)
+    if _is_workbook(data, suffix):
+        # A workbook renamed .csv is read as what it is: the scores cannot differ.
+        return _workbook_table(data, name, SheetLimits.for_rows(expected_rows))
+    if suffix in TEXT_SUFFIXES:
+        return _parse_text(data, name)
+    raise Invalid(Problem(
+        "unsupported_format", f"{name}: {suffix or 'no extension'} is not a table; {SEND_INSTEAD}"
+    ))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a table of several columns: its text as written (trimmed), and its value
+    as a number, read as in a two-column table (None when it is not one; may be NaN or ±inf).
+    """
+
+    text: str
+    value: float | None
+
+
+@dataclass(frozen=True)
+class Record:
+    row: int  # the row number a spreadsheet shows (1-based, header included)
+    cells: tuple[Cell, ...]  # trailing empty cells dropped
+
+
+def parse_records(data: bytes, name: str, expected_rows: int | None = None, *,
+                  columns: int, what: str) -> list[Record]:
+    """The non-blank rows of a table of `columns` columns (candidates, nodules), read as a
+    two-column table is: the same formats, refusals, encodings, separators, decimal marks and
+    workbook limits. `what` names the columns in messages ("id,x,y,z,probability"). Headers
+    and the meaning of each column are the caller's."""
+    suffix = suffix_of(name)
+    _refuse_non_table(data, name, suffix)
+    raw: Sequence[tuple[int, Sequence[object]]]
+    if _is_workbook(data, suffix):
+        raw = _workbook_records(data, name, SheetLimits.for_rows(expected_rows))
+        text_cells = False
+    elif suffix in TEXT_SUFFIXES:
+        lines, sample = _text_records(data, name, what)
+        if not any(len(_fields(list(rec))) >= 2 for _, rec in lines):
+            _refuse_other_separator(sample, name, columns)
+        raw, text_cells = lines, True
+    else:
+        raise Invalid(Problem(
+            "unsupported_format",
+            f"{name}: {suffix or 'no extension'} is not a table; send a .csv ({what}) or an "
+            ".xlsx workbook"))
+    out: list[Record] = []
+    for row, record in raw:
+        cells = list(record)
+        texts = _fields([c if isinstance(c, str) else _cell_text(c) for c in cells])
+        if not any(t.strip() for t in texts):
+            continue
+        out.append(Record(row, tuple(
+            Cell(text.strip(), _cell_value(cells[k], text.strip(), text_cells))
+            if not text_cells or _PLAIN_NUMBER.fullmatch(text) is None
+            else Cell(text, float(text))  # what parse_number gives, sooner: tables are long
+            for k, text in enumerate(texts))))
+    return out
+
+
+def _is_workbook(data: bytes, suffix: str) -> bool:
+    return suffix in WORKBOOK_SUFFIXES or (suffix in TEXT_SUFFIXES
+                                           and data.startswith(ZIP_MAGIC))
+
+
+def _refuse_non_table(data: bytes, name: str, suffix: str) -> None:
+    """Web pages, legacy and encrypted workbooks, and the formats of REFUSED."""
     if _HTML.match(data[:4096].lstrip(b"\xef\xbb\xbf")):
         raise Invalid(Problem(
             "unsupported_format",
@@ -183,14 +255,6 @@ def parse_table(data: bytes, name: str, expected_rows: int | None = None) -> Tab
             f"{name} is a legacy Excel .xls or encrypted workbook; "
             "save it as .xlsx without a password, or as CSV",
         ))
-    if suffix in WORKBOOK_SUFFIXES or (suffix in TEXT_SUFFIXES and data.startswith(ZIP_MAGIC)):
-        # A workbook renamed .csv is read as what it is: the scores cannot differ.
-        return _workbook_table(data, name, SheetLimits.for_rows(expected_rows))
-    if suffix in TEXT_SUFFIXES:
-        return _parse_text(data, name)
-    raise Invalid(Problem(
-        "unsupported_format", f"{name}: {suffix or 'no extension'} is not a table; {SEND_INSTEAD}"
-    ))
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -233,10 +297,20 @@ def _sniff_delimiter(lines: list[str]) -> str:
 
 
 def _parse_text(data: bytes, name: str) -> Table:
+    records, sample = _text_records(data, name, "id,value")
+    if not any(len(_fields(list(rec))) >= 2 for _, rec in records):
+        _refuse_other_separator(sample, name)
+    return _build(name, ((row, rec) for row, rec in records), text_cells=True)
+
+
+def _text_records(data: bytes, name: str, what: str
+                  ) -> tuple[list[tuple[int, list[str]]], list[str]]:
+    """The CSV records of a text table with their line numbers, and the sample of lines its
+    separator was detected from."""
     text = _decode(data, name)
     sample = [line for line in text.splitlines()[:200] if line.strip()]
     if not sample:
-        raise Invalid(Problem("empty", f"{name} is empty; it needs one row per id: id,value"))
+        raise Invalid(Problem("empty", f"{name} is empty; it needs one row per id: {what}"))
     delimiter = _sniff_delimiter(sample)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     records: list[tuple[int, list[str]]] = []
@@ -249,17 +323,16 @@ def _parse_text(data: bytes, name: str) -> Table:
         raise Invalid(Problem(
             "unreadable", f"{name}: line {reader.line_num} cannot be read as CSV ({exc})"
         )) from exc
-    if not any(len(_fields(list(rec))) >= 2 for _, rec in records):
-        _refuse_other_separator(sample, name)
-    return _build(name, ((row, rec) for row, rec in records), text_cells=True)
+    return records, sample
 
 
-def _refuse_other_separator(lines: list[str], name: str) -> None:
+def _refuse_other_separator(lines: list[str], name: str, columns: int = 2) -> None:
     """A table whose columns no reader's separator splits: say which separator it used."""
     for mark, label in OTHER_SEPARATORS.items():
         split = [line.strip().split() if mark == " " else line.strip().split(mark)
                  for line in lines]
-        if sum(len(parts) == 2 and all(parts) for parts in split) >= max(1, 0.8 * len(lines)):
+        if sum(len(parts) == columns and all(parts) for parts in split) >= max(
+                1, 0.8 * len(lines)):
             raise Invalid(Problem(
                 "unsupported_separator",
                 f"{name}: its columns are separated by {label} ({lines[0].strip()[:40]!r}); "
@@ -331,9 +404,16 @@ def _sheet_hint(data: bytes, name: str, probe_rows: int = 50) -> Problem | None:
 
 
 def _parse_workbook(data: bytes, name: str, limits: SheetLimits | None = None) -> Table:
-    """A workbook's first sheet, read within `limits` (derived from the table expected): the
-    member count from the zip's end record, every part's expanded size from its directory,
-    then the sheet's extent by streaming its XML, and only then its rows, up to that extent."""
+    """A workbook's first sheet as an id,value table."""
+    return _build(name, _workbook_records(data, name, limits), text_cells=False)
+
+
+def _workbook_records(data: bytes, name: str, limits: SheetLimits | None = None
+                      ) -> list[tuple[int, tuple[object, ...]]]:
+    """A workbook's first sheet's rows, read within `limits` (derived from the table
+    expected): the member count from the zip's end record, every part's expanded size from
+    its directory, then the sheet's extent by streaming its XML, and only then its rows, up
+    to that extent."""
     limits = limits or SheetLimits.for_rows(None)
     stream = io.BytesIO(data)
     try:
@@ -385,7 +465,7 @@ def _parse_workbook(data: bytes, name: str, limits: SheetLimits | None = None) -
         raise Invalid(Problem(
             "unreadable", f"{name} cannot be read as an .xlsx workbook ({type(exc).__name__})"
         )) from exc
-    return _build(name, records, text_cells=False)
+    return records
 
 
 def _check_parts(archive: zipfile.ZipFile, name: str, limits: SheetLimits) -> None:
@@ -430,16 +510,10 @@ def _build(
             continue
         raw = cells[1] if len(cells) > 1 else None
         value_text = texts[1].strip() if len(texts) > 1 else ""
+        value = _cell_value(raw, value_text, text_cells)
         alternative = None
-        if text_cells or isinstance(raw, str) or raw is None:
-            value = parse_number(value_text)
-            alternative = grouped_reading(value_text) if value is not None else None
-        elif isinstance(raw, bool):
-            value = None
-        elif isinstance(raw, int | float):
-            value = float(raw)
-        else:  # a date or time cell
-            value = None
+        if value is not None and (text_cells or isinstance(raw, str) or raw is None):
+            alternative = grouped_reading(value_text)
         rows.append(TableRow(row, normalise_id(texts[0]), value_text, value, alternative))
     if wide:
         raise Invalid(Problem(
@@ -459,6 +533,17 @@ def _build(
             ))
     return Table(name, tuple(rows), header)
 
+
+def _cell_value(raw: object, text: str, text_cells: bool) -> float | None:
+    """A cell as a number: text parsed in any locale, a workbook's number as stored (never
+    ambiguous), None for booleans, dates and times."""
+    if text_cells or isinstance(raw, str) or raw is None:
+        return parse_number(text)
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int | float):
+        return float(raw)
+    return None  # a date or time cell
 
 
 def _row_names_hint(firsts: list[str], width: int) -> str:

@@ -9,12 +9,13 @@ here; none of them branches on a kind's name. See docs/kinds.md.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from server.ranking import Entry, RankingRule, Row, Scored
+from server.ranking import Cases, Entry, RankingRule, Row, Scored, from_declaration
 
 if TYPE_CHECKING:
     import numpy as np
@@ -107,6 +108,8 @@ class Kind:
     plots: Plotter | None = None
     resample: Resampler | None = None
     cases: CaseValues | None = None
+    # The metrics `cases` gives per exam: those a per-case ranking scheme may rank on.
+    case_metrics: tuple[str, ...] = ()
     _by_key: dict[str, Metric] = field(default_factory=dict, init=False, repr=False,
                                        compare=False)
 
@@ -115,6 +118,35 @@ class Kind:
         missing = [k for k in (*self.board, *self.ranking.metrics()) if k not in self._by_key]
         if missing:
             raise ValueError(f"kind {self.name}: metrics {missing} are not declared")
+        unknown = [k for k in self.case_metrics if k not in self._by_key]
+        if unknown:
+            raise ValueError(f"kind {self.name}: case metrics {unknown} are not declared")
+        if self.case_metrics and self.cases is None:
+            raise ValueError(f"kind {self.name}: case_metrics needs cases")
+        whole = [k for k in self.ranking.case_metrics() if k not in self.case_metrics]
+        if whole:
+            raise ValueError(f"kind {self.name}: the ranking ranks {whole} per exam, but "
+                             "they have no per-exam values")
+
+    def with_ranking(self, rule: RankingRule) -> Kind:
+        """This kind ranking by `rule` (a challenge's declared ranking), checked as above."""
+        return dataclasses.replace(self, ranking=rule)
+
+    def ranking_from(self, declaration: Mapping[str, Any]) -> RankingRule:
+        """The rule an event file's `ranking = {...}` declares for a challenge of this kind;
+        raises server.ranking.RankingDeclarationError."""
+        return from_declaration(declaration, self._by_key, self.case_metrics, self.ranking)
+
+    @property
+    def needs_cases(self) -> bool:
+        """Whether ranking needs the counted submissions' per-exam values (`Scored.cases`)."""
+        return bool(self.ranking.case_metrics())
+
+    def case_values(self, details: Details | None) -> Cases | None:
+        """The per-exam values of stored details (None: no details, or no `cases`)."""
+        if details is None or self.cases is None:
+            return None
+        return self.cases(details)
 
     def metric(self, key: str) -> Metric | None:
         return self._by_key.get(key)

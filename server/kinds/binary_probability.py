@@ -1,5 +1,6 @@
 """binary-probability (the seed's nodule malignancy question): a probability per exam, scored
-by ROC AUC against 0/1 labels; higher wins."""
+by ROC AUC against 0/1 labels; higher wins. The probabilities' calibration (Brier score,
+expected calibration error) is reported beside the AUC, not ranked on."""
 
 from __future__ import annotations
 
@@ -33,9 +34,10 @@ def _evaluate(truth: Any, submission: Path, options: ScoringOptions, name: str) 
 
 
 def _plots(details: Mapping[str, Details], colours: Mapping[str, str]) -> dict[str, str]:
-    from server.deliberation.plots import roc_svg
-    return {"roc": roc_svg({t: (d["truth"], d["predicted"]) for t, d in details.items()},
-                           colours=colours)}
+    from server.deliberation.plots import reliability_svg, roc_svg
+    curves = {t: (d["truth"], d["predicted"]) for t, d in details.items()}
+    return {"roc": roc_svg(curves, colours=colours),
+            "reliability": reliability_svg(curves, colours=colours)}
 
 
 def _resample(details: Mapping[str, Details], teams: Sequence[str], draws: Ints
@@ -49,6 +51,13 @@ def _resample(details: Mapping[str, Details], teams: Sequence[str], draws: Ints
                              for k in range(len(teams))], axis=1)}
 
 
+def _cases(details: Details) -> dict[str, list[float | None]]:
+    squared: list[float | None] = [
+        (float(p) - float(t)) ** 2
+        for p, t in zip(details["predicted"], details["truth"], strict=True)]
+    return {"brier": squared}
+
+
 KIND = Kind(
     name="binary-probability",
     summary="a probability of the abnormal class per exam",
@@ -58,8 +67,10 @@ KIND = Kind(
         Metric("auc", "AUC", "AUC", True, AUC),
         Metric("auc_ci_low", "AUC 95% CI low", "CI low", True, AUC),
         Metric("auc_ci_high", "AUC 95% CI high", "CI high", True, AUC),
+        Metric("brier", "Brier score", "Brier", False, AUC),
+        Metric("ece", "Expected calibration error (10 bins)", "ECE", False, AUC),
     ),
-    board=("auc",),
+    board=("auc", "brier", "ece"),
     ranking=ByMetric("auc", higher_is_better=True),
     format=table_format("the probability of the abnormal class in [0, 1]"),
     max_upload_mb=10.0,
@@ -68,4 +79,6 @@ KIND = Kind(
     expected_file="a table: two columns",
     plots=_plots,
     resample=_resample,
+    cases=_cases,
+    case_metrics=("brier",),
 )

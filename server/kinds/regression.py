@@ -74,4 +74,5 @@ KIND = Kind(
     plots=_plots,
     resample=_resample,
     cases=_cases,
+    case_metrics=("mse", "mae"),
 )

@@ -118,4 +118,5 @@ KIND = Kind(
     plots=_plots,
     resample=_resample,
     cases=_cases,
+    case_metrics=MEANS,
 )

@@ -98,4 +98,5 @@ KIND = Kind(
     plots=_plots,
     resample=_resample,
     cases=_cases,
+    case_metrics=("dice", "surface_mse"),
 )

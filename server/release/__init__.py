@@ -7,7 +7,6 @@ from server.release.archive import (
     prepare_release,
 )
 from server.release.guard import (
-    IDENTIFYING,
     AnonymizeReport,
     Finding,
     Inspection,
@@ -19,7 +18,7 @@ from server.release.guard import (
 from server.release.seal import Unsealed, new_key, normalize_key, unseal
 
 __all__ = [
-    "IDENTIFYING", "AnonymizeReport", "Finding", "Inspection", "ManifestEntry", "PreparedRelease",
+    "AnonymizeReport", "Finding", "Inspection", "ManifestEntry", "PreparedRelease",
     "ReleaseError", "Unsealed", "WrongKeyError", "anonymize", "inspect_release", "new_key",
     "normalize_key", "prepare_release", "record_override", "scan_release", "unseal",
 ]

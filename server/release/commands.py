@@ -7,6 +7,7 @@ Namespace and returns the exit code (EXITS in server/command.py), or raises Usag
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 from server import settings
 from server.command import ExitCode, UsageError, add_parser
 from server.config import Config
+from server.deid.secret import SECRET_FILE, load_keys
 from server.errors import ReleaseError
 from server.event import parse_event
 from server.release.guard import (
@@ -27,6 +29,10 @@ from server.release.guard import (
     summarize,
 )
 from server.release.seal import unseal
+
+# Where the server keeps it: the data dir's default (docs/deidentification.md, "The secret").
+DEFAULT_SECRET = Path(next(f.default for f in dataclasses.fields(Config)
+                          if f.name == "data_dir")) / SECRET_FILE  # type: ignore[arg-type]
 
 _ITEM_INDEX = re.compile(r"\[\d+\]")
 
@@ -47,6 +53,9 @@ def add_commands(subparsers: Any) -> None:
     clean.add_argument("in_path", metavar="IN", type=Path, help="a DICOM file or a folder")
     clean.add_argument("out_path", metavar="OUT", type=Path,
                        help="where the cleaned copy goes (outside IN)")
+    clean.add_argument("--secret", metavar="FILE", type=Path, default=None,
+                       help="the event's de-identification secret, created (mode 0600) if "
+                            f"missing (default: {DEFAULT_SECRET})")
     clean.set_defaults(handler=anonymize_command)
 
     opener = add_parser(subparsers, "unseal", help="open a sealed release archive with its key")
@@ -98,7 +107,8 @@ def anonymize_command(args: argparse.Namespace) -> ExitCode:
     if not args.in_path.exists():
         raise UsageError(f"{args.in_path} not found")
     try:
-        report = anonymize(args.in_path, args.out_path)
+        secret: Path = args.secret or DEFAULT_SECRET
+        report = anonymize(args.in_path, args.out_path, load_keys(secret.parent, secret.name))
     except ReleaseError as exc:
         print(f"podium: {exc}", file=sys.stderr)
         return ExitCode.REFUSED
@@ -108,7 +118,8 @@ def anonymize_command(args: argparse.Namespace) -> ExitCode:
     elif report.copied_files:
         copied = f"; {report.copied_files} other files copied as they are"
     print(f"cleaned {report.dicom_files} DICOM files into {args.out_path}: "
-          f"{report.attributes} identifying attributes blanked or removed{copied}")
+          f"{report.attributes} identifying attributes replaced or removed (PS3.15 basic "
+          f"profile){copied}")
     return ExitCode.OK
 
 

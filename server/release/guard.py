@@ -1,11 +1,10 @@
 """The GDPR guard: identifying DICOM attributes in a release, found and removed.
 
-The attributes checked are those of the DICOM basic application-level confidentiality profile
-(PS3.15 Annex E) that name or point to a person, a place or a moment: `IDENTIFYING` is the one
-list, used by both `inspect_release` and `anonymize`. UIDs are left alone: a replaced UID looks
-like an original one, so flagging them would flag every release. Patient characteristics (age,
-sex, size, weight) and free-text descriptions are not flagged either: challenges often release
-them on purpose.
+Both halves apply the one PS3.15 Annex E table of server/deid/ (docs/deidentification.md):
+`scan_release` flags what de-identifying a file would change (server/deid/audit.py) and
+`anonymize` de-identifies (server/deid/engine.py), both under `RELEASE`, the policy of
+validation sets: the Basic Profile with Retain Patient Characteristics and Clean Descriptors.
+UIDs are replaced by `anonymize` but never flagged: a replaced UID looks like an original one.
 """
 
 from __future__ import annotations
@@ -20,94 +19,19 @@ from pathlib import Path
 from typing import IO
 
 import pydicom
-from pydicom.datadict import tag_for_keyword
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
-from pydicom.tag import BaseTag, Tag
+from pydicom.tag import BaseTag
 
+from server.deid.audit import PRIVATE, audit
+from server.deid.engine import deidentify_file
+from server.deid.policy import RELEASE
+from server.deid.secret import Keys
 from server.errors import ReleaseError
 
-PATIENT_NAME = "patient name"
-PATIENT_ID = "patient identifier"
-BIRTH = "patient birth date"
-CONTACT = "patient address or contact"
-INSTITUTION = "institution"
-STAFF = "physician or operator"
-ORDER = "accession or study identifier"
-DATE = "date or time"
-DEVICE = "station or device identifier"
-PRIVATE = "private tag"
-
-IDENTIFYING: dict[str, str] = {
-    **dict.fromkeys((
-        "PatientName", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName",
-    ), PATIENT_NAME),
-    **dict.fromkeys((
-        "PatientID", "OtherPatientIDs", "OtherPatientIDsSequence", "IssuerOfPatientID",
-        "IssuerOfPatientIDQualifiersSequence", "MedicalRecordLocator", "AdmissionID",
-        "IssuerOfAdmissionIDSequence",
-    ), PATIENT_ID),
-    **dict.fromkeys(("PatientBirthDate", "PatientBirthTime"), BIRTH),
-    **dict.fromkeys((
-        "PatientAddress", "PatientTelephoneNumbers", "PatientTelecomInformation",
-        "CountryOfResidence", "RegionOfResidence", "MilitaryRank", "BranchOfService",
-        "ResponsiblePerson", "ResponsibleOrganization", "CurrentPatientLocation",
-        "PatientInstitutionResidence",
-    ), CONTACT),
-    **dict.fromkeys((
-        "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
-        "InstitutionCodeSequence",
-    ), INSTITUTION),
-    **dict.fromkeys((
-        "ReferringPhysicianName", "ReferringPhysicianAddress",
-        "ReferringPhysicianTelephoneNumbers", "ReferringPhysicianIdentificationSequence",
-        "PerformingPhysicianName", "PerformingPhysicianIdentificationSequence",
-        "NameOfPhysiciansReadingStudy", "PhysiciansReadingStudyIdentificationSequence",
-        "RequestingPhysician", "OperatorsName", "OperatorIdentificationSequence",
-        "PhysiciansOfRecord", "PhysiciansOfRecordIdentificationSequence",
-        "ScheduledPerformingPhysicianName", "ConsultingPhysicianName", "ContentCreatorName",
-        "VerifyingObserverName", "PersonName", "ReviewerName",
-    ), STAFF),
-    **dict.fromkeys((
-        "AccessionNumber", "IssuerOfAccessionNumberSequence", "StudyID",
-        "RequestedProcedureID", "PerformedProcedureStepID", "ScheduledProcedureStepID",
-        "PlacerOrderNumberImagingServiceRequest", "FillerOrderNumberImagingServiceRequest",
-    ), ORDER),
-    # Dates and times: with a hospital's schedule, one of them can single out an exam.
-    **dict.fromkeys((
-        "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "OverlayDate", "CurveDate",
-        "StudyTime", "SeriesTime", "AcquisitionTime", "ContentTime", "OverlayTime", "CurveTime",
-        "AcquisitionDateTime", "InstanceCreationDate", "InstanceCreationTime",
-        "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime",
-        "PerformedProcedureStepEndDate", "PerformedProcedureStepEndTime",
-        "ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime",
-        "ScheduledProcedureStepEndDate", "ScheduledProcedureStepEndTime",
-        "DateOfLastCalibration", "TimeOfLastCalibration",
-        "DateOfSecondaryCapture", "TimeOfSecondaryCapture",
-        "StudyVerifiedDate", "StudyReadDate", "StudyArrivalDate", "StudyCompletionDate",
-        "AdmittingDate", "AdmittingTime", "DischargeDate", "LastMenstrualDate",
-        "IssueDateOfImagingServiceRequest", "IssueTimeOfImagingServiceRequest",
-        "FrameAcquisitionDateTime", "FrameReferenceDateTime",
-        "StartAcquisitionDateTime", "EndAcquisitionDateTime",
-        "RadiopharmaceuticalStartTime", "RadiopharmaceuticalStopTime",
-        "RadiopharmaceuticalStartDateTime", "RadiopharmaceuticalStopDateTime",
-        "InstanceCoercionDateTime", "ContributionDateTime", "Date", "Time", "DateTime",
-    ), DATE),
-    **dict.fromkeys((
-        "StationName", "DeviceSerialNumber", "DetectorID", "GantryID", "PerformedStationName",
-        "PerformedLocation", "ScheduledStationName", "ScheduledStudyLocation",
-    ), DEVICE),
-}
-IDENTIFYING_TAGS: dict[BaseTag, tuple[str, str]] = {}
-for _keyword, _reason in IDENTIFYING.items():
-    _tag = tag_for_keyword(_keyword)
-    if _tag is None:  # a typo here would silently stop checking an attribute
-        raise RuntimeError(f"{_keyword} is not a DICOM keyword")
-    IDENTIFYING_TAGS[Tag(_tag)] = (_keyword, _reason)
+__all__ = ["PRIVATE", "AnonymizeReport", "Finding", "Inspection", "anonymize",
+           "inspect_release", "record_override", "scan_release", "summarize"]
 
 OVERRIDES_LOG = "release-overrides.log"
-DEIDENTIFICATION_METHOD = "podium anonymize (PS3.15 E basic profile subset)"
 
 
 @dataclass(frozen=True)
@@ -156,20 +80,20 @@ def scan_release(source: Path) -> Inspection:
             try:
                 dataset = pydicom.dcmread(stream, stop_before_pixels=True, force=not preamble)
                 _require_sop_class(dataset)
-                offending = list(_offending(dataset))
+                flags = list(audit(dataset, RELEASE))
             except Exception as exc:  # any unreadable file must be reported, whatever broke
                 findings.append(Finding(relative, "", "", f"cannot be read as DICOM ({exc}); "
                                         "check it by hand or remove it"))
                 continue
-        findings.extend(Finding(relative, _tag_text(element.tag), path, reason)
-                        for _, element, path, reason in offending)
+        findings.extend(Finding(relative, _tag_text(flag.tag), flag.path, flag.reason)
+                        for flag in flags)
     return Inspection(tuple(findings), files, dicoms)
 
 
-def anonymize(in_path: Path, out_path: Path) -> AnonymizeReport:
-    """Writes a cleaned copy of one DICOM file or a whole folder (other files copied as they
-    are). Pixel data and geometry are untouched; identifying attributes are blanked, or removed
-    when they are sequences or private."""
+def anonymize(in_path: Path, out_path: Path, keys: Keys) -> AnonymizeReport:
+    """Writes a de-identified copy of one DICOM file or a whole folder (other files copied as
+    they are), by the `RELEASE` policy under the event's `keys`. Pixel data is untouched.
+    `attributes` counts the identifying values changed: what check-release flagged."""
     in_path, out_path = Path(in_path).resolve(), Path(out_path).resolve()
     if not in_path.exists():
         raise ReleaseError(f"{in_path} not found")
@@ -180,14 +104,13 @@ def anonymize(in_path: Path, out_path: Path) -> AnonymizeReport:
             out_path = out_path / in_path.name
         if not _is_dicom_file(in_path):
             raise ReleaseError(f"{in_path} is not a DICOM file")
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        return AnonymizeReport(1, 0, _anonymize_file(in_path, out_path))
+        return AnonymizeReport(1, 0, _anonymize_file(in_path, out_path, keys))
     dicoms = copied = attributes = 0
     for path in sorted(p for p in in_path.rglob("*") if p.is_file()):
         target = out_path / path.relative_to(in_path)
         target.parent.mkdir(parents=True, exist_ok=True)
         if _is_dicom_file(path):
-            attributes += _anonymize_file(path, target)
+            attributes += _anonymize_file(path, target, keys)
             dicoms += 1
         else:
             shutil.copy2(path, target)
@@ -212,81 +135,15 @@ def record_override(data_dir: Path, event: Path, reason: str, counts: dict[str, 
     return log
 
 
-# --- walking datasets ---------------------------------------------------------------------
-
-
-def _offending(dataset: Dataset, prefix: str = "") -> Iterator[tuple[Dataset, DataElement,
-                                                                      str, str]]:
-    """(holder, element, path, reason) for each non-empty identifying element, depth first.
-
-    A flagged sequence is reported whole rather than item by item: anonymize removes it whole.
-    """
-    for element in list(dataset):
-        tag = element.tag
-        if tag.is_private:
-            if not _is_empty(element):
-                creator = _private_creator(dataset, tag)
-                reason = PRIVATE + (f" (creator {creator!r})" if creator else "")
-                yield dataset, element, prefix + _tag_text(tag), reason
-            continue
-        known = IDENTIFYING_TAGS.get(tag)
-        if known is not None and element.VR != "UI":
-            if not _is_empty(element):
-                yield dataset, element, prefix + known[0], known[1]
-            continue
-        if element.VR == "SQ" and element.value:
-            name = element.keyword or _tag_text(tag)
-            for index, item in enumerate(element.value):
-                yield from _offending(item, f"{prefix}{name}[{index}].")
-
-
-def _is_empty(element: DataElement) -> bool:
-    value = element.value
-    if value is None:
-        return True
-    if element.VR == "SQ":
-        return len(value) == 0
-    if isinstance(value, bytes | bytearray):
-        return not value.strip(b"\x00 ")
-    if isinstance(value, MultiValue | list | tuple):
-        return all(str(v).strip() == "" for v in value)
-    return str(value).strip() == ""
-
-
-def _private_creator(dataset: Dataset, tag: BaseTag) -> str | None:
-    block = tag.element >> 8
-    if block < 0x10:  # the creator elements themselves, and group length
-        return None
-    creator = dataset.get(Tag(tag.group, block))
-    return None if creator is None else str(creator.value)
-
-
-def _clean(dataset: Dataset) -> int:
-    offending = list(_offending(dataset))
-    for holder, element, _, _ in offending:
-        if element.VR == "SQ" or element.tag.is_private:
-            del holder[element.tag]
-        else:
-            element.value = None
-    # Empty private elements are no finding, but a cleaned file should carry none at all.
-    dataset.remove_private_tags()
-    return len(offending)
-
-
-def _anonymize_file(path: Path, target: Path) -> int:
-    with path.open("rb") as stream:
-        preamble = _has_preamble(stream.read(132))
-    try:
-        dataset = pydicom.dcmread(path, force=not preamble)
-        _require_sop_class(dataset)
-    except Exception as exc:  # pydicom raises many kinds on malformed files
-        raise ReleaseError(f"{path} cannot be read as DICOM ({exc}); fix or remove it") from None
-    cleaned = _clean(dataset)
-    dataset.PatientIdentityRemoved = "YES"
-    dataset.DeidentificationMethod = DEIDENTIFICATION_METHOD
-    # Written as it was read (same transfer syntax, pixel data bytes untouched).
-    dataset.save_as(target)
-    return cleaned
+def _anonymize_file(path: Path, target: Path, keys: Keys) -> int:
+    result = deidentify_file(path, target, RELEASE, keys)
+    if result.rejection is not None:
+        if result.rejection.code == "not_dicom":
+            raise ReleaseError(f"{path} cannot be read as DICOM ({result.rejection.message}); "
+                               "fix or remove it")
+        raise ReleaseError(f"{path} cannot be de-identified: {result.rejection.message}; "
+                           "leave it out of the release")
+    return sum(change.identifying for change in result.changes)
 
 
 # --- files --------------------------------------------------------------------------------

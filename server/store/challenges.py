@@ -4,21 +4,27 @@ dataclass, whichever part of Podium reads a challenge."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 
 from server.countdown.schedule import Countdown, State
-from server.event import Counts, Feedback, Visibility
+from server.event import Counts, Feedback, Visibility, scoring_options
+from server.queries import decode_json
+
+if TYPE_CHECKING:
+    from server.evaluators.options import ScoringOptions
 
 COLUMNS = """
     c.id, c.slug, c.position, c.title, c.kind, c.duration, c.truth_path, c.release_path,
     c.counts, c.max_submissions, c.team_feedback, c.leaderboard, c.freeze_window,
     c.upload_grace, c.hu_low, c.hu_high, c.max_upload_bytes, c.state, c.started_at,
-    c.deadline, c.remaining, c.closed_at, c.board_seq, c.frozen_at, c.frozen_seq
+    c.deadline, c.remaining, c.closed_at, c.board_seq, c.frozen_at, c.frozen_seq, c.ranking,
+    c.options
 """
 
 
@@ -50,6 +56,12 @@ class Challenge:
     board_seq: int
     frozen_at: datetime | None
     frozen_seq: int | None
+    # The declared ranking (None: the kind's rule; see server.kinds.of) and the kind options.
+    ranking: Mapping[str, Any] | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def scoring_options(self) -> ScoringOptions:
+        return scoring_options(self.options)
 
     @property
     def countdown(self) -> Countdown:
@@ -72,7 +84,8 @@ class Challenge:
             max_upload_bytes=row["max_upload_bytes"], state=row["state"],
             started_at=row["started_at"], deadline=row["deadline"], remaining=row["remaining"],
             closed_at=row["closed_at"], board_seq=row["board_seq"], frozen_at=row["frozen_at"],
-            frozen_seq=row["frozen_seq"])
+            frozen_seq=row["frozen_seq"], ranking=decode_json(row["ranking"]),
+            options=decode_json(row["options"]) or {})
 
 
 async def challenges(conn: asyncpg.Connection) -> list[Challenge]:

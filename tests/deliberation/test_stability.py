@@ -123,3 +123,35 @@ def test_a_full_board_of_eight_teams_and_500_exams(kind: str) -> None:
             teams[f"team {k}"] = _segmentation(n, 0.95 - 0.005 * k, 200 + 50 * k, k)
     shares = rank_stability(kinds.get(kind), teams, resamples=1000)
     assert len(shares) == 8 and all(0.0 <= share <= 1.0 for share in shares.values())
+
+
+def test_a_declared_ranking_is_bootstrapped_with_the_metrics_it_needs() -> None:
+    """EDSS declared as the sum of the ranks on MSE and MAE: the kind's resample gives the MSE,
+    the MAE is the mean of the drawn exams' absolute errors; the shares are those of ranking
+    each draw's plain means."""
+    from datetime import UTC, datetime
+
+    from server.deliberation.stability import RESAMPLES, SEED
+    from server.ranking import Entry, Scored
+
+    regression = kinds.get("regression")
+    declared = regression.with_ranking(regression.ranking_from(
+        {"scheme": "sum-of-ranks", "metrics": ["mse", "mae"], "tie_break": "mae"}))
+    truth = np.linspace(0, 9, 20)
+    teams = {t: _regression(truth, sd, n) for n, (t, sd) in enumerate(
+        (("a", 0.6), ("b", 0.8), ("c", 1.5)))}
+    shares = rank_stability(declared, teams, resamples=200)
+    errors = {t: np.array(d["predicted"]) - truth for t, d in teams.items()}
+    draws = np.random.default_rng(SEED).integers(0, 20, size=(200, 20))
+    assert RESAMPLES == 1000
+
+    def board(rows: np.ndarray) -> dict[str, int | None]:
+        at = datetime(2019, 10, 13, tzinfo=UTC)
+        entries = [Entry(t, Scored(k, t, at, {"mse": float(np.mean(e[rows] ** 2)),
+                                              "mae": float(np.mean(np.abs(e[rows])))}))
+                   for k, (t, e) in enumerate(errors.items())]
+        return {r.team: r.rank for r in declared.rank(entries)}
+
+    reference = board(np.arange(20))
+    held = {t: float(np.mean([board(r)[t] == reference[t] for r in draws])) for t in teams}
+    assert shares == pytest.approx(held)

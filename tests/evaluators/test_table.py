@@ -281,3 +281,16 @@ def test_a_workbook_whose_first_sheet_is_not_the_data_names_both_sheets() -> Non
     lone = xlsx([("Team Lumbar — model v3",), ("fold 3",)])
     assert [r.id for r in parse_table(lone, "preds.xlsx").rows] == ["Team Lumbar — model v3",
                                                                     "fold 3"]
+
+
+@given(st.from_regex(r"[+-]?\d{1,12}(\.\d{1,12})?([eE][+-]?\d{1,2})?", fullmatch=True))
+def test_a_table_of_several_columns_reads_plain_numbers_as_parse_number_does(text: str) -> None:
+    """parse_records reads a plain number with float() (long candidates tables), which must
+    give what parse_number gives."""
+    from server.evaluators.table import parse_number, parse_records
+
+    (record,) = parse_records(f"a,{text},{text}\n".encode(), "t.csv", columns=3, what="a,b,c")
+    assert record.cells[1].value == parse_number(text) == record.cells[2].value
+    (french,) = parse_records(f"a;{text.replace('.', ',')}\n".encode(), "t.csv", columns=2,
+                              what="a,b")
+    assert french.cells[1].value == parse_number(text)

@@ -19,7 +19,7 @@ T0 = datetime(2019, 10, 13, 9, tzinfo=UTC)
 
 def test_the_seed_kinds_are_found_as_modules() -> None:
     assert set(kinds.names()) == {"segmentation-surface", "binary-probability", "regression",
-                                  "segmentation-3d"}
+                                  "segmentation-3d", "detection", "nodule-task"}
     with pytest.raises(kinds.UnknownKind, match="unknown challenge kind 'nodule-size'; "
                                                 "expected one of "):
         kinds.get("nodule-size")
@@ -90,6 +90,7 @@ def test_modules_named_in_the_environment_add_kinds(monkeypatch: pytest.MonkeyPa
 CASE_FILES = {
     "segmentation-surface": ("sarcopenia", "seg_valid_mixed_formats.zip"),
     "regression": ("edss.csv", "edss_valid.xlsx"),
+    "binary-probability": ("nodules.csv", "prob_valid_french_excel.csv"),
 }
 
 
@@ -104,7 +105,7 @@ def test_a_kinds_per_exam_values_average_to_its_metrics(name: str) -> None:
     kind = kinds.get(name)
     assert kind.cases is not None
     cases = kind.cases(result.details)
-    assert cases and set(cases) <= {m.key for m in kind.metrics}
+    assert cases and set(cases) == set(kind.case_metrics)
     for key, values in cases.items():
         assert len(values) == len(result.details["ids"])
         assert np.mean([float(v) for v in values if v is not None]) == pytest.approx(
@@ -112,4 +113,7 @@ def test_a_kinds_per_exam_values_average_to_its_metrics(name: str) -> None:
 
 
 def test_a_whole_set_metric_has_no_per_exam_values() -> None:
-    assert kinds.get("binary-probability").cases is None
+    assert kinds.get("detection").cases is None
+    # The AUC is a whole-set metric; the Brier score beside it is a mean over exams.
+    assert set(kinds.get("binary-probability").cases({"truth": [0, 1], "predicted": [0.5, 1]})
+               ) == {"brier"}

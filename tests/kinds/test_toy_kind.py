@@ -121,3 +121,13 @@ def write(folder: Path, counts: str) -> Path:
     rows = [f"E{n},{c}" for n, c in enumerate(counts.split(","), start=1)]
     path.write_text("id,count\n" + "\n".join(rows) + "\n")
     return path
+
+
+def test_a_kinds_own_option_reaches_the_scorer_by_name(toy: kinds.Kind, tmp_path: Path
+                                                       ) -> None:
+    path = event(tmp_path)
+    path.write_text(path.read_text().replace('team_feedback = "score"',
+                                             'team_feedback = "score"\nmax_errors = 3'))
+    challenge = parse_event(path).challenge("count")
+    assert challenge.options == {"max_errors": 3}
+    assert challenge.scoring_options().max_errors == 3

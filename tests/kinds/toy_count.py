@@ -77,5 +77,8 @@ KIND = Kind(
     load_truth=_load,
     evaluate=_evaluate,
     expected_file="a table: two columns",
+    # A kind option passed to the scorer by name (a field of ScoringOptions): the event file's
+    # `max_errors = N` on a nodule-count challenge.
+    options=frozenset({"max_errors"}),
     resample=_resample,
 )
