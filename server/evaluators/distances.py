@@ -12,12 +12,14 @@
   with a face-neighbour outside it (or on the volume's edge), and a percentile between two
   distances is interpolated linearly.
 
-Distances between surface points are exact Euclidean distances in mm, found with a k-d tree
-over the other surface's points (points shared by both surfaces are at distance 0 without a
-search): the cost follows the surfaces, never the volume, and no distance transform of the
-exam's volume is ever made. Each distance is computed from whole voxel steps as
-sqrt((Δi·si)² + (Δj·sj)² + (Δk·sk)²), the way a Euclidean distance transform computes it, so a
-distance equal to τ counts as within τ whichever way it is found.
+Distances between surface points are exact Euclidean distances in mm, each computed from
+whole voxel steps as sqrt((Δi·si)² + (Δj·sj)² + (Δk·sk)²), the way scipy's Euclidean distance
+transform computes them, so a distance equal to τ counts as within τ whichever way it is found.
+A point looks at the other surface's grid at the voxel offsets of a ball, shortest first: of
+radius τ for NSD (nothing farther is ever searched), of three voxels for HD95, whose 95th
+percentile rarely needs more; the points left beyond it, when their distances matter, are
+searched in a k-d tree of the other surface's points. The cost follows the surfaces, never
+the volume: no distance transform of the exam's volume is made.
 
 The empty rules are the caller's (see `compare`): both empty is perfect agreement, one empty
 is no overlap and the worst distance.
@@ -110,7 +112,7 @@ def lattice_surface(mask: BoolVolume, spacing: Spacing
     for (a, b, c), bit in _CORNER_BITS:
         codes |= padded[a:a + n0, b:b + n1, c:c + n2] * np.uint8(bit)
     on_surface = (codes != 0) & (codes != 255)
-    points = np.argwhere(on_surface)
+    points = _where(on_surface)
     areas = surfel_areas(spacing)[codes[on_surface]]
     return on_surface, points, areas
 
@@ -265,7 +267,12 @@ def border_voxels(mask: BoolVolume) -> tuple[BoolVolume, npt.NDArray[np.intp]]:
             index[axis] = slice(shift, shift + mask.shape[axis])
             interior &= padded[tuple(index)]
     border = core & ~interior
-    return border, np.argwhere(border)
+    return border, _where(border)
+
+
+def _where(mask: BoolVolume) -> npt.NDArray[np.intp]:
+    """The indices of the true voxels, one row each (np.argwhere, five times faster)."""
+    return np.stack(np.unravel_index(np.flatnonzero(mask), mask.shape), axis=1)
 
 
 def _distances(points: npt.NDArray[np.intp], others: npt.NDArray[np.intp],
@@ -287,12 +294,15 @@ def _distances(points: npt.NDArray[np.intp], others: npt.NDArray[np.intp],
     offsets, lengths = _ball(spacing, radius)
     reach = np.max(np.abs(offsets), axis=0) if len(offsets) else np.zeros(3, dtype=np.intp)
     padded = np.pad(other_grid, [(int(r), int(r)) for r in reach])
-    at = points + reach
+    # Offsets in the padded grid as steps in its flattened order: one gather per offset.
+    strides = np.array([padded.shape[1] * padded.shape[2], padded.shape[2], 1], dtype=np.intp)
+    flat = padded.reshape(-1)
+    at = (points + reach) @ strides
+    steps = offsets @ strides
     todo = np.arange(len(points))
     out[:] = math.inf
-    for offset, length in zip(offsets, lengths, strict=True):
-        looked = at[todo] + offset
-        hit = padded[looked[:, 0], looked[:, 1], looked[:, 2]]
+    for step, length in zip(steps.tolist(), lengths.tolist(), strict=True):
+        hit = flat[at[todo] + step]
         out[todo[hit]] = length
         todo = todo[~hit]
         if len(todo) == 0:

@@ -295,9 +295,6 @@ class VolumePlacement:
         return ", ".join(words)
 
 
-IDENTITY_PLACEMENT = VolumePlacement((0, 1, 2), (False, False, False))
-
-
 def describe_volume(shape: tuple[int, ...], spacing: tuple[float, ...] | None) -> str:
     """'512×512×200 at 0.70×0.70×1.25 mm'."""
     dims = _dims(shape)
@@ -413,6 +410,9 @@ def _volume_by_geometry(affine: npt.NDArray[np.float64], dims: tuple[int, int, i
             raise Invalid(_volume_shape_problem(
                 name, placed, spacing, grid, mask_id,
                 f" once placed by its affine ({placement.describe()})"))
+    if partial:  # a single frame says nothing of the spacing between frames
+        spacing = tuple(s if n > 1 else float(e) for s, n, e in zip(spacing, placed,
+                                                                    grid.spacing, strict=True))
     notes = list(_volume_spacing(spacing, grid, name, mask_id))
     if turned > DIRECTION_WARNED:
         notes.append(notice(
@@ -422,7 +422,9 @@ def _volume_by_geometry(affine: npt.NDArray[np.float64], dims: tuple[int, int, i
             "its axes say", mask_id, group="masks' axes are turned slightly from their exam's; "
             "they were read by their array, as their axes say"))
     residual = shift - np.asarray(offset, dtype=np.float64)
-    if float(np.max(np.abs(residual))) > 0.5:
+    # Frames placed by position snap to the nearest exam voxel: more than a quarter off is
+    # worth a word.
+    if float(np.max(np.abs(residual))) > (0.25 if partial else 0.5):
         moved = ", ".join(f"{abs(float(v)):.1f}" for v in residual)
         notes.append(notice(
             "origin_mismatch",

@@ -220,7 +220,7 @@ def _structures(labels: npt.NDArray[Any]) -> dict[int, Structure]:
     if box is None:
         return {}
     crop = labels[_slices(box)]
-    values = np.unique(crop)
+    values = np.unique(crop.ravel(order="K"))  # in memory order: no reordering copy
     bad = [v for v in values.tolist() if not float(v).is_integer() or v < 0]
     if bad:
         raise Invalid(Problem("not_integer", f"values {bad[:5]} are not labels (whole "
@@ -406,7 +406,8 @@ def _score_exam(labels: npt.NDArray[Any], exam: VolumeExam, truth: VolumeTruth, 
                min(b[0][2] for b in boxes))
         high = (max(b[1][0] for b in boxes), max(b[1][1] for b in boxes),
                 max(b[1][2] for b in boxes))
-        predicted = labels[_slices((low, high))] == label
+        # In C order, as the truth's box is: numpy compares two layouts voxel by voxel.
+        predicted = np.ascontiguousarray(labels[_slices((low, high))] == label)
         true = np.zeros(predicted.shape, dtype=np.bool_)
         if structure is not None:
             t_low, t_high = structure.box

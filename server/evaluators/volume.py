@@ -40,7 +40,6 @@ Shape3 = tuple[int, int, int]
 Vector = tuple[float, float, float]
 Notes = list[Problem]
 
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".dcm")
 HEADER_ROOM = 1024**2
 WIDEST_VOXEL = 8  # float64 / int64: the widest type a label mask is written with
 EVEN_GAPS = 0.01  # relative: slice gaps may differ by 1 % of their mean
@@ -376,9 +375,8 @@ def read_dicom_mask(data: bytes, name: str, grid: VolumeGrid, mask_id: str | Non
         raise Invalid(Problem("unreadable", f"mask {name} is not a valid DICOM SEG "
                               f"({type(exc).__name__}: {str(exc)[:120]})", mask_id)) from exc
     if kind == "FRACTIONAL":
-        notes_kind = "a FRACTIONAL SEG (probabilities)"
-        raise Invalid(Problem("not_integer", f"mask {name} is {notes_kind}; send a BINARY or "
-                              "LABELMAP segmentation", mask_id))
+        raise Invalid(Problem("not_integer", f"mask {name} is a FRACTIONAL SEG (probabilities); "
+                              "send a BINARY or LABELMAP segmentation", mask_id))
     dtype = np.uint8 if max(seg.segment_numbers, default=0) < 256 else np.uint16
     out = np.zeros(grid.shape, dtype=dtype)
     try:
@@ -417,7 +415,7 @@ def read_dicom_mask(data: bytes, name: str, grid: VolumeGrid, mask_id: str | Non
     dims = (int(array.shape[0]), int(array.shape[1]), int(array.shape[2]))
     placement = place_volume(np.asarray(volume.affine, dtype=np.float64), "", dims, grid,
                              name, mask_id, partial=True, lps=True)
-    notes.extend(n for n in placement.notes if n.code != "origin_mismatch")
+    notes.extend(placement.notes)
     placed = placement.apply(array)
     o = placement.offset
     out[o[0]:o[0] + placed.shape[0], o[1]:o[1] + placed.shape[1],

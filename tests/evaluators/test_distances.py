@@ -66,6 +66,17 @@ def test_single_voxels_and_distances_exactly_at_the_tolerance() -> None:
     assert got.hd95_mm == pytest.approx(hd95(predicted, truth, spacing), abs=1e-6)
 
 
+def test_far_apart_structures_are_measured_to_the_last_voxel() -> None:
+    """Farther than the near search's ball: HD95 then comes from the k-d tree."""
+    truth = ellipsoid(SHAPE, (4, 5, 4), (2.5, 3, 2))
+    predicted = ellipsoid(SHAPE, (15, 18, 11), (3, 2.5, 3))
+    spacing = (0.6, 0.9, 1.7)
+    got = compare(truth, predicted, spacing, 1.0, worst_mm=1e3)
+    assert got.hd95_mm > 3 * 1.7
+    assert got.hd95_mm == pytest.approx(hd95(predicted, truth, spacing), abs=1e-6)
+    assert got.nsd == 0.0 == deepmind_nsd(truth, predicted, spacing, 1.0)
+
+
 def test_the_surfel_areas_are_surface_distances_table_at_any_spacing() -> None:
     from surface_distance import lookup_tables
 

@@ -12,6 +12,7 @@ import pytest
 
 from server import kinds
 from server.cli import main
+from server.deliberation.stability import rank_stability
 from server.evaluators import ScoringOptions, evaluate
 from tests.evaluators.volumes import SeriesSpec, ct_volume, labels_phantom, nifti_bytes, perturbed
 
@@ -80,3 +81,5 @@ def test_what_the_kind_gives_the_rest_of_podium(event: Path) -> None:
                                                           [[2, 2, 0]]))
     plots = kind.plots(details, {"good": "#0072b2", "worse": "#d55e00"})
     assert set(plots) == {"dice", "volume"} and all(p.startswith("<svg") for p in plots.values())
+    shares = rank_stability(kind, details, resamples=50)
+    assert set(shares) == {"good", "worse"}
