@@ -251,7 +251,7 @@ class _Reader:
 
 def _describe(found: Mapping[str, float]) -> str:
     signs = {"min": "≥", "above": ">", "max": "≤", "below": "<"}
-    return " and ".join(f"{signs[k]} {_number(v)}" for k, v in found.items())
+    return " and ".join(f"{signs[k]} {_number(found[k])}" for k in signs if k in found)
 
 
 def parse_criteria(table: Mapping[str, Any], where: str) -> Criteria:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -379,6 +380,33 @@ def _inversion_time(ds: Any) -> float | None:
     return time
 
 
+class _Converted:
+    """A dataset's attributes, top level first, then those a Legacy Converted Enhanced image
+    keeps in its Unassigned Shared / Per-Frame Converted Attributes (ConvolutionKernel,
+    InversionTime, ContrastBolusAgent ... as highdicom and the standard place them)."""
+
+    def __init__(self, ds: Any) -> None:
+        self.ds = ds
+        shared = _item(_get(ds, "SharedFunctionalGroupsSequence"))
+        frame = _item(_get(ds, "PerFrameFunctionalGroupsSequence"))
+        self.extra = [item for item in (
+            _item(_get(shared, "UnassignedSharedConvertedAttributesSequence"))
+            if shared is not None else None,
+            _item(_get(frame, "UnassignedPerFrameConvertedAttributesSequence"))
+            if frame is not None else None) if item is not None]
+
+    def get(self, keyword: str) -> Any:
+        value = _get(self.ds, keyword)
+        for item in self.extra:
+            if value is not None and value != "":
+                break
+            value = _get(item, keyword)
+        return value
+
+    def get_private_item(self, group: int, offset: int, creator: str) -> Any:
+        return self.ds.get_private_item(group, offset, creator)
+
+
 def _add_distinct(values: list[Any], value: Any) -> None:
     if value and value not in values:
         values.append(value)
@@ -401,9 +429,17 @@ class SeriesBuilder:
         if name not in self.first and value not in (None, "", ()):
             self.first[name] = value
 
-    def add(self, ds: Any) -> None:
+    def add(self, dataset: Any) -> None:
+        # pydicom warns about each invalid value it converts; an invalid value is read here
+        # as absent, and the check says what is missing.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._add(dataset)
+
+    def _add(self, dataset: Any) -> None:
         self.files += 1
-        self.slices.extend(_slices(ds))
+        self.slices.extend(_slices(dataset))
+        ds = _Converted(dataset)
         _add_distinct(self.series_uids, _text(ds, "SeriesInstanceUID"))
         _add_distinct(self.modalities, _text(ds, "Modality").upper())
         _add_distinct(self.kernels, _kernel(ds))
