@@ -12,7 +12,7 @@
    mdc"), then injections ("injecté", "avec injection", "inj", "IV", "C+", "+C",
    "post-contrast", "with contrast", "mit KM", "con contraste", "gado", "Gd", and the phases
    only an injection has: arterial, artériel, portal, veineux, venous, tardif, delayed).
-   A description that says both ("sans et avec injection") settles nothing.
+   A description that says both ("sans et avec injection", "C-/C+") settles nothing.
 4. Otherwise: unknown.
 
 Words are matched whole, case and accents aside ("INJECTE" is "injecté").
@@ -61,6 +61,8 @@ POSITIVE = re.compile("|".join(_B + p + _E for p in (
     r"gado\w*", r"gd", r"arterial", r"arteriel(?:le)?", r"portal(?:e)?", r"veineux",
     r"veineuse", r"venous", r"tardif", r"tardive", r"delayed",
 )) + "|" + _B + r"(?:c\+|\+c" + _E + ")")
+BOTH = re.compile(_B + r"(?:sans\s+et\s+avec|avec\s+et\s+sans|with\s+and\s+without|"
+                  r"without\s+and\s+with|c-\s*/?\s*c\+|c\+\s*/?\s*c-)")
 REFUSED_AGENT = re.compile(_B + r"(?:none|no|non|n|aucun|aucune|sans|nil|0|-+)" + _E + "$")
 
 
@@ -85,6 +87,10 @@ def contrast_evidence(series: SeriesSummary) -> ContrastEvidence:
                                     f"ContrastBolusRoute {series.contrast_route!r}")
         if re.search(_B + r"(?:iv|intravenous|intraveineuse)" + _E, route):
             return ContrastEvidence("injected", f"ContrastBolusRoute {series.contrast_route!r}")
+    for text in series.texts():
+        if m := BOTH.search(_plain(text)):
+            return ContrastEvidence("unknown", f"the description {text!r} says "
+                                    f"{m.group(0)!r}: both")
     said_no = [(t, m.group(0)) for t in series.texts() if (m := NEGATIVE.search(_plain(t)))]
     rest = [(t, NEGATIVE.sub(" ", _plain(t))) for t in series.texts()]
     said_yes = [(t, m.group(0)) for t, plain in rest if (m := POSITIVE.search(plain))]

@@ -43,6 +43,7 @@ class Series:
     attributes: dict[str, Any] = field(default_factory=dict)
     rows: int = 8
     columns: int = 8
+    _written: list[bytes] = field(default_factory=list, init=False, repr=False)
 
     def datasets(self) -> list[Dataset]:
         uid = generate_uid()
@@ -87,14 +88,25 @@ class Series:
         return out
 
     def files(self) -> list[Dataset]:
-        return [read_back(ds) for ds in self.datasets()]
+        """The series' files as read back (headers only); written once, read anew each call,
+        so a test may change what it gets."""
+        if not self._written:
+            self._written.extend(written(ds) for ds in self.datasets())
+        return [read(data) for data in self._written]
+
+
+def written(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def read(data: bytes) -> Dataset:
+    return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
 
 
 def read_back(ds: Dataset) -> Dataset:
-    buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    buffer.seek(0)
-    return pydicom.dcmread(buffer, stop_before_pixels=True)
+    return read(written(ds))
 
 
 def ct(manufacturer: str, model: str, kernel: str | Sequence[str], description: str,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from server.inclusion.criteria import CriteriaError, Criteria, Interval, parse_criteria
+from server.inclusion.criteria import Criteria, CriteriaError, Interval, parse_criteria
 from server.inclusion.violation import Severity
 
 WHERE = "challenges[1].inclusion.criteria"
