@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydicom.multival import MultiValue
+
 Vector = tuple[float, float, float]
 Plane = Literal["axial", "coronal", "sagittal"]
 
@@ -57,7 +59,7 @@ class Stack:
     orientations: int                # distinct orientations among them
     normal: Vector | None
     plane: Plane | None
-    spacing: float | None            # the usual distance between neighbours (median), mm
+    spacing: float | None            # the usual distance between neighbours (lower median), mm
     duplicates: int                  # slices at the position of another
     gaps: tuple[tuple[float, float], ...] = ()  # (from, to) along the normal, mm
     extent_mm: float | None = None   # first to last slice along the normal
@@ -186,7 +188,8 @@ def stack_of(slices: tuple[Slice, ...]) -> Stack:
     steps = [b - a for a, b in zip(depths, depths[1:], strict=False)]
     duplicates = sum(1 for d in steps if d < DUPLICATE_MM)
     moving = [d for d in steps if d >= DUPLICATE_MM]
-    spacing = statistics.median(moving) if moving else None
+    # The lower median: with few slices and one gap, the gap is not taken for the rule.
+    spacing = statistics.median_low(moving) if moving else None
     gaps: tuple[tuple[float, float], ...] = ()
     if spacing is not None:
         gaps = tuple((a, b) for a, b in zip(depths, depths[1:], strict=False)
@@ -238,7 +241,7 @@ def _text(ds: Any, keyword: str) -> str:
     value = _get(ds, keyword)
     if value is None:
         return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+    if isinstance(value, list | tuple | MultiValue):
         return "\\".join(str(v) for v in value).strip()
     return str(value).strip()
 

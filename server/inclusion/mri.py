@@ -12,7 +12,8 @@ recovery (MPRAGE, "T1 FLAIR") inverts at 0.7–1.1 s, a STIR at 0.1–0.25 s. So
    (2001,1020)): "FLAIR", "dark fluid" (Siemens: "t2_tirm_tra_dark-fluid", "da-fl") is a
    FLAIR, unless the name also says T1 ("Sag T1 FLAIR" is a T1-weighted sequence).
 4. ScanningSequence, ScanOptions and Enhanced MR's InversionRecovery: a sequence with no
-   inversion recovery at all (SE, GR, EP without IR) is not a FLAIR.
+   inversion recovery at all (SE, GR, EP without IR, and not magnetization-prepared:
+   SequenceVariant without MP) is not a FLAIR.
 5. Otherwise unknown (an inversion recovery without its time, or headers stripped of
    everything): a reviewer looks.
 
@@ -75,14 +76,19 @@ def flair_reading(series: SeriesSummary) -> SequenceReading:
                 return SequenceReading("other", f"{name!r} is a T1-weighted FLAIR")
             return SequenceReading("flair", f"the series is named {name!r}")
     techniques = {v.upper() for v in (*series.scanning_sequence, *series.scan_options)}
-    if series.inversion_recovery == "NO" or (series.scanning_sequence and "IR" not in
-                                              techniques and series.inversion_recovery != "YES"):
-        what = "\\".join(series.scanning_sequence) or "InversionRecovery NO"
-        return SequenceReading("other", f"ScanningSequence {what}: no inversion recovery, "
-                               "so not a FLAIR")
     if "IR" in techniques or series.inversion_recovery == "YES":
         return SequenceReading("unknown", "an inversion recovery without InversionTime or "
                                "a name: FLAIR or not cannot be told")
+    # A magnetization-prepared sequence (SequenceVariant MP) may be prepared by an inversion
+    # that ScanningSequence does not list: without its time, nothing is settled.
+    if "MP" in (v.upper() for v in series.sequence_variant):
+        return SequenceReading("unknown", "a magnetization-prepared sequence (SequenceVariant "
+                               "MP) without InversionTime or a name: FLAIR or not cannot be "
+                               "told")
+    if series.inversion_recovery == "NO" or series.scanning_sequence:
+        what = "\\".join(series.scanning_sequence) or "InversionRecovery NO"
+        return SequenceReading("other", f"ScanningSequence {what}: no inversion recovery, "
+                               "so not a FLAIR")
     return SequenceReading("unknown", "no ScanningSequence, InversionTime or sequence name")
 
 

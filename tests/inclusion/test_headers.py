@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import gc
 import io
+import math
 import warnings
 import weakref
 from collections.abc import Iterator
 
 import highdicom
+import numpy as np
 import pydicom
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
@@ -19,7 +23,15 @@ from pydicom.uid import generate_uid
 
 from server.inclusion.check import check_series
 from server.inclusion.criteria import Criteria
-from server.inclusion.headers import SeriesBuilder, SeriesSummary, StudyBuilder, plane_of
+from server.inclusion.headers import (
+    SeriesBuilder,
+    SeriesSummary,
+    Slice,
+    StudyBuilder,
+    plane_of,
+    slice_thickness,
+    stack_of,
+)
 
 from . import corpus
 
@@ -124,3 +136,28 @@ def test_a_multi_frame_image_counts_a_slice_per_frame(criteria: dict[str, Criter
     assert check_series(criteria["nodules"], multi) == []
     thick = SeriesSummary.from_datasets([_legacy(corpus.GE_CHEST_THICK)])
     assert [v.code for v in check_series(criteria["nodules"], thick)] == ["slice_thickness"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(yaw=st.floats(-3.1, 3.1), tilt=st.floats(-1.5, 1.5), spacing=st.floats(0.3, 8.0),
+       count=st.integers(3, 40), shift=st.floats(-5, 5), drop=st.integers(1, 38))
+def test_spacing_and_gaps_along_any_normal(yaw: float, tilt: float, spacing: float, count: int,
+                                           shift: float, drop: int) -> None:
+    """Whatever the plane (oblique, tilted gantry shifting slices in-plane), the spacing is
+    measured along the normal, and one slice taken out is one slice missing."""
+    row = np.array([math.cos(yaw), math.sin(yaw), 0.0])
+    column = np.array([-math.sin(yaw) * math.cos(tilt), math.cos(yaw) * math.cos(tilt),
+                       math.sin(tilt)])
+    normal = np.cross(row, column)
+    orientation = (*row.tolist(), *column.tolist())
+    slices = tuple(Slice(tuple((np.array([10.0, -20.0, 30.0]) + k * spacing * normal
+                                + k * shift * 0.01 * column).tolist()),  # type: ignore[arg-type]
+                         orientation, None) for k in range(count))
+    stack = stack_of(slices)
+    assert stack.spacing == pytest.approx(spacing) and not stack.gaps and not stack.duplicates
+    assert stack.plane == plane_of(tuple(normal.tolist()))  # type: ignore[arg-type]
+    assert slice_thickness(slices, stack).value == pytest.approx(spacing)
+    if count >= 4 and 0 < drop < count - 1:    # at least two steps of the rule remain
+        holed = stack_of(slices[:drop] + slices[drop + 1:])
+        assert len(holed.gaps) == 1 and holed.gaps[0][1] - holed.gaps[0][0] == \
+            pytest.approx(2 * spacing)

@@ -51,6 +51,10 @@ def mr(description: str = "", **fields: Any) -> SeriesSummary:
     (mr(inversion_recovery="YES"), "unknown", "an inversion recovery without"),
     (mr(vendor_sequence="FLAIR_3D"), "flair", "named 'FLAIR_3D'"),
     (mr(), "unknown", "no ScanningSequence, InversionTime or sequence name"),
+    (mr(scanning_sequence=("SE",), sequence_variant=("SK", "MP")), "unknown",
+     "magnetization-prepared sequence (SequenceVariant MP)"),
+    (mr(scanning_sequence=("GR",), sequence_variant=("SP",)), "other",
+     "ScanningSequence GR: no inversion recovery"),
     (mr("FLAIR", inversion_time_ms=0.0, scanning_sequence=("SE", "IR")), "flair", ""),
 ])
 def test_names_timings_and_techniques(summary: SeriesSummary, verdict: str, says: str) -> None:
