@@ -196,8 +196,10 @@ def check_series(criteria: Criteria, series: SeriesSummary) -> list[Violation]:
     out = _mixed(series)
     if series.modality != criteria.modality:
         found = series.modality or "no Modality"
-        out.append(Violation("modality", "modality", f"a {found} series; this question needs "
-                             f"{criteria.modality}", V, found, criteria.modality))
+        article = "an" if found[0] in "AEFHILMNORSX" else "a"   # an MR, a CT, a US
+        out.append(Violation("modality", "modality", f"{article} {found} series; this "
+                             f"question needs {criteria.modality}", V, found,
+                             criteria.modality))
         return out
     if series.localizer:
         out.append(Violation("localizer", "dimension", "a localizer (scout) image, not a "

@@ -20,8 +20,9 @@ from __future__ import annotations
 import math
 import statistics
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 from pydicom.multival import MultiValue
@@ -428,8 +429,9 @@ class SeriesBuilder:
         self.image_types: list[tuple[str, ...]] = []
         self.sizes: list[tuple[int, int]] = []
 
-    def _keep(self, name: str, value: Any) -> None:
-        if name not in self.first and value not in (None, "", ()):
+    def _keep(self, name: str, read: Callable[[], Any]) -> None:
+        """The first non-empty value of a series-level attribute (read only until found)."""
+        if name not in self.first and (value := read()) not in (None, "", ()):
             self.first[name] = value
 
     def add(self, dataset: Any) -> None:
@@ -453,21 +455,21 @@ class SeriesBuilder:
         for name in ("StudyInstanceUID", "SeriesDescription", "ProtocolName", "Manufacturer",
                      "ManufacturerModelName", "ContrastBolusRoute", "SequenceName",
                      "MRAcquisitionType", "InversionRecovery", "PulseSequenceName"):
-            self._keep(name, _text(ds, name))
-        self._keep("SeriesNumber", _int(_get(ds, "SeriesNumber")))
-        self._keep("ContrastBolusAgent", _text(ds, "ContrastBolusAgent")
-                   or _code_meanings(ds, "ContrastBolusAgentSequence"))
-        self._keep("ContrastBolusRouteCode", _code_meanings(
-            ds, "ContrastBolusAdministrationRouteSequence"))
+            self._keep(name, partial(_text, ds, name))
         for name in ("ScanningSequence", "SequenceVariant", "ScanOptions"):
-            self._keep(name, _texts(ds, name))
-        self._keep("PixelSpacing", _pixel_spacing(ds))
-        self._keep("InversionTime", _inversion_time(ds))
-        self._keep("EchoTime", _float(_get(ds, "EchoTime")))
-        self._keep("RepetitionTime", _float(_get(ds, "RepetitionTime")))
+            self._keep(name, partial(_texts, ds, name))
+        self._keep("SeriesNumber", lambda: _int(_get(ds, "SeriesNumber")))
+        self._keep("ContrastBolusAgent", lambda: _text(ds, "ContrastBolusAgent")
+                   or _code_meanings(ds, "ContrastBolusAgentSequence"))
+        self._keep("ContrastBolusRouteCode", lambda: _code_meanings(
+            ds, "ContrastBolusAdministrationRouteSequence"))
+        self._keep("PixelSpacing", lambda: _pixel_spacing(ds))
+        self._keep("InversionTime", lambda: _inversion_time(ds))
+        self._keep("EchoTime", lambda: _float(_get(ds, "EchoTime")))
+        self._keep("RepetitionTime", lambda: _float(_get(ds, "RepetitionTime")))
         # Private pulse sequence names: GE (0019,109C), Philips (2001,1020).
-        self._keep("GE", _private(ds, 0x0019, 0x9C, "GEMS_ACQU_01"))
-        self._keep("Philips", _private(ds, 0x2001, 0x20, "Philips Imaging DD 001"))
+        self._keep("GE", lambda: _private(ds, 0x0019, 0x9C, "GEMS_ACQU_01"))
+        self._keep("Philips", lambda: _private(ds, 0x2001, 0x20, "Philips Imaging DD 001"))
 
     def summary(self) -> SeriesSummary:
         f = self.first.get

@@ -127,7 +127,7 @@ def test_the_messages_are_the_centers_words(criteria: dict[str, Criteria],
     (series,) = check_series(criteria["sarcopenia"], summaries["GE_ABDOMEN_SERIES"])
     assert series.message.startswith("24 slices; this question needs a single slice")
     (mr,) = check_series(criteria["sarcopenia"], summaries["SIEMENS_SPACE_FLAIR"])
-    assert mr.message == "a MR series; this question needs CT"
+    assert mr.message == "an MR series; this question needs CT"
 
 
 def _testdata(name: str) -> pydicom.Dataset:
