@@ -401,3 +401,44 @@ def _field(read: _Reader, name: str, value: Any) -> ClinicalField:
         raise read.fail(f"{key}.latest", f"latest ({latest}) is before earliest ({earliest})")
     return ClinicalField(name, cast(FieldType, kind), optional, rng, step, choices,
                          earliest, latest)
+
+
+def describe(criteria: Criteria) -> list[str]:
+    """The criteria as a center reads them on the question's page, one line per rule:
+    "CT", "one slice (2-D)", "slice thickness 1.25 to 7 mm", "a soft kernel" ..."""
+    out: list[str] = [criteria.modality]
+    out.append("one slice (2-D)" if criteria.dimension == "2d"
+               else f"a volume (3-D) of at least {criteria.min_slices} slices")
+    if criteria.slice_thickness is not None:
+        out.append(f"slice thickness {criteria.slice_thickness.text('mm')}")
+    if criteria.kernel != "any":
+        mostly = "mostly " if criteria.kernel_mismatch is Severity.WARNING else ""
+        out.append(f"{mostly}a {criteria.kernel} reconstruction kernel")
+    out.append({"any": "with or without contrast injection", "required": "contrast injected",
+                "forbidden": "without contrast injection"}[criteria.contrast])
+    if criteria.sequence == "flair":
+        out.append("a FLAIR")
+    if criteria.acquisition:
+        words = sorted(criteria.acquisition, key=lambda a: (a != "3d", a))
+        out.append("acquired " + " or ".join(
+            "in 3-D" if a == "3d" else "in 2-D" + (f" {a[3:]}" if a != "2d" else "")
+            for a in words))
+    if criteria.mask:
+        out.append("a binary mask on the exam's grid")
+    if criteria.nodules is not None:
+        rule = criteria.nodules
+        line = f"{rule.count.text()} nodules, with their positions"
+        if rule.densities:
+            line += " (density: " + ", ".join(sorted(rule.densities)) + ")"
+        out.append(line)
+        if rule.malignant is not None:
+            out.append(f"malignant: {rule.malignant.text()}")
+    for f in criteria.clinical:
+        what = {"number": "a number", "integer": "a whole number", "date": "a date",
+                "choice": " or ".join(f.choices)}[f.type]
+        if f.range is not None:
+            what += f", {f.range.text()}"
+        if f.step is not None:
+            what += f", in steps of {f.step:g}"
+        out.append(f"{f.name}: {what}" + (" (optional)" if f.optional else ""))
+    return out

@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from server.inclusion.criteria import Criteria, CriteriaError, Interval, parse_criteria
+from server.inclusion.criteria import (
+    Criteria,
+    CriteriaError,
+    Interval,
+    describe,
+    parse_criteria,
+)
 from server.inclusion.violation import Severity
 
 WHERE = "challenges[1].inclusion.criteria"
@@ -149,3 +155,18 @@ def test_defaults_check_nothing_they_were_not_asked_to() -> None:
     assert extra.extra_kernels == {"fc43": "hard", "xyz1": "soft"}
     masked = parse(BASE + 'mask = true\nempty_mask = "allowed"')
     assert masked.empty_mask == "allowed"
+
+
+def test_the_criteria_as_a_center_reads_them(criteria: dict[str, Criteria]) -> None:
+    assert describe(criteria["sarcopenia"]) == [
+        "CT", "one slice (2-D)", "slice thickness 1.25 to 7 mm", "a soft reconstruction kernel",
+        "with or without contrast injection", "a binary mask on the exam's grid"]
+    assert describe(criteria["nodules"]) == [
+        "CT", "a volume (3-D) of at least 20 slices", "slice thickness < 1.25 mm",
+        "mostly a hard reconstruction kernel", "with or without contrast injection",
+        "1 to 5 nodules, with their positions (density: ground-glass, mixed, solid)",
+        "malignant: volume > 100 mm³ or diameter > 6 mm"]
+    assert describe(criteria["multiple-sclerosis"]) == [
+        "MR", "a volume (3-D) of at least 20 slices", "with or without contrast injection",
+        "a FLAIR", "acquired in 3-D or in 2-D axial", "age: a number, 18 to 100",
+        "sex: M or F", "exam_date: a date", "edss_2y: a number, 0 to 10, in steps of 0.5"]
