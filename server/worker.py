@@ -56,14 +56,29 @@ def limit_memory(memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _serve(conn: Connection, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
-    """The child process: score jobs until the pipe closes."""
+Truths = tuple[tuple[str, str], ...]  # (kind, truth path) of each challenge
+
+
+def _serve(conn: Connection, memory_mb: int = DEFAULT_MEMORY_MB, truths: Truths = ()) -> None:
+    """The child process: load the challenges' truths, say which, then score jobs until the
+    pipe closes."""
     # Scoring can wait a few milliseconds; uploads in the last-minute rush cannot.
     os.nice(10)
     os.environ.update(SINGLE_THREADED)  # before numpy is imported, below
     limit_memory(memory_mb)
-    from server.evaluators import ScoringOptions, evaluate
+    from server.evaluators import ScoringOptions, evaluate, load_truth
     from server.event import scoring_options
+
+    # Decoded once here, before any file arrives: the first submission of a challenge of
+    # 3-D volumes is scored at once instead of waiting for its exams to be read.
+    loaded = []
+    for kind, truth in truths:
+        try:
+            load_truth(kind, Path(truth))
+            loaded.append((kind, truth))
+        except Exception:  # noqa: BLE001 - the submission that needs it will say why
+            continue
+    conn.send({"ready": loaded})
 
     while True:
         try:
@@ -91,20 +106,29 @@ def _serve(conn: Connection, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
 class ScoringProcess:
     """One child process and the pipe to it."""
 
-    def __init__(self, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
+    def __init__(self, memory_mb: int = DEFAULT_MEMORY_MB, truths: Truths = ()) -> None:
         self._context = multiprocessing.get_context("spawn")
         self.memory_mb = memory_mb
+        self.truths = truths
+        self.loaded: list[tuple[str, str]] = []  # the truths the child holds decoded
         self.process: Any = None
         self.conn: Connection | None = None
         self.start()
 
     def start(self) -> None:
+        """Blocking (run in a thread): spawns the child and waits while it loads the truths."""
         parent, child = self._context.Pipe()
-        self.process = self._context.Process(target=_serve, args=(child, self.memory_mb),
+        self.process = self._context.Process(target=_serve,
+                                             args=(child, self.memory_mb, self.truths),
                                              daemon=True, name="podium-scorer")
         self.process.start()
         child.close()
         self.conn = parent
+        try:
+            ready = parent.recv()
+            self.loaded = [(str(k), str(t)) for k, t in ready["ready"]]
+        except (EOFError, OSError):  # died while loading: score() replaces it
+            self.loaded = []
 
     def stop(self) -> None:
         if self.conn is not None:
@@ -171,7 +195,12 @@ class Scoring:
             return self._claimant
 
     async def run(self) -> None:
-        processes = await asyncio.gather(*(asyncio.to_thread(ScoringProcess, self.memory_mb)
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT kind, truth_path FROM challenge WHERE in_event "
+                                    "ORDER BY position")
+        truths = tuple((r["kind"], r["truth_path"]) for r in rows)
+        processes = await asyncio.gather(*(asyncio.to_thread(ScoringProcess, self.memory_mb,
+                                                             truths)
                                            for _ in range(self.slots)))
         try:
             await asyncio.gather(*(self._slot(p) for p in processes))

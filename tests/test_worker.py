@@ -8,7 +8,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import AppServer, ServerProcess, wait_for
+from server.worker import ScoringProcess
+from tests.helpers import EXAMPLE_DIR, AppServer, ServerProcess, wait_for
 from tests.test_intake import SUBMISSIONS, start
 
 
@@ -57,3 +58,26 @@ def _running(process: psutil.Process) -> bool:
         return process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_scorer_loads_the_challenges_truths_before_its_first_file(tmp_path: Path) -> None:
+    """A child decodes every challenge's truth at its start (a 3-D challenge's exams take
+    seconds to read), says which it holds, and does so again when it is replaced; a truth it
+    cannot read is left to the submission that needs it."""
+    good = (("nodule-task", str(EXAMPLE_DIR / "truth" / "nodules-3d")),
+            ("regression", str(EXAMPLE_DIR / "truth" / "edss.csv")))
+    missing = ("binary-probability", str(tmp_path / "gone.csv"))
+    scorer = ScoringProcess(truths=(*good, missing))
+    try:
+        assert scorer.loaded == list(good)
+        job = {"kind": "nodule-task", "truth": good[0][1], "options": {"tolerance_mm": 1.0},
+               "path": str(EXAMPLE_DIR / "submissions" / "nodules-3d-nodule-hunters.zip"),
+               "name": "nodules-3d.zip", "hu_low": None, "hu_high": None}
+        assert scorer.score(job, 300)["status"] == "scored"
+        scorer.process.kill()
+        scorer.process.join(10)
+        scorer.loaded = []
+        assert scorer.score(job, 300)["status"] == "scored"  # replaced, and loaded again
+        assert scorer.loaded == list(good)
+    finally:
+        scorer.stop()
