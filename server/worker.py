@@ -76,8 +76,9 @@ def _serve(conn: Connection, memory_mb: int = DEFAULT_MEMORY_MB, truths: Truths 
         try:
             load_truth(kind, Path(truth))
             loaded.append((kind, truth))
-        except Exception:  # noqa: BLE001 - the submission that needs it will say why
-            continue
+        except Exception as exc:  # noqa: BLE001 - the submission that needs it will say why
+            log.warning("scorer: the truth of a %s challenge at %s is not loaded (%s)",
+                        kind, truth, exc)
     conn.send({"ready": loaded})
 
     while True:

@@ -7,8 +7,8 @@ PostgreSQL unless --database-url or PODIUM_DATABASE_URL names one), plays part o
 through the API — every clock started, every example file uploaded as its team, one team
 given extra time — and photographs each page in Debian's Chromium at 1920×1080 (the
 projector) and, for the laptops' pages, 1366×768: the jury boards, two challenges' plots and
-ranking analysis (sarcopenia and the 3-D nodule task, at both sizes), the winner reveal after three places, a team page, the
-organizer console, the room clock and the room board.
+ranking analysis (sarcopenia and the 3-D nodule task, at both sizes), the winner reveal after
+three places, a team page, the organizer console, the room clock and the room board.
 """
 
 from __future__ import annotations

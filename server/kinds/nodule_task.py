@@ -252,7 +252,7 @@ def _resample(details: Any, teams: Sequence[str], draws: Ints) -> dict[str, Floa
 def _metrics() -> tuple[Metric, ...]:
     seg, det, prob = (KINDS[k] for k in ("segmentation-3d", "detection", "binary-probability"))
     return (*det.metrics, *seg.metrics,
-            Metric(VOLUME_ERROR, "Volume estimate error, mean absolute (mm³)", "Vol. error",
+            Metric(VOLUME_ERROR, "Volume estimate error, mean absolute (mm³)", "Vol. err",
                    False, 0, "mm³", grouped=True),
             Metric(VOLUME_RELATIVE, "Volume estimate error, relative to the true volume",
                    "Vol. rel.", False, 3),

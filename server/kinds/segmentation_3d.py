@@ -80,7 +80,7 @@ KIND = Kind(
         Metric("dice", "Dice", "Dice", True, DICE),
         Metric("nsd", "Normalised surface distance (NSD)", "NSD", True, DICE),
         Metric("hd95_mm", "Hausdorff distance, 95th percentile (mm)", "HD95", False, 2, "mm"),
-        Metric("volume_error_mm3", "Volume error, mean absolute (mm³)", "Vol. error", False, 0,
+        Metric("volume_error_mm3", "Volume error, mean absolute (mm³)", "Vol. err", False, 0,
                "mm³", grouped=True),
         Metric("volume_relative_error", "Volume error, relative to the true volume",
                "Rel. vol. error", False, 3),
