@@ -5,7 +5,7 @@ A volume is a 3-D array (slices, rows, columns) of the exam's values (HU for CT)
 cut along one axis (axial: a slice; coronal: a row; sagittal: a column), windowed to grey,
 resampled so that one mm is as long across as down, the mask drawn over it as a translucent
 colour per label with a full-colour outline, and the nodule marks as circles on the slices
-they cross. docs/inclusion.md ("Review viewer: slices and windows") gives the presets and the
+they cross. Slices run feet to head: coronal and sagittal images show the head at the top. docs/inclusion.md ("Review viewer: slices and windows") gives the presets and the
 rule.
 
 The window is DICOM's linear VOI function (PS3.3 C.11.2.1.2.1) onto 0..255: with level c and
@@ -92,10 +92,11 @@ def window_values(values: npt.NDArray[Any], window: Window) -> npt.NDArray[np.fl
     c = window.level - 0.5
     w = window.width - 1
     if w == 0:       # width 1: a step at the level
-        return np.where(x <= c, 0.0, 255.0)
+        return np.where(np.isnan(x) | (x <= c), 0.0, 255.0)
     y = ((x - c) / w + 0.5) * 255.0
     y = np.where(x <= c - w / 2, 0.0, y)
-    return np.where(x > c + w / 2, 255.0, y)
+    y = np.where(x > c + w / 2, 255.0, y)
+    return np.where(np.isnan(x), 0.0, y)      # no value: black
 
 
 def apply_window(values: npt.NDArray[Any], window: Window) -> npt.NDArray[np.uint8]:
@@ -119,12 +120,11 @@ def resolve_window(window: Window | str | tuple[float, float],
     return Window("custom", float(level), float(width))
 
 
-def _cut(array: npt.NDArray[Any], index: int, axis: Axis) -> npt.NDArray[Any]:
+def _cut(array: npt.NDArray[Any], index: int, axis: Axis, upward: bool) -> npt.NDArray[Any]:
     if axis == "axial":
         return array[index]
-    if axis == "coronal":
-        return array[:, index, :]
-    return array[:, :, index]
+    cut = array[:, index, :] if axis == "coronal" else array[:, :, index]
+    return cut[::-1] if upward else cut
 
 
 def _display_size(shape: tuple[int, int], spacing: tuple[float, float],
@@ -185,12 +185,18 @@ def render_slice(volume: npt.NDArray[Any], index: int, axis: Axis = "axial",
                  mask: npt.NDArray[Any] | None = None,
                  labels_colours: Mapping[int, Colour] | None = None,
                  marks: Sequence[Mark] | None = None,
-                 max_side: int | None = None) -> bytes:
+                 max_side: int | None = None,
+                 slices_upward: bool = True) -> bytes:
     """The PNG (RGB) of slice `index` along `axis`.
 
     Image rows and columns follow the array: axial is (rows, columns), coronal (slices,
-    columns), sagittal (slices, rows), first index at the top and left. The slice is resampled
+    columns), sagittal (slices, rows), first row and column at the top and left. The slices are
+    taken to run feet to head (`slices_upward`, as `volume_from_datasets` orders an axial
+    series along its normal, +z in DICOM's patient coordinates being the head): a coronal or
+    sagittal image shows the last slice at the top (False: the first). The slice is resampled
     (bilinear on the values, nearest on the mask) to mm-true pixels, then to `max_side` at most.
+    `window` "auto" takes the percentiles of this whole volume at each call: a viewer scrolling
+    a large MR computes `auto_window(volume)` once and passes it.
     """
     volume = np.asarray(volume)
     _check(volume, index, axis, spacing, None if mask is None else np.asarray(mask), max_side)
@@ -198,7 +204,8 @@ def render_slice(volume: npt.NDArray[Any], index: int, axis: Axis = "axial",
     a = AXES.index(axis)
     in_plane = [d for d in range(3) if d != a]
     plane_spacing = (float(spacing[in_plane[0]]), float(spacing[in_plane[1]]))
-    values = _cut(volume, index, axis).astype(np.float32)
+    upward = slices_upward
+    values = _cut(volume, index, axis, upward).astype(np.float32)
     height, width = _display_size(values.shape, plane_spacing, max_side)
 
     if values.shape != (height, width):
@@ -208,7 +215,7 @@ def render_slice(volume: npt.NDArray[Any], index: int, axis: Axis = "axial",
     rgb = np.repeat(grey[:, :, None], 3, axis=2).astype(np.float64)
 
     if mask is not None:
-        labels = _cut(np.asarray(mask), index, axis).astype(np.int32)
+        labels = _cut(np.asarray(mask), index, axis, upward).astype(np.int32)
         if labels.shape != (height, width):
             labels = np.asarray(Image.fromarray(labels, mode="I").resize(
                 (width, height), Image.Resampling.NEAREST))
@@ -224,8 +231,9 @@ def render_slice(volume: npt.NDArray[Any], index: int, axis: Axis = "axial",
 
     image = Image.fromarray(np.rint(rgb).astype(np.uint8), mode="RGB")
     if marks:
+        flip = volume.shape[0] if upward and axis != "axial" else None
         _draw_marks(image, marks, a, index, in_plane, spacing, values.shape,
-                    _cut(volume, index, axis).shape)
+                    _cut(volume, index, axis, upward).shape, flip)
     out = io.BytesIO()
     image.save(out, format="PNG", compress_level=6)
     return out.getvalue()
@@ -242,7 +250,8 @@ def crosses(mark: Mark, axis: Axis, index: int, spacing: Sequence[float]) -> flo
 
 def _draw_marks(image: Image.Image, marks: Sequence[Mark], a: int, index: int,
                 in_plane: list[int], spacing: Sequence[float], shown: tuple[int, ...],
-                cut: tuple[int, ...]) -> None:
+                cut: tuple[int, ...], flip: int | None) -> None:
+    """`flip`: the number of slices when the image shows the last slice at the top."""
     draw = ImageDraw.Draw(image)
     scale_y = shown[0] / cut[0]           # display pixels per voxel, down and across
     scale_x = shown[1] / cut[1]
@@ -250,7 +259,10 @@ def _draw_marks(image: Image.Image, marks: Sequence[Mark], a: int, index: int,
         radius = crosses(mark, AXES[a], index, spacing)
         if radius is None:
             continue
-        cy = (mark.centre[in_plane[0]] + 0.5) * scale_y - 0.5
+        down = mark.centre[in_plane[0]]
+        if flip is not None:
+            down = flip - 1 - down
+        cy = (down + 0.5) * scale_y - 0.5
         cx = (mark.centre[in_plane[1]] + 0.5) * scale_x - 0.5
         ry = max(radius / float(spacing[in_plane[0]]) * scale_y, 1.0)
         rx = max(radius / float(spacing[in_plane[1]]) * scale_x, 1.0)

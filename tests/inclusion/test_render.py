@@ -201,6 +201,28 @@ def test_nodule_circle_on_the_slices_it_crosses(sphere: tuple[np.ndarray, np.nda
     assert not np.all(far == yellow, axis=2).any()
 
 
+def test_marks_follow_the_head_up_reformat(sphere: tuple[np.ndarray, np.ndarray]) -> None:
+    volume, _ = sphere
+    mark = Mark((2.0, 10.0, 12.0), 3.0)     # low in the stack: near the bottom of a coronal
+    yellow = (255, 255, 0)
+    image = png(render_slice(volume, 10, "coronal", spacing=SPACING, marks=[mark]))
+    rows, columns = np.nonzero(np.all(image == yellow, axis=2))
+    # 12 slices on 24 rows, slice 2 upside down is row (11 - 2 + 0.5) * 2 - 0.5 = 18.5
+    assert abs((rows.min() + rows.max()) / 2 - 18.5) <= 0.5
+    assert abs((columns.min() + columns.max()) / 2 - 12) <= 0.5
+    assert rows.max() - rows.min() == pytest.approx(6, abs=1)    # 6 mm across, 1 mm pixels
+    down = png(render_slice(volume, 10, "coronal", spacing=SPACING, marks=[mark],
+                            slices_upward=False))
+    rows, _ = np.nonzero(np.all(down == yellow, axis=2))
+    assert abs((rows.min() + rows.max()) / 2 - 4.5) <= 0.5
+
+
+def test_no_value_is_black() -> None:
+    hu = np.array([np.nan, 40.0])
+    assert apply_window(hu, PRESETS["soft_tissue"]).tolist() == [0, 128]
+    assert apply_window(hu, Window("step", 0, 1)).tolist() == [0, 255]
+
+
 def test_deterministic(sphere: tuple[np.ndarray, np.ndarray]) -> None:
     volume, mask = sphere
     args = dict(spacing=SPACING, mask=mask, marks=[Mark((6.0, 10.0, 12.0), 4.0)], max_side=16)
@@ -308,12 +330,14 @@ def test_reformats_match_simpleitk(series: tuple[Path, np.ndarray], axis: str,
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
     image = reader.Execute()
     array = sitk.GetArrayFromImage(image).astype(np.float64)     # (slices, rows, columns)
+    # SimpleITK's slice 0 is the lowest along the normal (the feet); the viewer shows the head
+    # at the top of a reformat, the last slice first
     if axis == "axial":
         cut = array[index]
     elif axis == "coronal":
-        cut = array[:, index, :]
+        cut = array[::-1, index, :]
     else:
-        cut = array[:, :, index]
+        cut = array[::-1, :, index]
     ds = _windowed_dataset(40, 400)
     expected = np.rint(apply_windowing(cut, ds)).astype(np.uint8)
     datasets = [pydicom.dcmread(p) for p in sorted(folder.iterdir())]
@@ -323,6 +347,11 @@ def test_reformats_match_simpleitk(series: tuple[Path, np.ndarray], axis: str,
                              spacing=(1.0, 1.0, 1.0)))
     assert shown.shape[:2] == cut.shape
     assert np.array_equal(shown[:, :, 0], expected)
+    assert np.array_equal(shown[:, :, 1], expected) and np.array_equal(shown[:, :, 2], expected)
+    if axis != "axial":      # the array's own order on request
+        down = png(render_slice(volume, index, axis, "soft_tissue",  # type: ignore[arg-type]
+                                spacing=(1.0, 1.0, 1.0), slices_upward=False))
+        assert np.array_equal(down[:, :, 0], expected[::-1])
     # with the true 2 mm slices a reformat shows each slice on two rows
     if axis != "axial":
         tall = png(render_slice(volume, index, axis, "soft_tissue",  # type: ignore[arg-type]
