@@ -5,8 +5,8 @@ A volume is a 3-D array (slices, rows, columns) of the exam's values (HU for CT)
 cut along one axis (axial: a slice; coronal: a row; sagittal: a column), windowed to grey,
 resampled so that one mm is as long across as down, the mask drawn over it as a translucent
 colour per label with a full-colour outline, and the nodule marks as circles on the slices
-they cross. Slices run feet to head: coronal and sagittal images show the head at the top. docs/inclusion.md ("Review viewer: slices and windows") gives the presets and the
-rule.
+they cross. Slices run feet to head: coronal and sagittal images show the head at the top.
+docs/inclusion.md ("Review viewer: slices and windows") gives the presets and the rule.
 
 The window is DICOM's linear VOI function (PS3.3 C.11.2.1.2.1) onto 0..255: with level c and
 width w (w >= 1), x <= c - 0.5 - (w - 1)/2 is 0, x > c - 0.5 + (w - 1)/2 is 255, and between
