@@ -352,10 +352,13 @@ def volume_from_datasets(datasets: Sequence[Any]) -> tuple[npt.NDArray[np.float3
     pixel_spacing = first.get("PixelSpacing", None) or [1.0, 1.0]
     between: float
     if len(known) == len(places) and len(known) > 1:
-        between = float(np.median(np.diff(sorted(known))))
+        steps = np.diff(sorted(known))
+        if (steps <= 1e-6).any():
+            raise ValueError("two slices share a position: not one stack")
+        between = float(np.median(steps))
     else:
         between = float(first.get("SpacingBetweenSlices", None)
                         or first.get("SliceThickness", None) or 1.0)
     if between <= 0:
-        raise ValueError("two slices share a position: not one stack")
+        raise ValueError(f"the slice spacing must be positive, not {between} mm")
     return (np.stack(slices), (between, float(pixel_spacing[0]), float(pixel_spacing[1])))

@@ -383,3 +383,31 @@ def _header(**keywords: object) -> Dataset:
 def test_preset_from_headers(keywords: dict, expected: str) -> None:
     chosen = preset_for(_header(**keywords))
     assert chosen == (AUTO if expected == AUTO else PRESETS[expected])
+
+
+def test_in_plane_aspect_and_a_mask_on_a_reformat(sphere: tuple[np.ndarray, np.ndarray]) -> None:
+    volume, mask = sphere
+    # rows 2 mm apart, columns 1 mm: an axial image of 40 rows by 24 columns
+    image = png(render_slice(volume, 6, "axial", (0, 100), spacing=(1.0, 2.0, 1.0)))
+    assert image.shape == (40, 24, 3)
+    # the mask on a coronal image: coloured only where the (head-up, row-doubled) mask is
+    coronal = png(render_slice(volume, CENTRE[1], "coronal", (0, 100), spacing=SPACING,
+                               mask=mask, labels_colours={1: (0, 0, 255)}))
+    shown = np.repeat(mask[::-1, CENTRE[1], :], 2, axis=0).astype(bool)
+    coloured = coronal[:, :, 0] != coronal[:, :, 2]
+    assert np.array_equal(coloured, shown)
+
+
+def test_reading_refuses_what_is_not_one_stack(series: tuple[Path, np.ndarray]) -> None:
+    folder, _ = series
+    datasets = [pydicom.dcmread(p) for p in sorted(folder.iterdir())[:3]]
+    with pytest.raises(ValueError, match="no slice to read"):
+        volume_from_datasets([])
+    small = _ct_slice(np.zeros((4, 4)), 500.0, 9, generate_uid(), generate_uid())
+    with pytest.raises(ValueError, match=r"is 4×4, the first 20×24: not one stack"):
+        volume_from_datasets([*datasets, small])
+    twin = pydicom.dcmread(sorted(folder.iterdir())[0])
+    with pytest.raises(ValueError, match="share a position"):
+        volume_from_datasets([datasets[0], twin])
+    with pytest.raises(ValueError, match="share a position"):
+        volume_from_datasets([*datasets, twin])
