@@ -201,8 +201,10 @@ class DicomNode:
             self._ticker.join()
             self._ticker = None
         if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+            server, self._server = self._server, None
+            server.shutdown()  # stop accepting
+            for assoc in server.active_associations:  # a C-STORE not answered is not kept
+                assoc.abort()
 
     def _tick(self) -> None:
         assert self.tick_s is not None
@@ -264,7 +266,7 @@ class DicomNode:
             raise StoreRefused(CANNOT_UNDERSTAND, f"unknown calling AE title {calling!r}")
         received: Path = event.dataset_path
         try:
-            header = dcmread(received, stop_before_pixels=True,
+            header = dcmread(received, stop_before_pixels=True, defer_size="1 KB",
                              specific_tags=["StudyInstanceUID", "SOPInstanceUID"])
         except (InvalidDicomError, ValueError, EOFError) as exc:
             raise StoreRefused(CANNOT_UNDERSTAND, f"{calling}: not a readable dataset "

@@ -27,6 +27,7 @@ from pynetdicom.dsutils import split_dataset
 from server.inclusion.dicom_node import (
     CANNOT_UNDERSTAND,
     MARKER,
+    OUT_OF_RESOURCES,
     SUCCESS,
     TEMP_SUFFIX,
     ClosedStudy,
@@ -252,6 +253,45 @@ def test_a_duplicate_is_kept_once_and_a_conflicting_or_unusable_one_not_at_all(
     assert kept.read_bytes() == before
     assert spool_files(node.node.spool, "*.dcm") == [kept]
     assert spool_files(node.node.spool, f"*{TEMP_SUFFIX}") == []
+
+
+def test_a_spool_that_cannot_be_written_answers_out_of_resources(
+        node: Node, raw_send: None) -> None:
+    ct = pydicom_file("CT_small.dcm")
+    study, _ = uids(ct)
+    blocked = node.node.spool / "center-a" / study
+    blocked.parent.mkdir(parents=True)
+    blocked.write_bytes(b"a file where the study's folder should be")
+    assert send(node.node.port, [ct]) == [OUT_OF_RESOURCES]
+    assert spool_files(node.node.spool, "*") == [blocked]
+
+
+def test_a_study_whose_on_study_failed_is_closed_a_quiet_period_later(
+        tmp_path: Path, raw_send: None) -> None:
+    calls: list[ClosedStudy] = []
+
+    def on_study(study: ClosedStudy) -> None:
+        calls.append(study)
+        if len(calls) == 1:
+            raise RuntimeError("the database is away")
+
+    clock = Clock()
+    node = DicomNode(tmp_path / "spool", centers=CENTERS, quiet_s=QUIET_S, on_study=on_study,
+                     clock=clock, tick_s=None)
+    node.start()
+    try:
+        assert send(node.port, [pydicom_file("MR_small.dcm")]) == [SUCCESS]
+        clock.now += QUIET_S
+        assert node.close_quiet() == [] and len(calls) == 1
+        [folder] = [p for p in (tmp_path / "spool" / "center-a").iterdir()]
+        assert not (folder / MARKER).exists()
+        clock.now += QUIET_S - 1
+        assert node.close_quiet() == []
+        clock.now += 1
+        [closed] = node.close_quiet()
+        assert closed == calls[1] and (folder / MARKER).exists()
+    finally:
+        node.stop()
 
 
 def test_recovery_removes_temporary_files_and_arms_unclosed_studies(tmp_path: Path) -> None:
