@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -290,6 +291,39 @@ def test_a_study_whose_on_study_failed_is_closed_a_quiet_period_later(
         clock.now += 1
         [closed] = node.close_quiet()
         assert closed == calls[1] and (folder / MARKER).exists()
+    finally:
+        node.stop()
+
+
+def test_the_ticker_closes_a_study_sent_by_two_associations_at_once(
+        tmp_path: Path, ct_series: list[Path], raw_send: None) -> None:
+    clock = Clock()
+    closed: list[ClosedStudy] = []
+    heard = threading.Event()
+
+    def on_study(study: ClosedStudy) -> None:
+        closed.append(study)
+        heard.set()
+
+    node = DicomNode(tmp_path / "spool", centers=CENTERS, quiet_s=QUIET_S, on_study=on_study,
+                     clock=clock, tick_s=0.01)
+    node.start()
+    try:
+        halves: list[list[int | None]] = []
+        senders = [threading.Thread(target=lambda part=part: halves.append(send(node.port, part)))
+                   for part in (ct_series[:2], ct_series[2:])]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join(timeout=30)
+        assert halves == [[SUCCESS, SUCCESS]] * 2
+        assert not heard.is_set()
+        clock.now += QUIET_S
+        assert heard.wait(timeout=30), "the ticker did not close the quiet study"
+        [study] = closed
+        assert [f.name for f in study.files] == sorted(f"{uids(f)[1]}.dcm" for f in ct_series)
+        node.stop()  # joins the ticker, which writes the marker after on_study
+        assert json.loads((study.folder / MARKER).read_text())["instances"] == 4
     finally:
         node.stop()
 
