@@ -308,10 +308,12 @@ class DicomNode:
             try:
                 os.link(tmp, target)  # atomic, and never replaces a kept instance
             except FileExistsError:
-                if filecmp.cmp(tmp, target, shallow=False):
-                    return SUCCESS  # the same instance again: kept once
-                raise StoreRefused(CANNOT_UNDERSTAND, f"SOP Instance {sop} was already "
-                                                      "received with other content") from None
+                # The same instance again is kept once (and made durable below, in case
+                # another association linked it a moment ago); other content is refused.
+                if not filecmp.cmp(tmp, target, shallow=False):
+                    raise StoreRefused(
+                        CANNOT_UNDERSTAND,
+                        f"SOP Instance {sop} was already received with other content") from None
         finally:
             tmp.unlink(missing_ok=True)
         _fsync_dir(folder)
