@@ -16,6 +16,7 @@ contract.
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import json
 import logging
@@ -222,9 +223,8 @@ class DicomNode:
         now = self.clock()
         for center_dir in sorted(p for p in self.spool.iterdir() if p.is_dir()):
             for folder in sorted(p for p in center_dir.iterdir() if p.is_dir()):
-                temps = list(folder.glob(f"*{TEMP_SUFFIX}")) + list(
-                    folder.glob(f".*{TEMP_SUFFIX}"))
-                for tmp in set(temps):
+                temps = list(folder.glob(f"*{TEMP_SUFFIX}"))  # pathlib's * matches dot files
+                for tmp in temps:
                     tmp.unlink(missing_ok=True)
                 if temps:
                     _fsync_dir(folder)
@@ -334,6 +334,11 @@ class DicomNode:
                 center, study = key
                 folder = self.spool / center / study
                 files = tuple(sorted(folder.glob(f"*{INSTANCE_SUFFIX}")))
+                if not files:  # every instance of it was refused: nothing to close
+                    del self._open[key]
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
+                    continue
                 done = ClosedStudy(center, study, folder, files)
                 try:
                     self.on_study(done)

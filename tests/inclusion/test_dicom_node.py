@@ -265,6 +265,9 @@ def test_a_spool_that_cannot_be_written_answers_out_of_resources(
     blocked.write_bytes(b"a file where the study's folder should be")
     assert send(node.node.port, [ct]) == [OUT_OF_RESOURCES]
     assert spool_files(node.node.spool, "*") == [blocked]
+    node.clock.now += QUIET_S
+    assert node.node.close_quiet() == [] and node.closed == []
+    assert node.node.open_studies() == []
 
 
 def test_a_study_whose_on_study_failed_is_closed_a_quiet_period_later(
