@@ -14,7 +14,8 @@ import re
 import stat
 import struct
 import zipfile
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -230,6 +231,26 @@ def open_archive(path: Path, *, max_members: int, max_expanded_bytes: int) -> Ar
     except BaseException:
         archive.close()
         raise
+
+
+def open_submission(path: Path, name: str, *, max_members: int, max_expanded_bytes: int
+                    ) -> Archive:
+    """A team's zip, stored at `path`, opened as `open_archive` does and named `name` (the
+    file's name as the team uploaded it), in the archive and in every problem raised."""
+    try:
+        archive = open_archive(path, max_members=max_members,
+                               max_expanded_bytes=max_expanded_bytes)
+    except Invalid as exc:
+        raise Invalid(renamed(exc.problems, path.name, name)) from None
+    archive.name = name
+    return archive
+
+
+def renamed(problems: Iterable[Problem], stored: str, name: str) -> list[Problem]:
+    """Problems that name the stored file, told with the name the team uploaded instead."""
+    if stored == name:
+        return list(problems)
+    return [replace(p, message=p.message.replace(stored, name)) for p in problems]
 
 
 def _not_a_zip(path: Path) -> Problem:

@@ -9,15 +9,13 @@ what a table of the truth's ids can take; the archive's own declarations never r
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from server.evaluators.archive import Archive, open_archive
+from server.evaluators.archive import Archive, open_submission
 from server.evaluators.mask import NOT_MASKS, mask_stem, read_mask
 from server.evaluators.matching import assign, at_least, table_values
 from server.evaluators.options import ScoringOptions
@@ -74,26 +72,15 @@ def score_segmentation(
         )
     targets = truth.targets(options.hu_window)
     try:
-        archive = open_archive(
-            submission,
-            max_members=options.max_archive_members,
-            max_expanded_bytes=options.max_expanded_bytes,
-        )
+        archive = open_submission(submission, name, max_members=options.max_archive_members,
+                                  max_expanded_bytes=options.max_expanded_bytes)
     except Invalid as exc:
-        return Result.invalid(renamed(exc.problems, submission.name, name), options.max_errors)
-    archive.name = name
+        return Result.invalid(exc.problems, options.max_errors)
     with archive:
         problems, metrics, details, notes = _score_archive(archive, truth, targets, options)
     if problems:
         return Result.invalid(problems, options.max_errors, notes)
     return Result.scored(metrics, details, notes)
-
-
-def renamed(problems: Iterable[Problem], stored: str, name: str) -> list[Problem]:
-    """Problems that name the stored file, told with the name the team uploaded instead."""
-    if stored == name:
-        return list(problems)
-    return [replace(p, message=p.message.replace(stored, name)) for p in problems]
 
 
 def _score_archive(

@@ -30,13 +30,13 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from server.evaluators.archive import Archive, open_archive
+from server.evaluators.archive import Archive, open_submission
 from server.evaluators.distances import Agreement, bounding_box, compare
 from server.evaluators.mask import NOT_MASKS
 from server.evaluators.matching import IdIndex, assign
 from server.evaluators.options import ScoringOptions
 from server.evaluators.result import Invalid, Problem, Result, listing, notice, plural
-from server.evaluators.segmentation import ARCHIVE_SUFFIXES, renamed
+from server.evaluators.segmentation import ARCHIVE_SUFFIXES
 from server.evaluators.table import suffix_of
 from server.evaluators.truth import TruthError, cached
 from server.evaluators.volume import (
@@ -277,11 +277,10 @@ def score_segmentation_3d(truth: VolumeTruth, submission: Path, options: Scoring
             [Problem("unsupported_format", f"{name} is not a .zip{hint}; send {EXPECTED}")],
             options.max_errors)
     try:
-        archive = open_archive(submission, max_members=options.max_archive_members,
-                               max_expanded_bytes=options.max_expanded_bytes)
+        archive = open_submission(submission, name, max_members=options.max_archive_members,
+                                  max_expanded_bytes=options.max_expanded_bytes)
     except Invalid as exc:
-        return Result.invalid(renamed(exc.problems, submission.name, name), options.max_errors)
-    archive.name = name
+        return Result.invalid(exc.problems, options.max_errors)
     with archive:
         scoring = score_volume_masks(archive, archive.members, truth, options)
     if scoring.problems:

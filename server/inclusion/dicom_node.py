@@ -37,6 +37,8 @@ from pydicom.errors import InvalidDicomError
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from server.durable import fsync_dir
+
 LOG = logging.getLogger(__name__)
 
 MARKER = "study.json"
@@ -79,14 +81,6 @@ class StoreRefused(Exception):
         self.status = status
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _make_dirs(path: Path) -> None:
     """Create `path` and its missing parents, each new entry made durable in its parent."""
     missing = []
@@ -99,7 +93,7 @@ def _make_dirs(path: Path) -> None:
             d.mkdir()
         except FileExistsError:
             continue
-        _fsync_dir(d.parent)
+        fsync_dir(d.parent)
 
 
 def _valid_uid(value: object) -> str | None:
@@ -117,7 +111,7 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _iso(ts: float) -> str:
@@ -227,11 +221,11 @@ class DicomNode:
                 for tmp in temps:
                     tmp.unlink(missing_ok=True)
                 if temps:
-                    _fsync_dir(folder)
+                    fsync_dir(folder)
                 if not any(folder.glob(f"*{INSTANCE_SUFFIX}")):
                     if not any(folder.iterdir()):
                         folder.rmdir()
-                        _fsync_dir(center_dir)
+                        fsync_dir(center_dir)
                     continue
                 if not (folder / MARKER).exists():
                     with self._lock:
@@ -289,7 +283,7 @@ class DicomNode:
             marker = folder / MARKER
             if marker.exists():  # a closed study receives more: it is open again
                 marker.unlink()
-                _fsync_dir(folder)
+                fsync_dir(folder)
         try:
             return self._keep(received, folder, sop)
         finally:
@@ -316,7 +310,7 @@ class DicomNode:
                         f"SOP Instance {sop} was already received with other content") from None
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return SUCCESS
 
     # -- quiet period -------------------------------------------------------------------

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from server.evaluators.archive import Archive, open_archive
+from server.evaluators.archive import Archive, open_submission
 from server.evaluators.matching import table_values
 from server.evaluators.result import Invalid, Problem, Result, listing, plural
-from server.evaluators.segmentation import renamed, table_member_limit
+from server.evaluators.segmentation import table_member_limit
 from server.evaluators.table import TABLE_SUFFIXES, parse_table, suffix_of
 
 if TYPE_CHECKING:
@@ -71,11 +71,10 @@ def evaluate(parts: Sequence[Part], truths: Mapping[str, Any], submission: Path,
                                        f"{name} is not a .zip; send one .zip holding {expected}")],
                               options.max_errors)
     try:
-        archive = open_archive(submission, max_members=options.max_archive_members,
-                               max_expanded_bytes=options.max_expanded_bytes)
+        archive = open_submission(submission, name, max_members=options.max_archive_members,
+                                  max_expanded_bytes=options.max_expanded_bytes)
     except Invalid as exc:
-        return Result.invalid(renamed(exc.problems, submission.name, name), options.max_errors)
-    archive.name = name
+        return Result.invalid(exc.problems, options.max_errors)
     with archive:
         return _score(parts, truths, archive, options, expected)
 
@@ -142,6 +141,15 @@ def part_details(details: Details, part: str) -> dict[str, Any]:
     return out
 
 
+def one_table(archive: Archive, members: Sequence[Member], what: str) -> Member:
+    """The one table member of a part; Invalid (`duplicate_path`) when the zip holds more."""
+    if len(members) > 1:
+        raise Invalid(Problem(
+            "duplicate_path", f"{archive.name} holds {len(members)} {what} tables "
+            f"({listing([m[0] for m in members])}); keep one"))
+    return members[0]
+
+
 def table_part_scorer(index_of: Callable[[Any], IdIndex], *, label: str, check: RangeCheck,
                       metrics: Callable[[Any, dict[str, float]], tuple[Metrics, PartDetails]]
                       ) -> PartScorer:
@@ -149,11 +157,7 @@ def table_part_scorer(index_of: Callable[[Any], IdIndex], *, label: str, check: 
     (SPEC §3), one value per exam, scored by `metrics(truth, values)`."""
     def score(truth: Any, archive: Archive, members: Sequence[Member],
               options: ScoringOptions) -> Scored:
-        if len(members) > 1:
-            return Scored(problems=[Problem(
-                "duplicate_path", f"{archive.name} holds {len(members)} {label} tables "
-                f"({listing([m[0] for m in members])}); keep one")])
-        path, info = members[0]
+        path, info = one_table(archive, members, label)
         index = index_of(truth)
         data = archive.read(path, info, limit=table_member_limit(len(index.ids)),
                             what=f"a table of {len(index.ids)} rows")

@@ -128,14 +128,11 @@ def _score_masks(truth: Any, archive: Archive, members: Sequence[Member],
 def _score_candidates(truth: NoduleTaskTruth, archive: Archive, members: Sequence[Member],
                       options: ScoringOptions) -> Scored:
     from server.evaluators.detection import MAX_CANDIDATES, read_candidates, score_candidates
-    from server.evaluators.result import Invalid, Problem, listing
-    if len(members) > 1:
-        return Scored(problems=[Problem(
-            "duplicate_path", f"{archive.name} holds {len(members)} candidates tables "
-            f"({listing([m[0] for m in members])}); keep one")])
-    path, info = members[0]
+    from server.evaluators.result import Invalid
+    from server.kinds.combined import one_table
     limit = 4 * 1024**2 + len(truth.nodules.ids) * MAX_CANDIDATES * 128
     try:
+        path, info = one_table(archive, members, "candidates")
         data = archive.read(path, info, limit=limit, what="a table of candidates")
         candidates = read_candidates(data, path, truth.nodules)
     except Invalid as exc:

@@ -186,3 +186,15 @@ def test_the_event_files_tolerance_reaches_the_scorer(
     assert nsd("0.25") < nsd("1.0") < nsd("4.0")
     with pytest.raises(EventFileError, match="tolerance_mm"):
         nsd("-1")
+
+
+def test_two_tables_for_one_part_are_refused(
+        task: tuple[Path, list[VolumeExam], list[Prediction]], tmp_path: Path) -> None:
+    truth, exams, guesses = task
+    members = _members(exams, guesses)
+    members["old/candidates.xlsx"] = members["out/candidates.csv"]
+    members["old/volumes.csv"] = members["volumes.csv"]
+    result = evaluate(KIND, truth, _zip(tmp_path / "two.zip", members), name="two.zip")
+    messages = [p.message for p in result.errors if p.code == "duplicate_path"]
+    assert len(messages) == 2 and all("keep one" in m for m in messages)
+    assert any("2 candidates tables" in m for m in messages)
