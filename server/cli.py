@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -82,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"podium: event file refused: {exc}", file=sys.stderr)
     except UsageError as exc:
         print(f"podium: {exc}", file=sys.stderr)
+    except BrokenPipeError:  # the reader stopped reading (`podium score ... | head`): no trace
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more reaches the closed pipe at exit
+        return 1
     return ExitCode.USAGE
 
 

@@ -43,3 +43,18 @@ def test_export_needs_a_workbook_or_a_long_table(capsys: object) -> None:
     assert main(["export", "--event", str(EXAMPLE_EVENT)]) == 2
     err = capsys.readouterr().err  # type: ignore[attr-defined]
     assert "export needs OUT.xlsx, --challenger FILE.csv, or both" in err
+
+
+def test_a_reader_that_stops_reading_gets_no_traceback() -> None:
+    """`podium score ... | head -c 20`: the pipe closes under the long JSON; one quiet exit."""
+    process = subprocess.Popen(
+        [*PODIUM, "score", "--event", str(EXAMPLE_EVENT), "--challenge", "nodules-3d",
+         str(EXAMPLE_EVENT.parent / "submissions" / "nodules-3d-nodule-hunters.zip")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.read(20)
+    process.stdout.close()  # before the rest of the JSON is written
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert process.wait(timeout=120) in (0, 1)
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
