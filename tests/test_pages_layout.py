@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from tests.helpers import AppServer
 from tests.pages import (
     LONG_TEAM,
@@ -43,8 +45,11 @@ def paris(iso: str, seconds: bool = True) -> str:
     return moment.strftime("%H:%M:%S" if seconds else "%H:%M")
 
 
+# One size per test: the two run side by side on the suite's workers.
+@pytest.mark.parametrize("viewport", SIZES, ids=lambda v: f"{v['width']}x{v['height']}")
 def test_no_page_overflows_at_laptop_and_projector_sizes(
-        example_event: Path, database_url: str, tmp_path: Path, browser: Any) -> None:
+        example_event: Path, database_url: str, tmp_path: Path, browser: Any,
+        viewport: dict[str, int]) -> None:
     event_with_a_long_name(example_event)
     server = AppServer(example_event, tmp_path / "data", database_url).start()
     try:
@@ -52,20 +57,19 @@ def test_no_page_overflows_at_laptop_and_projector_sizes(
         server.act("sarcopenia", "extend", seconds=600, team="Pixel Anatomy", by="Alice")
         tokens = server.tokens()
         found = {}
-        for viewport in SIZES:
-            for who, path, ready in PAGES:
-                page = new_page(browser, server.url, tokens[who] if who else None,
-                                viewport=viewport)
-                errors = script_errors(page)
-                page.goto(server.url + path)
-                page.wait_for_selector(ready, state="attached", timeout=60000)
-                if "reveal" in path:
-                    reveal_every_place(page)
-                    page.wait_for_selector("#reveal-analysis[data-loaded]", state="attached")
-                problems = overflowing(page) + [f"script error: {e}" for e in errors]
-                if problems:
-                    found[f"{who} {path} at {viewport['width']}×{viewport['height']}"] = problems
-                page.context.close()
+        for who, path, ready in PAGES:
+            page = new_page(browser, server.url, tokens[who] if who else None,
+                            viewport=viewport)
+            errors = script_errors(page)
+            page.goto(server.url + path)
+            page.wait_for_selector(ready, state="attached", timeout=60000)
+            if "reveal" in path:
+                reveal_every_place(page)
+                page.wait_for_selector("#reveal-analysis[data-loaded]", state="attached")
+            problems = overflowing(page) + [f"script error: {e}" for e in errors]
+            if problems:
+                found[f"{who} {path} at {viewport['width']}×{viewport['height']}"] = problems
+            page.context.close()
         assert found == {}, "\n".join(f"{page}: {p}" for page, ps in found.items() for p in ps)
     finally:
         server.stop()
