@@ -17,16 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from server.evaluators.archive import Archive, open_submission
-from server.evaluators.matching import table_values
-from server.evaluators.result import Invalid, Problem, Result, listing, plural
-from server.evaluators.segmentation import table_member_limit
-from server.evaluators.table import TABLE_SUFFIXES, parse_table, suffix_of
-
+# The evaluators are imported where they are used: the kinds load in every process (the web
+# server's too), the scoring engine only in the scorers.
 if TYPE_CHECKING:
+    from server.evaluators.archive import Archive
     from server.evaluators.matching import IdIndex, RangeCheck
     from server.evaluators.options import ScoringOptions
-    from server.evaluators.table import Table
+    from server.evaluators.result import Problem, Result
     from server.kinds.base import Details, Floats, Ints, Kind
 
 Member = tuple[str, zipfile.ZipInfo]
@@ -45,7 +42,7 @@ class Scored:
     warnings: Sequence[Problem] = ()
 
 
-PartScorer = Callable[[Any, Archive, Sequence[Member], "ScoringOptions"], Scored]
+PartScorer = Callable[[Any, "Archive", Sequence[Member], "ScoringOptions"], Scored]
 
 
 @dataclass(frozen=True)
@@ -65,6 +62,9 @@ class Part:
 def evaluate(parts: Sequence[Part], truths: Mapping[str, Any], submission: Path,
              options: ScoringOptions, name: str) -> Result:
     """Score one zip of `parts`; `truths[part.name]` is the part's truth."""
+    from server.evaluators.archive import open_submission
+    from server.evaluators.result import Invalid, Problem, Result
+    from server.evaluators.table import suffix_of
     expected = "; ".join(part.what for part in parts)
     if suffix_of(name) != ".zip":
         return Result.invalid([Problem("unsupported_format",
@@ -81,6 +81,7 @@ def evaluate(parts: Sequence[Part], truths: Mapping[str, Any], submission: Path,
 
 def _score(parts: Sequence[Part], truths: Mapping[str, Any], archive: Archive,
            options: ScoringOptions, expected: str) -> Result:
+    from server.evaluators.result import Invalid, Problem, Result, listing, plural
     members: dict[str, list[Member]] = {part.name: [] for part in parts}
     unexpected: list[str] = []
     for path, info in archive.members:
@@ -143,6 +144,7 @@ def part_details(details: Details, part: str) -> dict[str, Any]:
 
 def one_table(archive: Archive, members: Sequence[Member], what: str) -> Member:
     """The one table member of a part; Invalid (`duplicate_path`) when the zip holds more."""
+    from server.evaluators.result import Invalid, Problem, listing
     if len(members) > 1:
         raise Invalid(Problem(
             "duplicate_path", f"{archive.name} holds {len(members)} {what} tables "
@@ -157,11 +159,14 @@ def table_part_scorer(index_of: Callable[[Any], IdIndex], *, label: str, check: 
     (SPEC §3), one value per exam, scored by `metrics(truth, values)`."""
     def score(truth: Any, archive: Archive, members: Sequence[Member],
               options: ScoringOptions) -> Scored:
+        from server.evaluators.matching import table_values
+        from server.evaluators.segmentation import table_member_limit
+        from server.evaluators.table import parse_table
         path, info = one_table(archive, members, label)
         index = index_of(truth)
         data = archive.read(path, info, limit=table_member_limit(len(index.ids)),
                             what=f"a table of {len(index.ids)} rows")
-        table: Table = parse_table(data, path, len(index.ids))
+        table = parse_table(data, path, len(index.ids))
         values, problems = table_values(table, index, label=label, check=check)
         if problems:
             return Scored(problems=problems)
@@ -174,6 +179,7 @@ def table_part_scorer(index_of: Callable[[Any], IdIndex], *, label: str, check: 
 def stem_is(*stems: str) -> Callable[[str], bool]:
     """Takes a table member named `<stem>.csv` / `.xlsx` ... in any folder of the zip."""
     def takes(path: str) -> bool:
+        from server.evaluators.table import TABLE_SUFFIXES, suffix_of
         base = path.rsplit("/", 1)[-1]
         suffix = suffix_of(base)
         return suffix in TABLE_SUFFIXES and base[: len(base) - len(suffix)].lower() in stems

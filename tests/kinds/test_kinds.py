@@ -117,3 +117,16 @@ def test_a_whole_set_metric_has_no_per_exam_values() -> None:
     # The AUC is a whole-set metric; the Brier score beside it is a mean over exams.
     assert set(kinds.get("binary-probability").cases({"truth": [0, 1], "predicted": [0.5, 1]})
                ) == {"brier"}
+
+
+def test_the_kinds_load_without_the_scoring_engine() -> None:
+    """Every process loads the kinds (the web server's too); the evaluators, numpy and what
+    they bring are for the scorers only, imported when a kind scores or draws."""
+    import subprocess
+    import sys
+    probe = ("import sys; from server import kinds; kinds.discover(); "
+             "print(sorted(m for m in sys.modules if m == 'numpy' "
+             "or m.startswith('server.evaluators')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]", out.stdout
