@@ -27,26 +27,49 @@ class Role(StrEnum):
     ORGANIZER = "organizer"
     JURY = "jury"
     TEAM = "team"
+    CENTER = "center"      # an inclusion center: sends exams, sees its own
+    REVIEWER = "reviewer"  # an expert: grades the exams of its questions
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is asking: a role, and for a team its database id and name."""
+    """Who is asking: a role, and for a team, a center or a reviewer its database id and
+    name (`member_id`, `member_name` for a center or a reviewer)."""
 
     role: Role
     team_id: int | None = None
     team_name: str | None = None
+    member_id: int | None = None
+    member_name: str | None = None
+
+    @property
+    def center_id(self) -> int | None:
+        return self.member_id if self.role is Role.CENTER else None
+
+    @property
+    def reviewer_id(self) -> int | None:
+        return self.member_id if self.role is Role.REVIEWER else None
+
+    @property
+    def name(self) -> str | None:
+        """The team's, center's or reviewer's name; None for the organizers and the jury."""
+        return self.team_name if self.role is Role.TEAM else self.member_name
+
+
+MEMBER_ROLES = (Role.TEAM, Role.CENTER, Role.REVIEWER)
 
 
 @dataclass(frozen=True)
 class Credential:
+    """One token: a role, and for a team, a center or a reviewer its name (`team`)."""
+
     role: Role
     team: str | None
     token: str = field(repr=False)
 
     @property
     def key(self) -> str:
-        return f"team:{self.team}" if self.role is Role.TEAM else str(self.role)
+        return f"{self.role}:{self.team}" if self.role in MEMBER_ROLES else str(self.role)
 
     @property
     def label(self) -> str:
@@ -77,6 +100,8 @@ def ensure_tokens(event: EventSpec, data_dir: Path) -> list[Credential]:
     wanted = [Credential(Role.ORGANIZER, None, event.organizer_token or ""),
               Credential(Role.JURY, None, event.jury_token or "")]
     wanted += [Credential(Role.TEAM, t.name, t.token or "") for t in event.teams]
+    wanted += [Credential(Role.CENTER, c.name, c.token or "") for c in event.centers]
+    wanted += [Credential(Role.REVIEWER, r.name, r.token or "") for r in event.reviewers]
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     with os.fdopen(fd, "r+", encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -33,9 +33,15 @@ CHALLENGE_KEYS = {
     "slug", "title", "kind", "duration_minutes", "truth", "release", "counts",
     "max_submissions", "team_feedback", "leaderboard", "freeze_minutes",
     "upload_grace_seconds", "max_upload_mb", "sealed", "storage_quota_mb", "ranking",
+    "inclusion",
 }
 TEAM_KEYS = {"name", "challenges", "token"}
-TOP_KEYS = {"event", "access", "challenges", "teams"}
+CENTER_KEYS = {"name", "challenges", "token", "ae_title"}
+REVIEWER_KEYS = {"name", "challenges", "token"}
+INCLUSION_KEYS = {"target", "margin", "keep", "reading", "dates", "criteria"}
+TOP_KEYS = {"event", "access", "challenges", "teams", "centers", "reviewers"}
+GRADES = ("A", "B", "C", "D")
+AE_TITLE_RE = re.compile(r"^[ -~]{1,16}$")
 
 
 class Counts(StrEnum):
@@ -52,6 +58,13 @@ class Feedback(StrEnum):
     SCORE = "score"
 
 
+class Reading(StrEnum):
+    """How many experts grade each exam (`[challenges.inclusion] reading`)."""
+
+    SINGLE = "single"
+    DOUBLE = "double"  # two blind readings; a third reviewer settles a disagreement
+
+
 class Visibility(StrEnum):
     """Who sees a challenge's board (`leaderboard`): server/leaderboard.py."""
 
@@ -61,6 +74,27 @@ class Visibility(StrEnum):
 
 
 MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class InclusionSpec:
+    """A question's inclusion (`[challenges.inclusion]`, docs/inclusion-platform.md): how many
+    exams it needs, the quality classes kept, the reading mode, the dates policy of its
+    de-identification, and the criteria (server/inclusion/criteria.py) every exam is checked
+    against on arrival. `declared` is the table as the event file gives it, stored as JSON."""
+
+    target: int
+    margin: float = 0.10
+    keep: tuple[str, ...] = ("A", "B", "C")
+    reading: Reading = Reading.SINGLE
+    dates: str = "shift"
+    criteria: Any = None  # server.inclusion.criteria.Criteria
+    declared: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def wanted(self) -> int:
+        """The exams asked of the centers: the target and its margin (the seed asked 10 %)."""
+        return math.ceil(self.target * (1 + self.margin) - 1e-9)
 
 
 @dataclass(frozen=True)
@@ -92,6 +126,8 @@ class ChallengeSpec:
     # The kind's options (`Kind.options` keys: hu_window, ...) as JSON values, passed to the
     # scorer by name (`scoring_options`).
     options: Mapping[str, Any] = field(default_factory=dict)
+    # Before the final day: the exams the question collects; None: not collected by Podium.
+    inclusion: InclusionSpec | None = None
 
     def scoring_options(self) -> ScoringOptions:
         return scoring_options(self.options)
@@ -115,6 +151,26 @@ class TeamSpec:
 
 
 @dataclass(frozen=True)
+class CenterSpec:
+    """An inclusion center: the questions it sends exams for, and the calling AE title its
+    PACS uses towards Podium's DICOM node (None: web uploads only)."""
+
+    name: str
+    challenges: tuple[str, ...]
+    token: str | None = field(default=None, repr=False)
+    ae_title: str | None = None
+
+
+@dataclass(frozen=True)
+class ReviewerSpec:
+    """An expert who grades the exams of the questions named."""
+
+    name: str
+    challenges: tuple[str, ...]
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class EventSpec:
     path: Path
     name: str
@@ -123,6 +179,8 @@ class EventSpec:
     teams: tuple[TeamSpec, ...]
     organizer_token: str | None = field(default=None, repr=False)
     jury_token: str | None = field(default=None, repr=False)
+    centers: tuple[CenterSpec, ...] = ()
+    reviewers: tuple[ReviewerSpec, ...] = ()
 
     def challenge(self, slug: str) -> ChallengeSpec:
         for challenge in self.challenges:
@@ -152,7 +210,11 @@ class _Lines:
                 current = (name, index)
                 self.headers[current] = number
             elif m := self._table.match(line):
-                current = (m.group(1), None)
+                # A sub-table of an array's element ([challenges.inclusion] after the second
+                # [[challenges]]) belongs to that element.
+                name = m.group(1)
+                parent = next((p for p in counts if name.startswith(p + ".")), None)
+                current = (name, counts[parent] - 1 if parent else None)
                 self.headers[current] = number
             elif m := self._key.match(line):
                 key = m.group(1).strip('"')
@@ -171,7 +233,8 @@ class _Checker:
 
     def fail(self, message: str, table: str, index: int | None = None,
              key: str | None = None) -> EventFileError:
-        name = table if index is None else f"{table}[{index}]"
+        head, dot, rest = table.partition(".")
+        name = table if index is None else f"{head}[{index}]{dot}{rest}"
         dotted = f"{name}.{key}" if key else name
         return EventFileError(str(self.path), message, key=dotted,
                               line=self.lines.of(table, index, key))
@@ -274,10 +337,25 @@ def parse_event(path: str | Path) -> EventSpec:
             raise check.fail(f"team name {team.name!r} is used twice", "teams", index, "name")
         teams.append(team)
 
+    collecting = {c.slug for c in challenges if c.inclusion is not None}
+    centers = _members(check, doc, "centers", CENTER_KEYS, collecting, _center)
+    reviewers = _members(check, doc, "reviewers", REVIEWER_KEYS, collecting, _reviewer)
+    ae_titles: dict[str, str] = {}
+    for index, center in enumerate(centers):
+        if center.ae_title is None:
+            continue
+        if center.ae_title in ae_titles:
+            owner = ae_titles[center.ae_title]
+            raise check.fail(f"AE title {center.ae_title!r} is already {owner!r}'s; the DICOM "
+                             "node knows a center by its own", "centers", index, "ae_title")
+        ae_titles[center.ae_title] = center.name
+
     given: list[tuple[str | None, str, int | None, str]] = [
         (organizer_token, "access", None, "organizer_token"),
         (jury_token, "access", None, "jury_token")]
     given += [(t.token, "teams", i, "token") for i, t in enumerate(teams)]
+    given += [(c.token, "centers", i, "token") for i, c in enumerate(centers)]
+    given += [(r.token, "reviewers", i, "token") for i, r in enumerate(reviewers)]
     seen: set[str] = set()
     for token, table, position, key in given:
         if token is None:
@@ -289,7 +367,8 @@ def parse_event(path: str | Path) -> EventSpec:
 
     return EventSpec(path=path, name=str(name), timezone=str(timezone),
                      challenges=tuple(challenges), teams=tuple(teams),
-                     organizer_token=organizer_token, jury_token=jury_token)
+                     organizer_token=organizer_token, jury_token=jury_token,
+                     centers=tuple(centers), reviewers=tuple(reviewers))
 
 
 def check_truth(event: EventSpec) -> EventSpec:
@@ -383,6 +462,7 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
     hu = options.get("hu_window")
     hu_window = (float(hu[0]), float(hu[1])) if hu is not None else None
     ranking = _ranking(check, raw, index, of_kind)
+    inclusion = _inclusion(check, raw, index)
     return ChallengeSpec(
         slug=slug, title=title, kind=kind, duration=timedelta(minutes=duration), truth=truth,
         release=release, counts=Counts(counts), max_submissions=max_submissions,
@@ -390,7 +470,7 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
         freeze_window=timedelta(minutes=freeze), upload_grace=timedelta(seconds=grace),
         hu_window=hu_window, max_upload_bytes=int(max_upload * MIB), sealed=sealed,
         storage_quota_bytes=None if quota is None else int(quota * MIB),
-        ranking=ranking, options=options,
+        ranking=ranking, options=options, inclusion=inclusion,
     )
 
 
@@ -486,3 +566,103 @@ def _team(check: _Checker, raw: Any, index: int, slugs: set[str]) -> TeamSpec:
         raise check.fail("a challenge is listed twice", table, index, "challenges")
     token = _token(check, raw, table, index, "token")
     return TeamSpec(name=name, challenges=tuple(challenges), token=token)
+
+
+def _inclusion(check: _Checker, raw: dict[str, Any], index: int) -> InclusionSpec | None:
+    """`[challenges.inclusion]`: None when the question collects no exams through Podium."""
+    if "inclusion" not in raw:
+        return None
+    from server.inclusion.criteria import CriteriaError, parse_criteria
+
+    table = "challenges.inclusion"
+    doc = raw["inclusion"]
+    if not isinstance(doc, dict):
+        raise check.fail("inclusion must be a table: [challenges.inclusion]", "challenges", index,
+                         "inclusion")
+    check.table(doc, table, INCLUSION_KEYS, index)
+    target = doc.get("target")
+    if isinstance(target, bool) or not isinstance(target, int) or target < 1:
+        raise check.fail(f"target must be a whole number of exams >= 1, got {target!r}"
+                         if "target" in doc else "missing required key 'target' (the exams "
+                         "the question needs)", table, index, "target" if "target" in doc
+                         else None)
+    margin = check.number(doc, table, "margin", index, default=0.10, minimum=0, strict=False)
+    assert margin is not None
+    if margin > 1:
+        raise check.fail(f"margin is a fraction of the target (0.1 asks 10 % more), got "
+                         f"{margin:g}", table, index, "margin")
+    keep = doc.get("keep", ["A", "B", "C"])
+    if (not isinstance(keep, list) or not keep or len(set(keep)) != len(keep)
+            or not all(isinstance(g, str) and g in GRADES for g in keep)):
+        raise check.fail(f"keep must list the quality classes kept, among A, B, C, D, got "
+                         f"{keep!r}", table, index, "keep")
+    reading = str(check.string(doc, table, "reading", index, required=False,
+                               choices=tuple(r.value for r in Reading), default="single"))
+    dates = str(check.string(doc, table, "dates", index, required=False,
+                             choices=("shift", "keep", "remove"), default="shift"))
+    criteria_doc = doc.get("criteria")
+    if not isinstance(criteria_doc, dict):
+        raise check.fail("missing [challenges.inclusion.criteria] (what an exam must be)",
+                         table, index, "criteria" if "criteria" in doc else None)
+    where = f"challenges[{index}].inclusion.criteria"
+    try:
+        criteria = parse_criteria(criteria_doc, where)
+    except CriteriaError as exc:
+        relative = exc.key[len(where) + 1:].split(".") if exc.key != where else []
+        head = relative[0] if relative else None
+        if head in ("nodules", "clinical") and len(relative) > 1:
+            line = check.lines.of(f"challenges.inclusion.criteria.{head}", index, relative[1])
+        else:
+            line = check.lines.of("challenges.inclusion.criteria", index, head)
+        raise EventFileError(str(check.path), exc.detail, key=exc.key, line=line) from None
+    return InclusionSpec(target=target, margin=margin, keep=tuple(g for g in GRADES if g in keep),
+                         reading=Reading(reading), dates=dates, criteria=criteria,
+                         declared=doc)
+
+
+def _members(check: _Checker, doc: dict[str, Any], table: str, allowed: set[str],
+             collecting: set[str], read: Any) -> list[Any]:
+    raw = doc.get(table, [])
+    if not isinstance(raw, list):
+        raise check.fail(f"{table} must be [[{table}]] tables", table)
+    members: list[Any] = []
+    for index, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise check.fail(f"each of {table} must be a [[{table}]] table", table, index)
+        check.table(entry, table, allowed, index)
+        name = str(check.string(entry, table, "name", index)).strip()
+        if any(m.name.casefold() == name.casefold() for m in members):
+            raise check.fail(f"name {name!r} is used twice", table, index, "name")
+        slugs = entry.get("challenges", [])
+        if (not isinstance(slugs, list) or not slugs
+                or not all(isinstance(c, str) for c in slugs)):
+            raise check.fail("challenges must list the questions, by slug", table, index,
+                             "challenges")
+        for slug in slugs:
+            if slug not in collecting:
+                raise check.fail(f"{name!r} names {slug!r}, which collects no exams; questions "
+                                 f"with an [challenges.inclusion] table: "
+                                 f"{', '.join(sorted(collecting)) or 'none'}",
+                                 table, index, "challenges")
+        if len(set(slugs)) != len(slugs):
+            raise check.fail("a challenge is listed twice", table, index, "challenges")
+        token = _token(check, entry, table, index, "token")
+        members.append(read(check, entry, index, name, tuple(slugs), token))
+    return members
+
+
+def _center(check: _Checker, entry: dict[str, Any], index: int, name: str,
+            slugs: tuple[str, ...], token: str | None) -> CenterSpec:
+    ae_title = check.string(entry, "centers", "ae_title", index, required=False)
+    if ae_title is not None:
+        ae_title = ae_title.strip()
+        if not AE_TITLE_RE.match(ae_title) or "\\" in ae_title:
+            raise check.fail(f"ae_title must be 1 to 16 printable ASCII characters without a "
+                             f"backslash (DICOM's AE), got {ae_title!r}", "centers", index,
+                             "ae_title")
+    return CenterSpec(name=name, challenges=slugs, token=token, ae_title=ae_title)
+
+
+def _reviewer(check: _Checker, entry: dict[str, Any], index: int, name: str,
+              slugs: tuple[str, ...], token: str | None) -> ReviewerSpec:
+    return ReviewerSpec(name=name, challenges=slugs, token=token)

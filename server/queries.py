@@ -29,15 +29,28 @@ async def challenge_slugs(conn: asyncpg.Connection) -> list[str]:
         "SELECT slug FROM challenge WHERE in_event ORDER BY position")]
 
 
+# Who a credential is: the columns and joins principal_row reads (tokens and sessions alike).
+PRINCIPAL_SELECT = """cr.role, t.id AS team_id, t.name AS team_name,
+       coalesce(ce.id, rv.id) AS member_id, coalesce(ce.name, rv.name) AS member_name"""
+PRINCIPAL_JOINS = """LEFT JOIN team t ON t.id = cr.team_id
+       LEFT JOIN center ce ON ce.id = cr.center_id
+       LEFT JOIN reviewer rv ON rv.id = cr.reviewer_id"""
+# A team, center or reviewer no longer in the event signs in no more.
+PRINCIPAL_IN_EVENT = """(t.id IS NULL OR t.in_event) AND (ce.id IS NULL OR ce.in_event)
+       AND (rv.id IS NULL OR rv.in_event)"""
+
+
+def principal_row(row: asyncpg.Record) -> Principal:
+    return Principal(Role(row["role"]), row["team_id"], row["team_name"], row["member_id"],
+                     row["member_name"])
+
+
 async def principal_for_token(conn: asyncpg.Connection, token_hash: bytes) -> Principal | None:
     row = await conn.fetchrow(
-        """SELECT cr.role, t.id AS team_id, t.name AS team_name
-           FROM credential cr LEFT JOIN team t ON t.id = cr.team_id
-           WHERE cr.token_hash = $1 AND (t.id IS NULL OR t.in_event)""",
+        f"""SELECT {PRINCIPAL_SELECT} FROM credential cr {PRINCIPAL_JOINS}
+            WHERE cr.token_hash = $1 AND {PRINCIPAL_IN_EVENT}""",  # noqa: S608
         token_hash)
-    if row is None:
-        return None
-    return Principal(Role(row["role"]), row["team_id"], row["team_name"])
+    return principal_row(row) if row is not None else None
 
 
 async def fetch_teams(conn: asyncpg.Connection) -> list[asyncpg.Record]:

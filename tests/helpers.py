@@ -382,3 +382,22 @@ def add_teams(event: Path, names: list[str], challenges: list[str]) -> None:
     with event.open("a") as handle:
         for name in names:
             handle.write(f'\n[[teams]]\nname = "{name}"\nchallenges = {json.dumps(challenges)}\n')
+
+
+async def load_event_into(database_url: str, event: Path, data_dir: Path) -> None:
+    """Migrates the test's database and loads the event file, as a server's start does,
+    without serving it: for tests of the store."""
+    import asyncpg
+
+    from server.access import ensure_tokens
+    from server.database import migrate
+    from server.event import parse_event
+    from server.loader import load_event
+
+    spec = parse_event(event)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await migrate(conn)
+        await load_event(conn, spec, ensure_tokens(spec, data_dir))
+    finally:
+        await conn.close()

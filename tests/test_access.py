@@ -14,7 +14,9 @@ def test_generated_tokens_are_long_random_and_stable(example_event: Path, tmp_pa
     event = parse_event(example_event)
     first = ensure_tokens(event, tmp_path / "data")
     assert [c.label for c in first] == ["organizer", "jury", "Lumbar Lab", "Nodule Hunters",
-                                        "Myelin Minds", "Pixel Anatomy"]
+                                        "Myelin Minds", "Pixel Anatomy", "CHU de Lyon",
+                                        "CHU de Bordeaux", "Hôpital Foch", "Dr Martin",
+                                        "Dr Leroy", "Dr Petit"]
     tokens = [c.token for c in first]
     assert len(set(tokens)) == len(tokens)
     for token in tokens:

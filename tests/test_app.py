@@ -93,7 +93,8 @@ def test_public_endpoints(server: AppServer) -> None:
 def test_roles_on_every_route(server: AppServer) -> None:
     tokens = server.tokens()
     by_role = {Role.ORGANIZER: tokens["organizer"], Role.JURY: tokens["jury"],
-               Role.TEAM: tokens["Nodule Hunters"]}
+               Role.TEAM: tokens["Nodule Hunters"], Role.CENTER: tokens["CHU de Lyon"],
+               Role.REVIEWER: tokens["Dr Leroy"]}
     checked = 0
 
     def call(method: str, path: str, token: str | None = None) -> tuple[int, str | None]:

@@ -18,13 +18,16 @@ def tokens(data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 def test_tokens_in_every_format_agree(tmp_path: Path) -> None:
     as_json = json.loads(tokens(tmp_path, "--format", "json").stdout)
-    assert [r["name"] for r in as_json] == ["organizer", "jury", "Lumbar Lab", "Nodule Hunters",
-                                            "Myelin Minds", "Pixel Anatomy"]
+    assert [(r["role"], r["name"]) for r in as_json][:7] == [
+        ("organizer", "organizer"), ("jury", "jury"), ("team", "Lumbar Lab"),
+        ("team", "Nodule Hunters"), ("team", "Myelin Minds"), ("team", "Pixel Anatomy"),
+        ("center", "CHU de Lyon")]
+    assert [r["role"] for r in as_json].count("reviewer") == 3
     assert all(r["link"] == f"http://127.0.0.1:8080/login?token={r['token']}" for r in as_json)
     as_csv = list(csv.DictReader(io.StringIO(tokens(tmp_path, "--format", "csv").stdout)))
     assert as_csv == as_json
     table = tokens(tmp_path, "--base-url", "https://podium.example.org/").stdout.splitlines()
-    assert len(table) == 6
+    assert len(table) == 12
     assert table[2].split()[:3] == ["team", "Lumbar", "Lab"]
     assert table[2].endswith(f"https://podium.example.org/login?token={as_json[2]['token']}")
 

@@ -84,7 +84,9 @@ def test_migration_names_are_checked(tmp_path: Path) -> None:
 async def _snapshot(conn: asyncpg.Connection) -> dict[str, list[tuple[object, ...]]]:
     # xmin changes whenever a row is rewritten, so equal snapshots mean nothing was touched.
     tables = {"event": "id", "challenge": "id", "team": "id",
-              "registration": "team_id, challenge_id", "credential": "token_hash"}
+              "registration": "team_id, challenge_id", "credential": "token_hash",
+              "center": "id", "reviewer": "id", "center_question": "center_id, challenge_id",
+              "reviewer_question": "reviewer_id, challenge_id"}
     return {table: [tuple(r) for r in await conn.fetch(
         f"SELECT xmin::text, * FROM {table} ORDER BY {order}")]  # noqa: S608
         for table, order in tables.items()}
@@ -108,7 +110,7 @@ def test_reloading_the_same_file_changes_nothing(database_url: str, example_even
     first, before = _load(database_url, example_event, tmp_path / "data")
     assert first.changed
     assert len(before["challenge"]) == 4 and len(before["team"]) == 4
-    assert len(before["registration"]) == 8 and len(before["credential"]) == 6
+    assert len(before["registration"]) == 8 and len(before["credential"]) == 12
     second, after = _load(database_url, example_event, tmp_path / "data")
     assert not second.changed
     assert after == before
@@ -161,7 +163,7 @@ def test_removing_a_team_or_challenge_keeps_its_rows(database_url: str, example_
         finally:
             await conn.close()
     run(check())
-    assert len(snap["credential"]) == 5  # its token no longer opens anything
+    assert len(snap["credential"]) == 11  # its token no longer opens anything
 
 
 def test_only_token_hashes_are_stored(database_url: str, example_event: Path,
@@ -174,7 +176,7 @@ def test_only_token_hashes_are_stored(database_url: str, example_event: Path,
     for credential in credentials:
         assert credential.token not in dump
     roles = sorted(row[2] for row in snap["credential"])
-    assert roles == ["jury", "organizer"] + ["team"] * 4
+    assert roles == ["center"] * 3 + ["jury", "organizer"] + ["reviewer"] * 3 + ["team"] * 4
     assert Credential(Role.JURY, None, "x").label == "jury"
 
 

@@ -293,3 +293,42 @@ def test_an_option_of_another_kind_is_refused(example_event: Path,
     finally:
         monkeypatch.delenv(kinds.EXTRA_ENV)
         kinds.discover()
+
+
+def test_the_inclusion_tables_of_the_example(example_event: Path) -> None:
+    event = parse_event(example_event)
+    nodules = event.challenge("nodules-3d").inclusion
+    assert nodules is not None and (nodules.target, nodules.wanted, nodules.keep) == (
+        30, 33, ("A", "B", "C"))
+    assert nodules.criteria.nodules.count.high == 5 and str(nodules.reading) == "double"
+    assert event.challenge("nodules").inclusion is None
+    assert [(c.name, c.ae_title) for c in event.centers][:2] == [("CHU de Lyon", "CHULYON"),
+                                                                 ("CHU de Bordeaux", "CHUBDX")]
+    assert event.reviewers[2].challenges == ("nodules-3d",)
+
+
+@pytest.mark.parametrize(("old", "new", "key", "needle", "message"), [
+    ('dimension = "3d"\nmin_slices = 20\nslice_thickness_mm = { below = 1.25 }',
+     'dimension = "3d"\nmin_slices = 20\nslice_thickness_mm = { below = 1.25, max = 2 }',
+     "challenges[3].inclusion.criteria.slice_thickness_mm.below", "max = 2", "not both"),
+    ("target = 30", "target = 0", "challenges[3].inclusion.target", "target = 0",
+     "whole number"),
+    ("target = 30", "target = 30\nreding = 'double'", "challenges[3].inclusion.reding",
+     "reding", "unknown key"),
+    ("count = { min = 1, max = 5 }", "count = { min = 1, max = 5 }\ncolour = 1",
+     "challenges[3].inclusion.criteria.nodules.colour", "colour = 1", "colour"),
+    ('name = "Hôpital Foch"\nchallenges = ["edss"]', 'name = "Hôpital Foch"\n'
+     'challenges = ["nodules"]', "centers[2].challenges", 'challenges = ["nodules"]',
+     "collects no exams"),
+    ('ae_title = "CHUBDX"', 'ae_title = "CHULYON"', "centers[1].ae_title",
+     'ae_title = "CHULYON"', "already 'CHU de Lyon'"),
+    ('name = "Dr Petit"', 'name = "dr martin"', "reviewers[2].name", 'name = "dr martin"',
+     "used twice"),
+])
+def test_inclusion_refusals_name_the_key(example_event: Path, old: str, new: str, key: str,
+                                         needle: str, message: str) -> None:
+    edit(example_event, old, new)
+    error = refused(example_event)
+    assert error.key == key and message in str(error)
+    assert error.line == line_of(example_event, needle, 2 if needle == 'ae_title = "CHULYON"'
+                                 else 1)

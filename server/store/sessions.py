@@ -9,7 +9,8 @@ from datetime import timedelta
 
 import asyncpg
 
-from server.access import Principal, Role
+from server.access import Principal
+from server.queries import PRINCIPAL_IN_EVENT, PRINCIPAL_JOINS, PRINCIPAL_SELECT, principal_row
 
 SESSION_LIFETIME = timedelta(days=7)
 
@@ -31,16 +32,14 @@ async def open_session(conn: asyncpg.Connection, token_hash: bytes) -> str:
 async def principal_for_session(conn: asyncpg.Connection, session_id: str
                                 ) -> Principal | None:
     row = await conn.fetchrow(
-        """SELECT cr.role, t.id AS team_id, t.name AS team_name
-           FROM browser_session s
-           JOIN credential cr ON cr.token_hash = s.token_hash
-           LEFT JOIN team t ON t.id = cr.team_id
-           WHERE s.id_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > podium_now()
-             AND (t.id IS NULL OR t.in_event)""",
+        f"""SELECT {PRINCIPAL_SELECT}
+            FROM browser_session s
+            JOIN credential cr ON cr.token_hash = s.token_hash
+            {PRINCIPAL_JOINS}
+            WHERE s.id_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > podium_now()
+              AND {PRINCIPAL_IN_EVENT}""",  # noqa: S608
         hash_session_id(session_id))
-    if row is None:
-        return None
-    return Principal(Role(row["role"]), row["team_id"], row["team_name"])
+    return principal_row(row) if row is not None else None
 
 
 async def revoke_session(conn: asyncpg.Connection, session_id: str) -> None:
