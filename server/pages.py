@@ -34,7 +34,8 @@ from server.submission import submission_json, team_standing
 LOGIN_BODY_BYTES = 4096
 LOGIN_BODY_TIMEOUT_S = 10.0
 # Where a login lands, by role.
-ROLE_HOME = {Role.ORGANIZER: "/organizer", Role.JURY: "/jury", Role.TEAM: "/team"}
+ROLE_HOME = {Role.ORGANIZER: "/organizer", Role.JURY: "/jury", Role.TEAM: "/team",
+             Role.CENTER: "/center", Role.REVIEWER: "/review"}
 NOT_RECOGNISED = "this login link or token is not recognised; ask the organizers for yours"
 
 
@@ -154,6 +155,10 @@ def label(principal: Principal) -> str:
     """How a page names who is signed in."""
     if principal.role is Role.TEAM:
         return f"team {principal.team_name}"
+    if principal.role is Role.CENTER:
+        return f"center {principal.member_name}"
+    if principal.role is Role.REVIEWER:
+        return f"reviewer {principal.member_name}"
     return "the jury" if principal.role is Role.JURY else "the organizers"
 
 
