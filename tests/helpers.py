@@ -356,8 +356,10 @@ def set_challenge_keys(event: Path, slug: str, **values: Any) -> None:
     """Rewrites (or adds) keys of one [[challenges]] table of an event file; None removes."""
     lines = event.read_text().splitlines()
     starts = [i for i, line in enumerate(lines) if line.strip() == "[[challenges]]"]
-    ends = starts[1:] + [next((i for i, line in enumerate(lines)
-                               if line.strip() == "[[teams]]"), len(lines))]
+    # A challenge's own keys end at the next table header: its [challenges.inclusion], the
+    # next [[challenges]], [[teams]] ...
+    ends = [next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")),
+                 len(lines)) for start in starts]
     for start, end in zip(starts, ends, strict=True):
         block = lines[start:end]
         if f'slug = "{slug}"' not in block:
