@@ -31,7 +31,8 @@ class WrittenExam:
     summary: dict[str, Any]
 
 
-def _slice(pixels: np.ndarray, k: int, series: str, study: str, pixel: float) -> Dataset:
+def _slice(pixels: np.ndarray, k: int, series: str, study: str, pixel: float,
+           frame: str) -> Dataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -46,6 +47,12 @@ def _slice(pixels: np.ndarray, k: int, series: str, study: str, pixel: float) ->
     ds.ConvolutionKernel = "B60f"
     ds.SeriesDescription = "THORAX 1.0 B60f"
     ds.PatientID = "PODIUM-REVIEW"
+    ds.PatientName = "PODIUM^REVIEW"
+    ds.PatientBirthDate, ds.PatientSex = "", "O"
+    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20190101", "090000", "1", ""
+    ds.ReferringPhysicianName = ""
+    ds.SeriesNumber = 1
+    ds.FrameOfReferenceUID = frame
     ds.InstanceNumber = k + 1
     ds.ImagePositionPatient = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + BETWEEN * k]
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
@@ -85,9 +92,9 @@ def write_exam(folder: Path, *, seed: int = 0, scale: int = 1) -> WrittenExam:
     mask[nodule] = 2
     series = folder / "series" / "0"
     series.mkdir(parents=True)
-    study, uid = generate_uid(), generate_uid()
+    study, uid, frame = generate_uid(), generate_uid(), generate_uid()
     for i in range(SLICES):
-        ds = _slice(hu[i], i, uid, study, 1 / scale)
+        ds = _slice(hu[i], i, uid, study, 1 / scale, frame)
         ds.save_as(series / f"{i}.dcm", enforce_file_format=True)
     annotation = folder / "annotation"
     annotation.mkdir()

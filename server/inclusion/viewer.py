@@ -141,7 +141,7 @@ def nifti_on_grid(path: Path, shape: tuple[int, int, int], grid: Grid) -> npt.ND
     RAS world to voxel, the series' voxel to LPS. Outside the mask: 0."""
     import nibabel as nib
 
-    image = nib.load(str(path))
+    image: Any = nib.load(str(path))
     labels = np.asarray(image.dataobj)
     if labels.ndim == 4 and labels.shape[3] == 1:
         labels = labels[..., 0]

@@ -178,3 +178,42 @@ def test_the_cache_is_bounded_and_reads_an_exam_once() -> None:
             await cache.get("f", broken)
         assert "f" not in cache
     asyncio.run(go())
+
+
+def test_a_dicom_seg_and_a_nifti_land_on_the_series_grid(tmp_path: Path) -> None:
+    """The viewer reads a DICOM SEG made by highdicom on the series and the NIfTI mask both
+    onto the series' (slice, row, column) grid; the nodule mark comes from its mm position."""
+    import highdicom as hd
+    import numpy as np
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    from server.inclusion.viewer import load_exam
+    from tests.reviewing import write_exam
+
+    folder = tmp_path / "exam"
+    written = write_exam(folder)
+    view = load_exam(folder, written.summary)
+    assert np.array_equal(view.mask, written.mask) and np.array_equal(view.volume, written.hu)
+    assert [(m.centre, m.radius_mm) for m in view.marks] == [
+        ((float(NODULE[0]), float(NODULE[1]), float(NODULE[2])), NODULE_MM / 2)]
+    assert (view.preset, view.spacing) == ("lung", (BETWEEN, 1.0, 1.0))
+
+    sources = sorted((pydicom.dcmread(p) for p in (folder / "series" / "0").glob("*.dcm")),
+                     key=lambda ds: float(ds.ImagePositionPatient[2]))
+    labels = np.stack([(written.mask == 1), (written.mask == 2)], axis=-1).astype(np.uint8)
+    segments = [hd.seg.SegmentDescription(
+        segment_number=n, segment_label=name, segmented_property_category=codes.SCT.Tissue,
+        segmented_property_type=codes.SCT.Lung if n == 1 else codes.SCT.Nodule,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+        for n, name in ((1, "lungs"), (2, "nodule"))]
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=labels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=segments, series_instance_uid=hd.UID(), series_number=2,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="Podium tests",
+        manufacturer_model_name="review", software_versions="1", device_serial_number="1")
+    seg.save_as(folder / "annotation" / "seg.dcm")
+    from_seg = load_exam(folder, {**written.summary, "mask": "annotation/seg.dcm",
+                                  "nodules": []})
+    assert np.array_equal(from_seg.mask, written.mask) and from_seg.marks == []
