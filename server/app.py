@@ -29,6 +29,7 @@ from server.database import create_pool, migrate
 from server.errors import PodiumError
 from server.event import EventSpec
 from server.hub import Hub
+from server.inclusion import review_views
 from server.intake import MAX_PENDING, RATE_LIMITER, RESULT_WAITERS, RateLimiter, ResultWaiters
 from server.keys import (
     ARRIVED,
@@ -286,6 +287,7 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
     api.setup(app)
     jury_api.setup(app)
     pages.setup(app)
+    review_views.setup(app)
     ws.setup(app)
     app.router.add_static("/static/", resource_dir("static"), name="static")
     return app

@@ -159,6 +159,19 @@ class WrongKeyError(ReleaseError):
     code = "wrong_key"
 
 
+class BadGrade(BadRequest):
+    """A review's grade is not one of A, B, C, D."""
+
+    code = "bad_grade"
+
+
+class BadSlice(BadRequest):
+    """The review viewer asked for a slice or window the exam does not have (the message is
+    render.py's: which axis, which index, the range)."""
+
+    code = "bad_slice"
+
+
 # -- 401: who is asking is not known -----------------------------------------------------------
 
 class TokenRequired(Unauthorized):
@@ -274,6 +287,16 @@ class ReleaseBlocked(Forbidden):
                          "(podium check-release)")
 
 
+class NotYourQuestion(Forbidden):
+    """A reviewer opens or grades an exam of a question it does not grade."""
+
+    code = "not_your_question"
+
+    def __init__(self, slug: str) -> None:
+        super().__init__(f"you do not grade the exams of {slug!r}; the event file lists each "
+                         "reviewer's questions")
+
+
 # -- 404: no such thing ------------------------------------------------------------------------
 
 class UnknownChallenge(NotFound):
@@ -307,6 +330,13 @@ class NoRelease(NotFound):
         super().__init__(f"no validation set is published for {slug!r}")
 
 
+class UnknownExam(NotFound):
+    code = "unknown_exam"
+
+    def __init__(self, exam_id: object) -> None:
+        super().__init__(f"no exam {exam_id}")
+
+
 # -- 408, 409, 413, 429, 507 -------------------------------------------------------------------
 
 class UploadTimeout(RequestTimeout):
@@ -329,6 +359,20 @@ class InvalidTransition(Conflict):
                          state=state)
         self.action = action
         self.state = state
+
+
+class AlreadyGraded(Conflict):
+    """The reviewer already read this exam, or its readings are all in."""
+
+    code = "already_graded"
+
+
+class NotInReview(Conflict):
+    code = "not_in_review"
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"this exam is {stage}, not with the experts: it is not graded now",
+                         stage=stage)
 
 
 class SubmissionLimit(Conflict):

@@ -19,7 +19,7 @@ from server.event import parse_event
 from tests.helpers import EXAMPLE_EVENT, AppServer, DatabaseClock, ServerProcess, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-PATH_VALUES = {"slug": "nodules", "id": "1"}
+PATH_VALUES = {"slug": "nodules", "id": "1", "axis": "axial", "index": "0"}
 
 
 def declared_routes() -> list[tuple[str, str, frozenset[Role]]]:
@@ -51,7 +51,8 @@ def test_every_api_route_is_documented() -> None:
     for method, path, _ in declared_routes():
         if path.startswith("/api/"):
             documented = path.replace(PATH_VALUES["slug"], "{slug}").replace(
-                "/submissions/1", "/submissions/{id}")
+                "/submissions/1", "/submissions/{id}").replace(
+                "/review/exams/1", "/review/exams/{id}").replace("/axial/0", "/{axis}/{index}")
             assert f"{method} {documented}" in doc, f"{method} {documented} not in docs/api.md"
 
 
