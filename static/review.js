@@ -94,12 +94,20 @@ const Review = (() => {
   for (const b of document.querySelectorAll("[data-axis]")) {
     b.addEventListener("click", () => { state.axis = b.dataset.axis; show(); });
   }
-  for (const b of document.querySelectorAll("[data-window]")) {
-    b.addEventListener("click", () => { state.window = b.dataset.window; show(); });
-  }
   const custom = document.querySelector("[data-custom-window]");
-  custom.level.value = String(Math.round(exam.window.level));
-  custom.width.value = String(Math.round(exam.window.width));
+  // The level and width boxes always show the window on screen, so a preset can be adjusted.
+  function showWindow(w) {
+    custom.level.value = String(Math.round(w.level));
+    custom.width.value = String(Math.round(w.width));
+  }
+  for (const b of document.querySelectorAll("[data-window]")) {
+    b.addEventListener("click", () => {
+      state.window = b.dataset.window;
+      if (exam.presets[b.dataset.window]) showWindow(exam.presets[b.dataset.window]);
+      show();
+    });
+  }
+  showWindow(exam.window);
   custom.addEventListener("submit", (event) => {
     event.preventDefault();
     state.window = `${Number(custom.level.value)},${Number(custom.width.value)}`;
