@@ -29,6 +29,7 @@ from server.database import create_pool, migrate
 from server.errors import PodiumError
 from server.event import EventSpec
 from server.hub import Hub
+from server.inclusion import live, portal_views
 from server.intake import MAX_PENDING, RATE_LIMITER, RESULT_WAITERS, RateLimiter, ResultWaiters
 from server.keys import (
     ARRIVED,
@@ -163,6 +164,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     listener = Listener(config.database_url)
     hub = Hub(app[POOL])
     channels.register(hub, listener)
+    live.register(hub, listener)
     scoring = Scoring(app[POOL], config.database_url, config.scoring_workers,
                       config.scoring_timeout_s, config.scoring_memory_mb)
     ticker = Ticker(app[POOL])
@@ -286,6 +288,7 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
     api.setup(app)
     jury_api.setup(app)
     pages.setup(app)
+    portal_views.setup(app)
     ws.setup(app)
     app.router.add_static("/static/", resource_dir("static"), name="static")
     return app
