@@ -41,7 +41,7 @@ from server.store import inclusion_tables as tables
 from server.store.exams import Exclusion, Stage, ViolationState
 from server.store.sessions import operator_of
 
-NEWEST = 50           # exams on the dashboard
+NEWEST = 20           # exams on the dashboard
 OPEN_VIOLATIONS = 200
 
 
@@ -236,7 +236,7 @@ async def decision(request: web.Request) -> web.Response:
     violation_id = _id(request)
     body = await _json_body(request)
     try:
-        state = ViolationState(body.get("state"))
+        state = ViolationState(str(body.get("state")))
     except ValueError:
         raise BadDecision(body.get("state")) from None
     if state not in (ViolationState.ACCEPTED, ViolationState.REJECTED):

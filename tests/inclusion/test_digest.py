@@ -18,11 +18,21 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiosmtpd.controller import Controller
 
+from server.app import create_app
 from server.command import UsageError
+from server.config import Config
+from server.event import parse_event
 from server.inclusion import digest as digests
 from server.keys import CONFIG, EVENT, POOL, TEMPLATES
 from server.store import exams as store
-from tests.helpers import AppServer, DatabaseClock, load_event_into, run, wait_for
+from tests.helpers import (
+    EXAMPLE_EVENT,
+    AppServer,
+    DatabaseClock,
+    load_event_into,
+    run,
+    wait_for,
+)
 
 PARIS = ZoneInfo("Europe/Paris")
 # Tuesday 8 December 2026, 10:00 UTC: after Monday's digest, before Thursday's.
@@ -64,6 +74,10 @@ def test_digest_moments() -> None:
     assert digests.parse_days(" Thursday , MON") == (0, 3)
     with pytest.raises(UsageError, match="--digest-days must list days"):
         digests.parse_days("mon,funday")
+    # The server refuses to start on it, before it serves anything.
+    with pytest.raises(UsageError, match="got 'sometimes'"):
+        create_app(Config(event_path=EXAMPLE_EVENT, digest_days="sometimes"),
+                   parse_event(EXAMPLE_EVENT))
     wednesday = datetime(2026, 12, 9, 12, 0, tzinfo=UTC)
     assert digests.last_due(wednesday, days, PARIS) == datetime(2026, 12, 7, 8, 0,
                                                                 tzinfo=PARIS)
