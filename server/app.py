@@ -29,7 +29,7 @@ from server.database import create_pool, migrate
 from server.errors import PodiumError
 from server.event import EventSpec
 from server.hub import Hub
-from server.inclusion import review_views
+from server.inclusion import live, portal_views, review_views
 from server.intake import MAX_PENDING, RATE_LIMITER, RESULT_WAITERS, RateLimiter, ResultWaiters
 from server.keys import (
     ARRIVED,
@@ -164,6 +164,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     listener = Listener(config.database_url)
     hub = Hub(app[POOL])
     channels.register(hub, listener)
+    live.register(hub, listener)
     scoring = Scoring(app[POOL], config.database_url, config.scoring_workers,
                       config.scoring_timeout_s, config.scoring_memory_mb)
     ticker = Ticker(app[POOL])
@@ -288,6 +289,7 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
     jury_api.setup(app)
     pages.setup(app)
     review_views.setup(app)
+    portal_views.setup(app)
     ws.setup(app)
     app.router.add_static("/static/", resource_dir("static"), name="static")
     return app

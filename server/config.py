@@ -84,6 +84,17 @@ class Config:
     keepalive_timeout_s: float = setting(30.0, "an idle keep-alive connection is closed after "
                                          "this time", commands=SERVER, metavar="SECONDS",
                                          minimum=0, above=True)
+    # The centers' digest (server/inclusion/digest.py, docs/centers.md).
+    smtp_host: str | None = setting(None, "the SMTP server the centers' digests are mailed "
+                                    "through", commands=SERVER, metavar="HOST",
+                                    default_text="none: digests are not mailed, only shown")
+    smtp_port: int = setting(25, "the SMTP server's port", commands=SERVER, metavar="PORT",
+                             minimum=1)
+    smtp_from: str = setting("podium@localhost", "the sender address of the digests",
+                             commands=SERVER, metavar="ADDRESS")
+    digest_days: str = setting("mon,thu", "the days a digest is due, at 08:00 in the event's "
+                               "time zone (comma-separated: mon, tue, wed, thu, fri, sat, sun)",
+                               commands=SERVER, metavar="DAYS")
 
     @property
     def public_url(self) -> str:

@@ -121,6 +121,23 @@ class BadStep(BadRequest):
         super().__init__("step is the number of places revealed so far, e.g. ?step=2")
 
 
+class ReasonRequired(BadRequest):
+    """A decision on an exam without the reason the center will read."""
+
+    code = "reason_required"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"give the reason for {what}, as {{\"reason\": \"...\"}}: the "
+                         "center reads it")
+
+
+class BadDecision(BadRequest):
+    code = "bad_decision"
+
+    def __init__(self, given: object) -> None:
+        super().__init__(f"state must be \"accepted\" or \"rejected\", got {given!r}")
+
+
 class BadLogin(BadRequest):
     code = "bad_login"
 
@@ -309,6 +326,31 @@ class UnknownChallenge(NotFound):
         super().__init__(f"no challenge {slug!r}; challenges: {', '.join(known)}")
 
 
+class UnknownExam(NotFound):
+    """Also what a center asking for another center's exam gets: it learns nothing, not even
+    that the exam exists."""
+
+    code = "unknown_exam"
+
+    def __init__(self, exam_id: object, where: str = "") -> None:
+        super().__init__(f"no exam {exam_id}{where}")
+
+
+class UnknownViolation(NotFound):
+    code = "unknown_violation"
+
+    def __init__(self, violation_id: int) -> None:
+        super().__init__(f"no violation {violation_id}; the inclusion dashboard lists the "
+                         "open ones")
+
+
+class UnknownCenter(NotFound):
+    code = "unknown_center"
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        super().__init__(f"no center {name!r} in this event; centers: {', '.join(known)}")
+
+
 class UnknownTeam(NotFound):
     code = "unknown_team"
 
@@ -328,13 +370,6 @@ class NoRelease(NotFound):
 
     def __init__(self, slug: str) -> None:
         super().__init__(f"no validation set is published for {slug!r}")
-
-
-class UnknownExam(NotFound):
-    code = "unknown_exam"
-
-    def __init__(self, exam_id: object) -> None:
-        super().__init__(f"no exam {exam_id}")
 
 
 # -- 408, 409, 413, 429, 507 -------------------------------------------------------------------
@@ -373,6 +408,24 @@ class NotInReview(Conflict):
     def __init__(self, stage: str) -> None:
         super().__init__(f"this exam is {stage}, not with the experts: it is not graded now",
                          stage=stage)
+
+
+class DecisionRefused(Conflict):
+    """An organizer's decision on a violation that its state no longer allows (decided
+    already, a warning, an exam that moved on); the message says which."""
+
+    code = "decision_refused"
+
+    def __init__(self, violation_id: int, why: str) -> None:
+        super().__init__(f"violation {violation_id} cannot be decided: {why}")
+
+
+class CannotWithdraw(Conflict):
+    code = "cannot_withdraw"
+
+    def __init__(self, exam_id: int, exclusion: str) -> None:
+        super().__init__(f"exam {exam_id} is already excluded ({exclusion}); there is nothing "
+                         "to withdraw")
 
 
 class SubmissionLimit(Conflict):

@@ -36,12 +36,13 @@ CHALLENGE_KEYS = {
     "inclusion",
 }
 TEAM_KEYS = {"name", "challenges", "token"}
-CENTER_KEYS = {"name", "challenges", "token", "ae_title"}
+CENTER_KEYS = {"name", "challenges", "token", "ae_title", "email"}
 REVIEWER_KEYS = {"name", "challenges", "token"}
 INCLUSION_KEYS = {"target", "margin", "keep", "reading", "dates", "criteria"}
 TOP_KEYS = {"event", "access", "challenges", "teams", "centers", "reviewers"}
 GRADES = ("A", "B", "C", "D")
 AE_TITLE_RE = re.compile(r"^[ -~]{1,16}$")
+EMAIL_RE = re.compile(r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+$")
 
 
 class Counts(StrEnum):
@@ -159,6 +160,8 @@ class CenterSpec:
     challenges: tuple[str, ...]
     token: str | None = field(default=None, repr=False)
     ae_title: str | None = None
+    # Where its digest is mailed (server/inclusion/digest.py); empty: shown on its page only.
+    email: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -660,7 +663,18 @@ def _center(check: _Checker, entry: dict[str, Any], index: int, name: str,
             raise check.fail(f"ae_title must be 1 to 16 printable ASCII characters without a "
                              f"backslash (DICOM's AE), got {ae_title!r}", "centers", index,
                              "ae_title")
-    return CenterSpec(name=name, challenges=slugs, token=token, ae_title=ae_title)
+    raw = entry.get("email", [])
+    addresses = [raw] if isinstance(raw, str) else raw
+    if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+        raise check.fail("email must be an address or a list of addresses", "centers", index,
+                         "email")
+    emails = tuple(a.strip() for a in addresses)
+    for address in emails:
+        if not EMAIL_RE.match(address):
+            raise check.fail(f"email must be an address such as imaging@chu.example, got "
+                             f"{address!r}", "centers", index, "email")
+    return CenterSpec(name=name, challenges=slugs, token=token, ae_title=ae_title,
+                      email=emails)
 
 
 def _reviewer(check: _Checker, entry: dict[str, Any], index: int, name: str,

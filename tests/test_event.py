@@ -305,6 +305,7 @@ def test_the_inclusion_tables_of_the_example(example_event: Path) -> None:
     assert [(c.name, c.ae_title) for c in event.centers][:2] == [("CHU de Lyon", "CHULYON"),
                                                                  ("CHU de Bordeaux", "CHUBDX")]
     assert event.reviewers[2].challenges == ("nodules-3d",)
+    assert [c.email for c in event.centers] == [("imagerie@chu-lyon.example",), (), ()]
 
 
 @pytest.mark.parametrize(("old", "new", "key", "needle", "message"), [
@@ -322,6 +323,10 @@ def test_the_inclusion_tables_of_the_example(example_event: Path) -> None:
      "collects no exams"),
     ('ae_title = "CHUBDX"', 'ae_title = "CHULYON"', "centers[1].ae_title",
      'ae_title = "CHULYON"', "already 'CHU de Lyon'"),
+    ('ae_title = "CHUBDX"', 'ae_title = "CHUBDX"\nemail = ["imaging@chu.example", "Jo"]',
+     "centers[1].email", "email = [", "such as imaging@chu.example, got 'Jo'"),
+    ('ae_title = "CHUBDX"', 'ae_title = "CHUBDX"\nemail = 3', "centers[1].email",
+     "email = 3", "an address or a list"),
     ('name = "Dr Petit"', 'name = "dr martin"', "reviewers[2].name", 'name = "dr martin"',
      "used twice"),
 ])

@@ -16,8 +16,9 @@ def test_the_front_page_links_each_role_and_no_page_misses_a_file(server: AppSer
     page.on("response", lambda r: missing.append(f"{r.status} {r.url}")
             if r.status >= 400 else None)
     page.goto(server.url + "/")
-    for role, pages in (("organizer", ["/organizer"]), ("jury", ["/jury"]),
-                        ("team", ["/team"]), ("room", ["/clock", "/board"])):
+    for role, pages in (("organizer", ["/organizer", "/inclusion"]), ("jury", ["/jury"]),
+                        ("team", ["/team"]), ("center", ["/center"]),
+                        ("room", ["/clock", "/board"])):
         links = page.locator(f".role-card[data-role={role}] a.go")
         assert [links.nth(i).get_attribute("href") for i in range(links.count())] == pages
     reveal = page.locator(".role-card[data-role=jury] a[href$='?reveal=1']")

@@ -36,6 +36,9 @@ PAGES = [
     ("Lumbar Lab", "/team", "[data-history-of=nodules] tr"),
     (LONG_TEAM, "/team", "[data-history-of=sarcopenia] tr"),
     ("organizer", "/organizer", "#log tr"),
+    ("organizer", "/inclusion", "[data-question=nodules-3d] [data-best-of]"),
+    ("CHU de Lyon", "/center", "[data-progress-of=nodules-3d]"),
+    ("CHU de Lyon", "/center/digest", "[data-digest=progress]"),
 ]
 
 

@@ -90,7 +90,9 @@ def test_every_server_setting_is_settable_from_the_command_line() -> None:
             "--max-pending-per-team", "1", "--storage-quota-mb", "100",
             "--storage-reserve-mb", "0", "--allow-release", "approved by the DPO",
             "--max-connections", "100", "--max-connections-per-client", "0",
-            "--header-timeout", "2", "--keepalive-timeout", "3"]
+            "--header-timeout", "2", "--keepalive-timeout", "3",
+            "--smtp-host", "smtp.chu.example", "--smtp-port", "2525",
+            "--smtp-from", "podium@jfr.example", "--digest-days", "tue,fri"]
     config = config_from(parse(*argv))
     assert dataclasses.asdict(config) == {
         "event_path": EXAMPLE_EVENT, "host": "0.0.0.0", "port": 9000,
@@ -100,7 +102,8 @@ def test_every_server_setting_is_settable_from_the_command_line() -> None:
         "upload_every_s": 60.0, "max_pending_per_team": 1, "storage_quota_mb": 100.0,
         "storage_reserve_mb": 0.0, "allow_release": "approved by the DPO",
         "max_connections": 100, "max_connections_per_client": 0, "header_timeout_s": 2.0,
-        "keepalive_timeout_s": 3.0}
+        "keepalive_timeout_s": 3.0, "smtp_host": "smtp.chu.example", "smtp_port": 2525,
+        "smtp_from": "podium@jfr.example", "digest_days": "tue,fri"}
     assert "postgresql://db/x" not in repr(config)  # a secret stays out of logs
 
 
