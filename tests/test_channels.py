@@ -116,4 +116,4 @@ def test_refusals_name_their_channel(server: AppServer) -> None:
     assert bare["channel"] == "leaderboard"
     assert bare["error"]["code"] == "unknown_channel"
     assert bare["error"]["message"] == ("no channel 'leaderboard'; channels: clock, "
-                                        "submissions, leaderboard:SLUG")
+                                        "submissions, leaderboard:SLUG, exams")

@@ -16,7 +16,7 @@ import asyncpg
 from server.store import exams as store
 from server.store import inclusion_tables as tables
 from server.store.exams import Exclusion, ViolationState
-from tests.helpers import load_event_into, run, set_challenge_keys
+from tests.helpers import load_event_into, run
 
 # Table 2, pulmonary nodules: center and exams received.
 NODULES = [("CHU Bichat", 267), ("CHU de Nîmes", 143), ("CHU Rennes", 137),
@@ -74,7 +74,9 @@ def test_the_seeds_tables_2_and_3_for_the_nodules_question(database_url: str,
     with example_event.open("a") as handle:
         for name, _ in NODULES:
             handle.write(f'\n[[centers]]\nname = "{name}"\nchallenges = ["nodules-3d"]\n')
-    set_challenge_keys(example_event, "nodules-3d", target=1000)  # margin 10 %: 1,100 wanted
+    text = example_event.read_text()
+    assert text.count("target = 30\n") == 1
+    example_event.write_text(text.replace("target = 30\n", "target = 1000\n"))  # 1,100 wanted
 
     async def go() -> None:
         await load_event_into(database_url, example_event, tmp_path / "data")
