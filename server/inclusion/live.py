@@ -118,9 +118,39 @@ async def exams_snapshot(conn: asyncpg.Connection, principal: Principal | None,
 EXAMS = Channel("exams", exams_snapshot, by_center)
 
 
-async def on_exam(hub: Hub, event: Event) -> None:
+class ExamFeed:
+    """Publishes each changed exam, one reading at a time per exam.
+
+    The listener runs each notification's callback as its own task: two changes of one exam
+    (received, then checked a moment later) would read the exam concurrently, and the older
+    reading could be published last and stay on the screens. Here a change that arrives while
+    its exam is being read marks it to be read once more, so the last reading published is
+    always taken after the last change announced."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._busy: set[int] = set()
+        self._again: set[int] = set()
+
+    async def changed(self, event: Event) -> None:
+        exam_id = int(event["id"])
+        if exam_id in self._busy:
+            self._again.add(exam_id)
+            return
+        self._busy.add(exam_id)
+        try:
+            while True:
+                self._again.discard(exam_id)
+                await publish_exam(self.hub, exam_id)
+                if exam_id not in self._again:
+                    return
+        finally:
+            self._busy.discard(exam_id)
+            self._again.discard(exam_id)
+
+
+async def publish_exam(hub: Hub, exam_id: int) -> None:
     """One exam changed: its new state to its center and to the organizers."""
-    exam_id = int(event["id"])
     async with hub.pool.acquire() as conn:
         exam = await store.exam(conn, exam_id)
         if exam is None:
@@ -144,4 +174,4 @@ async def on_exam(hub: Hub, event: Event) -> None:
 
 def register(hub: Hub, listener: Listener) -> None:
     hub.register(EXAMS)
-    listener.on("exam", lambda event: on_exam(hub, event))
+    listener.on("exam", ExamFeed(hub).changed)

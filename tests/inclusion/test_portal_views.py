@@ -183,3 +183,40 @@ def center_message(ws: Any, center: str) -> dict[str, Any]:
     assert message["exam"]["center"] == center, message
     exam: dict[str, Any] = message["exam"]
     return exam
+
+
+def test_changes_of_one_exam_are_published_in_order(monkeypatch: Any) -> None:
+    """Two changes of one exam announced while the first is being read: one more reading,
+    taken after both, is published last; another exam is never held up by it."""
+    import asyncio
+
+    from server.inclusion import live
+
+    readings: list[tuple[int, int]] = []
+    gate = asyncio.Event()
+    version = {7: 0, 8: 0}
+
+    async def publish(_hub: Any, exam_id: int) -> None:
+        seen = version[exam_id]
+        if exam_id == 7 and not gate.is_set():
+            await gate.wait()
+        readings.append((exam_id, seen))
+
+    monkeypatch.setattr(live, "publish_exam", publish)
+
+    async def go() -> None:
+        feed = live.ExamFeed(hub=None)  # type: ignore[arg-type]
+        first = asyncio.ensure_future(feed.changed({"id": 7}))
+        await asyncio.sleep(0)
+        version[7] = 1
+        await feed.changed({"id": 7})
+        version[7] = 2
+        await feed.changed({"id": 7})
+        await feed.changed({"id": 8})
+        assert readings == [(8, 0)]
+        gate.set()
+        await first
+        await feed.changed({"id": 7})
+
+    asyncio.run(go())
+    assert readings == [(8, 0), (7, 0), (7, 2), (7, 2)]
