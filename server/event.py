@@ -737,8 +737,8 @@ def _registration(check: _Checker, doc: dict[str, Any], base: Path, timezone: st
     lists: dict[str, tuple[str, ...]] = {}
     defaults: dict[str, list[str]] = {"required_roles": ["radiologist", "data-scientist"],
                                       "required_affiliations": ["lab", "company"]}
-    for key, default in defaults.items():
-        listed = raw.get(key, default)
+    for key, fallback in defaults.items():
+        listed = raw.get(key, fallback)
         if (not isinstance(listed, list) or len(set(listed)) != len(listed)
                 or not all(isinstance(v, str) and v in choices[key] for v in listed)):
             raise check.fail(f"{key} must list values among {', '.join(choices[key])}, got "
