@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -48,7 +48,7 @@ MAX_WAITING = 300
 NAME_CHARS = 120
 ROLE_LABELS = {"radiologist": "radiologist", "data-scientist": "data scientist or student",
                "researcher": "researcher", "engineer": "engineer"}
-KIND_LABELS = {"lab": "research lab", "company": "company", "other": "other (hospital, …)"}
+KIND_LABELS = {"lab": "research lab", "company": "company", "other": "other"}
 
 
 # -- the rules (pure) ----------------------------------------------------------------------------
@@ -286,16 +286,30 @@ def _rules(event: EventSpec) -> RegistrationSpec:
     return event.registration
 
 
+def _criterion(value: Any) -> str:
+    """One criterion's value for people: `min 1, max 5`, `2019-01-01`, `CT, MR`."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k.replace('_', ' ')} {_criterion(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return " or ".join(_criterion(v) for v in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
 def _criteria(declared: Any) -> list[tuple[str, str]]:
-    """An inclusion table's criteria as `key: value` lines for people."""
+    """An inclusion table's criteria as `key: value` lines for people; a table of tables
+    (the clinical fields, the nodules) gives one line per entry."""
     criteria = declared.get("criteria", {}) if isinstance(declared, dict) else {}
     lines = []
     for key, value in criteria.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in value.items())
-        elif isinstance(value, list):
-            value = ", ".join(map(str, value))
-        lines.append((key.replace("_", " "), str(value)))
+        if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
+            lines += [(f"{key.replace('_', ' ')}: {k.replace('_', ' ')}", _criterion(v))
+                      for k, v in value.items()]
+        else:
+            lines.append((key.replace("_", " "), _criterion(value)))
     return lines
 
 

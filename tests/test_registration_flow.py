@@ -23,6 +23,7 @@ from server.loader import load_event
 from server.registration import VISITORS
 from tests.helpers import EXAMPLE_DIR, AppServer, DatabaseClock, run, with_database
 from tests.test_registration import form, member, with_registration
+from tests.pages import LAPTOP, PROJECTOR, new_page, script_errors
 from tests.test_session import cookie_header, login, me, session_cookie
 
 OPEN = datetime(2019, 9, 10, 12, tzinfo=UTC)
@@ -114,6 +115,7 @@ def test_registration_opens_and_closes_by_the_database_clock(
     assert status == 200 and b'data-phase="open"' in page
     # The questions with their criteria, the event's page, the charter and its version.
     assert b"Sarcopenia" in page and b"slice thickness" in page
+    assert b"clinical: age</dt><dd>type number, min 18, max 100" in page
     assert b"<h2>About the challenge</h2>" in page and b"re-identification" in page
     assert b'name="charter_version" value="2019-1"' in page
 
@@ -250,3 +252,63 @@ def test_a_registered_team_survives_a_restart_and_the_event_files_reload(
     run(reload())
     assert server.json("GET", "/api/v1/me", token) == (200, {
         "role": "team", "team": "Restart Rangers", "challenges": ["nodules"]})
+
+
+def _shoot(page: Any, name: str) -> None:
+    """With PODIUM_SCREENS=docs/screens, the page at the projector's and a laptop's size."""
+    folder = os.environ.get("PODIUM_SCREENS")
+    if not folder:
+        return
+    for size, suffix in ((PROJECTOR, "1920"), (LAPTOP, "1366")):
+        page.set_viewport_size(size)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(Path(folder) / f"{name}-{suffix}.png"))
+    page.set_viewport_size(LAPTOP)
+
+
+def test_a_team_registers_an_organizer_approves_and_the_token_shown_once_signs_in(
+        registering: tuple[AppServer, DatabaseClock], browser: Any) -> None:
+    server, _ = registering
+    visitor = new_page(browser, server.url, viewport=LAPTOP)
+    errors = script_errors(visitor)
+    visitor.goto(f"{server.url}/register")
+    assert visitor.locator(".register-member").count() == 3  # min_members rows to fill
+    visitor.fill("input[name=team]", "Browser Bunch")
+    for index, person in enumerate(people("browser")):
+        row = visitor.locator(".register-member").nth(index)
+        for key in ("name", "email", "affiliation"):
+            row.locator(f"[data-key={key}]").fill(person[key])
+        row.locator("[data-key=role]").select_option(person["role"])
+        row.locator("[data-key=kind]").select_option(person["kind"])
+    visitor.check("input[name=challenges][value=nodules]")
+    _shoot(visitor, "register")
+    # Sent without the charter: the server's refusal is shown and its field marked.
+    visitor.click("#register-form button[type=submit]")
+    alert = visitor.locator("[data-register-error]")
+    alert.wait_for()
+    assert alert.inner_text() == "the charter must be read and accepted"
+    assert visitor.locator("[data-field=charter].invalid").count() == 1
+    visitor.check("input[name=charter_accepted]")
+    visitor.click("#register-form button[type=submit]")
+    visitor.locator("[data-register-done]").wait_for()
+    assert visitor.inner_text("[data-done-team]") == "Browser Bunch"
+
+    organizer = new_page(browser, server.url, server.tokens()["organizer"], viewport=LAPTOP)
+    organizer.on("dialog", lambda dialog: dialog.accept())
+    organizer.goto(f"{server.url}/organizer/registrations")
+    row = organizer.locator("tr", has_text="Browser Bunch")
+    assert "waiting" in row.locator(".state").inner_text()
+    assert "Browser0 Person <p0@browser.example>, radiologist" in row.inner_text()
+    _shoot(organizer, "registrations")
+    row.locator("button[data-action=approve]").click()
+    organizer.locator("[data-token-box]:not([hidden])").wait_for()
+    token = organizer.inner_text("[data-token-value]")
+    assert "approved" in row.locator(".state").inner_text()
+    # Shown once: a reload of the console no longer has it.
+    organizer.reload()
+    assert token not in organizer.content()
+
+    team = new_page(browser, server.url, token, viewport=LAPTOP)
+    assert team.url == f"{server.url}/team"
+    assert "Browser Bunch" in team.inner_text(".who-name")
+    assert errors == []
