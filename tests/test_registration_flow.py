@@ -22,8 +22,8 @@ from server.event import parse_event
 from server.loader import load_event
 from server.registration import VISITORS
 from tests.helpers import EXAMPLE_DIR, AppServer, DatabaseClock, run, with_database
-from tests.test_registration import form, member, with_registration
 from tests.pages import LAPTOP, PROJECTOR, new_page, script_errors
+from tests.test_registration import form, member, with_registration
 from tests.test_session import cookie_header, login, me, session_cookie
 
 OPEN = datetime(2019, 9, 10, 12, tzinfo=UTC)
