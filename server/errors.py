@@ -518,8 +518,9 @@ class RegistrationDecided(Conflict):
     code = "registration_decided"
 
     def __init__(self, ident: int, state: str, wanted: str) -> None:
-        super().__init__(f"registration {ident} is {state}; only {wanted} ones can be so "
-                         "handled", state=state)
+        what = ("only a waiting registration is approved or rejected" if wanted == "waiting"
+                else "only an approved registration's team has a token")
+        super().__init__(f"registration {ident} is already {state}; {what}", state=state)
 
 
 class RegistrationTooLarge(TooLarge):

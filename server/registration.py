@@ -347,6 +347,21 @@ def _visitor(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
+async def _body(request: web.Request) -> bytes:
+    """The form's bytes, read up to the limit (a body sent in pieces, or without a length,
+    is counted as it arrives) and within the time allowed."""
+    received = bytearray()
+    try:
+        async with asyncio.timeout(FORM_TIMEOUT_S):
+            while chunk := await request.content.read(FORM_BYTES + 1 - len(received)):
+                received += chunk
+                if len(received) > FORM_BYTES:
+                    raise RegistrationTooLarge(FORM_BYTES)
+    except TimeoutError:
+        raise RegistrationInvalid("form", "the form took too long to arrive") from None
+    return bytes(received)
+
+
 @public
 async def submit(request: web.Request) -> web.Response:
     """POST /api/v1/registrations: a team's application, JSON, from the public page."""
@@ -357,13 +372,7 @@ async def submit(request: web.Request) -> web.Response:
     wait = request.app[VISITORS].take(_visitor(request))
     if wait > 0:
         raise RateLimited(wait)
-    try:
-        async with asyncio.timeout(FORM_TIMEOUT_S):
-            body = await request.content.read(FORM_BYTES + 1)
-    except TimeoutError:
-        raise RegistrationInvalid("form", "the form took too long to arrive") from None
-    if len(body) > FORM_BYTES:
-        raise RegistrationTooLarge(FORM_BYTES)
+    body = await _body(request)
     try:
         form = json.loads(body)
     except (ValueError, UnicodeDecodeError):

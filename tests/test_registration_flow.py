@@ -5,6 +5,7 @@ event file's reload."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -91,6 +92,21 @@ def send(server: AppServer, data: Any) -> tuple[int, Any]:
     return server.json("POST", "/api/v1/registrations", body=data)
 
 
+def chunked(server: AppServer, body: bytes) -> tuple[int, str | None]:
+    """The form sent with `Transfer-Encoding: chunked`, 1 KiB a piece, as a script might."""
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request("POST", "/api/v1/registrations",
+                     body=(body[i:i + 1024] for i in range(0, len(body), 1024)),
+                     headers={"Content-Type": "application/json"}, encode_chunked=True)
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        return response.status, answer.get("error", {}).get("code")
+    finally:
+        conn.close()
+
+
 def error(answer: tuple[int, Any]) -> tuple[int, str, str | None]:
     status, body = answer
     return status, body["error"]["code"], body["error"].get("field")
@@ -143,6 +159,11 @@ def test_refusals_name_the_field_and_store_nothing(
     status, _, raw = server.request("POST", "/api/v1/registrations", None, b"{" * 40_000,
                                     {"Content-Type": "application/json"})
     assert status == 413 and json.loads(raw)["error"]["code"] == "form_too_large"
+    # Sent in pieces without a length, it is counted as it arrives: a valid one is taken...
+    assert chunked(server, json.dumps(form(team="Ref Pieces", members=people("refpieces"))
+                                      ).encode())[0] == 201
+    # ... and one that grows past the limit is refused all the same.
+    assert chunked(server, b" " * 40_000 + b"{}") == (413, "form_too_large")
     assert error(send(server, [1]))[1] == "registration_invalid"
     # Another site's page cannot post the form in a visitor's name.
     status, _, _ = server.request("POST", "/api/v1/registrations", None,
@@ -150,9 +171,9 @@ def test_refusals_name_the_field_and_store_nothing(
                                   {"Content-Type": "application/json",
                                    "Origin": "https://evil.example"})
     assert status == 403
-    assert stored(server, count) == 2
+    assert stored(server, count) == 3
     assert stored(server, "SELECT count(*) FROM team_application_seat WHERE email LIKE "
-                          "'%@ref%.example'") == 6
+                          "'%@ref%.example'") == 9
     # A visitor sending form after form is slowed down.
     limit(server, burst=1)
     assert send(server, form(team="Ref Flood", members=fresh))[0] == 201
