@@ -14,7 +14,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from server import api, channels, jury_api, pages, ws
+from server import api, channels, jury_api, pages, registration, ws
 from server.access import ensure_tokens
 from server.auth import Handler, auth_middleware, principal_of
 from server.config import Config
@@ -290,6 +290,7 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
     pages.setup(app)
     review_views.setup(app)
     portal_views.setup(app)
+    registration.setup(app)
     ws.setup(app)
     app.router.add_static("/static/", resource_dir("static"), name="static")
     return app

@@ -467,6 +467,78 @@ class StorageFull(InsufficientStorage):
     code = "storage_full"
 
 
+# -- registration (server/registration.py) ------------------------------------------------------
+
+class RegistrationClosed(Forbidden):
+    code = "registration_closed"
+
+
+class RegistrationInvalid(Unprocessable):
+    """A registration form that breaks a rule: `field` names the member or field."""
+
+    code = "registration_invalid"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message, field=field)
+
+
+class CharterOutdated(Conflict):
+    code = "charter_outdated"
+
+    def __init__(self, accepted: str, current: str) -> None:
+        super().__init__(f"the charter accepted is version {accepted!r}, the current one is "
+                         f"{current!r}; reload the page, read it and accept it again",
+                         field="charter_version", current=current)
+
+
+class AlreadyInTeam(Conflict):
+    code = "already_in_team"
+
+    def __init__(self, field: str, email: str, slug: str) -> None:
+        super().__init__(f"{email} is already in a team for {slug!r}; one person takes part "
+                         "in one team per question", field=field)
+
+
+class TeamNameTaken(Conflict):
+    code = "team_name_taken"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a team is already called {name!r}; choose another name",
+                         field="team")
+
+
+class UnknownRegistration(NotFound):
+    code = "unknown_registration"
+
+    def __init__(self, ident: str) -> None:
+        super().__init__(f"no registration {ident}; the console lists them")
+
+
+class RegistrationDecided(Conflict):
+    code = "registration_decided"
+
+    def __init__(self, ident: int, state: str, wanted: str) -> None:
+        what = ("only a waiting registration is approved or rejected" if wanted == "waiting"
+                else "only an approved registration's team has a token")
+        super().__init__(f"registration {ident} is already {state}; {what}", state=state)
+
+
+class RegistrationTooLarge(TooLarge):
+    code = "form_too_large"
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"a registration form is at most {limit_bytes // 1024} KiB; shorten "
+                         "the names and affiliations", limit_bytes=limit_bytes)
+
+
+class RegistrationsFull(TooManyRequests):
+    code = "registrations_full"
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(f"{waiting} registrations already wait for the organizers; try again "
+                         "once they have answered, or write to them")
+
+
 class EventFileError(Exception):
     """The event file is refused. The message names the file, the key and the line when known.
     Not a request's refusal: the server does not start (`podium serve`, `podium check`)."""

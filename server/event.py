@@ -11,7 +11,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,8 +38,10 @@ CHALLENGE_KEYS = {
 TEAM_KEYS = {"name", "challenges", "token"}
 CENTER_KEYS = {"name", "challenges", "token", "ae_title", "email"}
 REVIEWER_KEYS = {"name", "challenges", "token"}
+REGISTRATION_KEYS = {"opens", "closes", "min_members", "max_members", "required_roles",
+                     "required_affiliations", "charter", "charter_version", "pages"}
 INCLUSION_KEYS = {"target", "margin", "keep", "reading", "dates", "criteria"}
-TOP_KEYS = {"event", "access", "challenges", "teams", "centers", "reviewers"}
+TOP_KEYS = {"event", "access", "challenges", "teams", "centers", "reviewers", "registration"}
 GRADES = ("A", "B", "C", "D")
 AE_TITLE_RE = re.compile(r"^[ -~]{1,16}$")
 EMAIL_RE = re.compile(r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+$")
@@ -184,6 +186,9 @@ class EventSpec:
     jury_token: str | None = field(default=None, repr=False)
     centers: tuple[CenterSpec, ...] = ()
     reviewers: tuple[ReviewerSpec, ...] = ()
+    # Teams that register themselves (`[registration]`, docs/registration.md); None: only the
+    # event file's teams take part.
+    registration: RegistrationSpec | None = None
 
     def challenge(self, slug: str) -> ChallengeSpec:
         for challenge in self.challenges:
@@ -191,6 +196,28 @@ class EventSpec:
                 return challenge
         known = ", ".join(c.slug for c in self.challenges)
         raise KeyError(f"no challenge {slug!r} in {self.path} (challenges: {known})")
+
+
+MEMBER_ROLES = ("radiologist", "data-scientist", "researcher", "engineer")
+AFFILIATION_KINDS = ("lab", "company", "other")
+
+
+@dataclass(frozen=True)
+class RegistrationSpec:
+    """How teams register themselves (`[registration]`): when, how many members, the
+    composition every team must have (the seed's by default: a radiologist, a data scientist
+    or student, a research lab or a company among the affiliations), the charter accepted, and
+    the Markdown pages shown on the public page."""
+
+    opens: datetime
+    closes: datetime
+    charter: Path
+    charter_version: str
+    min_members: int = 3
+    max_members: int = 15
+    required_roles: tuple[str, ...] = ("radiologist", "data-scientist")
+    required_affiliations: tuple[str, ...] = ("lab", "company")
+    pages: tuple[Path, ...] = ()
 
 
 class _Lines:
@@ -371,7 +398,8 @@ def parse_event(path: str | Path) -> EventSpec:
     return EventSpec(path=path, name=str(name), timezone=str(timezone),
                      challenges=tuple(challenges), teams=tuple(teams),
                      organizer_token=organizer_token, jury_token=jury_token,
-                     centers=tuple(centers), reviewers=tuple(reviewers))
+                     centers=tuple(centers), reviewers=tuple(reviewers),
+                     registration=_registration(check, doc, path.parent, str(timezone)))
 
 
 def check_truth(event: EventSpec) -> EventSpec:
@@ -680,3 +708,79 @@ def _center(check: _Checker, entry: dict[str, Any], index: int, name: str,
 def _reviewer(check: _Checker, entry: dict[str, Any], index: int, name: str,
               slugs: tuple[str, ...], token: str | None) -> ReviewerSpec:
     return ReviewerSpec(name=name, challenges=slugs, token=token)
+
+
+def _registration(check: _Checker, doc: dict[str, Any], base: Path, timezone: str
+                  ) -> RegistrationSpec | None:
+    """`[registration]`: None when teams do not register themselves."""
+    if "registration" not in doc:
+        return None
+    table = "registration"
+    raw = doc["registration"]
+    if not isinstance(raw, dict):
+        raise check.fail("registration must be a table: [registration]", table)
+    check.table(raw, table, REGISTRATION_KEYS)
+    opens = _moment(check, raw, "opens", timezone)
+    closes = _moment(check, raw, "closes", timezone)
+    if closes <= opens:
+        raise check.fail("closes must be after opens", table, None, "closes")
+    counts: dict[str, int] = {}
+    for key, default in (("min_members", 3), ("max_members", 15)):
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+            raise check.fail(f"{key} must be a whole number of members from 1 to 100, got "
+                             f"{value!r}", table, None, key)
+        counts[key] = value
+    if counts["max_members"] < counts["min_members"]:
+        raise check.fail("max_members must be at least min_members", table, None, "max_members")
+    choices = {"required_roles": MEMBER_ROLES, "required_affiliations": AFFILIATION_KINDS}
+    lists: dict[str, tuple[str, ...]] = {}
+    defaults: dict[str, list[str]] = {"required_roles": ["radiologist", "data-scientist"],
+                                      "required_affiliations": ["lab", "company"]}
+    for key, fallback in defaults.items():
+        listed = raw.get(key, fallback)
+        if (not isinstance(listed, list) or len(set(listed)) != len(listed)
+                or not all(isinstance(v, str) and v in choices[key] for v in listed)):
+            raise check.fail(f"{key} must list values among {', '.join(choices[key])}, got "
+                             f"{listed!r}", table, None, key)
+        lists[key] = tuple(listed)
+    charter = _registration_file(check, raw, "charter", base)
+    version = check.string(raw, table, "charter_version")
+    pages = raw.get("pages", [])
+    if not isinstance(pages, list) or not all(isinstance(p, str) for p in pages):
+        raise check.fail("pages must list Markdown files of the event folder", table, None,
+                         "pages")
+    return RegistrationSpec(
+        opens=opens, closes=closes, charter=charter, charter_version=str(version).strip(),
+        min_members=counts["min_members"], max_members=counts["max_members"],
+        required_roles=lists["required_roles"],
+        required_affiliations=lists["required_affiliations"],
+        pages=tuple(_registration_file(check, {"pages": p}, "pages", base) for p in pages))
+
+
+def _moment(check: _Checker, raw: dict[str, Any], key: str, timezone: str) -> datetime:
+    """A TOML date-time; without an offset, on the event's wall clock."""
+    if key not in raw:
+        raise check.fail(f"missing required key {key!r}", "registration")
+    value = raw[key]
+    if not isinstance(value, datetime):
+        raise check.fail(f"{key} must be a date and time such as 2019-09-01T09:00:00 (the "
+                         f"event's time zone, {timezone}), got {value!r}", "registration", None,
+                         key)
+    return value if value.tzinfo is not None else value.replace(tzinfo=ZoneInfo(timezone))
+
+
+def _registration_file(check: _Checker, raw: dict[str, Any], key: str, base: Path) -> Path:
+    value = check.string(raw, "registration", key)
+    path = (base / str(value)).resolve()
+    if not path.is_relative_to(base.resolve()):
+        raise check.fail(f"{key} {value!r} must be inside the event folder", "registration",
+                         None, key)
+    if path.suffix.lower() != ".md" or not path.is_file():
+        raise check.fail(f"{key} {value!r} must be a Markdown file (.md) of the event folder "
+                         f"(looked for {path})", "registration", None, key)
+    try:
+        path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise check.fail(f"{key} {value!r} is not UTF-8", "registration", None, key) from None
+    return path

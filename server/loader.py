@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from server.access import Credential, Role, hash_token
+from server.errors import EventFileError
 from server.event import EventSpec
 
 LOAD_LOCK = 0x506F64_4C6F6164  # serialises two processes loading at once
@@ -105,7 +106,17 @@ async def _load_challenges(conn: asyncpg.Connection, event: EventSpec) -> int:
 
 
 async def _load_teams(conn: asyncpg.Connection, event: EventSpec) -> tuple[int, dict[str, int]]:
+    """The event file's teams. A team that registered itself (`registered`) lives in the
+    database alone: never renamed, retired or taken over by a team of the file."""
     changed = 0
+    taken = {r["key"]: r["name"] for r in await conn.fetch(
+        "SELECT lower(name) AS key, name FROM team WHERE registered AND lower(name) = ANY($1)",
+        [t.name.lower() for t in event.teams])}
+    for index, team in enumerate(event.teams):
+        if team.name.lower() in taken:
+            raise EventFileError(str(event.path), f"team {team.name!r} is the name of a team "
+                                 f"that registered ({taken[team.name.lower()]!r}); give the "
+                                 "event file's team another name", key=f"teams[{index}].name")
     for team in event.teams:
         status = await conn.execute(
             """INSERT INTO team AS old (name) VALUES ($1)
@@ -115,7 +126,8 @@ async def _load_teams(conn: asyncpg.Connection, event: EventSpec) -> tuple[int, 
         changed += _count(status)
     names = [t.name.lower() for t in event.teams]
     status = await conn.execute(
-        "UPDATE team SET in_event = false WHERE in_event AND NOT (lower(name) = ANY($1::text[]))",
+        """UPDATE team SET in_event = false
+           WHERE in_event AND NOT registered AND NOT (lower(name) = ANY($1::text[]))""",
         names)
     changed += _count(status)
     rows = await conn.fetch("SELECT id, lower(name) AS key FROM team WHERE lower(name) = ANY($1)",
@@ -132,6 +144,7 @@ async def _load_registrations(conn: asyncpg.Connection, event: EventSpec,
     removed = await conn.execute(
         """DELETE FROM registration r USING challenge c
            WHERE r.challenge_id = c.id
+             AND r.team_id NOT IN (SELECT id FROM team WHERE registered)
              AND (r.team_id, c.slug) NOT IN (SELECT * FROM unnest($1::int[], $2::text[]))""",
         team_col, slug_col)
     added = await conn.execute(
@@ -204,7 +217,9 @@ async def _load_credentials(conn: asyncpg.Connection, credentials: list[Credenti
     reviewers = [reviewer_ids[c.team] if c.role is Role.REVIEWER and c.team else None
                  for c in credentials]
     removed = await conn.execute(
-        "DELETE FROM credential WHERE NOT (token_hash = ANY($1::bytea[]))", hashes)
+        """DELETE FROM credential WHERE NOT (token_hash = ANY($1::bytea[]))
+             AND (team_id IS NULL OR team_id NOT IN (SELECT id FROM team WHERE registered))""",
+        hashes)
     upserted = await conn.execute(
         """INSERT INTO credential AS old (token_hash, role, team_id, center_id, reviewer_id)
            SELECT * FROM unnest($1::bytea[], $2::text[], $3::int[], $4::int[], $5::int[])

@@ -53,9 +53,11 @@ def render(request: web.Request, name: str, **context: Any) -> web.Response:
     return web.Response(text=html, content_type="text/html")
 
 
-def colours(request: web.Request) -> dict[str, str]:
-    """Each team's colour, the same on every board and plot (`team_colours`)."""
-    return team_colours(t.name for t in request.app[EVENT].teams)
+async def colours(conn: Any) -> dict[str, str]:
+    """Each team's colour, the same on every board and plot (`team_colours`): the teams of
+    the event file and those that registered, as the results read them."""
+    return team_colours(r["name"] for r in await conn.fetch(
+        "SELECT name FROM team WHERE in_event"))
 
 
 def visible_boards(challenges: list[dict[str, Any]], viewer: Principal | None) -> set[str]:
@@ -122,12 +124,13 @@ async def jury(request: web.Request) -> web.Response:
         _, challenges = await challenges_for(conn, principal_of(request), slug=slug)
         if slug and not challenges:
             raise await unknown_challenge(conn, slug)
+        palette = await colours(conn)
     if slug and request.query.get("reveal") == "1":
         # The reveal page is rendered with the challenge's title only: each place comes from
         # the server when the jury reveals it (jury_api.reveal_step).
         return render(request, "reveal.html", challenge=challenges[0])
     return render(request, "jury.html", challenges=challenges, single=bool(slug),
-                  colours=colours(request))
+                  colours=palette)
 
 
 @public
@@ -140,7 +143,8 @@ async def public_board(request: web.Request) -> web.Response:
         _, challenges = await challenges_for(conn, viewer, slug=slug, detail=True)
         if slug and not challenges:
             raise await unknown_challenge(conn, slug)
-    return render(request, "board.html", challenges=challenges, colours=colours(request),
+        palette = await colours(conn)
+    return render(request, "board.html", challenges=challenges, colours=palette,
                   visible=visible_boards(challenges, viewer))
 
 

@@ -44,6 +44,12 @@ def test_every_route_declares_who_may_call_it() -> None:
     routes = declared_routes()
     assert ("GET", "/api/v1/time", frozenset()) in routes
     assert ("GET", "/api/v1/teams", frozenset({Role.ORGANIZER, Role.JURY})) in routes
+    # Registration: the page and the form are public, every decision the organizers'.
+    assert {("GET", "/register", frozenset()), ("POST", "/api/v1/registrations", frozenset()),
+            ("GET", "/organizer/registrations", frozenset({Role.ORGANIZER}))} <= set(routes)
+    for action in ("approve", "reject", "token", "revoke"):
+        assert ("POST", f"/api/v1/registrations/1/{action}", frozenset({Role.ORGANIZER})
+                ) in routes
 
 
 def test_every_api_route_is_documented() -> None:
