@@ -164,7 +164,11 @@ def prepare(raw: Path, work: Path, inclusion: InclusionSpec, keys: Keys, today: 
         except NotDicomError:
             out.ignored.append(str(relative))
             continue
-        result = deidentify(dataset, policy, keys)
+        try:
+            result = deidentify(dataset, policy, keys)
+        except Exception as exc:  # a value pydicom cannot convert, a broken sequence...
+            return Prepared(rejected=f"{relative}: cannot be de-identified ({exc}); export "
+                            "the series again")
         if result.rejection is not None:
             return Prepared(rejected=f"{relative}: {result.rejection.message}; nothing of "
                             "this exam is kept (remove the file, or send the series without "
@@ -184,7 +188,11 @@ def prepare(raw: Path, work: Path, inclusion: InclusionSpec, keys: Keys, today: 
             series[series_uid] = (len(series), SeriesBuilder())
         number, builder = series[series_uid]
         builder.add(dataset)
-        out.size += _write(dataset, work / "series" / str(number) / f"{builder.files}.dcm")
+        try:
+            out.size += _write(dataset, work / "series" / str(number) / f"{builder.files}.dcm")
+        except (ValueError, TypeError, AttributeError) as exc:   # pydicom refuses to encode
+            return Prepared(rejected=f"{relative}: cannot be written once de-identified "
+                            f"({exc}); export the series again")
         out.files += 1
         del dataset
     if len(pseudonyms) > 1:
@@ -533,8 +541,8 @@ class Intake:
     async def _process(self, exam_id: int) -> None:
         try:
             await self._run(exam_id)
-        except (Stopped, asyncio.CancelledError):
-            raise
+        except Stopped:
+            return      # taken up again on the next start
         except Exception:
             log.exception("exam %s could not be processed; it stays at stage received and is "
                           "taken up again on the next start", exam_id)
