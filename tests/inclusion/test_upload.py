@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from server.errors import BadArchive
-from server.inclusion.upload import Limits, study_uid_of, unpack
-from server.keys import INTAKE
+from server.inclusion.pipeline import EXAMS
+from server.inclusion.upload import UNPACKED, UPLOADS, Limits, study_uid_of, unpack
+from server.keys import CONFIG, INTAKE
 from tests.helpers import AppServer, ServerProcess, wait_for
 from tests.inclusion.test_pipeline import intake_server, nifti_mask, write_study
 
@@ -105,6 +106,11 @@ def test_an_exam_uploaded_in_chunks_with_a_wrong_offset_retry(intake_server: App
     assert status == 200 and (exam["stage"], exam["channel"], exam["label"], exam["files"]) == (
         "review", "web", "exam-0042.zip", 1)
     # Nothing of the upload is left on disk but the exam's de-identified copy.
+    data = Path(server.app[CONFIG].data_dir)
+    assert not (data / UPLOADS / f"{state['id']}.zip").exists()
+    assert not (data / UNPACKED / str(state["id"])).exists()
+    assert sorted(p.name for p in (data / EXAMS / str(state["exam_id"])).rglob("*")
+                  if p.is_file()) == ["1.dcm", "mask.nii.gz"]
     status, _, closed = patch(server, token, location, len(content), b"more")
     assert status == 409 and code(closed) == "upload_closed"
 
