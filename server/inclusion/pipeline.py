@@ -2,8 +2,8 @@
 
 Both ways in (the web upload, server/inclusion/upload.py, and the DICOM node) end in
 `Intake.receive`: the raw files of one study, plus its annotation, in a folder on the data
-dir's filesystem. `receive` moves the folder under `inclusion/incoming/<exam id>/` and
-commits the exam at stage received in the same step, then returns; the rest runs in the
+dir's filesystem. `receive` commits the exam at stage received, moves the folder under
+`inclusion/incoming/<exam id>/`, then returns; the rest runs in the
 background, one exam at a time per worker thread, one file at a time:
 
 1. every DICOM file is de-identified (server/deid, the question's dates option) into
@@ -16,8 +16,9 @@ background, one exam at a time per worker thread, one file at a time:
    its findings and summary), and only then is the raw folder removed.
 
 Restart: an exam still at stage received whose raw folder is there is processed again from
-the start (its half-written copy removed first); a raw folder of an exam already recorded is
-removed; anything `.partial` is removed.
+the start (its half-written copy removed first); one whose folder never arrived (a stop between
+the commit and the move: the caller still holds the folder and hands it over again) is
+excluded; a raw folder of an exam already recorded is removed; anything `.partial` is removed.
 """
 
 from __future__ import annotations
@@ -484,7 +485,7 @@ class Intake:
             exam_id = int(entry.name) if entry.name.isdigit() else None
             if exam_id is not None and stages.get(exam_id) == store.Stage.RECEIVED:
                 continue
-            await asyncio.to_thread(_remove, entry)     # recorded already, or never committed
+            await asyncio.to_thread(_remove, entry)     # recorded already, or left by a failure
         for exam_id, stage in stages.items():
             if stage != store.Stage.RECEIVED:
                 continue
@@ -521,15 +522,19 @@ class Intake:
         self.inclusion(challenge)
         await asyncio.to_thread(self._folders)
         async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                exam_id = await store.create(
-                    conn, center_id=center_id, challenge=challenge, channel=channel,
-                    label=label, source_key=source_key,
-                    message=f"received {label} ({channel})")
-                raw = self.incoming / str(exam_id)
-                # Moved before the commit: a crash in between leaves a folder without an
-                # exam, removed on the next start; never an exam without its files.
-                await asyncio.to_thread(_move_in, folder, raw)
+            exam_id = await store.create(
+                conn, center_id=center_id, challenge=challenge, channel=channel, label=label,
+                source_key=source_key, message=f"received {label} ({channel})")
+            # Committed before the move: a stop in between leaves the caller's folder where
+            # it was (the caller hands it over again, and the new exam replaces this one);
+            # never files without an exam, nor an exam whose files were silently dropped.
+            try:
+                await asyncio.to_thread(_move_in, folder, self.incoming / str(exam_id))
+            except BaseException:
+                await store.exclude(conn, exam_id, store.Exclusion.DEIDENTIFICATION,
+                                    "the server could not take the files in: send the exam "
+                                    "again")
+                raise
         self._spawn(exam_id)
         return exam_id
 
