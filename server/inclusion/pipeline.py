@@ -552,6 +552,20 @@ class Intake:
             log.exception("exam %s could not be processed; it stays at stage received and is "
                           "taken up again on the next start", exam_id)
 
+    async def _record(self, conn: asyncpg.Connection, exam_id: int, final: Path,
+                      prepared: Prepared) -> None:
+        ignored = (f"; {len(prepared.ignored)} file(s) that are not DICOM ignored: "
+                   + ", ".join(prepared.ignored[:5])) if prepared.ignored else ""
+        await store.deidentified(
+            conn, exam_id, folder=final, files=prepared.files, size=prepared.size,
+            pseudonym=prepared.pseudonym, study_uid=prepared.study_uid,
+            message=f"{prepared.files} DICOM file(s) de-identified{ignored}")
+        violations = sum(f["severity"] == "violation" for f in prepared.findings)
+        warnings = len(prepared.findings) - violations
+        message = (f"criteria: {violations} violation(s), {warnings} warning(s)"
+                   if prepared.findings else "criteria: every rule met")
+        await store.checked(conn, exam_id, prepared.findings, prepared.summary, message)
+
     async def _run(self, exam_id: int) -> None:
         async with self.pool.acquire() as conn:
             exam = await store.exam(conn, exam_id)
@@ -567,23 +581,18 @@ class Intake:
             self._executor, prepare, raw, work, inclusion, self._keys, self.clock().date(),
             self._stop)
         async with self.pool.acquire() as conn:
-            if prepared.rejected is not None:
-                await asyncio.to_thread(_remove, work)
-                await store.exclude(conn, exam_id, store.Exclusion.DEIDENTIFICATION,
-                                    f"rejected at de-identification: {prepared.rejected}")
-            else:
-                await asyncio.to_thread(_publish, work, final)
-                ignored = (f"; {len(prepared.ignored)} file(s) that are not DICOM ignored: "
-                           + ", ".join(prepared.ignored[:5])) if prepared.ignored else ""
-                async with conn.transaction():
-                    await store.deidentified(
-                        conn, exam_id, folder=final, files=prepared.files, size=prepared.size,
-                        pseudonym=prepared.pseudonym, study_uid=prepared.study_uid,
-                        message=f"{prepared.files} DICOM file(s) de-identified{ignored}")
-                    violations = sum(f["severity"] == "violation" for f in prepared.findings)
-                    warnings = len(prepared.findings) - violations
-                    message = (f"criteria: {violations} violation(s), {warnings} warning(s)"
-                               if prepared.findings else "criteria: every rule met")
-                    await store.checked(conn, exam_id, prepared.findings, prepared.summary,
-                                        message)
+            async with conn.transaction():
+                # The exam may have moved on meanwhile (replaced by the same study sent
+                # again, withdrawn): then nothing of this work is recorded.
+                stage = await conn.fetchval("SELECT stage FROM exam WHERE id = $1 FOR UPDATE",
+                                            exam_id)
+                if stage != store.Stage.RECEIVED:
+                    await asyncio.to_thread(_remove, work)
+                elif prepared.rejected is not None:
+                    await asyncio.to_thread(_remove, work)
+                    await store.exclude(conn, exam_id, store.Exclusion.DEIDENTIFICATION,
+                                        f"rejected at de-identification: {prepared.rejected}")
+                else:
+                    await asyncio.to_thread(_publish, work, final)
+                    await self._record(conn, exam_id, final, prepared)
         await asyncio.to_thread(_remove, raw)

@@ -270,3 +270,21 @@ def test_kill_9_mid_upload_loses_nothing_acknowledged(upload_process: ServerProc
     found = wait_for(exam, timeout=60, what="the exam to be checked")
     assert (found["label"], found["files"], found["stage"]) == ("exam-0099.zip", 3, "checked")
     assert len(server.json("GET", "/api/v1/center/exams", token)[1]["exams"]) == 1
+
+
+def test_the_same_study_sent_again_replaces_the_first_exam(intake_server: AppServer,
+                                                           tmp_path: Path) -> None:
+    """The source key (HMAC of the center and the original StudyInstanceUID) knows the study
+    again, though no UID of it is kept: the first exam is excluded as resent."""
+    server, token = intake_server, intake_server.tokens()[LYON]
+    content = exam_zip(tmp_path, "exam-0077")
+    exams = []
+    for name in ("exam-0077.zip", "exam-0077-again.zip"):
+        _, headers, _ = create(server, token, len(content), name=name)
+        assert patch(server, token, headers["Location"], 0, content)[0] == 204
+        exams.append(server.json("GET", headers["Location"], token)[1]["exam_id"])
+    server.call(server.app[INTAKE].idle())
+    first = server.json("GET", f"/api/v1/center/exams/{exams[0]}", token)[1]
+    second = server.json("GET", f"/api/v1/center/exams/{exams[1]}", token)[1]
+    assert (first["stage"], first["exclusion"]) == ("excluded", "resent")
+    assert (second["stage"], second["replaces"]) == ("review", exams[0])
