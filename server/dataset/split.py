@@ -112,7 +112,7 @@ def split(exams: Iterable[SplitExam], plan: SplitPlan) -> Split:
     bins = [*sizes, (OUTSIDE, left)] if left else list(sizes)
     names = [n for n, _ in bins]
     room = {n: s for n, s in bins}
-    rng = random.Random(_seed_bytes(plan.seed))
+    rng = random.Random(_seed_bytes(plan.seed))  # noqa: S311 - reproducible, not secret
 
     patients: dict[str, list[SplitExam]] = defaultdict(list)
     for exam in exams:
