@@ -26,6 +26,7 @@ from server.connection import (
 )
 from server.countdown.ticker import Ticker
 from server.database import create_pool, migrate
+from server.dataset import views as dataset_views
 from server.errors import PodiumError
 from server.event import EventSpec
 from server.hub import Hub
@@ -290,6 +291,7 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
     pages.setup(app)
     review_views.setup(app)
     portal_views.setup(app)
+    dataset_views.setup(app)
     ws.setup(app)
     app.router.add_static("/static/", resource_dir("static"), name="static")
     return app
