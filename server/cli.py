@@ -139,7 +139,7 @@ def _database(config: Config) -> Iterator[Config]:
 
 def serve(args: argparse.Namespace) -> ExitCode:
     config = config_from(args)
-    event = check_truth(parse_event(config.event_path))
+    event = check_truth(_resolved(parse_event(config.event_path), config))
     config = replace(config, event_path=event.path)
     _setup_logging()
     with _database(config) as config:
@@ -156,12 +156,19 @@ def demo(args: argparse.Namespace) -> ExitCode:
     if not event_file.exists():
         print(f"Writing the demo event into {event_file.parent} …", flush=True)
         write_demo_event(event_file.parent)
-    event = check_truth(parse_event(event_file))
+    event = check_truth(_resolved(parse_event(event_file), config))
     config = replace(config, event_path=event.path)
     _setup_logging()
     with _database(config) as config:
         asyncio.run(_serve(config, event, all_links=True))
     return ExitCode.OK
+
+
+def _resolved(event: EventSpec, config: Config) -> EventSpec:
+    """A final day built from a set reads its truth and release in the data dir."""
+    from server.dataset.final import resolve
+
+    return resolve(event, config.data_dir)
 
 
 def export(args: argparse.Namespace) -> ExitCode:
@@ -334,7 +341,8 @@ def tokens(args: argparse.Namespace) -> ExitCode:
 def score(args: argparse.Namespace) -> ExitCode:
     from server.evaluators import evaluate
 
-    event = check_truth(parse_event(config_from(args).event_path))
+    config = config_from(args)
+    event = check_truth(_resolved(parse_event(config.event_path), config))
     try:
         challenge = event.challenge(args.challenge)
     except KeyError as exc:

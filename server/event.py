@@ -146,6 +146,10 @@ class ChallengeSpec:
     inclusion: InclusionSpec | None = None
     # Its kept exams' split into sets; None: not split by Podium.
     splits: SplitSpec | None = None
+    # `truth = "set:NAME"` / `release = "set:NAME"`: built from that set of its split
+    # (server/dataset/final.py); `truth` and `release` then point into the data dir.
+    truth_set: str | None = None
+    release_set: str | None = None
 
     def scoring_options(self) -> ScoringOptions:
         return scoring_options(self.options)
@@ -403,6 +407,8 @@ def check_truth(event: EventSpec) -> EventSpec:
 
     check = _Checker(event.path, event.path.read_text(encoding="utf-8"))
     for index, challenge in enumerate(event.challenges):
+        if challenge.truth_set is not None and not challenge.truth.exists():
+            continue  # written from its set when the split is made (docs/datasets.md)
         try:
             load_truth(challenge.kind, challenge.truth)
         except TruthError as exc:
@@ -436,12 +442,18 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
     duration = check.number(raw, table, "duration_minutes", index, default=None, minimum=0,
                             strict=True)
     assert duration is not None
-    truth = _path(check, raw, table, index, "truth", base, required=True)
-    assert truth is not None
-    if not (truth.is_dir() if of_kind.truth_shape == "folder" else truth.is_file()):
-        raise check.fail(f"truth {truth} must be {of_kind.truth_text} for a {kind} challenge",
-                         table, index, "truth")
-    release = _path(check, raw, table, index, "release", base, required=False)
+    truth_set, release_set = _from_set(raw, "truth"), _from_set(raw, "release")
+    if truth_set is not None:
+        truth = Path(str(raw["truth"]))  # where it is built: server/dataset/final.py resolve()
+    else:
+        found = _path(check, raw, table, index, "truth", base, required=True)
+        assert found is not None
+        truth = found
+        if not (truth.is_dir() if of_kind.truth_shape == "folder" else truth.is_file()):
+            raise check.fail(f"truth {truth} must be {of_kind.truth_text} for a {kind} "
+                             "challenge", table, index, "truth")
+    release = (Path(str(raw["release"])) if release_set is not None
+               else _path(check, raw, table, index, "release", base, required=False))
     counts = str(check.string(raw, table, "counts", index, required=False,
                               choices=tuple(c.value for c in Counts), default="last"))
     max_submissions = None
@@ -487,6 +499,7 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
     if splits is not None and inclusion is None:
         raise check.fail("splits needs an [challenges.inclusion] table: a question is split "
                          "from the exams it collects", "challenges", index, "splits")
+    _check_from_set(check, index, kind, splits, truth_set, release_set)
     return ChallengeSpec(
         slug=slug, title=title, kind=kind, duration=timedelta(minutes=duration), truth=truth,
         release=release, counts=Counts(counts), max_submissions=max_submissions,
@@ -495,6 +508,7 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
         hu_window=hu_window, max_upload_bytes=int(max_upload * MIB), sealed=sealed,
         storage_quota_bytes=None if quota is None else int(quota * MIB),
         ranking=ranking, options=options, inclusion=inclusion, splits=splits,
+        truth_set=truth_set, release_set=release_set,
     )
 
 
@@ -668,13 +682,14 @@ def _splits(check: _Checker, raw: dict[str, Any], index: int) -> SplitSpec | Non
     amounts = list(sets.values())
     whole = all(isinstance(a, int) and not isinstance(a, bool) for a in amounts)
     fractions = all(isinstance(a, float) for a in amounts)
+    if not (whole or fractions):
+        listed = ", ".join(f"{n} = {a!r}" for n, a in sets.items())
+        raise check.fail(f"sets must all be sizes in exams (513) or all fractions (0.34), "
+                         f"not a mix: {listed}", table, index, "sets")
     for name, amount in sets.items():
         if not SET_NAME_RE.match(name):
             raise check.fail(f"set name {name!r} may only use a-z, 0-9, '-' and '_' (at most "
                              "40)", table, index, "sets")
-        if not (whole or fractions):
-            raise check.fail(f"sets must all be sizes in exams (513) or all fractions (0.34), "
-                             f"got {name} = {amount!r}", table, index, "sets")
         if (whole and amount < 1) or (fractions and not 0 < amount <= 1):
             raise check.fail(f"set {name} must be a size >= 1 or a fraction in (0, 1], got "
                              f"{amount!r}", table, index, "sets")
@@ -703,6 +718,41 @@ def _splits(check: _Checker, raw: dict[str, Any], index: int) -> SplitSpec | Non
                          "value" if "value" in doc else "bins")
     return SplitSpec(seed=seed, sets=tuple(sets.items()), stratify=tuple(stratify),
                      value=value, bins=tuple(float(b) for b in bins))
+
+
+def _from_set(raw: dict[str, Any], key: str) -> str | None:
+    """The set a `truth` or `release` of "set:NAME" names; None for a path."""
+    value = raw.get(key)
+    if isinstance(value, str) and value.startswith("set:"):
+        return value[len("set:"):].strip()
+    return None
+
+
+# The kinds whose truth Podium writes from a set (server/dataset/final.py).
+TRUTH_FROM_SET = ("binary-probability", "regression")
+
+
+def _check_from_set(check: _Checker, index: int, kind: str, splits: SplitSpec | None,
+                    truth_set: str | None, release_set: str | None) -> None:
+    for key, name in (("truth", truth_set), ("release", release_set)):
+        if name is None:
+            continue
+        if splits is None:
+            raise check.fail(f"{key} = \"set:{name}\" needs a [challenges.splits] table "
+                             "naming that set", "challenges", index, key)
+        names = [n for n, _ in splits.sets]
+        if name not in names:
+            raise check.fail(f"{key} names set {name!r}, which [challenges.splits] does not "
+                             f"declare; its sets: {', '.join(names)}", "challenges", index, key)
+    if truth_set is not None and kind not in TRUTH_FROM_SET:
+        raise check.fail(f"a {kind} truth cannot be written from a set yet (only "
+                         f"{' and '.join(TRUTH_FROM_SET)}): give its truth folder",
+                         "challenges", index, "truth")
+    if truth_set is not None and kind == "regression" and (splits is None
+                                                           or splits.value is None):
+        raise check.fail("a regression truth from a set needs [challenges.splits] value: the "
+                         "clinical field it is (stratify = [\"center\", \"value\"])",
+                         "challenges", index, "truth")
 
 
 def _members(check: _Checker, doc: dict[str, Any], table: str, allowed: set[str],

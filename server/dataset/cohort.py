@@ -5,6 +5,7 @@ by the organizers' API (server/dataset/views.py) and `podium split` alike."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from server.dataset import final
 from server.dataset.manifest import ManifestExam, write_manifest
 from server.dataset.split import (
     SEED_MALIGNANT,
@@ -25,10 +27,12 @@ from server.dataset.split import (
     value_bin,
 )
 from server.errors import NoSplit, NoSplitDeclared
-from server.event import ChallengeSpec
+from server.event import ChallengeSpec, EventSpec
 from server.store import exams as exam_store
 from server.store import splits as split_store
 from server.store.exams import Exam, Stage
+
+log = logging.getLogger("podium.dataset")
 
 # Kept exams a question may have; far above the seed's 1,525.
 MAX_EXAMS = 100_000
@@ -89,7 +93,60 @@ async def make_split(conn: asyncpg.Connection, challenge: ChallengeSpec, data_di
         members = [ManifestExam(e.id, e.center, by_id[e.id].folder or Path("/nonexistent"))
                    for e in result.members(name)]
         await asyncio.to_thread(write_manifest, folder / f"{name}.csv", members)
+    await build_final(conn, challenge, data_dir)
     return await split_json(conn, challenge, data_dir)
+
+
+async def build_final(conn: asyncpg.Connection, challenge: ChallengeSpec,
+                      data_dir: Path) -> list[Path]:
+    """Writes the challenge's truth and release from the sets its event file names (nothing
+    when it names none); NoSplit when it is not split yet."""
+    if challenge.truth_set is None and challenge.release_set is None:
+        return []
+    _, result, exams = await stored_split(conn, challenge)
+
+    def rows(name: str | None) -> list[final.ExamRow]:
+        if name is None:
+            return []
+        return [final.ExamRow(e.id, exams[e.id].folder, None) for e in result.members(name)]
+
+    spec = challenge.splits
+    assert spec is not None
+
+    def with_truth(name: str | None) -> list[final.ExamRow]:
+        out = []
+        for row in rows(name):
+            summary = exams[row.id].summary
+            value: float | str | None
+            if challenge.kind == "regression" and spec.value is not None:
+                value = exam_value(summary, spec.value)
+            else:
+                value = exam_class(summary, _malignancy(challenge))
+            out.append(final.ExamRow(row.id, row.folder, value))
+        return out
+
+    return await asyncio.to_thread(final.build, challenge, with_truth(challenge.truth_set),
+                                   rows(challenge.release_set), data_dir)
+
+
+async def ensure_final(conn: asyncpg.Connection, event: EventSpec, data_dir: Path) -> bool:
+    """At the server's start: writes what is missing of each final day built from a set whose
+    split exists. Returns whether anything was written (the event is then resolved again)."""
+    written = False
+    for challenge in event.challenges:
+        if challenge.truth_set is None and challenge.release_set is None:
+            continue
+        missing = ((challenge.truth_set is not None and not challenge.truth.exists())
+                   or (challenge.release_set is not None and challenge.release is None))
+        if not missing:
+            continue
+        try:
+            written = bool(await build_final(conn, challenge, data_dir)) or written
+        except NoSplit:
+            log.warning("%s: its truth or release comes from a set, and it is not split yet: "
+                        "make the split (POST /api/v1/challenges/%s/split or podium split)",
+                        challenge.slug, challenge.slug)
+    return written
 
 
 async def stored_split(conn: asyncpg.Connection, challenge: ChallengeSpec
