@@ -4,6 +4,7 @@ their manifests' SHA-256; through `podium split` and the organizers' API."""
 from __future__ import annotations
 
 import hashlib
+import textwrap
 from pathlib import Path
 
 import asyncpg
@@ -15,22 +16,53 @@ from server.store import exams as exam_store
 from server.store import splits as split_store
 from tests.helpers import AppServer, load_event_into, run
 
-SPLITS = """
+EVENT = """
+[event]
+name = "Splits"
+
+[[challenges]]
+slug = "nodules-3d"
+title = "Nodules from the centers' exams"
+kind = "binary-probability"
+duration_minutes = 60
+truth = "set:validation"
+release = "set:validation"
+
+[challenges.inclusion]
+target = 12
+
+[challenges.inclusion.criteria]
+modality = "CT"
+dimension = "3d"
+
+[challenges.inclusion.criteria.nodules]
+count = {min = 1, max = 5}
+malignant = {volume_mm3_above = 100, diameter_mm_above = 6}
+
 [challenges.splits]
 seed = 2019
 sets = {training = 6, validation = 3, test = 3}
 stratify = ["center", "class"]
 
+[[centers]]
+name = "CHU de Lyon"
+challenges = ["nodules-3d"]
+
+[[centers]]
+name = "CHU de Bordeaux"
+challenges = ["nodules-3d"]
 """
+
+
+def _event(tmp_path: Path, text: str = EVENT) -> Path:
+    path = tmp_path / "event" / "event.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
 SMALL = {"x": 0.0, "y": 0.0, "z": 0.0, "diameter_mm": 4.0, "volume_mm3": 30.0}
 LARGE = {"x": 0.0, "y": 0.0, "z": 0.0, "diameter_mm": 9.0, "volume_mm3": 380.0}
-
-
-def _with_splits(event: Path) -> Path:
-    text = event.read_text()
-    head, _, tail = text.partition("[[teams]]")
-    event.write_text(head + SPLITS + "[[teams]]" + tail)  # after nodules-3d, the last question
-    return event
 
 
 async def _kept_exams(url: str, data_dir: Path, count: int = 12) -> list[int]:
@@ -63,9 +95,8 @@ async def _kept_exams(url: str, data_dir: Path, count: int = 12) -> list[int]:
 
 
 def test_podium_split_makes_shows_redoes_and_stops_at_a_release(
-        database_url: str, example_event: Path, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    event = _with_splits(example_event)
+        database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    event = _event(tmp_path)
     data = tmp_path / "data"
     run(load_event_into(database_url, event, data))
     ids = run(_kept_exams(database_url, data))
@@ -121,9 +152,8 @@ def test_podium_split_makes_shows_redoes_and_stops_at_a_release(
     assert run(stored()).id == 2
 
 
-def test_the_organizers_split_through_the_api(database_url: str, example_event: Path,
-                                              tmp_path: Path) -> None:
-    event = _with_splits(example_event)
+def test_the_organizers_split_through_the_api(database_url: str, tmp_path: Path) -> None:
+    event = _event(tmp_path)
     server = AppServer(event, tmp_path / "data", database_url).start()
     try:
         organizer = server.tokens()["organizer"]
@@ -147,9 +177,9 @@ def test_the_organizers_split_through_the_api(database_url: str, example_event: 
         assert status == 200 and shown == made
         status, again = server.json("POST", path, token=organizer, body={"redo": True})
         assert status == 201 and again["split"] == made["split"] + 1
-        status, body = server.json("POST", "/api/v1/challenges/nodules/split",
+        status, body = server.json("POST", "/api/v1/challenges/lungs/split",
                                    token=organizer, body={})
-        assert (status, body["error"]["code"]) == (409, "no_split_declared")
+        assert (status, body["error"]["code"]) == (404, "unknown_challenge")
         status, body = server.json("POST", path, token=server.tokens()["jury"], body={})
         assert status == 403
     finally:

@@ -4,7 +4,6 @@ of `[challenges.splits]` and of `set:` names."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import asyncpg
@@ -13,57 +12,12 @@ import pandas as pd
 import pytest
 
 from server.dataset import final
-from server.dataset.cohort import ensure_final, make_split, split_json
-from server.errors import EventFileError
+from server.dataset.cohort import ensure_final, make_split, plan_of, split_json
+from server.errors import EventFileError, NoSplitDeclared
 from server.evaluators.evaluate import load_truth
 from server.event import TRUTH_FROM_SET, check_truth, parse_event
-from tests.dataset.test_cohort import _kept_exams
+from tests.dataset.test_cohort import EVENT, _event, _kept_exams
 from tests.helpers import load_event_into, run
-
-EVENT = """
-[event]
-name = "Splits"
-
-[[challenges]]
-slug = "nodules-3d"
-title = "Nodules from the centers' exams"
-kind = "binary-probability"
-duration_minutes = 60
-truth = "set:validation"
-release = "set:validation"
-
-[challenges.inclusion]
-target = 12
-
-[challenges.inclusion.criteria]
-modality = "CT"
-dimension = "3d"
-
-[challenges.inclusion.criteria.nodules]
-count = {min = 1, max = 5}
-malignant = {volume_mm3_above = 100, diameter_mm_above = 6}
-
-[challenges.splits]
-seed = 7
-sets = {training = 0.5, validation = 0.25, test = 0.25}
-stratify = ["center", "class"]
-
-[[centers]]
-name = "CHU de Lyon"
-challenges = ["nodules-3d"]
-
-[[centers]]
-name = "CHU de Bordeaux"
-challenges = ["nodules-3d"]
-"""
-
-
-def _event(tmp_path: Path, text: str = EVENT) -> Path:
-    path = tmp_path / "event" / "event.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-    return path
-
 
 def test_the_truth_built_from_the_validation_set_is_the_one_written_by_hand(
         database_url: str, tmp_path: Path) -> None:
@@ -168,3 +122,16 @@ def test_a_set_the_splits_do_not_declare_is_refused(tmp_path: Path) -> None:
     with pytest.raises(EventFileError, match="cannot be written from a set yet"):
         parse_event(_event(tmp_path, text))
     assert set(TRUTH_FROM_SET) == set(final.TABLE_TRUTH)
+
+
+def test_a_question_without_splits_is_not_split(tmp_path: Path) -> None:
+    lines = EVENT.split("[challenges.splits]")
+    text = lines[0].replace('truth = "set:validation"\nrelease = "set:validation"\n', "")
+    text = text.replace('kind = "binary-probability"', 'kind = "regression"')
+    (tmp_path / "event").mkdir()
+    (tmp_path / "event" / "edss.csv").write_text("id,value\n1,2.5\n2,4\n")
+    text = text.replace('duration_minutes = 60', 'duration_minutes = 60\ntruth = "edss.csv"')
+    challenge = parse_event(_event(tmp_path, text + "[[centers]]" + lines[1].split(
+        "[[centers]]", 1)[1])).challenge("nodules-3d")
+    with pytest.raises(NoSplitDeclared, match="add a \\[challenges.splits\\] table"):
+        plan_of(challenge)
