@@ -19,6 +19,7 @@ from server.event import TRUTH_FROM_SET, check_truth, parse_event
 from tests.dataset.test_cohort import EVENT, _event, _kept_exams
 from tests.helpers import load_event_into, run
 
+
 def test_the_truth_built_from_the_validation_set_is_the_one_written_by_hand(
         database_url: str, tmp_path: Path) -> None:
     path, data = _event(tmp_path), tmp_path / "data"
