@@ -26,7 +26,7 @@ from server.dataset.split import (
     split,
     value_bin,
 )
-from server.errors import NoSplit, NoSplitDeclared
+from server.errors import NoSplit, NoSplitDeclared, SplitRefused
 from server.event import ChallengeSpec, EventSpec
 from server.store import exams as exam_store
 from server.store import splits as split_store
@@ -78,23 +78,54 @@ def manifest_folder(data_dir: Path, slug: str, split_id: int) -> Path:
 async def make_split(conn: asyncpg.Connection, challenge: ChallengeSpec, data_dir: Path, *,
                      by: str, redo: bool = False) -> dict[str, Any]:
     """Splits the question's kept exams as its `[challenges.splits]` declares, records the
-    split, writes each set's manifest, and returns the report (`split_json`)."""
+    split, writes each set's manifest (and the final day's files when its event file names a
+    set), and returns the report (`split_json`). What would stop the files being written (an
+    exam's folder gone, an exam without its label) refuses the split before it is recorded."""
     plan = plan_of(challenge)
     exams = await kept_exams(conn, challenge.slug)
     result = split([split_exam(e, challenge) for e in exams], plan)
-    assert challenge.splits is not None
-    declared = {k: v for k, v in asdict(challenge.splits).items()}
-    split_id = await split_store.record(conn, challenge.slug, seed=plan.seed, declared=declared,
-                                        sizes=result.sizes, assignment=result.assignment,
-                                        by=by, redo=redo)
     by_id = {e.id: e for e in exams}
+    for exam_id, name in sorted(result.assignment.items()):
+        folder = by_id[exam_id].folder
+        if name and (folder is None or not folder.is_dir()):
+            raise SplitRefused(f"exam {exam_id}'s folder {folder} is missing: restore it, or "
+                               "withdraw the exam, then split again")
+    truth_rows, release_rows = _final_rows(challenge, result, by_id)
+    if challenge.truth_set is not None:
+        final.truth_csv(challenge, truth_rows)
+    assert challenge.splits is not None
+    split_id = await split_store.record(conn, challenge.slug, seed=plan.seed,
+                                        declared=asdict(challenge.splits), sizes=result.sizes,
+                                        assignment=result.assignment, by=by, redo=redo)
     folder = manifest_folder(data_dir, challenge.slug, split_id)
     for name, _ in result.sizes:
-        members = [ManifestExam(e.id, e.center, by_id[e.id].folder or Path("/nonexistent"))
+        members = [ManifestExam(e.id, e.center, by_id[e.id].folder or Path())
                    for e in result.members(name)]
         await asyncio.to_thread(write_manifest, folder / f"{name}.csv", members)
-    await build_final(conn, challenge, data_dir)
+    if challenge.truth_set is not None or challenge.release_set is not None:
+        await asyncio.to_thread(final.build, challenge, truth_rows, release_rows, data_dir)
     return await split_json(conn, challenge, data_dir)
+
+
+def _final_rows(challenge: ChallengeSpec, result: Split, exams: dict[int, Exam]
+                ) -> tuple[list[final.ExamRow], list[final.ExamRow]]:
+    """The exams of the sets the truth and the release are built from, the truth's with their
+    label or value."""
+    spec = challenge.splits
+
+    def value(exam: Exam) -> float | str | None:
+        if challenge.kind == "regression" and spec is not None and spec.value is not None:
+            return exam_value(exam.summary, spec.value)
+        return exam_class(exam.summary, _malignancy(challenge))
+
+    def rows(name: str | None, with_value: bool) -> list[final.ExamRow]:
+        if name is None:
+            return []
+        return [final.ExamRow(e.id, exams[e.id].folder,
+                              value(exams[e.id]) if with_value else None)
+                for e in result.members(name) if e.id in exams]
+
+    return rows(challenge.truth_set, True), rows(challenge.release_set, False)
 
 
 async def build_final(conn: asyncpg.Connection, challenge: ChallengeSpec,
@@ -104,29 +135,8 @@ async def build_final(conn: asyncpg.Connection, challenge: ChallengeSpec,
     if challenge.truth_set is None and challenge.release_set is None:
         return []
     _, result, exams = await stored_split(conn, challenge)
-
-    def rows(name: str | None) -> list[final.ExamRow]:
-        if name is None:
-            return []
-        return [final.ExamRow(e.id, exams[e.id].folder, None) for e in result.members(name)]
-
-    spec = challenge.splits
-    assert spec is not None
-
-    def with_truth(name: str | None) -> list[final.ExamRow]:
-        out = []
-        for row in rows(name):
-            summary = exams[row.id].summary
-            value: float | str | None
-            if challenge.kind == "regression" and spec.value is not None:
-                value = exam_value(summary, spec.value)
-            else:
-                value = exam_class(summary, _malignancy(challenge))
-            out.append(final.ExamRow(row.id, row.folder, value))
-        return out
-
-    return await asyncio.to_thread(final.build, challenge, with_truth(challenge.truth_set),
-                                   rows(challenge.release_set), data_dir)
+    truth_rows, release_rows = _final_rows(challenge, result, exams)
+    return await asyncio.to_thread(final.build, challenge, truth_rows, release_rows, data_dir)
 
 
 async def ensure_final(conn: asyncpg.Connection, event: EventSpec, data_dir: Path) -> bool:

@@ -13,7 +13,7 @@ import pytest
 
 from server.dataset import final
 from server.dataset.cohort import ensure_final, make_split, plan_of, split_json
-from server.errors import EventFileError, NoSplitDeclared
+from server.errors import EventFileError, NoSplitDeclared, SplitRefused
 from server.evaluators.evaluate import load_truth
 from server.event import TRUTH_FROM_SET, check_truth, parse_event
 from tests.dataset.test_cohort import EVENT, _event, _kept_exams
@@ -136,3 +136,11 @@ def test_a_question_without_splits_is_not_split(tmp_path: Path) -> None:
         "[[centers]]", 1)[1])).challenge("nodules-3d")
     with pytest.raises(NoSplitDeclared, match="add a \\[challenges.splits\\] table"):
         plan_of(challenge)
+
+
+def test_an_exam_of_the_set_without_its_label_stops_the_truth(tmp_path: Path) -> None:
+    challenge = parse_event(_event(tmp_path)).challenge("nodules-3d")
+    rows = [final.ExamRow(4, None, "malignant"), final.ExamRow(2, None, "benign")]
+    assert final.truth_csv(challenge, rows) == "id,label\n2,0\n4,1\n"
+    with pytest.raises(SplitRefused, match="exam 7 of the set has no benign / malignant"):
+        final.truth_csv(challenge, [*rows, final.ExamRow(7, None, None)])
