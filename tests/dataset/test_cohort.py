@@ -4,6 +4,7 @@ their manifests' SHA-256; through `podium split` and the organizers' API."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -180,6 +181,16 @@ def test_the_organizers_split_through_the_api(database_url: str, tmp_path: Path)
         status, body = server.json("POST", "/api/v1/challenges/lungs/split",
                                    token=organizer, body={})
         assert (status, body["error"]["code"]) == (404, "unknown_challenge")
+        assert (tmp_path / "data" / "final" / "nodules-3d" / "truth.csv").is_file()
+    finally:
+        server.stop()
+    # Files lost: the next start writes them again from the split and prepares the release.
+    shutil.rmtree(tmp_path / "data" / "final")
+    server = AppServer(event, tmp_path / "data", database_url).start()
+    try:
+        status, challenges = server.json("GET", "/api/v1/challenges")
+        assert status == 200 and challenges[0]["release"] is not None, challenges
+        assert (tmp_path / "data" / "final" / "nodules-3d" / "truth.csv").is_file()
         status, body = server.json("POST", path, token=server.tokens()["jury"], body={})
         assert status == 403
     finally:

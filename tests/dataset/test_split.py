@@ -53,7 +53,7 @@ def _plan(exams: list[SplitExam], seed: int) -> SplitPlan:
                             ("test", second)), ("center", "class"))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(cohorts(), st.integers(0, 2**31))
 def test_no_patient_is_in_two_sets_and_the_sizes_are_exact(exams: list[SplitExam],
                                                            seed: int) -> None:
@@ -77,7 +77,7 @@ def test_the_same_seed_gives_the_same_split_in_any_order(exams: list[SplitExam],
     assert split(exams, plan).assignment == split(again, plan).assignment
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(cohorts(several=False), st.integers(0, 2**31))
 def test_each_stratum_is_within_one_of_its_share(exams: list[SplitExam], seed: int) -> None:
     plan = _plan(exams, seed)
