@@ -26,6 +26,9 @@ from server.connection import (
 )
 from server.countdown.ticker import Ticker
 from server.database import create_pool, migrate
+from server.dataset import views as dataset_views
+from server.dataset.cohort import ensure_final
+from server.dataset.final import resolve as resolve_sets
 from server.errors import PodiumError
 from server.event import EventSpec
 from server.hub import Hub
@@ -148,6 +151,10 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             await migrate(conn)
             credentials = ensure_tokens(app[EVENT], config.data_dir)
             report = await load_event(conn, app[EVENT], credentials)
+            if await ensure_final(conn, app[EVENT], config.data_dir):
+                # A final day built from a set now has its files: point the event at them.
+                app[EVENT] = resolve_sets(app[EVENT], config.data_dir)
+                report = await load_event(conn, app[EVENT], credentials)
         log.info("event %r loaded from %s (%s)", app[EVENT].name, app[EVENT].path,
                  "updated" if report.changed else "unchanged")
         await arming.arm(pool, app[EVENT], config.data_dir, config.allow_release)
@@ -284,7 +291,7 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
         guard.close_all()
     app.on_cleanup.append(close_connections)
     app[LOOP_MONITOR] = LoopMonitor()
-    app[EVENT] = event
+    app[EVENT] = resolve_sets(event, config.data_dir)
     app[RATE_LIMITER] = RateLimiter(config.upload_burst, config.upload_every_s)
     app[MAX_PENDING] = config.max_pending_per_team
     app[RESULT_WAITERS] = ResultWaiters()
@@ -308,6 +315,7 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
     portal_views.setup(app)
     registration.setup(app)
     upload.setup(app)
+    dataset_views.setup(app)
     ws.setup(app)
     app.router.add_static("/static/", resource_dir("static"), name="static")
     return app

@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
                                 "difference with the stored metrics").add_argument(
         "--challenge", default=None, metavar="SLUG")
 
+    splitting = command("split", split, "split a question's kept exams into its sets (once), "
+                                        "write their manifests and print the report")
+    splitting.add_argument("--challenge", required=True, metavar="SLUG")
+    splitting.add_argument("--redo", action="store_true",
+                           help="split again, replacing the split in force (refused once a "
+                                "set is released)")
+
     from server import submit, watch
     from server.release.commands import add_commands as add_release_commands
 
@@ -132,7 +139,7 @@ def _database(config: Config) -> Iterator[Config]:
 
 def serve(args: argparse.Namespace) -> ExitCode:
     config = config_from(args)
-    event = check_truth(parse_event(config.event_path))
+    event = check_truth(_resolved(parse_event(config.event_path), config))
     config = replace(config, event_path=event.path)
     _setup_logging()
     with _database(config) as config:
@@ -149,12 +156,19 @@ def demo(args: argparse.Namespace) -> ExitCode:
     if not event_file.exists():
         print(f"Writing the demo event into {event_file.parent} …", flush=True)
         write_demo_event(event_file.parent)
-    event = check_truth(parse_event(event_file))
+    event = check_truth(_resolved(parse_event(event_file), config))
     config = replace(config, event_path=event.path)
     _setup_logging()
     with _database(config) as config:
         asyncio.run(_serve(config, event, all_links=True))
     return ExitCode.OK
+
+
+def _resolved(event: EventSpec, config: Config) -> EventSpec:
+    """A final day built from a set reads its truth and release in the data dir."""
+    from server.dataset.final import resolve
+
+    return resolve(event, config.data_dir)
 
 
 def export(args: argparse.Namespace) -> ExitCode:
@@ -216,6 +230,48 @@ async def _rescore(url: str, only: str | None) -> ExitCode:
         print(line)
     print(f"{checked} counted submission(s) rescored, {len(differences)} difference(s)")
     return ExitCode.REFUSED if differences else ExitCode.OK
+
+
+def split(args: argparse.Namespace) -> ExitCode:
+    config = config_from(args)
+    event = parse_event(config.event_path)
+    try:
+        challenge = event.challenge(args.challenge)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+    return _offline(args, lambda url: _split(url, challenge, config.data_dir, args.redo))
+
+
+async def _split(url: str, challenge: Any, data_dir: Path, redo: bool) -> ExitCode:
+    import asyncpg
+
+    from server.dataset.cohort import make_split, split_json
+    from server.dataset.split import report_text
+    from server.errors import NoSplit, PodiumError
+
+    conn = await asyncpg.connect(url)
+    try:
+        try:
+            if redo:
+                shown = await make_split(conn, challenge, data_dir, by="podium split",
+                                         redo=True)
+            else:
+                try:
+                    shown = await split_json(conn, challenge, data_dir)
+                except NoSplit:
+                    shown = await make_split(conn, challenge, data_dir, by="podium split")
+        except PodiumError as exc:
+            print(f"podium: {challenge.slug}: {exc.message} ({exc.code})", file=sys.stderr)
+            return ExitCode.REFUSED
+    finally:
+        await conn.close()
+    print(f"{challenge.slug}: split {shown['split']} (seed {shown['seed']}), made by "
+          f"{shown['made_by']} at {shown['made_at']}")
+    print(report_text(shown["sets"]))
+    for row in shown["sets"]:
+        if row["manifest"]:
+            print(f"manifest of {row['set']}: {row['manifest']}")
+    return ExitCode.OK
 
 
 async def _serve(config: Config, event: EventSpec, *, all_links: bool = False) -> None:
@@ -285,7 +341,8 @@ def tokens(args: argparse.Namespace) -> ExitCode:
 def score(args: argparse.Namespace) -> ExitCode:
     from server.evaluators import evaluate
 
-    event = check_truth(parse_event(config_from(args).event_path))
+    config = config_from(args)
+    event = check_truth(_resolved(parse_event(config.event_path), config))
     try:
         challenge = event.challenge(args.challenge)
     except KeyError as exc:

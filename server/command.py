@@ -63,6 +63,9 @@ EXITS: dict[str, dict[ExitCode, str]] = {
     "export": {ExitCode.OK: "written", ExitCode.USAGE: _USAGE},
     "rescore": {ExitCode.OK: "no difference", ExitCode.REFUSED: "differences listed",
                 ExitCode.USAGE: _USAGE},
+    "split": {ExitCode.OK: "split made or shown",
+              ExitCode.REFUSED: "refused (no split declared, too few exams, released already)",
+              ExitCode.USAGE: _USAGE},
 }
 
 

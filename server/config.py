@@ -13,9 +13,9 @@ from server.settings import setting
 
 # Which commands take which settings.
 SERVER = ("serve", "demo")
-EVENT = ("serve", "tokens", "score", "export", "rescore", "check-release")
-DATA = ("serve", "demo", "tokens", "export", "rescore", "check-release")
-DATABASE = ("serve", "demo", "export", "rescore")
+EVENT = ("serve", "tokens", "score", "export", "rescore", "check-release", "split")
+DATA = ("serve", "demo", "tokens", "export", "rescore", "check-release", "split")
+DATABASE = ("serve", "demo", "export", "rescore", "split")
 LINKS = ("serve", "demo", "tokens")
 
 

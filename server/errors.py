@@ -614,6 +614,47 @@ class RegistrationsFull(TooManyRequests):
                          "once they have answered, or write to them")
 
 
+# -- datasets (docs/datasets.md) ---------------------------------------------------------------
+
+class SplitRefused(Unprocessable):
+    """The split asked cannot be made from the kept exams: more exams than there are, or
+    patients kept whole that no set has room for. The message says which and what to change."""
+
+    code = "split_refused"
+
+
+class NoSplitDeclared(Conflict):
+    code = "no_split_declared"
+
+    def __init__(self, slug: str) -> None:
+        super().__init__(f"{slug} declares no split: add a [challenges.splits] table with its "
+                         "seed and sets to the event file (docs/datasets.md)")
+
+
+class NoSplit(NotFound):
+    code = "no_split"
+
+    def __init__(self, slug: str) -> None:
+        super().__init__(f"{slug} has no split yet: an organizer makes it with POST "
+                         f"/api/v1/challenges/{slug}/split or `podium split`")
+
+
+class SplitExists(Conflict):
+    code = "split_exists"
+
+    def __init__(self, slug: str) -> None:
+        super().__init__(f"{slug} is split already; to split again, send {{\"redo\": true}} "
+                         "(or `podium split --redo`) before any of its sets is released")
+
+
+class SplitReleased(Conflict):
+    code = "split_released"
+
+    def __init__(self, slug: str, released: str) -> None:
+        super().__init__(f"{slug}'s split cannot change: its set {released!r} is released "
+                         "to the teams already", released=released)
+
+
 class EventFileError(Exception):
     """The event file is refused. The message names the file, the key and the line when known.
     Not a request's refusal: the server does not start (`podium serve`, `podium check`)."""

@@ -33,7 +33,7 @@ CHALLENGE_KEYS = {
     "slug", "title", "kind", "duration_minutes", "truth", "release", "counts",
     "max_submissions", "team_feedback", "leaderboard", "freeze_minutes",
     "upload_grace_seconds", "max_upload_mb", "sealed", "storage_quota_mb", "ranking",
-    "inclusion",
+    "inclusion", "splits",
 }
 TEAM_KEYS = {"name", "challenges", "token"}
 CENTER_KEYS = {"name", "challenges", "token", "ae_title", "email"}
@@ -41,6 +41,8 @@ REVIEWER_KEYS = {"name", "challenges", "token"}
 REGISTRATION_KEYS = {"opens", "closes", "min_members", "max_members", "required_roles",
                      "required_affiliations", "charter", "charter_version", "pages"}
 INCLUSION_KEYS = {"target", "margin", "keep", "reading", "dates", "criteria"}
+SPLIT_KEYS = {"seed", "sets", "stratify", "value", "bins"}
+SET_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 TOP_KEYS = {"event", "access", "challenges", "teams", "centers", "reviewers", "registration"}
 GRADES = ("A", "B", "C", "D")
 AE_TITLE_RE = re.compile(r"^[ -~]{1,16}$")
@@ -101,6 +103,19 @@ class InclusionSpec:
 
 
 @dataclass(frozen=True)
+class SplitSpec:
+    """A question's split (`[challenges.splits]`, docs/datasets.md): the seed, the sets in
+    order each with its size in exams (int) or its fraction (float), what it is stratified
+    by, and for `value` the clinical field and its bins' edges."""
+
+    seed: int
+    sets: tuple[tuple[str, int | float], ...]
+    stratify: tuple[str, ...] = ("center",)
+    value: str | None = None
+    bins: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
 class ChallengeSpec:
     """A challenge as the event file declares it. Its fields have the names and types of the
     stored challenge's (server/store/challenges.py), which adds the clock's state."""
@@ -131,6 +146,12 @@ class ChallengeSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     # Before the final day: the exams the question collects; None: not collected by Podium.
     inclusion: InclusionSpec | None = None
+    # Its kept exams' split into sets; None: not split by Podium.
+    splits: SplitSpec | None = None
+    # `truth = "set:NAME"` / `release = "set:NAME"`: built from that set of its split
+    # (server/dataset/final.py); `truth` and `release` then point into the data dir.
+    truth_set: str | None = None
+    release_set: str | None = None
 
     def scoring_options(self) -> ScoringOptions:
         return scoring_options(self.options)
@@ -414,6 +435,8 @@ def check_truth(event: EventSpec) -> EventSpec:
 
     check = _Checker(event.path, event.path.read_text(encoding="utf-8"))
     for index, challenge in enumerate(event.challenges):
+        if challenge.truth_set is not None and not challenge.truth.exists():
+            continue  # written from its set when the split is made (docs/datasets.md)
         try:
             load_truth(challenge.kind, challenge.truth)
         except TruthError as exc:
@@ -447,12 +470,18 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
     duration = check.number(raw, table, "duration_minutes", index, default=None, minimum=0,
                             strict=True)
     assert duration is not None
-    truth = _path(check, raw, table, index, "truth", base, required=True)
-    assert truth is not None
-    if not (truth.is_dir() if of_kind.truth_shape == "folder" else truth.is_file()):
-        raise check.fail(f"truth {truth} must be {of_kind.truth_text} for a {kind} challenge",
-                         table, index, "truth")
-    release = _path(check, raw, table, index, "release", base, required=False)
+    truth_set, release_set = _from_set(raw, "truth"), _from_set(raw, "release")
+    if truth_set is not None:
+        truth = Path(str(raw["truth"]))  # where it is built: server/dataset/final.py resolve()
+    else:
+        found = _path(check, raw, table, index, "truth", base, required=True)
+        assert found is not None
+        truth = found
+        if not (truth.is_dir() if of_kind.truth_shape == "folder" else truth.is_file()):
+            raise check.fail(f"truth {truth} must be {of_kind.truth_text} for a {kind} "
+                             "challenge", table, index, "truth")
+    release = (Path(str(raw["release"])) if release_set is not None
+               else _path(check, raw, table, index, "release", base, required=False))
     counts = str(check.string(raw, table, "counts", index, required=False,
                               choices=tuple(c.value for c in Counts), default="last"))
     max_submissions = None
@@ -494,6 +523,11 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
     hu_window = (float(hu[0]), float(hu[1])) if hu is not None else None
     ranking = _ranking(check, raw, index, of_kind)
     inclusion = _inclusion(check, raw, index)
+    splits = _splits(check, raw, index)
+    if splits is not None and inclusion is None:
+        raise check.fail("splits needs an [challenges.inclusion] table: a question is split "
+                         "from the exams it collects", "challenges", index, "splits")
+    _check_from_set(check, index, kind, splits, truth_set, release_set)
     return ChallengeSpec(
         slug=slug, title=title, kind=kind, duration=timedelta(minutes=duration), truth=truth,
         release=release, counts=Counts(counts), max_submissions=max_submissions,
@@ -501,7 +535,8 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
         freeze_window=timedelta(minutes=freeze), upload_grace=timedelta(seconds=grace),
         hu_window=hu_window, max_upload_bytes=int(max_upload * MIB), sealed=sealed,
         storage_quota_bytes=None if quota is None else int(quota * MIB),
-        ranking=ranking, options=options, inclusion=inclusion,
+        ranking=ranking, options=options, inclusion=inclusion, splits=splits,
+        truth_set=truth_set, release_set=release_set,
     )
 
 
@@ -649,6 +684,103 @@ def _inclusion(check: _Checker, raw: dict[str, Any], index: int) -> InclusionSpe
     return InclusionSpec(target=target, margin=margin, keep=tuple(g for g in GRADES if g in keep),
                          reading=Reading(reading), dates=dates, criteria=criteria,
                          declared=doc)
+
+
+def _splits(check: _Checker, raw: dict[str, Any], index: int) -> SplitSpec | None:
+    """`[challenges.splits]`: None when the question is not split by Podium."""
+    if "splits" not in raw:
+        return None
+    table = "challenges.splits"
+    doc = raw["splits"]
+    if not isinstance(doc, dict):
+        raise check.fail("splits must be a table: [challenges.splits]", "challenges", index,
+                         "splits")
+    check.table(doc, table, SPLIT_KEYS, index)
+    seed = doc.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise check.fail(f"seed must be a whole number (the same seed gives the same split), "
+                         f"got {seed!r}" if "seed" in doc else "missing required key 'seed' "
+                         "(a whole number: the same seed gives the same split)", table, index,
+                         "seed" if "seed" in doc else None)
+    sets = doc.get("sets")
+    example = "sets = {training = 513, validation = 512, test = 500}, or fractions"
+    if not isinstance(sets, dict) or not sets:
+        raise check.fail(f"sets must name the sets in order with their sizes: {example}",
+                         table, index, "sets" if "sets" in doc else None)
+    amounts = list(sets.values())
+    whole = all(isinstance(a, int) and not isinstance(a, bool) for a in amounts)
+    fractions = all(isinstance(a, float) for a in amounts)
+    if not (whole or fractions):
+        listed = ", ".join(f"{n} = {a!r}" for n, a in sets.items())
+        raise check.fail(f"sets must all be sizes in exams (513) or all fractions (0.34), "
+                         f"not a mix: {listed}", table, index, "sets")
+    for name, amount in sets.items():
+        if not SET_NAME_RE.match(name):
+            raise check.fail(f"set name {name!r} may only use a-z, 0-9, '-' and '_' (at most "
+                             "40)", table, index, "sets")
+        if (whole and amount < 1) or (fractions and not 0 < amount <= 1):
+            raise check.fail(f"set {name} must be a size >= 1 or a fraction in (0, 1], got "
+                             f"{amount!r}", table, index, "sets")
+    if fractions and sum(amounts) > 1 + 1e-9:
+        raise check.fail(f"the fractions of sets add up to {sum(amounts):g}, more than 1",
+                         table, index, "sets")
+    stratify = doc.get("stratify", ["center"])
+    allowed = ("center", "class", "value")
+    if (not isinstance(stratify, list) or len(set(stratify)) != len(stratify)
+            or not all(isinstance(k, str) and k in allowed for k in stratify)):
+        raise check.fail(f"stratify must list among {', '.join(allowed)}, got {stratify!r}",
+                         table, index, "stratify")
+    if "class" in stratify and "value" in stratify:
+        raise check.fail("stratify by class or by value, not both", table, index, "stratify")
+    value = check.string(doc, table, "value", index, required="value" in stratify)
+    bins = doc.get("bins", [])
+    if "value" in stratify:
+        good = (isinstance(bins, list) and len(bins) >= 2 and all(_finite(b) for b in bins)
+                and all(a < b for a, b in zip(bins, bins[1:], strict=False)))
+        if not good:
+            raise check.fail(f"bins must be increasing edges, at least two, e.g. [0, 3, 6, "
+                             f"10], got {bins!r}", table, index, "bins" if "bins" in doc
+                             else None)
+    elif "value" in doc or "bins" in doc:
+        raise check.fail("value and bins are for stratify = [..., \"value\"]", table, index,
+                         "value" if "value" in doc else "bins")
+    return SplitSpec(seed=seed, sets=tuple(sets.items()), stratify=tuple(stratify),
+                     value=value, bins=tuple(float(b) for b in bins))
+
+
+def _from_set(raw: dict[str, Any], key: str) -> str | None:
+    """The set a `truth` or `release` of "set:NAME" names; None for a path."""
+    value = raw.get(key)
+    if isinstance(value, str) and value.startswith("set:"):
+        return value[len("set:"):].strip()
+    return None
+
+
+# The kinds whose truth Podium writes from a set (server/dataset/final.py).
+TRUTH_FROM_SET = ("binary-probability", "regression")
+
+
+def _check_from_set(check: _Checker, index: int, kind: str, splits: SplitSpec | None,
+                    truth_set: str | None, release_set: str | None) -> None:
+    for key, name in (("truth", truth_set), ("release", release_set)):
+        if name is None:
+            continue
+        if splits is None:
+            raise check.fail(f"{key} = \"set:{name}\" needs a [challenges.splits] table "
+                             "naming that set", "challenges", index, key)
+        names = [n for n, _ in splits.sets]
+        if name not in names:
+            raise check.fail(f"{key} names set {name!r}, which [challenges.splits] does not "
+                             f"declare; its sets: {', '.join(names)}", "challenges", index, key)
+    if truth_set is not None and kind not in TRUTH_FROM_SET:
+        raise check.fail(f"a {kind} truth cannot be written from a set yet (only "
+                         f"{' and '.join(TRUTH_FROM_SET)}): give its truth folder",
+                         "challenges", index, "truth")
+    if truth_set is not None and kind == "regression" and (splits is None
+                                                           or splits.value is None):
+        raise check.fail("a regression truth from a set needs [challenges.splits] value: the "
+                         "clinical field it is (stratify = [\"center\", \"value\"])",
+                         "challenges", index, "truth")
 
 
 def _members(check: _Checker, doc: dict[str, Any], table: str, allowed: set[str],

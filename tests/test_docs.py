@@ -16,6 +16,7 @@ from server.event import (
     INCLUSION_KEYS,
     REGISTRATION_KEYS,
     REVIEWER_KEYS,
+    SPLIT_KEYS,
     TEAM_KEYS,
 )
 from tests.helpers import ROOT
@@ -24,7 +25,7 @@ from tests.helpers import ROOT
 def test_every_event_key_is_documented() -> None:
     doc = (ROOT / "docs" / "event-file.md").read_text()
     for key in sorted(EVENT_KEYS | ACCESS_KEYS | CHALLENGE_KEYS | TEAM_KEYS | CENTER_KEYS
-                      | REVIEWER_KEYS | INCLUSION_KEYS | REGISTRATION_KEYS):
+                      | REVIEWER_KEYS | INCLUSION_KEYS | REGISTRATION_KEYS | SPLIT_KEYS):
         assert f"| `{key}` |" in doc, f"{key} is not in docs/event-file.md"
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from server import settings
 from server.command import ExitCode, UsageError, add_parser
 from server.config import Config
+from server.dataset.final import resolve
 from server.deid.secret import SECRET_FILE, load_keys
 from server.errors import ReleaseError
 from server.event import parse_event
@@ -72,7 +73,8 @@ def check_release_command(args: argparse.Namespace) -> ExitCode:
         raise UsageError("--allow needs a reason, e.g. --allow \"dates are needed for the task, "
                          "approved by the DPO\"")
     config = Config(**settings.values(args, Config, "check-release"))
-    event = parse_event(config.event_path)
+    # A release built from a set is checked where it was written (server/dataset/final.py).
+    event = resolve(parse_event(config.event_path), config.data_dir)
     counts: dict[str, int] = {}
     failed = False
     for challenge in event.challenges:
