@@ -11,6 +11,7 @@ from server.config import Config
 from server.connection import ConnectionGuard
 from server.event import EventSpec
 from server.hub import Hub
+from server.inclusion.node import Node
 from server.listener import Listener
 from server.loop_monitor import LoopMonitor
 from server.worker import Scoring
@@ -24,6 +25,8 @@ LISTENER = web.AppKey("listener", Listener)
 SCORING = web.AppKey("scoring", Scoring)
 CONNECTIONS = web.AppKey("connections", ConnectionGuard)
 LOOP_MONITOR = web.AppKey("loop_monitor", LoopMonitor)
+# Only when `--dicom-port` is set.
+DICOM_NODE = web.AppKey("dicom_node", Node)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 # The event loop's clock (monotonic) when the request arrived.
