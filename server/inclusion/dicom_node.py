@@ -179,7 +179,8 @@ class DicomNode:
         ae.require_calling_aet = list(self.centers)
         ae.require_called_aet = True
         self._server = ae.start_server((host, port), block=False,
-                                       evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+                                       evt_handlers=[(evt.EVT_C_STORE, self._on_store),
+                                                     (evt.EVT_REJECTED, self._on_rejected)])
         self._stopping.clear()
         if self.tick_s is not None:
             self._ticker = threading.Thread(target=self._tick, name="dicom-node-ticker",
@@ -237,6 +238,20 @@ class DicomNode:
         """(center, study UID) of the studies not closed yet."""
         with self._lock:
             return sorted(self._open)
+
+    def _on_rejected(self, event: Any) -> None:
+        # One line per refused association, saying what to fix (pynetdicom's own lines are
+        # at INFO, and many per association).
+        requestor = event.assoc.requestor
+        calling = str(requestor.ae_title).strip()
+        peer = f"{requestor.address}:{requestor.port}"
+        if calling not in self.centers:
+            LOG.warning("DICOM association from %s refused: the calling AE title %r is no "
+                        "center's (give it as the ae_title of its [[centers]] entry)", peer,
+                        calling)
+        else:
+            LOG.warning("DICOM association from %s (%s) refused: it called an AE title other "
+                        "than %s", peer, calling, self.ae_title)
 
     # -- C-STORE ------------------------------------------------------------------------
 

@@ -3,13 +3,17 @@
 
 Each center with an `ae_title` in the event file may send; its studies are spooled under
 DATA_DIR/dicom-spool/<center id>/<StudyInstanceUID>/ and closed after the quiet period. A closed
-study (its `study.json` marker written) is handed to the event loop, which picks the question
-it is for, then calls `Intake.receive(channel="dicom", ...)`: the pipeline creates the exam row
-and then takes the folder. Hand-over is driven by the spool alone — a marked folder still in
-the spool has not been taken — so the same sweep serves a study just closed and one left by a
-crash: a crash before the exam row exists hands it again at the next start; one after the row
-but before the folder was taken finds that row (same center, same study) and hands the folder
-to it instead of creating a second exam (`Receiver.resume`).
+study (its `study.json` marker written) is handed on the event loop: the question it is for is
+picked from its headers (`choose_question`), then `Intake.receive(channel="dicom", ...)` takes
+a folder of hard links to its instances and commits the exam. Only then are the spool's
+originals removed, so the hand-over is driven by the spool alone — a marked folder still in the
+spool has not been taken — and one sweep serves a study just closed and one a crash left:
+
+- crash before the exam is committed: the spool still holds the study; it is handed again
+  (the pipeline removes the links it had moved in, which it never committed);
+- crash after the commit, before the originals are removed: `handing.json`, written before the
+  hand-over, holds the highest exam id of that moment; an exam of this center and study above
+  it is that hand-over, so the originals are removed and no second exam is made.
 
 docs/inclusion.md "The DICOM node" is the contract.
 """
@@ -20,16 +24,24 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import asyncpg
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
-from pynetdicom import evt
 
+from server.config import Config
+from server.deid import load_keys
+from server.durable import fsync_dir
+from server.event import EventSpec
 from server.inclusion.check import check_series, check_study
 from server.inclusion.criteria import Criteria
 from server.inclusion.dicom_node import INSTANCE_SUFFIX, MARKER, ClosedStudy, DicomNode
@@ -38,6 +50,10 @@ from server.inclusion.headers import SeriesSummary, study_series
 LOG = logging.getLogger(__name__)
 
 SPOOL = "dicom-spool"
+# Where a study's instances are linked for the pipeline to take (same filesystem as the spool).
+HANDOVER = "dicom-handover"
+# In a study's folder while it is handed: the highest exam id before the hand-over.
+HANDING = "handing.json"
 CHANNEL = "dicom"
 _DIMENSION_RULES = ("dimension", "min_slices")
 
@@ -162,15 +178,17 @@ class Node:
     """The DICOM node of one server process: listens while the app runs, hands each closed
     study to `receiver` on the app's event loop."""
 
-    def __init__(self, *, spool: Path, centers: Sequence[Center], receiver: Receiver,
-                 secret: bytes, ae_title: str, host: str, port: int, quiet_s: float,
-                 resume: Callable[[int, str, Path], Any] | None = None) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, spool: Path, centers: Sequence[Center],
+                 receiver: Receiver,
+                 secret: bytes, ae_title: str, host: str, port: int,
+                 quiet_s: float) -> None:
+        self.pool = pool
         self.spool = spool
+        self.handover = spool.parent / HANDOVER
         self.by_id = {c.id: c for c in centers}
         self.receiver = receiver
         self.secret = secret
         self.host, self.port = host, port
-        self.resume = resume
         self.library = DicomNode(spool, centers={c.ae_title: str(c.id) for c in centers},
                                  quiet_s=quiet_s, on_study=self._on_study, ae_title=ae_title)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -185,8 +203,9 @@ class Node:
         self._loop = asyncio.get_running_loop()
         # pynetdicom says a few lines at INFO for every association; ours say what matters.
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+        # What was linked for a hand-over that did not complete: the spool has the originals.
+        await asyncio.to_thread(_remove_tree, self.handover)
         port = await asyncio.to_thread(self.library.start, self.host, self.port)
-        self.library._server.bind(evt.EVT_REJECTED, self._on_rejected)  # noqa: SLF001
         self._sweeper = asyncio.create_task(self._sweep(), name="dicom-node-sweeper")
         return port
 
@@ -202,16 +221,6 @@ class Node:
             await asyncio.wait(self._handovers, timeout=30)
 
     # -- from the node's threads ----------------------------------------------------------
-
-    def _on_rejected(self, event: Any) -> None:
-        calling = str(event.assoc.requestor.ae_title).strip()
-        peer = f"{event.assoc.requestor.address}:{event.assoc.requestor.port}"
-        if calling not in self.library.centers:
-            LOG.warning("DICOM association from %s refused: calling AE title %r is no "
-                        "center's (add it as ae_title of its [[centers]] entry)", peer, calling)
-        else:
-            LOG.warning("DICOM association from %s (%s) refused: it called another AE title "
-                        "than %s", peer, calling, self.library.ae_title)
 
     def _on_study(self, study: ClosedStudy) -> None:
         # Runs in the node's ticker thread, its lock held: only wake the sweeper, which
@@ -251,20 +260,110 @@ class Node:
             study = await asyncio.to_thread(read_study, folder)
             choice = choose_question(center.questions, study.series)
             key = source_key(self.secret, center.id, study.study_uid)
-            exam_id = await self.receiver.receive(
-                center_id=center.id, challenge=choice.challenge, channel=CHANNEL,
-                label=study.label, source_key=key, folder=folder)
+            async with self.pool.acquire() as conn:
+                earlier = await asyncio.to_thread(_handing_since, folder)
+                if earlier is None:
+                    since = await conn.fetchval("SELECT coalesce(max(id), 0) FROM exam")
+                    await asyncio.to_thread(_note_handing, folder, since)
+                else:
+                    # Handed before a crash: done if the exam was committed.
+                    since = earlier
+                    done = await conn.fetchval(
+                        "SELECT id FROM exam WHERE center_id = $1 AND source_key = $2 "
+                        "AND id > $3 ORDER BY id LIMIT 1", center.id, key, since)
+                    if done is not None:
+                        await asyncio.to_thread(self._release, folder, None)
+                        self.handed.append((folder.name, done))
+                        LOG.info("study %s of %s was exam %d already; its spool copy is "
+                                 "removed", folder.name, center.name, done)
+                        return
+            handed, files = await asyncio.to_thread(self._link, folder)
+            try:
+                exam_id = await self.receiver.receive(
+                    center_id=center.id, challenge=choice.challenge, channel=CHANNEL,
+                    label=study.label, source_key=key, folder=handed)
+            finally:
+                await asyncio.to_thread(_remove_tree, handed)
+            await asyncio.to_thread(self._release, folder, files)
             self.handed.append((folder.name, exam_id))
             LOG.info("study from %s (%d instances) is exam %d of %s: %s", center.name,
-                     sum(s.files for s in study.series), exam_id, choice.challenge, choice.why)
+                     len(files), exam_id, choice.challenge, choice.why)
         except Exception:
             LOG.exception("study %s could not be handed to the pipeline; tried again later",
                           folder)
         finally:
             self._handing.discard(folder)
 
+    def _link(self, folder: Path) -> tuple[Path, list[Path]]:
+        """The study's instances linked (not copied) into a folder of their own, which the
+        pipeline takes: until it has committed the exam, the spool keeps the originals."""
+        files = sorted(folder.glob(f"*{INSTANCE_SUFFIX}"))
+        handed = self.handover / f"{folder.parent.name}-{folder.name}-{uuid.uuid4().hex[:8]}"
+        handed.mkdir(parents=True)
+        for f in files:
+            os.link(f, handed / f.name)
+        fsync_dir(handed)
+        fsync_dir(handed.parent)
+        return handed, files
 
-def centers_of(event: Any, rows: Iterable[Mapping[str, Any]]) -> list[Center]:
+    def _release(self, folder: Path, files: list[Path] | None) -> None:
+        """The spool's copy of a study the pipeline owns now. Only the instances handed are
+        removed: one that arrived since (the study opened again) stays, and makes a new
+        exam when it closes."""
+        for f in files if files is not None else folder.glob(f"*{INSTANCE_SUFFIX}"):
+            f.unlink(missing_ok=True)
+        for name in (MARKER, HANDING):
+            (folder / name).unlink(missing_ok=True)
+        fsync_dir(folder)
+        with contextlib.suppress(OSError):  # not empty: an instance arrived meanwhile
+            folder.rmdir()
+            fsync_dir(folder.parent)
+
+
+def _handing_since(folder: Path) -> int | None:
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
+        return int(json.loads((folder / HANDING).read_text())["after_exam"])
+    return None
+
+
+def _note_handing(folder: Path, since: int) -> None:
+    """Durably, before the hand-over: any exam of this study committed after it has an id
+    above `since` (ids only grow), so a restart can tell a hand-over done from one lost."""
+    target = folder / HANDING
+    tmp = folder / f".{HANDING}.{uuid.uuid4().hex}.part"
+    with open(tmp, "w") as f:
+        json.dump({"after_exam": since}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+    fsync_dir(folder)
+
+
+def _remove_tree(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+        fsync_dir(path.parent)
+
+
+async def open_node(pool: asyncpg.Pool, event: EventSpec, config: Config,
+                    receiver: Receiver) -> Node:
+    """The node of `config` (`dicom_port` set) for the event's centers, started."""
+    assert config.dicom_port is not None
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT id, name FROM center WHERE in_event")
+    centers = centers_of(event, rows)
+    if not centers:
+        LOG.warning("the DICOM node is on but no center of the event has an ae_title: every "
+                    "association will be refused")
+    keys = await asyncio.to_thread(load_keys, config.data_dir)
+    node = Node(pool=pool, spool=config.data_dir / SPOOL, centers=centers, receiver=receiver,
+                secret=keys.secret, ae_title=config.dicom_ae_title, host=config.host,
+                port=config.dicom_port, quiet_s=config.dicom_quiet_s)
+    await node.start()
+    return node
+
+
+def centers_of(event: EventSpec, rows: Iterable[Mapping[str, Any]]) -> list[Center]:
     """The centers that may send by DICOM: those of the event with an AE title, with their
     database ids (`rows`: id and name of table center) and their questions' criteria."""
     ids = {str(r["name"]).lower(): int(r["id"]) for r in rows}
