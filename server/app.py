@@ -29,7 +29,8 @@ from server.database import create_pool, migrate
 from server.errors import PodiumError
 from server.event import EventSpec
 from server.hub import Hub
-from server.inclusion import live, portal_views, review_views
+from server.inclusion import live, portal_views, review_views, upload
+from server.inclusion.pipeline import Intake
 from server.intake import MAX_PENDING, RATE_LIMITER, RESULT_WAITERS, RateLimiter, ResultWaiters
 from server.keys import (
     ARRIVED,
@@ -37,6 +38,7 @@ from server.keys import (
     CONNECTIONS,
     EVENT,
     HUB,
+    INTAKE,
     LISTENER,
     LOOP_MONITOR,
     POOL,
@@ -186,6 +188,19 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
+async def _intake(app: web.Application) -> AsyncIterator[None]:
+    """The inclusion intake (server/inclusion/pipeline.py): exams left half-processed by a
+    stopped server are taken up again here; its worker threads stop before the pool closes."""
+    config = app[CONFIG]
+    intake = Intake(app[POOL], app[EVENT], config.data_dir, workers=config.intake_workers)
+    await intake.start()
+    app[INTAKE] = intake
+    try:
+        yield
+    finally:
+        await intake.close()
+
+
 async def _loop_monitor(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(app[LOOP_MONITOR].run(), name="loop-monitor")
     task.add_done_callback(_report_death)
@@ -281,6 +296,7 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
     )
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_background)
+    app.cleanup_ctx.append(_intake)
     app.cleanup_ctx.append(_loop_monitor)
     app.cleanup_ctx.append(housekeeping)
     app.on_shutdown.append(_close_websockets)
@@ -290,6 +306,7 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
     pages.setup(app)
     review_views.setup(app)
     portal_views.setup(app)
+    upload.setup(app)
     ws.setup(app)
     app.router.add_static("/static/", resource_dir("static"), name="static")
     return app

@@ -95,6 +95,17 @@ class Config:
     digest_days: str = setting("mon,thu", "the days a digest is due, at 08:00 in the event's "
                                "time zone (comma-separated: mon, tue, wed, thu, fri, sat, sun)",
                                commands=SERVER, metavar="DAYS")
+    # The inclusion platform's intake (server/inclusion/pipeline.py, upload.py).
+    intake_workers: int = setting(1, "exams de-identified and checked at once (one thread "
+                                  "each)", commands=SERVER, metavar="N", minimum=1)
+    inclusion_upload_mb: float = setting(4096.0, "the largest zip a center may upload for one "
+                                         "exam", commands=SERVER, metavar="MIB", minimum=0,
+                                         above=True)
+    inclusion_unzipped_mb: float = setting(16384.0, "what one exam's zip may hold once "
+                                           "unzipped (a zip bomb is refused)", commands=SERVER,
+                                           metavar="MIB", minimum=0, above=True)
+    inclusion_zip_entries: int = setting(10000, "files one exam's zip may hold at most",
+                                         commands=SERVER, metavar="N", minimum=1)
 
     # The DICOM node (server/inclusion/node.py, docs/inclusion.md "The DICOM node").
     dicom_port: int | None = setting(None, "the port of the DICOM node (Storage SCP) the "

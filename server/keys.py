@@ -12,6 +12,7 @@ from server.connection import ConnectionGuard
 from server.event import EventSpec
 from server.hub import Hub
 from server.inclusion.node import Node
+from server.inclusion.pipeline import Intake
 from server.listener import Listener
 from server.loop_monitor import LoopMonitor
 from server.worker import Scoring
@@ -27,6 +28,7 @@ CONNECTIONS = web.AppKey("connections", ConnectionGuard)
 LOOP_MONITOR = web.AppKey("loop_monitor", LoopMonitor)
 # Only when `--dicom-port` is set.
 DICOM_NODE = web.AppKey("dicom_node", Node)
+INTAKE = web.AppKey("intake", Intake)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 # The event loop's clock (monotonic) when the request arrived.
