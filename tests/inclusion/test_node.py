@@ -5,13 +5,28 @@ running server, and a server killed with SIGKILL in the middle of an association
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
+import asyncpg
+import numpy as np
 import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE
 
 from server.inclusion.criteria import Criteria
 from server.inclusion.headers import SeriesSummary
 from server.inclusion.node import choose_question, source_key, study_label
+from tests.helpers import ServerProcess, run, wait_for
 
 from . import corpus
 
@@ -74,3 +89,204 @@ def test_the_source_key_is_keyed_by_the_secret_and_the_center() -> None:
     assert len({a, source_key(b"t" * 32, 1, "1.2.3"), source_key(b"s" * 32, 2, "1.2.3"),
                 source_key(b"s" * 32, 1, "1.2.4")}) == 4
     assert "1.2.3" not in a
+
+
+# -- real senders against a running server ---------------------------------------------------
+
+LYON, BORDEAUX = ("CHU de Lyon", "CHULYON"), ("CHU de Bordeaux", "CHUBDX")
+QUIET = "0.3"  # seconds: the node's ticker looks every second, so a study closes within ~1 s
+DONE = ("checked", "review", "kept", "excluded")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ct_study(folder: Path, slices: int, patient: str) -> list[Path]:
+    """`slices` 16×16 axial CT slices of one new study (kernel B70f, 1 mm), by pydicom."""
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    folder.mkdir(parents=True)
+    files = []
+    for i in range(slices):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.PatientID, ds.PatientName, ds.PatientBirthDate = patient, "Martin^Claire", "19480312"
+        ds.StudyDate, ds.StudyDescription, ds.Modality = "20190301", "THORAX", "CT"
+        ds.Manufacturer, ds.ConvolutionKernel = "SIEMENS", "B70f"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.SeriesNumber, ds.InstanceNumber, ds.SliceThickness = 3, i + 1, 1.0
+        ds.ImagePositionPatient = [0.0, 0.0, -float(i)]
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.PixelSpacing = [0.7, 0.7]
+        ds.Rows = ds.Columns = 16
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+        ds.PixelData = (np.arange(256, dtype=np.uint16).reshape(16, 16) * (i + 1)).tobytes()
+        path = folder / f"{i}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        files.append(path)
+    return files
+
+
+@pytest.fixture
+def dicom_event(example_event: Path) -> Path:
+    # A volume of 4 slices is enough for the nodules question here: the series stay tiny.
+    text = example_event.read_text()
+    assert "min_slices = 20" in text
+    example_event.write_text(text.replace("min_slices = 20", "min_slices = 4"))
+    return example_event
+
+
+def dicom_server(event: Path, data_dir: Path, database_url: str, port: int) -> ServerProcess:
+    return ServerProcess(event, data_dir, database_url,
+                         extra_args=["--scoring-workers", "0", "--dicom-port", str(port),
+                                     "--dicom-quiet", QUIET])
+
+
+def exams_of(server: ServerProcess, center: str) -> list[dict[str, Any]]:
+    status, body = server.json("GET", "/api/v1/center/exams", server.tokens()[center])
+    assert status == 200, body
+    return list(body["exams"])
+
+
+def settled(server: ServerProcess, center: str, count: int) -> list[dict[str, Any]]:
+    return wait_for(lambda: (lambda e: e if len(e) == count and all(
+        x["stage"] in DONE for x in e) else None)(exams_of(server, center)),
+        what=f"{count} exam(s) of {center} checked")
+
+
+def stored(database_url: str, exam_id: int) -> asyncpg.Record:
+    async def read() -> asyncpg.Record:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return await conn.fetchrow("SELECT * FROM exam WHERE id = $1", exam_id)
+        finally:
+            await conn.close()
+    return run(read())
+
+
+def pynetdicom_send(port: int, files: list[Path], calling: str) -> list[int | None]:
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title="PODIUM")
+    assert assoc.is_established
+    statuses = [assoc.send_c_store(f).get("Status") for f in files]
+    assoc.release()
+    return statuses
+
+
+def storescu() -> str:
+    found = shutil.which("storescu")
+    if found is None:
+        if os.environ.get("PODIUM_REQUIRE_DICOM") == "1":
+            pytest.fail("DCMTK's storescu is required (PODIUM_REQUIRE_DICOM=1) but missing")
+        pytest.skip("DCMTK's storescu is not installed (Debian package dcmtk)")
+    return found
+
+
+@pytest.mark.slow  # a server process, its log read
+def test_storescu_and_pynetdicom_studies_become_de_identified_checked_exams(
+        dicom_event: Path, database_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    server = dicom_server(dicom_event, tmp_path / "data", database_url, port).start()
+    try:
+        assert any(f"DICOM node PODIUM at 127.0.0.1:{port}" in line for line in server.banner)
+        volume = ct_study(tmp_path / "volume", 4, "LYON-0042")
+        sent = subprocess.run([storescu(), "-aet", LYON[1], "-aec", "PODIUM", "127.0.0.1",
+                               str(port), *map(str, volume)],
+                              capture_output=True, text=True, timeout=60)
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        one_slice = ct_study(tmp_path / "slice", 1, "BDX-0007")
+        assert pynetdicom_send(port, one_slice, BORDEAUX[1]) == [0x0000]
+        stranger = AE(ae_title="STRANGER")
+        stranger.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+        assert stranger.associate("127.0.0.1", port, ae_title="PODIUM").is_rejected
+
+        [lyon] = settled(server, LYON[0], 1)
+        [bordeaux] = settled(server, BORDEAUX[0], 1)
+        # The volume goes to the 3-D CT question, the single slice to the 2-D one.
+        assert (lyon["challenge"], lyon["channel"], lyon["files"]) == ("nodules-3d", "dicom", 4)
+        assert (bordeaux["challenge"], bordeaux["files"]) == ("sarcopenia", 1)
+        assert lyon["label"] == "2019-03-01 CT THORAX"
+        assert "deidentified" in [t["kind"] for t in lyon["timeline"]]
+        row = stored(database_url, lyon["id"])
+        assert row["channel"] == "dicom" and row["pseudonym"].startswith("PSEUDO-")
+        kept = sorted(Path(row["folder"]).rglob("*.dcm"))
+        assert len(kept) == 4
+        original = dcmread(volume[0], stop_before_pixels=True)
+        for path in kept:
+            ds = dcmread(path, stop_before_pixels=True)
+            assert ds.PatientID == row["pseudonym"] and "Martin" not in str(ds.PatientName)
+            assert ds.StudyInstanceUID == row["study_uid"] != original.StudyInstanceUID
+            assert "PatientBirthDate" not in ds or ds.PatientBirthDate in ("", None)
+        # Nothing is left behind: the spool and the hand-over folder are empty.
+        data = tmp_path / "data"
+        assert [p for p in (data / "dicom-spool").rglob("*") if p.is_file()] == []
+        assert not any((data / "dicom-handover").iterdir())
+    finally:
+        server.stop()
+    log = server.stderr()
+    refused = [line for line in log.splitlines() if "refused" in line and "STRANGER" in line]
+    assert len(refused) == 1, log
+    assert "no center's" in refused[0]
+
+
+@pytest.mark.slow  # three server processes, two of them killed with SIGKILL
+def test_kill_9_during_an_association_keeps_what_was_acknowledged_and_processes_it_once(
+        dicom_event: Path, database_url: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    server = dicom_server(dicom_event, data, database_url, port).start()
+    study = ct_study(tmp_path / "study", 5, "LYON-0099")
+    ae = AE(ae_title=LYON[1])
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title="PODIUM")
+    assert assoc.is_established
+    acknowledged = []
+    for i, f in enumerate(study):
+        if i == 4:  # the association is still open, the study not closed
+            server.stop(signal.SIGKILL)
+        try:
+            status = assoc.send_c_store(f).get("Status")
+        except RuntimeError:  # pynetdicom already saw the association aborted
+            status = None
+        if status == 0x0000:
+            acknowledged.append(f)
+    assert acknowledged == study[:4]
+    wait_for(lambda: not assoc.is_established, what="the association to end")
+
+    # Restarted: the four acknowledged instances are one exam; the fifth was never kept.
+    server.start()
+    [exam] = settled(server, LYON[0], 1)
+    assert exam["files"] == 4 and exam["challenge"] == "nodules-3d"
+    assert exam["replaces"] is None
+
+    # A crash after the exam was committed but before the spool's copy was removed: the
+    # study's folder is there again, marked closed and being handed. At the next start it
+    # is recognised as that exam, removed, and no second exam is made.
+    server.stop(signal.SIGKILL)
+    row = stored(database_url, exam["id"])
+    folder = data / "dicom-spool" / str(row["center_id"]) / str(
+        dcmread(study[0], stop_before_pixels=True).StudyInstanceUID)
+    folder.mkdir(parents=True)
+    for f in acknowledged:
+        shutil.copyfile(f, folder / f"{dcmread(f, stop_before_pixels=True).SOPInstanceUID}.dcm")
+    (folder / "study.json").write_text(json.dumps({"instances": 4}))
+    (folder / "handing.json").write_text(json.dumps({"after_exam": exam["id"] - 1}))
+    server.start()
+    try:
+        wait_for(lambda: not folder.exists(), what="the spool's copy to be removed")
+        exams = exams_of(server, LYON[0])
+        assert [(e["id"], e["files"], e["stage"]) for e in exams] == \
+            [(exam["id"], 4, exam["stage"])]
+    finally:
+        server.stop()
