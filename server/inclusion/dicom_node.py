@@ -234,6 +234,15 @@ class DicomNode:
                     LOG.info("study %s of %s was not closed: armed again", folder.name,
                              center_dir.name)
 
+    def closed_folders(self) -> list[Path]:
+        """The folders of the studies closed (marker written) and still in the spool. Taken
+        under the node's lock, so a study whose `on_study` has just run is seen with its
+        marker."""
+        with self._lock:
+            if not self.spool.exists():
+                return []
+            return sorted(m.parent for m in self.spool.glob(f"*/*/{MARKER}"))
+
     def open_studies(self) -> list[tuple[str, str]]:
         """(center, study UID) of the studies not closed yet."""
         with self._lock:

@@ -224,27 +224,23 @@ class Node:
 
     def _on_study(self, study: ClosedStudy) -> None:
         # Runs in the node's ticker thread, its lock held: only wake the sweeper, which
-        # finds the study by its marker once the node has written it.
+        # finds the study by its marker (written before the node lets go of its lock).
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._wake.set)
 
     # -- on the event loop ----------------------------------------------------------------
 
-    def closed_folders(self) -> list[Path]:
-        """Study folders with their marker still in the spool: closed, not yet taken."""
-        if not self.spool.exists():
-            return []
-        return sorted(m.parent for m in self.spool.glob(f"*/*/{MARKER}"))
-
     async def _sweep(self) -> None:
         while True:
-            for folder in await asyncio.to_thread(self.closed_folders):
+            # Cleared before looking: a study closed while the spool is read wakes the next
+            # round instead of being missed until the timeout.
+            self._wake.clear()
+            for folder in await asyncio.to_thread(self.library.closed_folders):
                 if folder not in self._handing:
                     self._handing.add(folder)
                     task = asyncio.create_task(self._hand(folder), name="dicom-hand-over")
                     self._handovers.add(task)
                     task.add_done_callback(self._handovers.discard)
-            self._wake.clear()
             # Woken by a study closed; otherwise look again now and then (a hand-over that
             # failed, say with the database away, is tried again).
             with contextlib.suppress(TimeoutError):

@@ -193,11 +193,12 @@ def storescu() -> str:
     return found
 
 
-@pytest.mark.slow  # a server process, its log read
-def test_storescu_and_pynetdicom_studies_become_de_identified_checked_exams(
+@pytest.mark.slow  # a server process killed twice with SIGKILL and restarted
+def test_studies_sent_by_storescu_and_pynetdicom_survive_kill_9_and_are_processed_once(
         dicom_event: Path, database_url: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
     port = free_port()
-    server = dicom_server(dicom_event, tmp_path / "data", database_url, port).start()
+    server = dicom_server(dicom_event, data, database_url, port).start()
     try:
         assert any(f"DICOM node PODIUM at 127.0.0.1:{port}" in line for line in server.banner)
         volume = ct_study(tmp_path / "volume", 4, "LYON-0042")
@@ -210,16 +211,40 @@ def test_storescu_and_pynetdicom_studies_become_de_identified_checked_exams(
         stranger = AE(ae_title="STRANGER")
         stranger.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
         assert stranger.associate("127.0.0.1", port, ae_title="PODIUM").is_rejected
+        settled(server, BORDEAUX[0], 1)
 
-        [lyon] = settled(server, LYON[0], 1)
-        [bordeaux] = settled(server, BORDEAUX[0], 1)
+        # Another study of Lyon: the server is killed while its association is open.
+        killed = ct_study(tmp_path / "killed", 5, "LYON-0099")
+        ae = AE(ae_title=LYON[1])
+        ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", port, ae_title="PODIUM")
+        assert assoc.is_established
+        acknowledged = []
+        for i, f in enumerate(killed):
+            if i == 4:  # the association is still open, the study not closed
+                server.stop(signal.SIGKILL)
+            try:
+                status = assoc.send_c_store(f).get("Status")
+            except RuntimeError:  # pynetdicom already saw the association aborted
+                status = None
+            if status == 0x0000:
+                acknowledged.append(f)
+        assert acknowledged == killed[:4]
+        assoc.abort()
+
+        # Restarted: each study is one exam, with every instance acknowledged and no other.
+        server.start()
+        exams = sorted(settled(server, LYON[0], 2), key=lambda e: e["id"])
+        assert [(e["challenge"], e["channel"], e["files"], e["replaces"]) for e in exams] == \
+            [("nodules-3d", "dicom", 4, None)] * 2
+        [bordeaux] = exams_of(server, BORDEAUX[0])
         # The volume goes to the 3-D CT question, the single slice to the 2-D one.
-        assert (lyon["challenge"], lyon["channel"], lyon["files"]) == ("nodules-3d", "dicom", 4)
         assert (bordeaux["challenge"], bordeaux["files"]) == ("sarcopenia", 1)
+        lyon, second = exams  # storescu's, then the one the kill interrupted
         assert lyon["label"] == "2019-03-01 CT THORAX"
         assert "deidentified" in [t["kind"] for t in lyon["timeline"]]
         row = stored(database_url, lyon["id"])
-        assert row["channel"] == "dicom" and row["pseudonym"].startswith("PSEUDO-")
+        assert row["pseudonym"].startswith("PSEUDO-")
         kept = sorted(Path(row["folder"]).rglob("*.dcm"))
         assert len(kept) == 4
         original = dcmread(volume[0], stop_before_pixels=True)
@@ -227,66 +252,30 @@ def test_storescu_and_pynetdicom_studies_become_de_identified_checked_exams(
             ds = dcmread(path, stop_before_pixels=True)
             assert ds.PatientID == row["pseudonym"] and "Martin" not in str(ds.PatientName)
             assert ds.StudyInstanceUID == row["study_uid"] != original.StudyInstanceUID
-            assert "PatientBirthDate" not in ds or ds.PatientBirthDate in ("", None)
-        # Nothing is left behind: the spool and the hand-over folder are empty.
-        data = tmp_path / "data"
+            assert ds.get("PatientBirthDate", "") in ("", None)
         assert [p for p in (data / "dicom-spool").rglob("*") if p.is_file()] == []
         assert not any((data / "dicom-handover").iterdir())
+
+        # A crash after an exam was committed, before the spool's copy was removed: the study's
+        # folder is there, marked closed and being handed. At the next start it is known as that
+        # exam and removed; no second exam is made.
+        server.stop(signal.SIGKILL)
+        center_id = stored(database_url, second["id"])["center_id"]
+        folder = data / "dicom-spool" / str(center_id) / str(
+            dcmread(killed[0], stop_before_pixels=True).StudyInstanceUID)
+        folder.mkdir(parents=True)
+        for f in acknowledged:
+            shutil.copyfile(f, folder / f"{dcmread(f, stop_before_pixels=True).SOPInstanceUID}.dcm")
+        (folder / "study.json").write_text(json.dumps({"instances": 4}))
+        (folder / "handing.json").write_text(json.dumps({"after_exam": second["id"] - 1}))
+        server.start()
+        wait_for(lambda: not folder.exists(), what="the spool's copy to be removed")
+        assert sorted((e["id"], e["files"]) for e in exams_of(server, LYON[0])) == \
+            [(e["id"], 4) for e in exams]
     finally:
-        server.stop()
+        if server.process is not None and server.process.poll() is None:
+            server.stop()
     log = server.stderr()
     refused = [line for line in log.splitlines() if "refused" in line and "STRANGER" in line]
     assert len(refused) == 1, log
     assert "no center's" in refused[0]
-
-
-@pytest.mark.slow  # three server processes, two of them killed with SIGKILL
-def test_kill_9_during_an_association_keeps_what_was_acknowledged_and_processes_it_once(
-        dicom_event: Path, database_url: str, tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    port = free_port()
-    server = dicom_server(dicom_event, data, database_url, port).start()
-    study = ct_study(tmp_path / "study", 5, "LYON-0099")
-    ae = AE(ae_title=LYON[1])
-    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", port, ae_title="PODIUM")
-    assert assoc.is_established
-    acknowledged = []
-    for i, f in enumerate(study):
-        if i == 4:  # the association is still open, the study not closed
-            server.stop(signal.SIGKILL)
-        try:
-            status = assoc.send_c_store(f).get("Status")
-        except RuntimeError:  # pynetdicom already saw the association aborted
-            status = None
-        if status == 0x0000:
-            acknowledged.append(f)
-    assert acknowledged == study[:4]
-    wait_for(lambda: not assoc.is_established, what="the association to end")
-
-    # Restarted: the four acknowledged instances are one exam; the fifth was never kept.
-    server.start()
-    [exam] = settled(server, LYON[0], 1)
-    assert exam["files"] == 4 and exam["challenge"] == "nodules-3d"
-    assert exam["replaces"] is None
-
-    # A crash after the exam was committed but before the spool's copy was removed: the
-    # study's folder is there again, marked closed and being handed. At the next start it
-    # is recognised as that exam, removed, and no second exam is made.
-    server.stop(signal.SIGKILL)
-    row = stored(database_url, exam["id"])
-    folder = data / "dicom-spool" / str(row["center_id"]) / str(
-        dcmread(study[0], stop_before_pixels=True).StudyInstanceUID)
-    folder.mkdir(parents=True)
-    for f in acknowledged:
-        shutil.copyfile(f, folder / f"{dcmread(f, stop_before_pixels=True).SOPInstanceUID}.dcm")
-    (folder / "study.json").write_text(json.dumps({"instances": 4}))
-    (folder / "handing.json").write_text(json.dumps({"after_exam": exam["id"] - 1}))
-    server.start()
-    try:
-        wait_for(lambda: not folder.exists(), what="the spool's copy to be removed")
-        exams = exams_of(server, LYON[0])
-        assert [(e["id"], e["files"], e["stage"]) for e in exams] == \
-            [(exam["id"], 4, exam["stage"])]
-    finally:
-        server.stop()
