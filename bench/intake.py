@@ -7,8 +7,8 @@ Everything is generated in a temporary folder: `--series` CT studies of one seri
 (Siemens, kernel B70f, 1 mm slices: the nodules question's criteria), `--slices` slices of
 `--rows`² 16-bit pixels, written by pydicom. `podium serve` runs the example event
 (examples/jfr2019) as a subprocess with its embedded PostgreSQL and `--dicom-port`; the center
-CHU de Lyon (AE title CHULYON) sends the studies one after another, one association per
-study, with pynetdicom, as a PACS forwards a worklist. The bench then polls the center's exams
+CHU de Lyon (AE title CHULYON) sends the studies one after another with DCMTK's `storescu`,
+one association per study, as a PACS forwards a worklist. The bench then polls the exams
 (`GET /api/v1/center/exams`) until every one is de-identified and checked.
 
 The **floor** runs first, on the same files with the same sender: a bare pynetdicom Storage
@@ -49,12 +49,12 @@ import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-from pynetdicom import AE
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import EXAMPLE_DIR, ServerProcess, free_port  # noqa: E402
+from tests.helpers import EXAMPLE_DIR, ServerProcess  # noqa: E402
+from tests.inclusion.test_node import free_port  # noqa: E402
 
 CENTER, AE_TITLE = "CHU de Lyon", "CHULYON"
 DONE = {"checked", "review", "kept", "excluded"}
@@ -127,20 +127,22 @@ def write_studies(folder: Path, count: int, slices: int, rows: int, tag: str,
 
 
 def send(port: int, studies: list[list[Path]]) -> tuple[float, int, int]:
-    """Sends each study on its own association; (seconds, instances acknowledged, sent)."""
-    ae = AE(ae_title=AE_TITLE)
-    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    """Sends each study on its own association with DCMTK's storescu, as a PACS forwards
+    a worklist; (seconds, instances acknowledged, sent)."""
+    storescu = shutil.which("storescu")
+    if storescu is None:
+        raise SystemExit("DCMTK's storescu is needed (Debian package dcmtk)")
     acknowledged = sent = 0
     start = time.perf_counter()
     for files in studies:
-        assoc = ae.associate("127.0.0.1", port, ae_title="PODIUM")
-        if not assoc.is_established:
-            raise SystemExit(f"association to port {port} refused")
-        for f in files:
-            sent += 1
-            status = assoc.send_c_store(f)
-            acknowledged += status.get("Status") == 0x0000
-        assoc.release()
+        sent += len(files)
+        done = subprocess.run([storescu, "-aet", AE_TITLE, "-aec", "PODIUM",
+                               "127.0.0.1", str(port), "+sd", str(files[0].parent)],
+                              capture_output=True, text=True, timeout=3600)
+        if done.returncode == 0:
+            acknowledged += len(files)
+        else:
+            print(done.stdout[-2000:], done.stderr[-2000:], file=sys.stderr)
     return time.perf_counter() - start, acknowledged, sent
 
 
