@@ -157,10 +157,34 @@ class BadName(BadRequest):
         super().__init__("give your name, e.g. {\"name\": \"Alice\"}")
 
 
+class BadUploadLength(BadRequest):
+    """A center's web upload declared without a usable `Upload-Length`."""
+
+    code = "bad_upload_length"
+
+    def __init__(self, given: str | None) -> None:
+        said = f"got {given!r}" if given else "none was sent"
+        super().__init__(f"declare the zip's size in bytes in the Upload-Length header "
+                         f"(a whole number above 0; {said})")
+
+
+class BadChunk(BadRequest):
+    """A chunk of a center's upload the server cannot append: the message says why."""
+
+    code = "bad_chunk"
+
+
 class UploadInterrupted(BadRequest):
     """The client went away mid-upload: nobody will read the answer, one log line says so."""
 
     code = "upload_interrupted"
+
+
+class BadArchive(Unprocessable):
+    """A center's zip that cannot become an exam: not a zip, unsafe, too big unpacked, or
+    without DICOM files. The message names the file and the limit."""
+
+    code = "bad_archive"
 
 
 class ReleaseError(Unprocessable):
@@ -314,6 +338,17 @@ class NotYourQuestion(Forbidden):
                          "reviewer's questions")
 
 
+class NotCenterQuestion(Forbidden):
+    """A center uploads for a question it does not include for."""
+
+    code = "not_center_question"
+
+    def __init__(self, slug: str, yours: Iterable[str]) -> None:
+        listed = ", ".join(yours) or "none"
+        super().__init__(f"your center does not send exams for {slug!r}; its questions: "
+                         f"{listed} (the event file lists each center's questions)")
+
+
 # -- 404: no such thing ------------------------------------------------------------------------
 
 class UnknownChallenge(NotFound):
@@ -342,6 +377,16 @@ class UnknownViolation(NotFound):
     def __init__(self, violation_id: int) -> None:
         super().__init__(f"no violation {violation_id}; the inclusion dashboard lists the "
                          "open ones")
+
+
+class UnknownUpload(NotFound):
+    """Also what a center asking for another center's upload gets."""
+
+    code = "unknown_upload"
+
+    def __init__(self, upload_id: object) -> None:
+        super().__init__(f"no upload {upload_id} among yours; start one with POST "
+                         "/api/v1/challenges/{slug}/uploads")
 
 
 class UnknownCenter(NotFound):
@@ -428,6 +473,27 @@ class CannotWithdraw(Conflict):
                          "to withdraw")
 
 
+class OffsetMismatch(Conflict):
+    """A chunk sent at another offset than the server holds: resume from `offset`."""
+
+    code = "offset_mismatch"
+
+    def __init__(self, sent: int, offset: int) -> None:
+        super().__init__(f"the chunk starts at byte {sent} but the server holds {offset} bytes "
+                         f"of this upload: send from byte {offset}", offset=offset)
+
+
+class UploadClosed(Conflict):
+    """A chunk for an upload that has every byte already (or was refused)."""
+
+    code = "upload_closed"
+
+    def __init__(self, upload_id: int, state: str) -> None:
+        super().__init__(f"upload {upload_id} takes no more bytes: it is {state} "
+                         f"(GET /api/v1/uploads/{upload_id} says what became of it)",
+                         state=state)
+
+
 class SubmissionLimit(Conflict):
     code = "submission_limit"
 
@@ -443,6 +509,15 @@ class FileTooLarge(TooLarge):
     def __init__(self, limit_bytes: int) -> None:
         super().__init__(f"the file is larger than this challenge's limit of "
                          f"{limit_bytes / 1024 / 1024:g} MiB", limit_bytes=limit_bytes)
+
+
+class UploadTooLarge(TooLarge):
+    code = "upload_too_large"
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"the zip is larger than the {limit_bytes / 1024 / 1024:g} MiB an "
+                         "exam may take; send the study's series without others, or ask the "
+                         "organizers to raise inclusion_upload_mb", limit_bytes=limit_bytes)
 
 
 class TooManyPending(TooManyRequests):

@@ -93,6 +93,8 @@ def test_every_server_setting_is_settable_from_the_command_line() -> None:
             "--header-timeout", "2", "--keepalive-timeout", "3",
             "--smtp-host", "smtp.chu.example", "--smtp-port", "2525",
             "--smtp-from", "podium@jfr.example", "--digest-days", "tue,fri",
+            "--intake-workers", "2", "--inclusion-upload-mb", "100",
+            "--inclusion-unzipped-mb", "400", "--inclusion-zip-entries", "50",
             "--dicom-port", "11112", "--dicom-ae-title", "PODIUM_JFR", "--dicom-quiet", "12"]
     config = config_from(parse(*argv))
     assert dataclasses.asdict(config) == {
@@ -104,7 +106,9 @@ def test_every_server_setting_is_settable_from_the_command_line() -> None:
         "storage_reserve_mb": 0.0, "allow_release": "approved by the DPO",
         "max_connections": 100, "max_connections_per_client": 0, "header_timeout_s": 2.0,
         "keepalive_timeout_s": 3.0, "smtp_host": "smtp.chu.example", "smtp_port": 2525,
-        "smtp_from": "podium@jfr.example", "digest_days": "tue,fri",
+        "smtp_from": "podium@jfr.example", "digest_days": "tue,fri", "intake_workers": 2,
+        "inclusion_upload_mb": 100.0, "inclusion_unzipped_mb": 400.0,
+        "inclusion_zip_entries": 50,
         "dicom_port": 11112, "dicom_ae_title": "PODIUM_JFR", "dicom_quiet_s": 12.0}
     assert "postgresql://db/x" not in repr(config)  # a secret stays out of logs
 

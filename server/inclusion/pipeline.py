@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import hashlib
+import hmac
 import io
 import json
 import logging
@@ -69,6 +71,13 @@ MASK_SUFFIXES = (".nii", ".nii.gz")
 TABLE_SUFFIXES = (".csv", ".json")
 # What archivers and file browsers leave beside the files: never part of a study.
 JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "dicomdir"})
+
+
+def source_key(keys: Keys, center_id: int, study_uid: str) -> str:
+    """The exam's `source_key`: HMAC of the center and the study's original UID under the
+    event secret, so the same study sent again is known without keeping its UID."""
+    message = b"source\x00" + f"{center_id}\x00{study_uid}".encode("utf-8", "surrogateescape")
+    return hmac.new(keys.secret, message, hashlib.sha256).hexdigest()
 
 
 def is_junk(relative: Path) -> bool:
@@ -441,6 +450,11 @@ class Intake:
         self._stop = threading.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._keys: Keys | None = None
+
+    @property
+    def keys(self) -> Keys:
+        assert self._keys is not None, "start() opens the keys"
+        return self._keys
 
     def inclusion(self, challenge: str) -> InclusionSpec:
         for spec in self.event.challenges:
