@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import os
@@ -39,13 +37,14 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
 from server.config import Config
-from server.deid import load_keys
+from server.deid import Keys, load_keys
 from server.durable import fsync_dir
 from server.event import EventSpec
 from server.inclusion.check import check_series, check_study
 from server.inclusion.criteria import Criteria
 from server.inclusion.dicom_node import INSTANCE_SUFFIX, MARKER, ClosedStudy, DicomNode
 from server.inclusion.headers import SeriesSummary, study_series
+from server.inclusion.pipeline import source_key
 
 LOG = logging.getLogger(__name__)
 
@@ -164,13 +163,6 @@ def study_label(ds: Any) -> str:
     return " ".join(p for p in parts if p)[:200]
 
 
-def source_key(secret: bytes, center_id: int, study_uid: str) -> str:
-    """HMAC of the center and the original StudyInstanceUID under the event secret: the same
-    study sent again is known without its UID being kept."""
-    message = f"dicom-study\x00{center_id}\x00{study_uid}".encode()
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()
-
-
 # -- the node in the server -----------------------------------------------------------------
 
 
@@ -180,14 +172,14 @@ class Node:
 
     def __init__(self, *, pool: asyncpg.Pool, spool: Path, centers: Sequence[Center],
                  receiver: Receiver,
-                 secret: bytes, ae_title: str, host: str, port: int,
+                 keys: Keys, ae_title: str, host: str, port: int,
                  quiet_s: float) -> None:
         self.pool = pool
         self.spool = spool
         self.handover = spool.parent / HANDOVER
         self.by_id = {c.id: c for c in centers}
         self.receiver = receiver
-        self.secret = secret
+        self.keys = keys
         self.host, self.port = host, port
         self.library = DicomNode(spool, centers={c.ae_title: str(c.id) for c in centers},
                                  quiet_s=quiet_s, on_study=self._on_study, ae_title=ae_title)
@@ -255,7 +247,7 @@ class Node:
                 return
             study = await asyncio.to_thread(read_study, folder)
             choice = choose_question(center.questions, study.series)
-            key = source_key(self.secret, center.id, study.study_uid)
+            key = source_key(self.keys, center.id, study.study_uid)
             async with self.pool.acquire() as conn:
                 earlier = await asyncio.to_thread(_handing_since, folder)
                 if earlier is None:
@@ -353,7 +345,7 @@ async def open_node(pool: asyncpg.Pool, event: EventSpec, config: Config,
                     "association will be refused")
     keys = await asyncio.to_thread(load_keys, config.data_dir)
     node = Node(pool=pool, spool=config.data_dir / SPOOL, centers=centers, receiver=receiver,
-                secret=keys.secret, ae_title=config.dicom_ae_title, host=config.host,
+                keys=keys, ae_title=config.dicom_ae_title, host=config.host,
                 port=config.dicom_port, quiet_s=config.dicom_quiet_s)
     await node.start()
     return node

@@ -25,7 +25,7 @@ from pynetdicom import AE
 
 from server.inclusion.criteria import Criteria
 from server.inclusion.headers import SeriesSummary
-from server.inclusion.node import choose_question, source_key, study_label
+from server.inclusion.node import choose_question, study_label
 from tests.helpers import ServerProcess, run, wait_for
 
 from . import corpus
@@ -81,14 +81,6 @@ def test_the_label_says_date_modality_description_never_the_patient() -> None:
     label = study_label(ds)
     assert label == "2019-03-14 CT THORAX SANS INJ"
     assert "Dupont" not in label and "123456" not in label
-
-
-def test_the_source_key_is_keyed_by_the_secret_and_the_center() -> None:
-    a = source_key(b"s" * 32, 1, "1.2.3")
-    assert a == source_key(b"s" * 32, 1, "1.2.3")
-    assert len({a, source_key(b"t" * 32, 1, "1.2.3"), source_key(b"s" * 32, 2, "1.2.3"),
-                source_key(b"s" * 32, 1, "1.2.4")}) == 4
-    assert "1.2.3" not in a
 
 
 # -- real senders against a running server ---------------------------------------------------
