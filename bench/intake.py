@@ -31,6 +31,7 @@ or not checked.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -41,6 +42,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,8 @@ from tests.helpers import EXAMPLE_DIR, ServerProcess  # noqa: E402
 from tests.inclusion.test_node import free_port  # noqa: E402
 
 CENTER, AE_TITLE = "CHU de Lyon", "CHULYON"
+WEB_CENTER, WEB_QUESTION = "CHU de Bordeaux", "nodules-3d"
+WEB_CHUNK = 8 * 1024 * 1024
 DONE = {"checked", "review", "kept", "excluded"}
 TARGET = 0.70
 
@@ -144,6 +148,42 @@ def send(port: int, studies: list[list[Path]]) -> tuple[float, int, int]:
         else:
             print(done.stdout[-2000:], done.stderr[-2000:], file=sys.stderr)
     return time.perf_counter() - start, acknowledged, sent
+
+
+def zip_study(files: list[Path], target: Path) -> Path:
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
+        for f in files:
+            archive.write(f, f"study/{f.name}")
+    return target
+
+
+def web_upload(url: str, token: str, slug: str, archives: list[Path],
+               result: dict[str, Any]) -> None:
+    """Each zip created, then sent in 8 MiB PATCHes at their offsets (the tus-style upload
+    a center's browser makes); seconds and bytes in `result`."""
+    start, sent = time.perf_counter(), 0
+    for archive in archives:
+        length = archive.stat().st_size
+        name = base64.b64encode(archive.name.encode()).decode()
+        request = urllib.request.Request(
+            f"{url}/api/v1/challenges/{slug}/uploads", method="POST", data=b"",
+            headers={"Authorization": f"Bearer {token}", "Upload-Length": str(length),
+                     "Upload-Metadata": f"filename {name}"})
+        with urllib.request.urlopen(request, timeout=60) as r:  # noqa: S310
+            location = json.load(r)["location"]
+        with archive.open("rb") as f:
+            offset = 0
+            while offset < length:
+                chunk = f.read(WEB_CHUNK)
+                patch = urllib.request.Request(
+                    f"{url}{location}", method="PATCH", data=chunk,
+                    headers={"Authorization": f"Bearer {token}",
+                             "Content-Type": "application/offset+octet-stream",
+                             "Upload-Offset": str(offset)})
+                with urllib.request.urlopen(patch, timeout=600) as r:  # noqa: S310
+                    offset = int(r.headers["Upload-Offset"])
+        sent += length
+    result.update(seconds=time.perf_counter() - start, bytes=sent)
 
 
 # --- the floor ------------------------------------------------------------------------------
@@ -244,7 +284,7 @@ def wait_done(url: str, token: str, count: int, timeout: float) -> list[dict[str
 
 
 def run_podium(folder: Path, warmup: list[list[Path]], studies: list[list[Path]],
-               quiet: float) -> dict[str, Any]:
+               web: list[Path], quiet: float) -> dict[str, Any]:
     port = free_port()
     server = ServerProcess(EXAMPLE_DIR / "event.toml", folder / "data", None,
                            extra_args=["--scoring-workers", "0", "--dicom-port", str(port),
@@ -255,15 +295,22 @@ def run_podium(folder: Path, warmup: list[list[Path]], studies: list[list[Path]]
         with Sampler(server.process.pid, server.url) as warm:
             send(port, warmup)
             wait_done(server.url, token, len(warmup), 600)
+        uploaded: dict[str, Any] = {}
+        uploader = threading.Thread(target=web_upload, args=(
+            server.url, server.tokens()[WEB_CENTER], WEB_QUESTION, web, uploaded))
         with Sampler(server.process.pid, server.url) as run:
             start = time.perf_counter()
+            uploader.start()
             receive_s, acknowledged, sent = send(port, studies)
             exams = wait_done(server.url, token, len(warmup) + len(studies), 1800)
             total_s = time.perf_counter() - start
+            uploader.join()
+            web_exams = wait_done(server.url, server.tokens()[WEB_CENTER], len(web), 1800)
     finally:
         server.stop()
     return {"receive_s": receive_s, "total_s": total_s, "acknowledged": acknowledged,
-            "sent": sent, "exams": exams, "warm_rss": max(warm.rss, default=0.0),
+            "sent": sent, "exams": exams, "web": uploaded, "web_exams": web_exams,
+            "warm_rss": max(warm.rss, default=0.0),
             "rss": run.rss, "lag_ms": warm.lag_ms + run.lag_ms}
 
 
@@ -272,6 +319,9 @@ def main() -> int:
     parser.add_argument("--series", type=int, default=20)
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--rows", type=int, default=256)
+    parser.add_argument("--web", type=int, default=4,
+                        help="studies of the same size another center uploads by the web "
+                             "meanwhile")
     parser.add_argument("--quiet", type=float, default=1.0,
                         help="the node's quiet period (--dicom-quiet), seconds")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -283,13 +333,16 @@ def main() -> int:
                                 rng)
         warmup = write_studies(folder / "studies", 2, max(20, args.slices // 10), args.rows,
                                "warm", rng)
+        web_studies = write_studies(folder / "studies", args.web, args.slices, args.rows,
+                                    "web", rng)
+        web = [zip_study(s, folder / f"web-{n:02d}.zip") for n, s in enumerate(web_studies)]
         files = [f for s in studies for f in s]
         mb = sum(f.stat().st_size for f in files) / 1e6
         slices = len(files)
         print(f"{args.series} studies × {args.slices} slices of {args.rows}², {mb:.0f} MB; "
               f"load average {os.getloadavg()[0]:.1f}")
         floor = run_floor(folder, studies)
-        podium = run_podium(folder, warmup, studies, args.quiet)
+        podium = run_podium(folder, warmup, studies, web, args.quiet)
     finally:
         if args.keep:
             print(f"kept {folder}")
@@ -306,6 +359,12 @@ def main() -> int:
         if e["stage"] == "excluded" or e["files"] not in (args.slices, max(20, args.slices // 10)):
             failures.append(f"exam {e['id']}: {e['stage']}, {e['files']} files, "
                             f"{e['outcome']}")
+
+    web_done = [e for e in podium["web_exams"] if e["stage"] in DONE and e["stage"] != "excluded"
+                and e["files"] == args.slices]
+    if len(web_done) != args.web:
+        failures.append(f"{len(web_done)} web exams checked of {args.web}: "
+                        f"{[(e['stage'], e['files'], e['outcome']) for e in podium['web_exams']]}")
 
     def row(name: str, receive_s: float, total_s: float) -> str:
         return (f"| {name} | {receive_s:.1f} | {mb / receive_s:.0f} | {slices / receive_s:.0f} "
@@ -324,6 +383,10 @@ def main() -> int:
     print(f"server RSS: warm-up peak {podium['warm_rss']:.0f} MB "
           f"({max(20, args.slices // 10)}-slice studies), run peak {peak:.0f} MB "
           f"({args.slices}-slice studies): {peak / podium['warm_rss']:.2f}×")
+    if podium["web"]:
+        print(f"meanwhile by the web: {args.web} zips, {podium['web']['bytes'] / 1e6:.0f} MB in "
+              f"{podium['web']['seconds']:.1f} s "
+              f"({podium['web']['bytes'] / 1e6 / podium['web']['seconds']:.0f} MB/s)")
     print(f"event loop: worst lag {max(podium['lag_ms'], default=0.0):.0f} ms "
           f"({len(podium['lag_ms'])} readings)")
     for failure in failures:
