@@ -14,7 +14,8 @@ one association per study, as a PACS forwards a worklist. The bench then polls t
 The **floor** runs first, on the same files with the same sender: a bare pynetdicom Storage
 SCP in a child process (the documented handler: the encoded dataset written to a file, no
 fsync), then pydicom reading each received file and writing it again (`dcmread`, `save_as`):
-the least any receiver that de-identifies must do. Reported, for Podium and the floor: MB/s
+the least any receiver that de-identifies must do. A second floor fsyncs each file and its
+folder before answering, as Podium does (nothing acknowledged may be lost). Reported, for Podium and the floor: MB/s
 and slices/s received (the send phase) and end to end (from the first C-STORE to the last exam
 checked, against the floor's receive + read/write), and their ratios; the target is ≥ 0.70.
 
@@ -68,10 +69,17 @@ FLOOR_SCP = """
 import os, sys
 from pathlib import Path
 from pynetdicom import AE, StoragePresentationContexts, evt, ALL_TRANSFER_SYNTAXES
-out = Path(sys.argv[1])
+out, durable = Path(sys.argv[1]), sys.argv[2] == "fsync"
 def on_store(event):
     with open(out / (event.request.AffectedSOPInstanceUID + ".dcm"), "wb") as f:
         f.write(event.encoded_dataset())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+    if durable:
+        d = os.open(out, os.O_RDONLY)
+        os.fsync(d)
+        os.close(d)
     return 0x0000
 ae = AE(ae_title="PODIUM")
 for cx in StoragePresentationContexts:
@@ -188,12 +196,13 @@ def web_upload(url: str, token: str, slug: str, archives: list[Path],
 
 # --- the floor ------------------------------------------------------------------------------
 
-def run_floor(folder: Path, studies: list[list[Path]]) -> dict[str, float]:
+def run_floor(folder: Path, studies: list[list[Path]], durable: bool) -> dict[str, float]:
     received = folder / "floor-received"
     rewritten = folder / "floor-rewritten"
     received.mkdir()
     rewritten.mkdir()
-    child = subprocess.Popen([sys.executable, "-c", FLOOR_SCP, str(received)],
+    child = subprocess.Popen([sys.executable, "-c", FLOOR_SCP, str(received),
+                              "fsync" if durable else "-"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
@@ -341,7 +350,8 @@ def main() -> int:
         slices = len(files)
         print(f"{args.series} studies × {args.slices} slices of {args.rows}², {mb:.0f} MB; "
               f"load average {os.getloadavg()[0]:.1f}")
-        floor = run_floor(folder, studies)
+        floor = run_floor(folder, studies, durable=False)
+        durable = run_floor(folder, studies, durable=True)
         podium = run_podium(folder, warmup, studies, web, args.quiet)
     finally:
         if args.keep:
@@ -373,6 +383,8 @@ def main() -> int:
     print("| | receive s | MB/s | slices/s | end to end s | MB/s | slices/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     print(row("floor (bare SCP; pydicom read + write)", floor["receive_s"], floor["total_s"]))
+    print(row("floor with an fsync per instance, as Podium acknowledges", durable["receive_s"],
+              durable["total_s"]))
     print(row("Podium (node; de-identified and checked)", podium["receive_s"],
               podium["total_s"]))
     receive_ratio = floor["receive_s"] / podium["receive_s"]
@@ -380,6 +392,8 @@ def main() -> int:
     peak = max(podium["rss"], default=0.0)
     print(f"ratio to the floor: received {receive_ratio:.2f}, end to end {total_ratio:.2f} "
           f"(target ≥ {TARGET:.2f}); floor read + write alone {floor['rewrite_s']:.1f} s")
+    print(f"ratio to the fsync floor: received {durable['receive_s'] / podium['receive_s']:.2f}, "
+          f"end to end {durable['total_s'] / podium['total_s']:.2f}")
     print(f"server RSS: warm-up peak {podium['warm_rss']:.0f} MB "
           f"({max(20, args.slices // 10)}-slice studies), run peak {peak:.0f} MB "
           f"({args.slices}-slice studies): {peak / podium['warm_rss']:.2f}×")
