@@ -16,8 +16,9 @@ SCP in a child process (the documented handler: the encoded dataset written to a
 fsync), then pydicom reading each received file and writing it again (`dcmread`, `save_as`):
 the least any receiver that de-identifies must do. A second floor fsyncs each file and its
 folder before answering, as Podium does (nothing acknowledged may be lost). Reported, for
-Podium and the floors: MB/s and slices/s received (the send phase) and end to end (from the first C-STORE to the last exam
-checked, against the floor's receive + read/write), and their ratios; the target is ≥ 0.70.
+Podium and the floors: MB/s and slices/s received (the send phase) and end to end (from the
+first C-STORE to the last exam checked, against the floor's receive + read/write), and their
+ratios; the target is ≥ 0.70.
 
 The server's memory (RSS of the server process and its children, from /proc) is sampled every
 0.25 s: first while a warm-up of 2 studies of `--slices / 10` slices goes through, then during
