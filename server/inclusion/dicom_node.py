@@ -319,10 +319,18 @@ class DicomNode:
         target = folder / f"{sop}{INSTANCE_SUFFIX}"
         tmp = folder / f".{sop}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
         try:
-            with open(received, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, _COPY_CHUNK)
-                dst.flush()
-                os.fsync(dst.fileno())
+            try:
+                # pynetdicom's own copy, linked rather than copied when it is on the same
+                # filesystem (it removes its name after the C-STORE; the inode stays ours).
+                os.link(received, tmp)
+                with open(tmp, "rb") as kept:
+                    os.fsync(kept.fileno())
+            except OSError:
+                tmp.unlink(missing_ok=True)
+                with open(received, "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, _COPY_CHUNK)
+                    dst.flush()
+                    os.fsync(dst.fileno())
             try:
                 os.link(tmp, target)  # atomic, and never replaces a kept instance
             except FileExistsError:
