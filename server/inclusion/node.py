@@ -341,8 +341,8 @@ async def open_node(pool: asyncpg.Pool, event: EventSpec, config: Config,
         rows = await conn.fetch("SELECT id, name FROM center WHERE in_event")
     centers = centers_of(event, rows)
     if not centers:
-        LOG.warning("the DICOM node is on but no center of the event has an ae_title: every "
-                    "association will be refused")
+        LOG.warning("the DICOM node is on but no center of the event has an ae_title: "
+                    "every instance sent to it will be refused")
     keys = await asyncio.to_thread(load_keys, config.data_dir)
     node = Node(pool=pool, spool=config.data_dir / SPOOL, centers=centers, receiver=receiver,
                 keys=keys, ae_title=config.dicom_ae_title, host=config.host,
