@@ -2,8 +2,8 @@
 
 Both ways in (the web upload, server/inclusion/upload.py, and the DICOM node) end in
 `Intake.receive`: the raw files of one study, plus its annotation, in a folder on the data
-dir's filesystem. `receive` moves the folder under `inclusion/incoming/<exam id>/` and
-commits the exam at stage received in the same step, then returns; the rest runs in the
+dir's filesystem. `receive` commits the exam at stage received, moves the folder under
+`inclusion/incoming/<exam id>/`, then returns; the rest runs in the
 background, one exam at a time per worker thread, one file at a time:
 
 1. every DICOM file is de-identified (server/deid, the question's dates option) into
@@ -16,8 +16,9 @@ background, one exam at a time per worker thread, one file at a time:
    its findings and summary), and only then is the raw folder removed.
 
 Restart: an exam still at stage received whose raw folder is there is processed again from
-the start (its half-written copy removed first); a raw folder of an exam already recorded is
-removed; anything `.partial` is removed.
+the start (its half-written copy removed first); one whose folder never arrived (a stop between
+the commit and the move: the caller still holds the folder and hands it over again) is
+excluded; a raw folder of an exam already recorded is removed; anything `.partial` is removed.
 """
 
 from __future__ import annotations
@@ -164,7 +165,11 @@ def prepare(raw: Path, work: Path, inclusion: InclusionSpec, keys: Keys, today: 
         except NotDicomError:
             out.ignored.append(str(relative))
             continue
-        result = deidentify(dataset, policy, keys)
+        try:
+            result = deidentify(dataset, policy, keys)
+        except Exception as exc:  # a value pydicom cannot convert, a broken sequence...
+            return Prepared(rejected=f"{relative}: cannot be de-identified ({exc}); export "
+                            "the series again")
         if result.rejection is not None:
             return Prepared(rejected=f"{relative}: {result.rejection.message}; nothing of "
                             "this exam is kept (remove the file, or send the series without "
@@ -184,7 +189,11 @@ def prepare(raw: Path, work: Path, inclusion: InclusionSpec, keys: Keys, today: 
             series[series_uid] = (len(series), SeriesBuilder())
         number, builder = series[series_uid]
         builder.add(dataset)
-        out.size += _write(dataset, work / "series" / str(number) / f"{builder.files}.dcm")
+        try:
+            out.size += _write(dataset, work / "series" / str(number) / f"{builder.files}.dcm")
+        except (ValueError, TypeError, AttributeError) as exc:   # pydicom refuses to encode
+            return Prepared(rejected=f"{relative}: cannot be written once de-identified "
+                            f"({exc}); export the series again")
         out.files += 1
         del dataset
     if len(pseudonyms) > 1:
@@ -476,7 +485,7 @@ class Intake:
             exam_id = int(entry.name) if entry.name.isdigit() else None
             if exam_id is not None and stages.get(exam_id) == store.Stage.RECEIVED:
                 continue
-            await asyncio.to_thread(_remove, entry)     # recorded already, or never committed
+            await asyncio.to_thread(_remove, entry)     # recorded already, or left by a failure
         for exam_id, stage in stages.items():
             if stage != store.Stage.RECEIVED:
                 continue
@@ -513,15 +522,19 @@ class Intake:
         self.inclusion(challenge)
         await asyncio.to_thread(self._folders)
         async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                exam_id = await store.create(
-                    conn, center_id=center_id, challenge=challenge, channel=channel,
-                    label=label, source_key=source_key,
-                    message=f"received {label} ({channel})")
-                raw = self.incoming / str(exam_id)
-                # Moved before the commit: a crash in between leaves a folder without an
-                # exam, removed on the next start; never an exam without its files.
-                await asyncio.to_thread(_move_in, folder, raw)
+            exam_id = await store.create(
+                conn, center_id=center_id, challenge=challenge, channel=channel, label=label,
+                source_key=source_key, message=f"received {label} ({channel})")
+            # Committed before the move: a stop in between leaves the caller's folder where
+            # it was (the caller hands it over again, and the new exam replaces this one);
+            # never files without an exam, nor an exam whose files were silently dropped.
+            try:
+                await asyncio.to_thread(_move_in, folder, self.incoming / str(exam_id))
+            except BaseException:
+                await store.exclude(conn, exam_id, store.Exclusion.DEIDENTIFICATION,
+                                    "the server could not take the files in: send the exam "
+                                    "again")
+                raise
         self._spawn(exam_id)
         return exam_id
 
@@ -533,11 +546,25 @@ class Intake:
     async def _process(self, exam_id: int) -> None:
         try:
             await self._run(exam_id)
-        except (Stopped, asyncio.CancelledError):
-            raise
+        except Stopped:
+            return      # taken up again on the next start
         except Exception:
             log.exception("exam %s could not be processed; it stays at stage received and is "
                           "taken up again on the next start", exam_id)
+
+    async def _record(self, conn: asyncpg.Connection, exam_id: int, final: Path,
+                      prepared: Prepared) -> None:
+        ignored = (f"; {len(prepared.ignored)} file(s) that are not DICOM ignored: "
+                   + ", ".join(prepared.ignored[:5])) if prepared.ignored else ""
+        await store.deidentified(
+            conn, exam_id, folder=final, files=prepared.files, size=prepared.size,
+            pseudonym=prepared.pseudonym, study_uid=prepared.study_uid,
+            message=f"{prepared.files} DICOM file(s) de-identified{ignored}")
+        violations = sum(f["severity"] == "violation" for f in prepared.findings)
+        warnings = len(prepared.findings) - violations
+        message = (f"criteria: {violations} violation(s), {warnings} warning(s)"
+                   if prepared.findings else "criteria: every rule met")
+        await store.checked(conn, exam_id, prepared.findings, prepared.summary, message)
 
     async def _run(self, exam_id: int) -> None:
         async with self.pool.acquire() as conn:
@@ -554,23 +581,18 @@ class Intake:
             self._executor, prepare, raw, work, inclusion, self._keys, self.clock().date(),
             self._stop)
         async with self.pool.acquire() as conn:
-            if prepared.rejected is not None:
-                await asyncio.to_thread(_remove, work)
-                await store.exclude(conn, exam_id, store.Exclusion.DEIDENTIFICATION,
-                                    f"rejected at de-identification: {prepared.rejected}")
-            else:
-                await asyncio.to_thread(_publish, work, final)
-                ignored = (f"; {len(prepared.ignored)} file(s) that are not DICOM ignored: "
-                           + ", ".join(prepared.ignored[:5])) if prepared.ignored else ""
-                async with conn.transaction():
-                    await store.deidentified(
-                        conn, exam_id, folder=final, files=prepared.files, size=prepared.size,
-                        pseudonym=prepared.pseudonym, study_uid=prepared.study_uid,
-                        message=f"{prepared.files} DICOM file(s) de-identified{ignored}")
-                    violations = sum(f["severity"] == "violation" for f in prepared.findings)
-                    warnings = len(prepared.findings) - violations
-                    message = (f"criteria: {violations} violation(s), {warnings} warning(s)"
-                               if prepared.findings else "criteria: every rule met")
-                    await store.checked(conn, exam_id, prepared.findings, prepared.summary,
-                                        message)
+            async with conn.transaction():
+                # The exam may have moved on meanwhile (replaced by the same study sent
+                # again, withdrawn): then nothing of this work is recorded.
+                stage = await conn.fetchval("SELECT stage FROM exam WHERE id = $1 FOR UPDATE",
+                                            exam_id)
+                if stage != store.Stage.RECEIVED:
+                    await asyncio.to_thread(_remove, work)
+                elif prepared.rejected is not None:
+                    await asyncio.to_thread(_remove, work)
+                    await store.exclude(conn, exam_id, store.Exclusion.DEIDENTIFICATION,
+                                        f"rejected at de-identification: {prepared.rejected}")
+                else:
+                    await asyncio.to_thread(_publish, work, final)
+                    await self._record(conn, exam_id, final, prepared)
         await asyncio.to_thread(_remove, raw)

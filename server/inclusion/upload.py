@@ -487,8 +487,13 @@ async def _resume(app: web.Application) -> AsyncIterator[None]:
 
         async def finish(upload_id: int = row["id"]) -> None:
             async with uploads.lock(upload_id):
-                with contextlib.suppress(BadArchive):
+                try:
                     await _complete(app, upload_id)
+                except BadArchive:
+                    pass            # recorded as refused: the center reads why
+                except Exception:
+                    log.exception("upload %s could not be finished; it is tried again on "
+                                  "the next start", upload_id)
 
         task = asyncio.create_task(finish(), name=f"upload-{row['id']}")
         uploads.tasks.add(task)

@@ -317,3 +317,35 @@ def test_a_restart_takes_up_what_was_left(intake_server: AppServer, tmp_path: Pa
     assert_deidentified(root / EXAMS / str(left.id) / "series/0/1.dcm", study, left)
     assert (lost.stage, lost.exclusion) == (store.Stage.EXCLUDED,
                                             store.Exclusion.DEIDENTIFICATION)
+
+
+def test_dates_kept_for_the_question_that_needs_them_and_the_clinical_row_checked(
+        tmp_path: Path) -> None:
+    """`prepare` alone (no server): the MS question keeps the exam date (dates = "keep"), reads
+    the clinical row a French spreadsheet writes (semicolons, a decimal comma) and refuses a
+    date after today."""
+    from datetime import date
+
+    from server.deid import Keys
+    from server.event import parse_event
+    from server.inclusion.pipeline import prepare
+    from tests.helpers import EXAMPLE_EVENT
+
+    inclusion = parse_event(EXAMPLE_EVENT).challenge("edss").inclusion
+    assert inclusion is not None
+    study = write_study(tmp_path / "raw")
+    (study.folder / "clinical.csv").write_text(
+        "exam;age;sex;edss_2y;exam_date\nE-1;41;F;3,5;14/03/2031\n", encoding="utf-8")
+    prepared = prepare(study.folder, tmp_path / "work", inclusion, Keys(b"k" * 16),
+                       date(2026, 12, 2))
+    assert prepared.rejected is None
+    ds = pydicom.dcmread(tmp_path / "work" / "series/0/1.dcm")
+    assert (ds.StudyDate, ds.LongitudinalTemporalInformationModified) == ("20190314",
+                                                                          "UNMODIFIED")
+    assert ds.PatientID == prepared.pseudonym != PATIENT_ID
+    codes = [f["code"] for f in prepared.findings]
+    assert codes[0] == "modality"                       # a CT sent for an MR question
+    clinical = [f for f in prepared.findings if f["rule"].startswith("clinical")]
+    assert [(f["code"], f["rule"]) for f in clinical] == [
+        ("clinical_range", "clinical.exam_date")]       # 2031: in the future; 3,5 read as 3.5
+    assert prepared.summary["clinical"]["edss_2y"] == "3,5"

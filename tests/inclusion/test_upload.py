@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from server.errors import BadArchive
-from server.inclusion.upload import Limits, study_uid_of, unpack
-from server.keys import INTAKE
+from server.inclusion.pipeline import EXAMS
+from server.inclusion.upload import UNPACKED, UPLOADS, Limits, study_uid_of, unpack
+from server.keys import CONFIG, INTAKE
 from tests.helpers import AppServer, ServerProcess, wait_for
 from tests.inclusion.test_pipeline import intake_server, nifti_mask, write_study
 
@@ -105,6 +106,11 @@ def test_an_exam_uploaded_in_chunks_with_a_wrong_offset_retry(intake_server: App
     assert status == 200 and (exam["stage"], exam["channel"], exam["label"], exam["files"]) == (
         "review", "web", "exam-0042.zip", 1)
     # Nothing of the upload is left on disk but the exam's de-identified copy.
+    data = Path(server.app[CONFIG].data_dir)
+    assert not (data / UPLOADS / f"{state['id']}.zip").exists()
+    assert not (data / UNPACKED / str(state["id"])).exists()
+    assert sorted(p.name for p in (data / EXAMS / str(state["exam_id"])).rglob("*")
+                  if p.is_file()) == ["1.dcm", "mask.nii.gz"]
     status, _, closed = patch(server, token, location, len(content), b"more")
     assert status == 409 and code(closed) == "upload_closed"
 
@@ -264,3 +270,21 @@ def test_kill_9_mid_upload_loses_nothing_acknowledged(upload_process: ServerProc
     found = wait_for(exam, timeout=60, what="the exam to be checked")
     assert (found["label"], found["files"], found["stage"]) == ("exam-0099.zip", 3, "checked")
     assert len(server.json("GET", "/api/v1/center/exams", token)[1]["exams"]) == 1
+
+
+def test_the_same_study_sent_again_replaces_the_first_exam(intake_server: AppServer,
+                                                           tmp_path: Path) -> None:
+    """The source key (HMAC of the center and the original StudyInstanceUID) knows the study
+    again, though no UID of it is kept: the first exam is excluded as resent."""
+    server, token = intake_server, intake_server.tokens()[LYON]
+    content = exam_zip(tmp_path, "exam-0077")
+    exams = []
+    for name in ("exam-0077.zip", "exam-0077-again.zip"):
+        _, headers, _ = create(server, token, len(content), name=name)
+        assert patch(server, token, headers["Location"], 0, content)[0] == 204
+        exams.append(server.json("GET", headers["Location"], token)[1]["exam_id"])
+    server.call(server.app[INTAKE].idle())
+    first = server.json("GET", f"/api/v1/center/exams/{exams[0]}", token)[1]
+    second = server.json("GET", f"/api/v1/center/exams/{exams[1]}", token)[1]
+    assert (first["stage"], first["exclusion"]) == ("excluded", "resent")
+    assert (second["stage"], second["replaces"]) == ("review", exams[0])
