@@ -9,11 +9,12 @@ a folder of hard links to its instances and commits the exam. Only then are the 
 originals removed, so the hand-over is driven by the spool alone — a marked folder still in the
 spool has not been taken — and one sweep serves a study just closed and one a crash left:
 
-- crash before the exam is committed: the spool still holds the study; it is handed again
-  (the pipeline removes the links it had moved in, which it never committed);
-- crash after the commit, before the originals are removed: `handing.json`, written before the
-  hand-over, holds the highest exam id of that moment; an exam of this center and study above
-  it is that hand-over, so the originals are removed and no second exam is made.
+`handing.json`, written before each hand-over, holds the highest exam id of that moment and
+the linked folder's name. The pipeline commits the exam, then moves the linked folder in. So
+at the next attempt (or start): no exam of this center and study above that id — handed again;
+such an exam but the linked folder still there — the pipeline never took the files (it excludes
+that exam), handed again and the new exam replaces it; the exam and the linked folder gone —
+done, only the spool's copy is removed, no second exam.
 
 docs/inclusion.md "The DICOM node" is the contract.
 """
@@ -42,7 +43,13 @@ from server.durable import fsync_dir
 from server.event import EventSpec
 from server.inclusion.check import check_series, check_study
 from server.inclusion.criteria import Criteria
-from server.inclusion.dicom_node import INSTANCE_SUFFIX, MARKER, ClosedStudy, DicomNode
+from server.inclusion.dicom_node import (
+    INSTANCE_SUFFIX,
+    MARKER,
+    TEMP_SUFFIX,
+    ClosedStudy,
+    DicomNode,
+)
 from server.inclusion.headers import SeriesSummary, study_series
 from server.inclusion.pipeline import source_key
 
@@ -195,9 +202,8 @@ class Node:
         self._loop = asyncio.get_running_loop()
         # pynetdicom says a few lines at INFO for every association; ours say what matters.
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-        # What was linked for a hand-over that did not complete: the spool has the originals.
-        await asyncio.to_thread(_remove_tree, self.handover)
         port = await asyncio.to_thread(self.library.start, self.host, self.port)
+        await asyncio.to_thread(self._sweep_handover)
         self._sweeper = asyncio.create_task(self._sweep(), name="dicom-node-sweeper")
         return port
 
@@ -248,30 +254,34 @@ class Node:
             study = await asyncio.to_thread(read_study, folder)
             choice = choose_question(center.questions, study.series)
             key = source_key(self.keys, center.id, study.study_uid)
+            earlier = await asyncio.to_thread(_handing, folder)
             async with self.pool.acquire() as conn:
-                earlier = await asyncio.to_thread(_handing_since, folder)
                 if earlier is None:
                     since = await conn.fetchval("SELECT coalesce(max(id), 0) FROM exam")
-                    await asyncio.to_thread(_note_handing, folder, since)
                 else:
-                    # Handed before a crash: done if the exam was committed.
-                    since = earlier
+                    # Handed before a crash. The pipeline commits the exam, then moves the
+                    # linked folder in: an exam above `since` whose linked folder is gone
+                    # has its files, and the hand-over is done.
+                    since, linked = earlier
                     done = await conn.fetchval(
                         "SELECT id FROM exam WHERE center_id = $1 AND source_key = $2 "
-                        "AND id > $3 ORDER BY id LIMIT 1", center.id, key, since)
-                    if done is not None:
+                        "AND id > $3 ORDER BY id DESC LIMIT 1", center.id, key, since)
+                    if done is not None and not (self.handover / linked).exists():
                         await asyncio.to_thread(self._release, folder, None)
                         self.handed.append((folder.name, done))
                         LOG.info("study %s of %s was exam %d already; its spool copy is "
                                  "removed", folder.name, center.name, done)
                         return
-            handed, files = await asyncio.to_thread(self._link, folder)
-            try:
-                exam_id = await self.receiver.receive(
-                    center_id=center.id, challenge=choice.challenge, channel=CHANNEL,
-                    label=study.label, source_key=key, folder=handed)
-            finally:
-                await asyncio.to_thread(_remove_tree, handed)
+                    await asyncio.to_thread(_remove_tree, self.handover / linked)
+            name = f"{folder.parent.name}-{folder.name}-{uuid.uuid4().hex[:8]}"
+            await asyncio.to_thread(_note_handing, folder, since, name)
+            handed, files = await asyncio.to_thread(self._link, folder, name)
+            # Not removed if this fails: its presence tells the next attempt that the
+            # pipeline did not take the files (an exam it committed without them is
+            # replaced by the next one).
+            exam_id = await self.receiver.receive(
+                center_id=center.id, challenge=choice.challenge, channel=CHANNEL,
+                label=study.label, source_key=key, folder=handed)
             await asyncio.to_thread(self._release, folder, files)
             self.handed.append((folder.name, exam_id))
             LOG.info("study from %s (%d instances) is exam %d of %s: %s", center.name,
@@ -282,17 +292,27 @@ class Node:
         finally:
             self._handing.discard(folder)
 
-    def _link(self, folder: Path) -> tuple[Path, list[Path]]:
+    def _link(self, folder: Path, name: str) -> tuple[Path, list[Path]]:
         """The study's instances linked (not copied) into a folder of their own, which the
         pipeline takes: until it has committed the exam, the spool keeps the originals."""
         files = sorted(folder.glob(f"*{INSTANCE_SUFFIX}"))
-        handed = self.handover / f"{folder.parent.name}-{folder.name}-{uuid.uuid4().hex[:8]}"
+        handed = self.handover / name
         handed.mkdir(parents=True)
         for f in files:
             os.link(f, handed / f.name)
         fsync_dir(handed)
         fsync_dir(handed.parent)
         return handed, files
+
+    def _sweep_handover(self) -> None:
+        """Linked folders no study in the spool names: left by a crash before their
+        study's `handing.json` named them."""
+        if not self.handover.exists():
+            return
+        named = {h[1] for f in self.library.closed_folders() if (h := _handing(f))}
+        for entry in self.handover.iterdir():
+            if entry.name not in named:
+                _remove_tree(entry)
 
     def _release(self, folder: Path, files: list[Path] | None) -> None:
         """The spool's copy of a study the pipeline owns now. Only the instances handed are
@@ -308,19 +328,21 @@ class Node:
             fsync_dir(folder.parent)
 
 
-def _handing_since(folder: Path) -> int | None:
+def _handing(folder: Path) -> tuple[int, str] | None:
+    """(the highest exam id before the hand-over, the linked folder's name), if handed."""
     with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
-        return int(json.loads((folder / HANDING).read_text())["after_exam"])
+        noted = json.loads((folder / HANDING).read_text())
+        return int(noted["after_exam"]), str(noted["linked"])
     return None
 
 
-def _note_handing(folder: Path, since: int) -> None:
+def _note_handing(folder: Path, since: int, linked: str) -> None:
     """Durably, before the hand-over: any exam of this study committed after it has an id
-    above `since` (ids only grow), so a restart can tell a hand-over done from one lost."""
+    above `since` (ids only grow), and `linked` is the folder the pipeline is given."""
     target = folder / HANDING
-    tmp = folder / f".{HANDING}.{uuid.uuid4().hex}.part"
+    tmp = folder / f".{HANDING}.{uuid.uuid4().hex}{TEMP_SUFFIX}"  # the node's recovery drops it
     with open(tmp, "w") as f:
-        json.dump({"after_exam": since}, f)
+        json.dump({"after_exam": since, "linked": linked}, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, target)

@@ -259,7 +259,8 @@ def test_studies_sent_by_storescu_and_pynetdicom_survive_kill_9_and_are_processe
         for f in acknowledged:
             shutil.copyfile(f, folder / f"{dcmread(f, stop_before_pixels=True).SOPInstanceUID}.dcm")
         (folder / "study.json").write_text(json.dumps({"instances": 4}))
-        (folder / "handing.json").write_text(json.dumps({"after_exam": second["id"] - 1}))
+        (folder / "handing.json").write_text(json.dumps(
+            {"after_exam": second["id"] - 1, "linked": "taken-by-the-pipeline"}))
         server.start()
         wait_for(lambda: not folder.exists(), what="the spool's copy to be removed")
         assert sorted((e["id"], e["files"]) for e in exams_of(server, LYON[0])) == \
