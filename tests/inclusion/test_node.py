@@ -261,10 +261,26 @@ def test_studies_sent_by_storescu_and_pynetdicom_survive_kill_9_and_are_processe
         (folder / "study.json").write_text(json.dumps({"instances": 4}))
         (folder / "handing.json").write_text(json.dumps(
             {"after_exam": second["id"] - 1, "linked": "taken-by-the-pipeline"}))
+        # And one whose exam was committed but whose linked folder the pipeline never took
+        # (still there): handed again, the new exam replacing that one.
+        untaken = data / "dicom-spool" / str(center_id) / str(original.StudyInstanceUID)
+        untaken.mkdir()
+        for f in volume:
+            shutil.copyfile(f, untaken / f"{dcmread(f, stop_before_pixels=True).SOPInstanceUID}"
+                                         ".dcm")
+        (untaken / "study.json").write_text(json.dumps({"instances": 4}))
+        (untaken / "handing.json").write_text(json.dumps(
+            {"after_exam": lyon["id"] - 1, "linked": "never-taken"}))
+        (data / "dicom-handover" / "never-taken").mkdir()
         server.start()
-        wait_for(lambda: not folder.exists(), what="the spool's copy to be removed")
-        assert sorted((e["id"], e["files"]) for e in exams_of(server, LYON[0])) == \
-            [(e["id"], 4) for e in exams]
+        wait_for(lambda: not folder.exists() and not untaken.exists(),
+                 what="the spool's copies to be removed")
+        after = {e["id"]: e for e in settled(server, LYON[0], 3)}
+        assert after[second["id"]]["files"] == 4 and after[second["id"]]["replaces"] is None
+        assert after[lyon["id"]]["exclusion"] == "resent"
+        [new] = [e for e in after.values() if e["id"] not in (lyon["id"], second["id"])]
+        assert (new["replaces"], new["files"]) == (lyon["id"], 4)
+        assert not (data / "dicom-handover" / "never-taken").exists()
     finally:
         if server.process is not None and server.process.poll() is None:
             server.stop()
