@@ -33,12 +33,14 @@ from server.errors import PodiumError
 from server.event import EventSpec
 from server.hub import Hub
 from server.inclusion import live, portal_views, review_views, upload
+from server.inclusion.node import open_node
 from server.inclusion.pipeline import Intake
 from server.intake import MAX_PENDING, RATE_LIMITER, RESULT_WAITERS, RateLimiter, ResultWaiters
 from server.keys import (
     ARRIVED,
     CONFIG,
     CONNECTIONS,
+    DICOM_NODE,
     EVENT,
     HUB,
     INTAKE,
@@ -208,6 +210,21 @@ async def _intake(app: web.Application) -> AsyncIterator[None]:
         await intake.close()
 
 
+async def _dicom_node(app: web.Application) -> AsyncIterator[None]:
+    """The DICOM node (server/inclusion/node.py), when `--dicom-port` is set: it listens only
+    while the intake is there to take its studies, and stops before it."""
+    config = app[CONFIG]
+    if config.dicom_port is None:
+        yield
+        return
+    node = await open_node(app[POOL], app[EVENT], config, app[INTAKE])
+    app[DICOM_NODE] = node
+    try:
+        yield
+    finally:
+        await node.stop()
+
+
 async def _loop_monitor(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(app[LOOP_MONITOR].run(), name="loop-monitor")
     task.add_done_callback(_report_death)
@@ -304,6 +321,7 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_background)
     app.cleanup_ctx.append(_intake)
+    app.cleanup_ctx.append(_dicom_node)
     app.cleanup_ctx.append(_loop_monitor)
     app.cleanup_ctx.append(housekeeping)
     app.on_shutdown.append(_close_websockets)

@@ -277,7 +277,7 @@ async def _split(url: str, challenge: Any, data_dir: Path, redo: bool) -> ExitCo
 async def _serve(config: Config, event: EventSpec, *, all_links: bool = False) -> None:
     from server.app import create_app, start_serving
     from server.connection import raise_descriptor_limit
-    from server.keys import CONNECTIONS
+    from server.keys import CONNECTIONS, DICOM_NODE
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -293,7 +293,9 @@ async def _serve(config: Config, event: EventSpec, *, all_links: bool = False) -
         port = runner.addresses[0][1] if config.port == 0 else config.port
         shown = replace(config, port=port)
         credentials = ensure_tokens(event, config.data_dir)
-        _print_banner(shown, event, credentials, all_links=all_links)
+        node = app.get(DICOM_NODE)
+        dicom = f"{node.library.ae_title} at {config.host}:{node.library.port}" if node else None
+        _print_banner(shown, event, credentials, all_links=all_links, dicom=dicom)
         await stop.wait()
         log.info("stopping")
     finally:
@@ -301,9 +303,11 @@ async def _serve(config: Config, event: EventSpec, *, all_links: bool = False) -
 
 
 def _print_banner(config: Config, event: EventSpec, credentials: list[Credential], *,
-                  all_links: bool = False) -> None:
+                  all_links: bool = False, dicom: str | None = None) -> None:
     url = config.public_url
     lines = [f"Podium is serving {event.name!r} at {url}/"]
+    if dicom:
+        lines.append(f"  DICOM node {dicom} (each center calls it with its ae_title)")
     shown = credentials if all_links else credentials[:2]
     width = max(len(c.label) for c in shown)
     for credential in shown:

@@ -107,6 +107,17 @@ class Config:
     inclusion_zip_entries: int = setting(10000, "files one exam's zip may hold at most",
                                          commands=SERVER, metavar="N", minimum=1)
 
+    # The DICOM node (server/inclusion/node.py, docs/inclusion.md "The DICOM node").
+    dicom_port: int | None = setting(None, "the port of the DICOM node (Storage SCP) the "
+                                     "centers' PACS send exams to; 0 picks a free one",
+                                     commands=SERVER, metavar="PORT", minimum=0,
+                                     default_text="none: no DICOM node")
+    dicom_ae_title: str = setting("PODIUM", "the DICOM node's own (called) AE title",
+                                  commands=SERVER, metavar="AE")
+    dicom_quiet_s: float = setting(30.0, "a study is closed and handed on when none of its "
+                                   "instances arrived for this long", commands=SERVER,
+                                   metavar="SECONDS", minimum=0, above=True)
+
     @property
     def public_url(self) -> str:
         if self.base_url:

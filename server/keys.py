@@ -11,6 +11,7 @@ from server.config import Config
 from server.connection import ConnectionGuard
 from server.event import EventSpec
 from server.hub import Hub
+from server.inclusion.node import Node
 from server.inclusion.pipeline import Intake
 from server.listener import Listener
 from server.loop_monitor import LoopMonitor
@@ -25,6 +26,8 @@ LISTENER = web.AppKey("listener", Listener)
 SCORING = web.AppKey("scoring", Scoring)
 CONNECTIONS = web.AppKey("connections", ConnectionGuard)
 LOOP_MONITOR = web.AppKey("loop_monitor", LoopMonitor)
+# Only when `--dicom-port` is set.
+DICOM_NODE = web.AppKey("dicom_node", Node)
 INTAKE = web.AppKey("intake", Intake)
 
 PRINCIPAL = web.RequestKey("principal", Principal)

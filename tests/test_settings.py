@@ -94,7 +94,8 @@ def test_every_server_setting_is_settable_from_the_command_line() -> None:
             "--smtp-host", "smtp.chu.example", "--smtp-port", "2525",
             "--smtp-from", "podium@jfr.example", "--digest-days", "tue,fri",
             "--intake-workers", "2", "--inclusion-upload-mb", "100",
-            "--inclusion-unzipped-mb", "400", "--inclusion-zip-entries", "50"]
+            "--inclusion-unzipped-mb", "400", "--inclusion-zip-entries", "50",
+            "--dicom-port", "11112", "--dicom-ae-title", "PODIUM_JFR", "--dicom-quiet", "12"]
     config = config_from(parse(*argv))
     assert dataclasses.asdict(config) == {
         "event_path": EXAMPLE_EVENT, "host": "0.0.0.0", "port": 9000,
@@ -107,7 +108,8 @@ def test_every_server_setting_is_settable_from_the_command_line() -> None:
         "keepalive_timeout_s": 3.0, "smtp_host": "smtp.chu.example", "smtp_port": 2525,
         "smtp_from": "podium@jfr.example", "digest_days": "tue,fri", "intake_workers": 2,
         "inclusion_upload_mb": 100.0, "inclusion_unzipped_mb": 400.0,
-        "inclusion_zip_entries": 50}
+        "inclusion_zip_entries": 50,
+        "dicom_port": 11112, "dicom_ae_title": "PODIUM_JFR", "dicom_quiet_s": 12.0}
     assert "postgresql://db/x" not in repr(config)  # a secret stays out of logs
 
 

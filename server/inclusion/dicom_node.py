@@ -179,7 +179,8 @@ class DicomNode:
         ae.require_calling_aet = list(self.centers)
         ae.require_called_aet = True
         self._server = ae.start_server((host, port), block=False,
-                                       evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+                                       evt_handlers=[(evt.EVT_C_STORE, self._on_store),
+                                                     (evt.EVT_REJECTED, self._on_rejected)])
         self._stopping.clear()
         if self.tick_s is not None:
             self._ticker = threading.Thread(target=self._tick, name="dicom-node-ticker",
@@ -233,10 +234,33 @@ class DicomNode:
                     LOG.info("study %s of %s was not closed: armed again", folder.name,
                              center_dir.name)
 
+    def closed_folders(self) -> list[Path]:
+        """The folders of the studies closed (marker written) and still in the spool. Taken
+        under the node's lock, so a study whose `on_study` has just run is seen with its
+        marker."""
+        with self._lock:
+            if not self.spool.exists():
+                return []
+            return sorted(m.parent for m in self.spool.glob(f"*/*/{MARKER}"))
+
     def open_studies(self) -> list[tuple[str, str]]:
         """(center, study UID) of the studies not closed yet."""
         with self._lock:
             return sorted(self._open)
+
+    def _on_rejected(self, event: Any) -> None:
+        # One line per refused association, saying what to fix (pynetdicom's own lines are
+        # at INFO, and many per association).
+        requestor = event.assoc.requestor
+        calling = str(requestor.ae_title).strip()
+        peer = f"{requestor.address}:{requestor.port}"
+        if calling not in self.centers:
+            LOG.warning("DICOM association from %s refused: the calling AE title %r is no "
+                        "center's (give it as the ae_title of its [[centers]] entry)", peer,
+                        calling)
+        else:
+            LOG.warning("DICOM association from %s (%s) refused: it called an AE title other "
+                        "than %s", peer, calling, self.ae_title)
 
     # -- C-STORE ------------------------------------------------------------------------
 
@@ -295,10 +319,18 @@ class DicomNode:
         target = folder / f"{sop}{INSTANCE_SUFFIX}"
         tmp = folder / f".{sop}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
         try:
-            with open(received, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, _COPY_CHUNK)
-                dst.flush()
-                os.fsync(dst.fileno())
+            try:
+                # pynetdicom's own copy, linked rather than copied when it is on the same
+                # filesystem (it removes its name after the C-STORE; the inode stays ours).
+                os.link(received, tmp)
+                with open(tmp, "rb") as kept:
+                    os.fsync(kept.fileno())
+            except OSError:
+                tmp.unlink(missing_ok=True)
+                with open(received, "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, _COPY_CHUNK)
+                    dst.flush()
+                    os.fsync(dst.fileno())
             try:
                 os.link(tmp, target)  # atomic, and never replaces a kept instance
             except FileExistsError:
