@@ -26,6 +26,7 @@ from server.connection import (
 )
 from server.countdown.ticker import Ticker
 from server.database import create_pool, migrate
+from server.dataset import batch_views
 from server.dataset import views as dataset_views
 from server.dataset.cohort import ensure_final
 from server.dataset.final import resolve as resolve_sets
@@ -334,6 +335,7 @@ def create_app(config: Config, event: EventSpec) -> web.Application:
     registration.setup(app)
     upload.setup(app)
     dataset_views.setup(app)
+    batch_views.setup(app)
     ws.setup(app)
     app.router.add_static("/static/", resource_dir("static"), name="static")
     return app

@@ -13,7 +13,9 @@ No dependencies, so the pure cores (the countdown's arithmetic) raise these too.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 
 class PodiumError(Exception):
@@ -653,6 +655,28 @@ class SplitReleased(Conflict):
     def __init__(self, slug: str, released: str) -> None:
         super().__init__(f"{slug}'s split cannot change: its set {released!r} is released "
                          "to the teams already", released=released)
+
+
+class BatchNotOpen(NotStarted):
+    """A batch asked for before its opening moment: the final day's `not_started`."""
+
+    def __init__(self, slug: str, name: str, opens: datetime | None, timezone: str) -> None:
+        if opens is None:
+            when = "when an organizer opens it"
+        else:
+            local = opens.astimezone(ZoneInfo(timezone))
+            when = f"at {local:%Y-%m-%d %H:%M:%S} ({timezone})"
+        super().__init__(f"batch {name!r} of {slug!r} is not open yet: it opens {when}; "
+                         "download it then",
+                         opens=None if opens is None else opens.isoformat())
+
+
+class UnknownBatch(NotFound):
+    code = "unknown_batch"
+
+    def __init__(self, slug: str, name: str, known: Iterable[str]) -> None:
+        listed = ", ".join(known) or "none"
+        super().__init__(f"{slug!r} has no batch {name!r}; its batches: {listed}")
 
 
 class EventFileError(Exception):

@@ -33,7 +33,7 @@ CHALLENGE_KEYS = {
     "slug", "title", "kind", "duration_minutes", "truth", "release", "counts",
     "max_submissions", "team_feedback", "leaderboard", "freeze_minutes",
     "upload_grace_seconds", "max_upload_mb", "sealed", "storage_quota_mb", "ranking",
-    "inclusion", "splits",
+    "inclusion", "splits", "batches",
 }
 TEAM_KEYS = {"name", "challenges", "token"}
 CENTER_KEYS = {"name", "challenges", "token", "ae_title", "email"}
@@ -42,6 +42,9 @@ REGISTRATION_KEYS = {"opens", "closes", "min_members", "max_members", "required_
                      "required_affiliations", "charter", "charter_version", "pages"}
 INCLUSION_KEYS = {"target", "margin", "keep", "reading", "dates", "criteria"}
 SPLIT_KEYS = {"seed", "sets", "stratify", "value", "bins"}
+BATCH_KEYS = {"name", "set", "part", "parts", "opens", "sealed"}
+# Sets whose truth never goes out before the final day, whatever the final day is built from.
+HELD_SETS = ("validation", "test")
 SET_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 TOP_KEYS = {"event", "access", "challenges", "teams", "centers", "reviewers", "registration"}
 GRADES = ("A", "B", "C", "D")
@@ -116,6 +119,21 @@ class SplitSpec:
 
 
 @dataclass(frozen=True)
+class BatchSpec:
+    """A batch release of a training set (`[[challenges.batches]]`, docs/datasets.md): the
+    set it comes from, which part of it (`part` of `parts`, the set's exams in exam order;
+    1 of 1: all of it), when it opens (None: when an organizer opens it), and whether its
+    archive is sealed."""
+
+    name: str
+    set: str
+    part: int = 1
+    parts: int = 1
+    opens: datetime | None = None
+    sealed: bool = False
+
+
+@dataclass(frozen=True)
 class ChallengeSpec:
     """A challenge as the event file declares it. Its fields have the names and types of the
     stored challenge's (server/store/challenges.py), which adds the clock's state."""
@@ -152,6 +170,11 @@ class ChallengeSpec:
     # (server/dataset/final.py); `truth` and `release` then point into the data dir.
     truth_set: str | None = None
     release_set: str | None = None
+    # Batch releases of its training sets, in the declared order.
+    batches: tuple[BatchSpec, ...] = ()
+
+    def batch(self, name: str) -> BatchSpec | None:
+        return next((b for b in self.batches if b.name == name), None)
 
     def scoring_options(self) -> ScoringOptions:
         return scoring_options(self.options)
@@ -371,7 +394,7 @@ def parse_event(path: str | Path) -> EventSpec:
         raise check.fail("at least one [[challenges]] table is required", "challenges")
     challenges: list[ChallengeSpec] = []
     for index, raw in enumerate(raw_challenges):
-        challenge = _challenge(check, raw, index, path.parent)
+        challenge = _challenge(check, raw, index, path.parent, str(timezone))
         if any(c.slug == challenge.slug for c in challenges):
             raise check.fail(f"slug {challenge.slug!r} is used by two challenges",
                              "challenges", index, "slug")
@@ -454,7 +477,8 @@ def _token(check: _Checker, doc: dict[str, Any], table: str, index: int | None,
     return token
 
 
-def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSpec:
+def _challenge(check: _Checker, raw: Any, index: int, base: Path, timezone: str = "UTC"
+               ) -> ChallengeSpec:
     table = "challenges"
     if not isinstance(raw, dict):
         raise check.fail("each challenge must be a [[challenges]] table", table, index)
@@ -528,6 +552,7 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
         raise check.fail("splits needs an [challenges.inclusion] table: a question is split "
                          "from the exams it collects", "challenges", index, "splits")
     _check_from_set(check, index, kind, splits, truth_set, release_set)
+    batches = _batches(check, raw, index, splits, (truth_set, release_set), timezone)
     return ChallengeSpec(
         slug=slug, title=title, kind=kind, duration=timedelta(minutes=duration), truth=truth,
         release=release, counts=Counts(counts), max_submissions=max_submissions,
@@ -536,7 +561,7 @@ def _challenge(check: _Checker, raw: Any, index: int, base: Path) -> ChallengeSp
         hu_window=hu_window, max_upload_bytes=int(max_upload * MIB), sealed=sealed,
         storage_quota_bytes=None if quota is None else int(quota * MIB),
         ranking=ranking, options=options, inclusion=inclusion, splits=splits,
-        truth_set=truth_set, release_set=release_set,
+        truth_set=truth_set, release_set=release_set, batches=batches,
     )
 
 
@@ -781,6 +806,78 @@ def _check_from_set(check: _Checker, index: int, kind: str, splits: SplitSpec | 
         raise check.fail("a regression truth from a set needs [challenges.splits] value: the "
                          "clinical field it is (stratify = [\"center\", \"value\"])",
                          "challenges", index, "truth")
+
+
+def _batches(check: _Checker, raw: dict[str, Any], index: int, splits: SplitSpec | None,
+             final_sets: tuple[str | None, str | None], timezone: str
+             ) -> tuple[BatchSpec, ...]:
+    """`[[challenges.batches]]`: each a part of a training set of the question's split."""
+    listed = raw.get("batches", [])
+    table = "challenges.batches"
+    if not isinstance(listed, list) or not all(isinstance(b, dict) for b in listed):
+        raise check.fail("batches must be [[challenges.batches]] tables", "challenges", index,
+                         "batches")
+    if listed and splits is None:
+        raise check.fail("batches need a [challenges.splits] table: a batch is a part of one "
+                         "of its sets", "challenges", index, "batches")
+    names = [n for n, _ in splits.sets] if splits is not None else []
+    batches: list[BatchSpec] = []
+    for position, doc in enumerate(listed):
+        def fail(message: str, key: str | None = None, position: int = position
+                 ) -> EventFileError:
+            # The key named with both indexes: challenges[i].batches[j].opens
+            error = check.fail(message, table, index, key)
+            dotted = f"challenges[{index}].batches[{position}]" + (f".{key}" if key else "")
+            return EventFileError(error.path, message, key=dotted, line=error.line)
+
+        for key in doc:
+            if key not in BATCH_KEYS:
+                raise fail(f"unknown key {key!r}; allowed: {', '.join(sorted(BATCH_KEYS))}",
+                           key)
+        name = doc.get("name")
+        if not isinstance(name, str) or not SET_NAME_RE.match(name):
+            raise fail(f"name must use a-z, 0-9, '-' and '_' (at most 40), e.g. \"batch-1\", "
+                       f"got {name!r}" if "name" in doc else "missing required key 'name' "
+                       "(e.g. \"batch-1\")", "name" if "name" in doc else None)
+        if any(b.name == name for b in batches):
+            raise fail(f"batch name {name!r} is used twice in this challenge", "name")
+        set_name = doc.get("set")
+        if not isinstance(set_name, str) or set_name not in names:
+            raise fail(f"set must name a set of [challenges.splits] ({', '.join(names)}), got "
+                       f"{set_name!r}" if "set" in doc else "missing required key 'set' (the "
+                       "training set the batch is a part of)", "set" if "set" in doc else None)
+        if set_name in HELD_SETS or set_name in final_sets:
+            raise fail(f"set {set_name!r} is held back for the final day: its truth never goes "
+                       "out in a batch; batches are parts of a training set", "set")
+        parts = doc.get("parts", 1)
+        part = doc.get("part", 1)
+        if isinstance(parts, bool) or not isinstance(parts, int) or not 1 <= parts <= 100:
+            raise fail(f"parts must be a whole number from 1 to 100 (the set cut into that "
+                       f"many batches), got {parts!r}", "parts")
+        if isinstance(part, bool) or not isinstance(part, int) or not 1 <= part <= parts:
+            raise fail(f"part must be a whole number from 1 to parts ({parts}), got {part!r}",
+                       "part")
+        if ("part" in doc) != ("parts" in doc):
+            raise fail("part and parts go together: part = 1 and parts = 2 is the first "
+                       "half of the set", "part" if "part" in doc else "parts")
+        for other in batches:
+            if other.set == set_name and (other.parts, other.part) == (parts, part):
+                raise fail(f"batch {other.name!r} is already part {part} of {parts} of set "
+                           f"{set_name!r}", "part" if "part" in doc else "set")
+        opens = doc.get("opens")
+        if opens is not None:
+            if not isinstance(opens, datetime):
+                raise fail(f"opens must be a date and time such as 2019-09-11T09:00:00 (the "
+                           f"event's time zone, {timezone}), or left out for a batch an "
+                           f"organizer opens, got {opens!r}", "opens")
+            if opens.tzinfo is None:
+                opens = opens.replace(tzinfo=ZoneInfo(timezone))
+        sealed = doc.get("sealed", False)
+        if not isinstance(sealed, bool):
+            raise fail(f"sealed must be true or false, got {sealed!r}", "sealed")
+        batches.append(BatchSpec(name=name, set=set_name, part=part, parts=parts, opens=opens,
+                                 sealed=sealed))
+    return tuple(batches)
 
 
 def _members(check: _Checker, doc: dict[str, Any], table: str, allowed: set[str],

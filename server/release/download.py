@@ -91,3 +91,8 @@ class _LoggedFileResponse(web.FileResponse):
         finally:
             start = effective.http_range.start or 0 if self.status == 206 else 0
             await self._on_sent(self, start, complete)
+
+
+# The batch releases (server/dataset/batch_views.py) serve and log their archives alike.
+LoggedFileResponse = _LoggedFileResponse
+without_stale_range = _without_stale_range
