@@ -370,3 +370,40 @@ const Team = (() => {
   PodiumClock.update(page.challenges || []);
   Team.start(page.submissions || []);
 }
+
+// The training batches open for the team (GET .../batches): a download link for each, with
+// its size and SHA-256 (and a sealed one's key once it opens), and when the next one opens.
+{
+  for (const box of document.querySelectorAll("[data-batches-of]")) {
+    const slug = box.dataset.batchesOf;
+    Podium.api("GET", `/api/v1/challenges/${slug}/batches`).then((shown) => {
+      const list = box.querySelector(".batch-list");
+      list.replaceChildren(...shown.batches.map((b) => {
+        const item = Podium.element("li", "batch");
+        item.dataset.batch = b.name;
+        const link = Podium.element("a", "", `Download ${b.name}`);
+        link.href = b.archive;
+        link.setAttribute("download", "");
+        item.append(link);
+        const what = b.parts > 1 ? ` (${b.set}, part ${b.part} of ${b.parts})` : ` (${b.set})`;
+        item.append(document.createTextNode(what));
+        if (b.size !== null) {
+          item.append(document.createTextNode(`, ${(b.size / 1048576).toFixed(1)} MiB, SHA-256 `),
+                      Podium.element("code", "sha", b.sha256));
+        }
+        if (b.sealed) {
+          item.append(Podium.element("span", "key", b.key ? ` Key: ${b.key}`
+            : " Sealed: its key appears here when it opens."));
+        }
+        return item;
+      }));
+      const next = shown.batches.length || shown.next_opens;
+      const nextText = box.querySelector("[data-next-batch]");
+      nextText.textContent = shown.next_opens
+        ? `The next batch opens at ${Podium.formatClock(shown.next_opens)}${
+          new Date(shown.next_opens).toDateString() === new Date().toDateString() ? ""
+            : ` on ${new Date(shown.next_opens).toLocaleDateString()}`}.` : "";
+      box.hidden = !next;
+    }).catch(() => { box.hidden = true; });
+  }
+}
