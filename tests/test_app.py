@@ -19,7 +19,7 @@ from server.event import parse_event
 from tests.helpers import EXAMPLE_EVENT, AppServer, DatabaseClock, ServerProcess, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-PATH_VALUES = {"slug": "nodules", "id": "1", "axis": "axial", "index": "0"}
+PATH_VALUES = {"slug": "nodules", "id": "1", "axis": "axial", "index": "0", "name": "batch-1"}
 
 
 def declared_routes() -> list[tuple[str, str, frozenset[Role]]]:
@@ -50,6 +50,12 @@ def test_every_route_declares_who_may_call_it() -> None:
     for action in ("approve", "reject", "token", "revoke"):
         assert ("POST", f"/api/v1/registrations/1/{action}", frozenset({Role.ORGANIZER})
                 ) in routes
+    # Batches: a team downloads, an organizer opens; both see the schedule.
+    batches = "/api/v1/challenges/nodules/batches"
+    assert {("GET", batches, frozenset({Role.TEAM, Role.ORGANIZER})),
+            ("GET", f"{batches}/batch-1/archive", frozenset({Role.TEAM})),
+            ("POST", f"{batches}/batch-1/open", frozenset({Role.ORGANIZER})),
+            ("GET", "/organizer/datasets", frozenset({Role.ORGANIZER}))} <= set(routes)
 
 
 def test_every_api_route_is_documented() -> None:
@@ -58,7 +64,7 @@ def test_every_api_route_is_documented() -> None:
         if path.startswith("/api/"):
             documented = re.sub(r"/1(?=/|$)", "/{id}",
                                 path.replace(PATH_VALUES["slug"], "{slug}")).replace(
-                "/axial/0", "/{axis}/{index}")
+                "/axial/0", "/{axis}/{index}").replace("/batch-1", "/{name}")
             assert f"{method} {documented}" in doc, f"{method} {documented} not in docs/api.md"
 
 

@@ -10,6 +10,7 @@ from server.cli import _parser
 from server.evaluators.result import WARNING_CODES
 from server.event import (
     ACCESS_KEYS,
+    BATCH_KEYS,
     CENTER_KEYS,
     CHALLENGE_KEYS,
     EVENT_KEYS,
@@ -25,7 +26,8 @@ from tests.helpers import ROOT
 def test_every_event_key_is_documented() -> None:
     doc = (ROOT / "docs" / "event-file.md").read_text()
     for key in sorted(EVENT_KEYS | ACCESS_KEYS | CHALLENGE_KEYS | TEAM_KEYS | CENTER_KEYS
-                      | REVIEWER_KEYS | INCLUSION_KEYS | REGISTRATION_KEYS | SPLIT_KEYS):
+                      | REVIEWER_KEYS | INCLUSION_KEYS | REGISTRATION_KEYS | SPLIT_KEYS
+                      | BATCH_KEYS):
         assert f"| `{key}` |" in doc, f"{key} is not in docs/event-file.md"
 
 
