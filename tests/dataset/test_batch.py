@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -23,6 +25,7 @@ from server.errors import EventFileError
 from server.event import BatchSpec, parse_event
 from tests.dataset.test_cohort import EVENT, _event, _kept_exams
 from tests.helpers import AppServer, DatabaseClock, run
+from tests.pages import LAPTOP, PROJECTOR, new_page, script_errors
 
 OPENS = datetime(2031, 9, 11, 9, 0, tzinfo=ZoneInfo("Europe/Paris"))
 BATCHES = """
@@ -140,7 +143,7 @@ def _members(zipped: bytes) -> dict[str, bytes]:
 
 
 def test_batches_are_gated_to_the_second_packed_with_their_truth_resumed_and_counted(
-        batch_server: AppServer, database_url: str, tmp_path: Path) -> None:
+        batch_server: AppServer, database_url: str, tmp_path: Path, browser: Any) -> None:
     server, clock = batch_server, DatabaseClock(database_url)
     tokens = server.tokens()
     organizer, alpha, outsider = tokens["organizer"], tokens["Alpha"], tokens["Outsiders"]
@@ -191,14 +194,29 @@ def test_batches_are_gated_to_the_second_packed_with_their_truth_resumed_and_cou
                                  {"redo": True})
     assert (status, answer["error"]["code"]) == (409, "split_released")
 
-    # The second batch waits for an organizer; opened, it is the other half.
+    # The second batch waits for an organizer; opened from the datasets view in Chromium.
     second = f"/api/v1/challenges/{slug}/batches/batch-2/archive"
     status, answer = server.json("GET", second, alpha)
     assert status == 403 and "opens when an organizer opens it" in answer["error"]["message"]
+    console = new_page(browser, server.url, organizer, viewport=LAPTOP)
+    errors = script_errors(console)
+    console.goto(f"{server.url}/organizer/datasets")
+    assert "no registration to approve" in console.inner_text(".status-strip")
+    row = console.locator('[data-batches-of="nodules-3d"] tr[data-batch="batch-1"]')
+    assert "Alpha: 2 (2 complete)" in row.inner_text() and "open" in row.inner_text()
+    split_row = console.locator('[data-split-of="nodules-3d"] tr[data-set="training"]')
+    assert split_row.locator("td").nth(0).inner_text() == "6"
+    console.on("dialog", lambda dialog: dialog.accept())
+    with console.expect_navigation():
+        console.click('[data-open-batch="batch-2"]')
+    console.wait_for_selector('tr[data-batch="batch-2"][data-state="open"]')
+    assert console.locator("[data-open-batch]").count() == 0 and errors == []
+    _shoot(console, "organizer-datasets")
+    # Opening again keeps the first opening.
     status, opened = server.json("POST", f"/api/v1/challenges/{slug}/batches/batch-2/open",
                                  organizer, {"by": "Alice"})
     assert status == 200 and opened["state"] == "open" and opened["opened_by"] == \
-        "organizer (Alice)" and opened["exams"] == 3
+        "organizer" and opened["exams"] == 3
     status, _, body = server.request("GET", second, alpha)
     assert status == 200
     assert {n.split("/")[0] for n in _members(body)} == {"MANIFEST.csv"} | {
@@ -217,10 +235,24 @@ def test_batches_are_gated_to_the_second_packed_with_their_truth_resumed_and_cou
                       "batch-2": [{"team": "Alpha", "downloads": 1, "complete": 1,
                                    "bytes": len(body)}]}
 
-    # The organizers' datasets view: the split's report, the schedule, the counts.
-    status, _, page = server.request("GET", "/organizer/datasets", organizer,
-                                     headers={"Accept": "text/html"})
-    text = page.decode()
-    assert status == 200 and 'data-split-of="nodules-3d"' in text
-    assert 'data-batch="batch-2" data-state="open"' in text and "Alpha: 2 (2 complete)" in text
+    # The team's page lists both, with their links.
+    team = new_page(browser, server.url, alpha, viewport=LAPTOP)
+    team.goto(f"{server.url}/team")
+    team.wait_for_selector('[data-batches-of="nodules-3d"]:not([hidden]) li[data-batch]')
+    links = team.locator('[data-batches-of="nodules-3d"] li[data-batch] a')
+    assert [links.nth(i).get_attribute("href") for i in range(links.count())] == [
+        archive, second]
+    _shoot(team, "team-batches")
     assert server.request("GET", "/organizer/datasets", alpha)[0] == 403
+
+
+def _shoot(page: Any, name: str) -> None:
+    """With PODIUM_SCREENS=docs/screens, the page at the projector's and a laptop's size."""
+    folder = os.environ.get("PODIUM_SCREENS")
+    if not folder:
+        return
+    for size, suffix in ((PROJECTOR, "1920"), (LAPTOP, "1366")):
+        page.set_viewport_size(size)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(Path(folder) / f"{name}-{suffix}.png"), full_page=True)
+    page.set_viewport_size(LAPTOP)
