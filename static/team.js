@@ -388,7 +388,9 @@ const Team = (() => {
         const what = b.parts > 1 ? ` (${b.set}, part ${b.part} of ${b.parts})` : ` (${b.set})`;
         item.append(document.createTextNode(what));
         if (b.size !== null) {
-          item.append(document.createTextNode(`, ${(b.size / 1048576).toFixed(1)} MiB, SHA-256 `),
+          const shown = b.size < 1048576 ? `${Math.max(1, Math.round(b.size / 1024))}\u00a0KiB`
+            : `${(b.size / 1048576).toFixed(1)}\u00a0MiB`;
+          item.append(document.createTextNode(`, ${shown}, SHA-256 `),
                       Podium.element("code", "sha", b.sha256));
         }
         if (b.sealed) {
@@ -400,9 +402,7 @@ const Team = (() => {
       const next = shown.batches.length || shown.next_opens;
       const nextText = box.querySelector("[data-next-batch]");
       nextText.textContent = shown.next_opens
-        ? `The next batch opens at ${Podium.formatClock(shown.next_opens)}${
-          new Date(shown.next_opens).toDateString() === new Date().toDateString() ? ""
-            : ` on ${new Date(shown.next_opens).toLocaleDateString()}`}.` : "";
+        ? `The next batch opens on ${shown.next_opens_local}.` : "";
       box.hidden = !next;
     }).catch(() => { box.hidden = true; });
   }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from aiohttp import web
@@ -25,7 +26,7 @@ from server.dataset.cohort import split_json, stored_split
 from server.dataset.views import _body, _challenge
 from server.errors import NoSplit
 from server.event import BatchSpec, ChallengeSpec
-from server.isotime import iso, wall_clock
+from server.isotime import iso
 from server.keys import CONFIG, EVENT, POOL
 from server.pages import render
 from server.release.download import LoggedFileResponse
@@ -34,6 +35,13 @@ from server.store import batches as batch_store
 from server.store import registrations as registration_store
 from server.store.batches import PackedBatch, TeamDownloads
 from server.store.sessions import operator_of
+
+
+def local_time(moment: datetime | None, timezone: str) -> str | None:
+    """`2019-09-11 09:00:00 Europe/Paris`: a schedule's times always with their date."""
+    if moment is None:
+        return None
+    return f"{moment.astimezone(ZoneInfo(timezone)):%Y-%m-%d %H:%M:%S} {timezone}"
 
 
 def _archive_url(slug: str, name: str) -> str:
@@ -48,7 +56,7 @@ def batch_json(challenge: ChallengeSpec, spec: BatchSpec, packed: PackedBatch | 
     shown: dict[str, Any] = {
         "name": spec.name, "set": spec.set, "part": spec.part, "parts": spec.parts,
         "state": str(state), "opens": iso(spec.opens),
-        "opens_local": wall_clock(spec.opens, timezone, day_of=now) if spec.opens else None,
+        "opens_local": local_time(spec.opens, timezone),
         "opened_at": iso(opened_at), "sealed": spec.sealed,
         "archive": _archive_url(challenge.slug, spec.name) if downloadable else None,
         "packed": packed is not None,
@@ -79,8 +87,10 @@ async def schedule(conn: asyncpg.Connection, challenge: ChallengeSpec, timezone:
     shown = [batch_json(challenge, b, packed.get(b.name), now, timezone, organizer=organizer)
              for b in challenge.batches]
     opened = {n: p.opened_at for n, p in packed.items()}
+    coming = next_opening(challenge.batches, opened, now)
     body: dict[str, Any] = {"challenge": challenge.slug, "server_time": iso(now),
-                            "next_opens": iso(next_opening(challenge.batches, opened, now))}
+                            "next_opens": iso(coming),
+                            "next_opens_local": local_time(coming, timezone)}
     if organizer:
         counts = await batch_store.downloads(conn, challenge.slug)
         sizes = await _planned_sizes(conn, challenge)
@@ -182,6 +192,10 @@ async def datasets_page(request: web.Request) -> web.Response:
                     conn, challenge, request.app[CONFIG].data_dir)
             except NoSplit:
                 report = None
+            for row in report["sets"] if report else []:
+                released = row["released_at"]
+                row["released_local"] = local_time(
+                    datetime.fromisoformat(released) if released else None, event.timezone)
             questions.append({
                 "slug": challenge.slug, "title": challenge.title, "split": report,
                 "declared": [{"set": n, "size": s} for n, s in challenge.splits.sets]

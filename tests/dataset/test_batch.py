@@ -162,7 +162,8 @@ def test_batches_are_gated_to_the_second_packed_with_their_truth_resumed_and_cou
     assert "opens at 2031-09-11 09:00:00 (Europe/Paris)" in answer["error"]["message"]
     assert server.json("GET", f"/api/v1/challenges/{slug}/batches", alpha)[1] == {
         "challenge": slug, "server_time": "2031-09-11T06:59:59.000Z", "batches": [],
-        "next_opens": "2031-09-11T07:00:00.000Z"}
+        "next_opens": "2031-09-11T07:00:00.000Z",
+        "next_opens_local": "2031-09-11 09:00:00 Europe/Paris"}
     # Never to a visitor nor to a team not registered for the question.
     assert server.json("GET", archive)[0] == 401
     status, answer = server.json("GET", archive, outsider)
@@ -206,12 +207,12 @@ def test_batches_are_gated_to_the_second_packed_with_their_truth_resumed_and_cou
     assert "Alpha: 2 (2 complete)" in row.inner_text() and "open" in row.inner_text()
     split_row = console.locator('[data-split-of="nodules-3d"] tr[data-set="training"]')
     assert split_row.locator("td").nth(0).inner_text() == "6"
+    _shoot(console, "organizer-datasets")
     console.on("dialog", lambda dialog: dialog.accept())
     with console.expect_navigation():
         console.click('[data-open-batch="batch-2"]')
     console.wait_for_selector('tr[data-batch="batch-2"][data-state="open"]')
     assert console.locator("[data-open-batch]").count() == 0 and errors == []
-    _shoot(console, "organizer-datasets")
     # Opening again keeps the first opening.
     status, opened = server.json("POST", f"/api/v1/challenges/{slug}/batches/batch-2/open",
                                  organizer, {"by": "Alice"})
