@@ -112,37 +112,47 @@ def _link_or_copy(source: str, target: str) -> None:
 _packing: dict[tuple[str, str], asyncio.Lock] = {}
 
 
-async def packed_batch(conn: asyncpg.Connection, challenge: ChallengeSpec, spec: BatchSpec,
+async def packed_batch(pool: asyncpg.Pool, challenge: ChallengeSpec, spec: BatchSpec,
                        data_dir: Path) -> PackedBatch:
     """The batch's archive, packed now if it was not yet (its set then marked released).
-    NoSplit when the question is not split."""
-    found = await batch_store.packed_one(conn, challenge.slug, spec.name)
+    NoSplit when the question is not split. No connection is held while files are packed:
+    teams asking at the opening second wait on the lock, not on the pool."""
+    async with pool.acquire() as conn:
+        found = await batch_store.packed_one(conn, challenge.slug, spec.name)
     if found is not None:
         return found
     lock = _packing.setdefault((challenge.slug, spec.name), asyncio.Lock())
     async with lock:
-        found = await batch_store.packed_one(conn, challenge.slug, spec.name)
-        if found is not None:
-            return found
-        stored, result, exams = await stored_split(conn, challenge)
+        async with pool.acquire() as conn:
+            found = await batch_store.packed_one(conn, challenge.slug, spec.name)
+            if found is not None:
+                return found
+            stored, result, exams = await stored_split(conn, challenge)
         members = part_of([e.id for e in result.members(spec.set)], spec.part, spec.parts)
         folders = [BatchExam(i, exams[i].folder or Path()) for i in members if i in exams]
-        place = batch_folder(data_dir, challenge.slug, spec.name)
+        place = batch_folder(data_dir, challenge.slug, spec.name) / f"split-{stored.id}"
         # One folder per split: a batch of a redone split is packed from the new one.
-        source = place / f"split-{stored.id}" / f"{challenge.slug}-{spec.name}"
+        source = place / f"{challenge.slug}-{spec.name}"
 
         def pack() -> tuple[Path, int, str, str | None]:
             stage(folders, source)
-            release = prepare_release(source, place / f"split-{stored.id}" / "archive",
-                                      sealed=spec.sealed)
+            release = prepare_release(source, place / "archive", sealed=spec.sealed)
             return release.path, release.size, release.sha256, release.key
 
         path, size, sha256, key = await asyncio.to_thread(pack)
-        async with conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
+            # The split in force must still be the one packed from; its set is now out. The
+            # challenge's row is locked as a redo of the split locks it (store/splits.py).
+            await conn.execute("SELECT id FROM challenge WHERE slug = $1 FOR UPDATE",
+                               challenge.slug)
+            again = await split_store.current(conn, challenge.slug)
+            if again is None or again.id != stored.id:
+                raise SplitRefused(f"the split of {challenge.slug} changed while batch "
+                                   f"{spec.name!r} was packed; ask again")
             await batch_store.record_packed(conn, challenge.slug, spec.name, spec.set,
                                             members, path, size, sha256, spec.sealed, key)
             await split_store.mark_released(conn, challenge.slug, spec.set)
-        packed = await batch_store.packed_one(conn, challenge.slug, spec.name)
+            packed = await batch_store.packed_one(conn, challenge.slug, spec.name)
         assert packed is not None
         return packed
 

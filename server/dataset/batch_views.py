@@ -142,7 +142,7 @@ async def archive(request: web.Request) -> web.StreamResponse:
         now = await batch_store.now(conn)
         packed = await batch_store.packed_one(conn, challenge.slug, spec.name)
         require_open(challenge, spec, packed, now, request.app[EVENT].timezone)
-        packed = await packed_batch(conn, challenge, spec, request.app[CONFIG].data_dir)
+    packed = await packed_batch(pool, challenge, spec, request.app[CONFIG].data_dir)
     challenge_id, team_id, size = stored.id, principal.team_id, packed.size
 
     async def log_download(response: web.StreamResponse, range_start: int,
@@ -165,9 +165,11 @@ async def open_batch(request: web.Request) -> web.Response:
     challenge = _challenge(request)
     spec = spec_of(challenge, request.match_info["name"])
     body = await _body(request)
-    async with request.app[POOL].acquire() as conn:
+    pool = request.app[POOL]
+    async with pool.acquire() as conn:
         by = operator_name(body.get("by")) or await operator_of(conn, session_id(request))
-        await packed_batch(conn, challenge, spec, request.app[CONFIG].data_dir)
+    await packed_batch(pool, challenge, spec, request.app[CONFIG].data_dir)
+    async with pool.acquire() as conn:
         await batch_store.mark_opened(conn, challenge.slug, spec.name,
                                       f"organizer ({by})" if by else "organizer")
         now = await batch_store.now(conn)

@@ -20,9 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.dataset.batch import BatchState, next_opening, part_of, state_at
-from server.errors import EventFileError
+from server.dataset.batch import BatchState, next_opening, part_of, require_open, state_at
+from server.dataset.batch_views import batch_json
+from server.errors import BatchNotOpen, EventFileError
 from server.event import BatchSpec, parse_event
+from server.store.batches import PackedBatch
 from tests.dataset.test_cohort import EVENT, _event, _kept_exams
 from tests.helpers import AppServer, DatabaseClock, run
 from tests.pages import LAPTOP, PROJECTOR, new_page, script_errors
@@ -78,6 +80,27 @@ def test_a_batch_opens_to_the_second_or_when_an_organizer_opens_it() -> None:
     assert state_at(waiting, before, before) is BatchState.OPEN
     assert next_opening([scheduled, waiting], {}, before) == OPENS
     assert next_opening([scheduled, waiting], {}, OPENS) is None
+
+
+def test_a_sealed_batch_goes_out_before_its_opening_and_its_key_at_it(tmp_path: Path) -> None:
+    challenge = parse_event(_event(tmp_path, _batch_event(BATCHES.replace(
+        "parts = 2\nopens", "parts = 2\nsealed = true\nopens")))).challenge("nodules-3d")
+    spec = challenge.batches[0]
+    packed = PackedBatch(challenge_id=1, name=spec.name, set_name="training", exams=(1, 2),
+                         path=tmp_path / "b.zip", file_name="b.zip", size=10, sha256="0" * 64,
+                         sealed=True, key="the-key", packed_at=OPENS, opened_at=None,
+                         opened_by=None)
+    before = OPENS - timedelta(seconds=1)
+    early = batch_json(challenge, spec, packed, before, "Europe/Paris", organizer=False)
+    assert early["archive"] and early["state"] == "scheduled" and early["key"] is None
+    assert batch_json(challenge, spec, packed, before, "Europe/Paris", organizer=True
+                      )["key"] == "the-key"
+    assert batch_json(challenge, spec, packed, OPENS, "Europe/Paris", organizer=False
+                      )["key"] == "the-key"
+    require_open(challenge, spec, None, before, "Europe/Paris")  # not refused: sealed
+    with pytest.raises(BatchNotOpen, match="opens at 2031-09-11 09:00:00"):
+        require_open(challenge, BatchSpec("x", "training", opens=OPENS), None, before,
+                     "Europe/Paris")
 
 
 @pytest.mark.parametrize(("batches", "key", "message"), [
@@ -149,6 +172,10 @@ def test_batches_are_gated_to_the_second_packed_with_their_truth_resumed_and_cou
     organizer, alpha, outsider = tokens["organizer"], tokens["Alpha"], tokens["Outsiders"]
     slug, data = "nodules-3d", tmp_path / "data"
     run(_kept_exams(database_url, data))
+    # Nothing to open before the split.
+    status, answer = server.json("POST", f"/api/v1/challenges/{slug}/batches/batch-2/open",
+                                 organizer, {})
+    assert (status, answer["error"]["code"]) == (404, "no_split")
     status, _ = server.json("POST", f"/api/v1/challenges/{slug}/split", organizer, {})
     assert status == 201
     training = sorted(set(pd.read_csv(data / "splits" / slug / "1" / "training.csv")["exam"]))
