@@ -813,7 +813,6 @@ def _batches(check: _Checker, raw: dict[str, Any], index: int, splits: SplitSpec
              ) -> tuple[BatchSpec, ...]:
     """`[[challenges.batches]]`: each a part of a training set of the question's split."""
     listed = raw.get("batches", [])
-    table = "challenges.batches"
     if not isinstance(listed, list) or not all(isinstance(b, dict) for b in listed):
         raise check.fail("batches must be [[challenges.batches]] tables", "challenges", index,
                          "batches")
@@ -826,9 +825,9 @@ def _batches(check: _Checker, raw: dict[str, Any], index: int, splits: SplitSpec
         def fail(message: str, key: str | None = None, position: int = position
                  ) -> EventFileError:
             # The key named with both indexes: challenges[i].batches[j].opens
-            error = check.fail(message, table, index, key)
             dotted = f"challenges[{index}].batches[{position}]" + (f".{key}" if key else "")
-            return EventFileError(error.path, message, key=dotted, line=error.line)
+            return EventFileError(str(check.path), message, key=dotted,
+                                  line=_batch_line(check, index, position, key))
 
         for key in doc:
             if key not in BATCH_KEYS:
@@ -878,6 +877,20 @@ def _batches(check: _Checker, raw: dict[str, Any], index: int, splits: SplitSpec
         batches.append(BatchSpec(name=name, set=set_name, part=part, parts=parts, opens=opens,
                                  sealed=sealed))
     return tuple(batches)
+
+
+def _batch_line(check: _Checker, index: int, position: int, key: str | None) -> int | None:
+    """The line of a batch's key: `[[challenges.batches]]` tables are counted through the
+    whole file, so the batch is found among those between its challenge's header and the
+    next challenge's."""
+    headers = check.lines.headers
+    start = headers.get(("challenges", index), 0)
+    end = headers.get(("challenges", index + 1), 1 << 30)
+    mine = sorted((line, k) for (name, k), line in headers.items()
+                  if name == "challenges.batches" and k is not None and start < line < end)
+    if position >= len(mine):
+        return headers.get(("challenges", index))
+    return check.lines.of("challenges.batches", mine[position][1], key)
 
 
 def _members(check: _Checker, doc: dict[str, Any], table: str, allowed: set[str],

@@ -137,6 +137,11 @@ def test_the_event_files_batches_are_checked_naming_the_key(
     with pytest.raises(EventFileError, match=message) as caught:
         parse_event(path)
     assert caught.value.key == key
+    # The line is the batch's own key (or its table's header), counted in the file.
+    lines = path.read_text().splitlines()
+    assert caught.value.line is not None
+    named = key.rsplit(".", 1)[-1]
+    assert lines[caught.value.line - 1].startswith((f"{named} =", "[[challenges.batches]]"))
 
 
 def test_batches_need_the_questions_split(tmp_path: Path) -> None:
