@@ -141,6 +141,7 @@ reading = "single"
 [challenges.inclusion.criteria]
 modality = "MR"
 dimension = "3d"
+min_slices = 6
 sequence = "flair"
 acquisition = ["3d", "2d-axial"]
 
@@ -178,7 +179,7 @@ reading = "double"                    # two blind readings, a third settles a di
 [challenges.inclusion.criteria]
 modality = "CT"
 dimension = "3d"
-min_slices = 20
+min_slices = 6                        # the demo's series are tiny; a real event asks 20 or more
 slice_thickness_mm = { below = 1.25 }
 kernel = "hard"
 kernel_mismatch = "warning"

@@ -20,6 +20,7 @@ Each step looks first at what is there, so a second start on the same data dir a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -48,6 +49,7 @@ from server.store.exams import Stage, ViolationState
 log = logging.getLogger("podium.demo")
 
 PIXELS = 16
+SLICES = 6              # of a 3-D series: the demo's questions ask for at least 6
 UID_PREFIX = "1.2.826.0.1.3680043.10.1071.9."
 TOKENS_FILE = "registered-tokens.json"
 ORGANIZER = "podium demo"
@@ -191,7 +193,7 @@ def write_study(exam: PlannedExam, folder: Path) -> None:
         return
     mr = exam.challenge == "edss"
     thickness = 1.0
-    for k in range(20):
+    for k in range(SLICES):
         ds = _slice(exam, k, mr=mr)
         ds.SliceThickness = thickness
         ds.ImagePositionPatient = [-5.6, -5.6, k * thickness]
@@ -215,7 +217,7 @@ def write_study(exam: PlannedExam, folder: Path) -> None:
     for i in range(count):
         diameter = 9.0 if exam.malignant and i == 0 else 4.0
         volume = 380.0 if exam.malignant and i == 0 else 30.0
-        lines.append(f"{-3 + i:.1f},{2 - i * 0.5:.1f},{5 + 2 * i:.1f},{diameter},{volume}")
+        lines.append(f"{-3 + i:.1f},{2 - i * 0.5:.1f},{1 + i:.1f},{diameter},{volume}")
     (folder / "nodules.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -244,7 +246,7 @@ async def fill(pool: asyncpg.Pool, event: EventSpec, data_dir: Path, *,
                tokens_file: Path) -> None:
     """Fills the demo's database up to the final day (docs above); adds nothing already
     there."""
-    intake = Intake(pool, event, data_dir)
+    intake = Intake(pool, event, data_dir, workers=2)
     await intake.start()
     try:
         await _send_exams(pool, intake, event, data_dir)
@@ -277,7 +279,7 @@ async def _send_exams(pool: asyncpg.Pool, intake: Intake, event: EventSpec,
         if key in known:
             continue
         folder = staging / exam.label
-        write_study(exam, folder)
+        await asyncio.to_thread(write_study, exam, folder)
         await intake.receive(center_id=center_id, challenge=exam.challenge, channel="web",
                              label=f"{exam.label}.zip", source_key=key, folder=folder)
     shutil.rmtree(staging, ignore_errors=True)

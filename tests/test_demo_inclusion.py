@@ -42,8 +42,19 @@ async def _state(url: str) -> dict[str, object]:
         await conn.close()
 
 
+def _event_file(folder: Path) -> Path:
+    """The demo's event file, its final day's folders empty: the path before it is what is
+    tested here, and writing the images takes longer than the rest."""
+    for name in ("truth/sarcopenia", "truth/nodules-3d", "release/sarcopenia",
+                 "release/nodules", "release/edss", "release/nodules-3d"):
+        (folder / name).mkdir(parents=True)
+    for name in ("truth/nodules.csv", "truth/edss.csv"):
+        (folder / name).write_text("id,value\n")
+    return write_event_file(folder, datetime.now(UTC))
+
+
 def test_the_demo_fills_the_path_once(database_url: str, tmp_path: Path) -> None:
-    event = parse_event(write_event_file(tmp_path / "demo", datetime.now(UTC)))
+    event = parse_event(_event_file(tmp_path / "demo"))
     data = tmp_path / "data"
     tokens = run(prepare(database_url, event, data))
     first = run(_state(database_url))
@@ -62,7 +73,7 @@ def test_the_demo_fills_the_path_once(database_url: str, tmp_path: Path) -> None
     assert "DEMO" not in str(pydicom.dcmread(sample).PatientName)
     assert first["splits"] == [("edss", 1), ("nodules-3d", 1), ("sarcopenia", 1)]
     for slug in ("sarcopenia", "nodules-3d", "edss"):
-        assert (data / "splits" / slug / "1" / "validation.csv").is_file()
+        assert len(list((data / "splits" / slug).glob("*/validation.csv"))) == 1
     assert first["applications"] == [(team, "approved" if approved else "waiting")
                                      for team, _, approved in APPLICATIONS]
     # Approved teams' tokens are the ones the database holds, shown by the banner.
