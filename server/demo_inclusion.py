@@ -333,11 +333,9 @@ async def _register(conn: asyncpg.Connection, event: EventSpec, tokens_file: Pat
     if rules is None:
         return
     questions = [c.slug for c in event.challenges]
-    charter = rules.charter.read_text(encoding="utf-8")
+    charter = await asyncio.to_thread(rules.charter.read_text, encoding="utf-8")
     standing = {r["team_name"]: r["id"] for r in await registration_store.applications(conn)}
-    tokens: dict[str, str] = {}
-    if tokens_file.exists():
-        tokens = json.loads(tokens_file.read_text(encoding="utf-8"))
+    tokens = registered_tokens(tokens_file)
     for team, chosen, approved in APPLICATIONS:
         if team in standing:
             continue
@@ -347,7 +345,7 @@ async def _register(conn: asyncpg.Connection, event: EventSpec, tokens_file: Pat
         if approved:
             _, token = await registration_store.approve(conn, ident, ORGANIZER)
             tokens[team] = token
-    _write_tokens(tokens_file, tokens)
+            _write_tokens(tokens_file, tokens)   # at once: the token is shown only once
 
 
 def _write_tokens(path: Path, tokens: dict[str, str]) -> None:
