@@ -4,8 +4,8 @@ of the public page rendered without passing any HTML through."""
 
 from __future__ import annotations
 
-import re
 import copy
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
