@@ -149,6 +149,7 @@ def serve(args: argparse.Namespace) -> ExitCode:
 
 def demo(args: argparse.Namespace) -> ExitCode:
     from server.demo import write_demo_event
+    from server.demo_inclusion import prepare as prepare_demo
 
     # The demo's event file is written into the data dir: known once the settings are read.
     config = config_from(args, event_path=Path())
@@ -156,11 +157,16 @@ def demo(args: argparse.Namespace) -> ExitCode:
     if not event_file.exists():
         print(f"Writing the demo event into {event_file.parent} …", flush=True)
         write_demo_event(event_file.parent)
-    event = check_truth(_resolved(parse_event(event_file), config))
+    event = parse_event(event_file)
     config = replace(config, event_path=event.path)
     _setup_logging()
     with _database(config) as config:
-        asyncio.run(_serve(config, event, all_links=True))
+        assert config.database_url
+        # The months before the final day, through the server's own functions: the centers'
+        # exams, their grades, the splits, the registered teams (server/demo_inclusion.py).
+        registered = asyncio.run(prepare_demo(config.database_url, event, config.data_dir))
+        event = check_truth(_resolved(event, config))
+        asyncio.run(_serve(config, event, all_links=True, registered=registered))
     return ExitCode.OK
 
 
@@ -274,7 +280,8 @@ async def _split(url: str, challenge: Any, data_dir: Path, redo: bool) -> ExitCo
     return ExitCode.OK
 
 
-async def _serve(config: Config, event: EventSpec, *, all_links: bool = False) -> None:
+async def _serve(config: Config, event: EventSpec, *, all_links: bool = False,
+                 registered: dict[str, str] | None = None) -> None:
     from server.app import create_app, start_serving
     from server.connection import raise_descriptor_limit
     from server.keys import CONNECTIONS, DICOM_NODE
@@ -295,7 +302,8 @@ async def _serve(config: Config, event: EventSpec, *, all_links: bool = False) -
         credentials = ensure_tokens(event, config.data_dir)
         node = app.get(DICOM_NODE)
         dicom = f"{node.library.ae_title} at {config.host}:{node.library.port}" if node else None
-        _print_banner(shown, event, credentials, all_links=all_links, dicom=dicom)
+        _print_banner(shown, event, credentials, all_links=all_links, dicom=dicom,
+                      registered=registered or {})
         await stop.wait()
         log.info("stopping")
     finally:
@@ -303,7 +311,8 @@ async def _serve(config: Config, event: EventSpec, *, all_links: bool = False) -
 
 
 def _print_banner(config: Config, event: EventSpec, credentials: list[Credential], *,
-                  all_links: bool = False, dicom: str | None = None) -> None:
+                  all_links: bool = False, dicom: str | None = None,
+                  registered: dict[str, str] | None = None) -> None:
     url = config.public_url
     lines = [f"Podium is serving {event.name!r} at {url}/"]
     if dicom:
@@ -312,6 +321,8 @@ def _print_banner(config: Config, event: EventSpec, credentials: list[Credential
     width = max(len(c.label) for c in shown)
     for credential in shown:
         lines.append(f"  {credential.label:<{width}}  {url}/login?token={credential.token}")
+    for team, token in (registered or {}).items():
+        lines.append(f"  {team} (registered)  {url}/login?token={token}")
     if all_links:
         lines.append(f"  example submissions: {event.path.parent / 'submissions'}")
     else:

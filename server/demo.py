@@ -25,6 +25,7 @@ import unicodedata
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,7 @@ from pydicom.uid import (
 )
 from scipy import ndimage
 
+from server.demo_inclusion import registration_toml, write_registration_pages
 from server.demo_volumes import (
     Prediction,
     VolumeExam,
@@ -87,6 +89,25 @@ leaderboard = "jury"
 upload_grace_seconds = 30
 hu_window = [-29, 150]
 
+[challenges.inclusion]                # before the final day: the exams the centers sent
+target = 6
+margin = 0.1
+keep = ["A", "B", "C"]
+reading = "single"
+
+[challenges.inclusion.criteria]
+modality = "CT"
+dimension = "2d"
+slice_thickness_mm = { min = 1.25, max = 7 }
+kernel = "soft"
+contrast = "any"
+mask = true
+
+[challenges.splits]
+seed = 2019
+sets = { training = 0.5, validation = 0.25, test = 0.25 }
+stratify = ["center"]
+
 [[challenges]]
 slug = "nodules"
 title = "Pulmonary nodules — probably malignant on CT"
@@ -112,6 +133,31 @@ max_submissions = 30
 team_feedback = "score"
 leaderboard = "teams"
 
+[challenges.inclusion]
+target = 6
+dates = "keep"                        # the exam date is part of the question
+reading = "single"
+
+[challenges.inclusion.criteria]
+modality = "MR"
+dimension = "3d"
+min_slices = 6
+sequence = "flair"
+acquisition = ["3d", "2d-axial"]
+
+[challenges.inclusion.criteria.clinical]
+age = { type = "number", min = 18, max = 100 }
+sex = { type = "choice", choices = ["M", "F"] }
+exam_date = { type = "date", earliest = 2000-01-01 }
+edss_2y = { type = "number", min = 0, max = 10, step = 0.5 }
+
+[challenges.splits]
+seed = 2019
+sets = { training = 0.5, validation = 0.25, test = 0.25 }
+stratify = ["center", "value"]
+value = "edss_2y"
+bins = [0, 3, 6, 10]
+
 # The nodule question as the seed asked it: detect, segment, measure, classify (3-D CT).
 [[challenges]]
 slug = "nodules-3d"
@@ -125,6 +171,28 @@ max_submissions = 30
 team_feedback = "score"
 leaderboard = "jury"
 tolerance_mm = 1.0
+
+[challenges.inclusion]
+target = 6
+reading = "double"                    # two blind readings, a third settles a disagreement
+
+[challenges.inclusion.criteria]
+modality = "CT"
+dimension = "3d"
+min_slices = 6                        # the demo's series are tiny; a real event asks 20 or more
+slice_thickness_mm = { below = 1.25 }
+kernel = "hard"
+kernel_mismatch = "warning"
+contrast = "any"
+
+[challenges.inclusion.criteria.nodules]
+count = { min = 1, max = 5 }
+malignant = { volume_mm3_above = 100, diameter_mm_above = 6 }
+
+[challenges.splits]
+seed = 2019
+sets = { training = 0.5, validation = 0.25, test = 0.25 }
+stratify = ["center", "class"]
 """
 
 # Made-up names (checked against no company we know of), and what each registered for.
@@ -161,9 +229,12 @@ class Example:
     codes: tuple[str, ...] = ()
 
 
-def write_demo_event(target: Path, *, seed: int = 2019) -> Path:
-    """Write the demo event into `target` (created if needed); returns its event.toml."""
+def write_demo_event(target: Path, *, seed: int = 2019, now: datetime | None = None) -> Path:
+    """Write the demo event into `target` (created if needed); returns its event.toml.
+    Registration is open around `now` (the first start): from three weeks before to ten
+    days after."""
     target = Path(target)
+    now = now or datetime.now(UTC)
     rng = np.random.default_rng(seed)
     truth, release, submissions = target / "truth", target / "release", target / "submissions"
     for folder in (truth / "sarcopenia" / "images", truth / "sarcopenia" / "masks",
@@ -203,8 +274,20 @@ def write_demo_event(target: Path, *, seed: int = 2019) -> Path:
     (submissions / "expected.json").write_text(json.dumps(expected, indent=2,
                                                           ensure_ascii=False) + "\n",
                                                encoding="utf-8")
+    return write_event_file(target, now)
+
+
+def write_event_file(target: Path, now: datetime) -> Path:
+    """The demo's event file and its registration pages alone (the images are written by
+    `write_demo_event`); registration open from three weeks before `now` to ten days after."""
+    target.mkdir(parents=True, exist_ok=True)
+    write_registration_pages(target)
+    day = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    opens, closes = day - timedelta(days=21), day + timedelta(days=10)
     event = target / "event.toml"
-    event.write_text(EVENT_TOML + _teams_toml(), encoding="utf-8")
+    event.write_text(EVENT_TOML + _teams_toml()
+                     + registration_toml(f"{opens:%Y-%m-%dT%H:%M:%SZ}",
+                                         f"{closes:%Y-%m-%dT%H:%M:%SZ}"), encoding="utf-8")
     return event
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from server.resources import resource_dir
 from server.session import cookie_name, operator_name, served_over_https
 from server.storage import STORAGE, disk_report
 from server.store import challenges as challenge_store
+from server.store import registrations as registration_store
 from server.store import submissions as submission_store
 from server.store.sessions import (
     SESSION_LIFETIME,
@@ -47,8 +49,19 @@ def duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def registration_phase(event: Any, now: datetime) -> str | None:
+    """`before`, `open` or `closed` for an event that takes registrations, else None."""
+    from server.registration import phase_at
+
+    return phase_at(event.registration, now) if event.registration is not None else None
+
+
 def render(request: web.Request, name: str, **context: Any) -> web.Response:
     template = request.app[TEMPLATES].get_template(name)
+    # The shared bar's Register link: pages that read the database's clock pass the phase;
+    # the others show the link by the server's own clock (the form is gated by the database's).
+    context.setdefault("registration_phase",
+                       registration_phase(request.app[EVENT], datetime.now(UTC)))
     html = template.render(event=request.app[EVENT], principal=principal_of(request), **context)
     return web.Response(text=html, content_type="text/html")
 
@@ -67,10 +80,18 @@ def visible_boards(challenges: list[dict[str, Any]], viewer: Principal | None) -
 
 @public
 async def index(request: web.Request) -> web.Response:
+    from server.registration import when
+
+    event = request.app[EVENT]
     async with request.app[POOL].acquire() as conn:
         _, challenges = await challenges_for(conn, principal_of(request), detail=True)
+        now = await queries.database_now(conn)
+    rules = event.registration
+    dates = ({"opens": when(rules.opens, event.timezone),
+              "closes": when(rules.closes, event.timezone)} if rules is not None else None)
     return render(request, "index.html", challenges=challenges,
-                  public_boards=visible_boards(challenges, None))
+                  public_boards=visible_boards(challenges, None),
+                  registration_phase=registration_phase(event, now), registration_dates=dates)
 
 
 @public
@@ -87,10 +108,12 @@ async def organizer(request: web.Request) -> web.Response:
         counts = await queries.challenge_counts(conn)
         teams = await queries.registered_teams(conn)
         operator = await operator_of(conn, session_id(request))
+        waiting = (await registration_store.waiting_count(conn)
+                   if request.app[EVENT].registration is not None else 0)
     storage = await disk_report(request.app[STORAGE])
     return render(request, "organizer.html", challenges=challenges, counts=counts,
                   teams={c["slug"]: teams.get(c["slug"], []) for c in challenges},
-                  storage=storage, operator=operator)
+                  storage=storage, operator=operator, waiting_registrations=waiting)
 
 
 @requires(Role.TEAM)

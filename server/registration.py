@@ -332,13 +332,13 @@ async def register_page(request: web.Request) -> web.Response:
     response = render(
         request, "register.html", rules=rules, phase=phase_at(rules, now), pages=pages,
         questions=questions, charter=render_markdown(rules.charter.read_text(encoding="utf-8")),
-        opens=_when(rules.opens, event.timezone), closes=_when(rules.closes, event.timezone),
+        opens=when(rules.opens, event.timezone), closes=when(rules.closes, event.timezone),
         roles=ROLE_LABELS, kinds=KIND_LABELS)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def _when(moment: datetime, timezone: str) -> str:
+def when(moment: datetime, timezone: str) -> str:
     """`2019-09-01 09:00 Europe/Paris`: a date of the timeline, on the event's wall clock."""
     return moment.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M ") + timezone
 
@@ -384,9 +384,9 @@ async def submit(request: web.Request) -> web.Response:
         if phase != "open":
             zone = event.timezone
             raise RegistrationClosed(
-                f"registration opens on {_when(rules.opens, zone)}; come back then"
+                f"registration opens on {when(rules.opens, zone)}; come back then"
                 if phase == "before" else
-                f"registration closed on {_when(rules.closes, zone)}; write to the organizers",
+                f"registration closed on {when(rules.closes, zone)}; write to the organizers",
                 opens=iso(rules.opens), closes=iso(rules.closes))
         application = check_application(form, rules, [c.slug for c in event.challenges])
         waiting = await store.waiting_count(conn)

@@ -5,6 +5,7 @@ of the public page rendered without passing any HTML through."""
 from __future__ import annotations
 
 import copy
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,13 @@ pages = ["about.md"]
 
 
 def with_registration(event_file: Path, table: str = REGISTRATION_TABLE) -> Path:
-    """The event file given a `[registration]` table, its charter and one page."""
+    """The event file given a `[registration]` table (instead of its own), its charter and
+    one page."""
     (event_file.parent / "charter.md").write_text(CHARTER, encoding="utf-8")
     (event_file.parent / "about.md").write_text(ABOUT, encoding="utf-8")
-    event_file.write_text(event_file.read_text(encoding="utf-8") + table, encoding="utf-8")
+    text = re.sub(r"\n\[registration\]\n(?:[^\[\n][^\n]*\n)*", "\n",
+                  event_file.read_text(encoding="utf-8"))
+    event_file.write_text(text + table, encoding="utf-8")
     return event_file
 
 
