@@ -88,7 +88,13 @@
     return btoa(binary);
   }
 
-  const mib = (bytes) => (bytes / MIB).toFixed(bytes < 10 * MIB ? 2 : 1);
+  // "512 KiB", "3.25 MiB", "1.2 GiB": the unit that keeps a few digits.
+  function size(bytes) {
+    if (bytes === 0) return "0";
+    if (bytes < MIB) return `${(bytes / 1024).toFixed(bytes < 10 * 1024 ? 1 : 0)} KiB`;
+    if (bytes < 1024 * MIB) return `${(bytes / MIB).toFixed(bytes < 10 * MIB ? 2 : 1)} MiB`;
+    return `${(bytes / 1024 / MIB).toFixed(2)} GiB`;
+  }
 
   // -- one file's upload and its row ----------------------------------------------------------
   class Upload {
@@ -141,7 +147,7 @@
       this.bar.value = sent;
       this.row.dataset.offset = String(this.offset);
       const share = this.file.size ? Math.floor((100 * sent) / this.file.size) : 100;
-      let text = `${mib(sent)} of ${mib(this.file.size)} MiB (${share} %)`;
+      let text = `${size(sent)} of ${size(this.file.size)} (${share} %)`;
       const now = performance.now();
       this.samples.push([now, sent]);
       while (this.samples.length > 2 && now - this.samples[0][0] > 5000) this.samples.shift();
@@ -149,7 +155,7 @@
       if (this.row.dataset.state === "sending" && now - t0 > 500 && sent > b0) {
         const speed = ((sent - b0) * 1000) / (now - t0);
         const left = (this.file.size - sent) / speed;
-        text += ` · ${mib(speed)} MiB/s` + (left >= 1 ? ` · about ${Podium.formatDuration(left)} left` : "");
+        text += ` · ${size(speed)}/s` + (left >= 1 ? ` · about ${Podium.formatDuration(left)} left` : "");
       }
       this.numbers.textContent = text;
     }
@@ -213,7 +219,7 @@
           this.location = null;
         } else if (head.status === 200) {
           this.offset = Number(head.header("Upload-Offset")) || 0;
-          if (this.offset) this.say(`resumed at ${mib(this.offset)} MiB: what the server already holds`);
+          if (this.offset) this.say(`resumed at ${size(this.offset)}: what the server already holds`);
         } else {
           throw failure(head);
         }
@@ -297,7 +303,7 @@
       const upload = new Upload(file, slug);
       if (known) known.row.remove();
       uploads.set(fingerprint, upload);
-      list.prepend(upload.row);
+      list.append(upload.row);
       if (!/\.zip$/i.test(file.name)) {
         upload.state("refused", "not sent");
         upload.say(`${file.name} is not a zip: zip the exam's folder (its DICOM files and its annotation) and send the zip`, true);
