@@ -170,8 +170,8 @@ def nifti_on_grid(path: Path, shape: tuple[int, int, int], grid: Grid) -> npt.ND
     return out
 
 
-def seg_on_slices(path: Path, shape: tuple[int, int, int], origin: Sequence[float],
-                  normal: Sequence[float], between: float) -> npt.NDArray[np.uint8]:
+def seg_on_slices(path: Path, shape: tuple[int, int, int], origin: npt.ArrayLike,
+                  normal: npt.ArrayLike, between: float) -> npt.NDArray[np.uint8]:
     """A DICOM SEG (read with highdicom) placed on a series' slices: each frame on the slice at
     its position along `normal` (the first slice at `origin`, `between` mm apart), its
     segment's number as the label. The one placement the intake's mask check and the viewer
