@@ -275,7 +275,15 @@
       this.message.replaceChildren("Received as ", link,
                                    ": de-identified and checked below, where it appears within seconds.");
       this.draw();
+      this.follow(knownExams.get(upload.exam_id));
     }
+
+    // Once received, the row says where its exam stands, as its card below does.
+    follow(exam) {
+      if (!exam || this.row.dataset.exam !== String(exam.id)) return;
+      this.status.textContent = `received: ${Inclusion.standing(exam)}`;
+    }
+
   }
 
   // -- the queue ------------------------------------------------------------------------------
@@ -327,6 +335,14 @@
         "Choose the same file for the same question to resume it."
       : "";
   }
+
+  let knownExams = new Map((Podium.pageData().exams || []).map((e) => [e.id, e]));
+  document.addEventListener("podium:exams", (event) => {
+    knownExams = event.detail;
+    for (const upload of uploads.values()) {
+      if (upload.row.dataset.exam) upload.follow(knownExams.get(Number(upload.row.dataset.exam)));
+    }
+  });
 
   picker.addEventListener("change", () => {
     add([...picker.files]);

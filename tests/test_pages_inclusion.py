@@ -150,6 +150,8 @@ def test_a_zip_sent_from_the_page_resumes_after_a_cut_and_a_reload(
         card = f"[data-exam='{exam}']"
         page.wait_for_selector(f"{card}[data-stage=review]")
         assert page.get_attribute(f"{card} [data-step=criteria]", "data-state") == "done"
+        page.wait_for_function("() => document.querySelector(\"[data-send-item='abdo-0042.zip'] "
+                               ".send-status\").textContent === 'received: with the experts'")
         series = tmp_path / "data" / "inclusion" / "exams" / exam / "series"
         wait_for(lambda: series.is_dir())
         assert sum(1 for p in series.rglob("*") if p.is_file()) == SLICES
