@@ -240,7 +240,10 @@
           progressed();
           if (end === this.file.size) this.state("sending", "checking the zip");
         } else if (response.status === 409 && error.code === "offset_mismatch") {
-          this.offset = Number(error.offset);   // the server's copy says where to go on
+          // The server's copy says where to go on: ask it (HEAD), as after a cut.
+          const head = await request("HEAD", this.location);
+          if (head.status !== 200) throw failure(head);
+          this.offset = Number(head.header("Upload-Offset"));
         } else if (response.status === 409 && error.code === "upload_closed") {
           break;                                // every byte is there already
         } else if (response.status === 404) {

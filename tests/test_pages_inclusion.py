@@ -3,7 +3,8 @@ follows its exam live (received, then a failed criterion to act on, then with th
 an organizer accepts it from the dashboard, reason required); the dashboard's tables follow.
 And the center's upload panel: a real zip of a pydicom series sent in small chunks through the
 page's file input, the connection cut after two chunks, the page reloaded and the same file
-picked again: the page asks the server's offset and sends only the rest; the exam then shows
+picked again: the page asks the server's offset and sends only the rest (a chunk refused with
+409 for a stale offset makes it ask again); the exam then shows
 with its criteria result, de-identified with every slice. A zip that is not one is refused in
 the server's words."""
 
@@ -97,6 +98,9 @@ def test_a_zip_sent_from_the_page_resumes_after_a_cut_and_a_reload(
         sent: list[tuple[str, str | None]] = []
         page.on("request", lambda r: sent.append((r.method, r.headers.get("upload-offset")))
                 if "/api/v1/uploads/" in r.url else None)
+        answers: list[int] = []
+        page.on("response", lambda r: answers.append(r.status)
+                if r.request.method == "PATCH" else None)
         page.goto(f"{server.url}/center")
         # Only the center's own questions are offered.
         offered = page.eval_on_selector_all("[data-send-question] option",
@@ -129,17 +133,30 @@ def test_a_zip_sent_from_the_page_resumes_after_a_cut_and_a_reload(
         # Reloaded: the unfinished file is named; picked again, it resumes from the server's
         # offset, and only the missing chunks travel.
         page.unroute("**/api/v1/uploads/*")
+
+        def first_chunk_from_zero(route: Any) -> None:
+            # As a chunk whose answer was lost would be: the server refuses it (409) and
+            # the page asks HEAD where to go on.
+            if route.request.method == "PATCH" and not patches.get("stale"):
+                patches["stale"] = 1
+                route.continue_(headers={**route.request.headers, "upload-offset": "0"})
+                return
+            route.continue_()
+
+        page.route("**/api/v1/uploads/*", first_chunk_from_zero)
         page.reload()
         assert "abdo-0042.zip" in page.inner_text("[data-send-unfinished]")
         page.evaluate(small_chunks % CHUNK)
         sent.clear()
+        answers.clear()
         page.select_option("[data-send-question]", "sarcopenia")
         page.set_input_files("[data-send-files]", str(zip_path))
         page.wait_for_selector(f"{item}[data-state=done]")
         offsets = [int(o or 0) for m, o in sent if m == "PATCH"]
-        assert sent[0] == ("HEAD", None)
-        assert offsets == list(range(2 * CHUNK, len(content), CHUNK))
-        assert len(offsets) == math.ceil((len(content) - 2 * CHUNK) / CHUNK)
+        assert [m for m, _ in sent[:3]] == ["HEAD", "PATCH", "HEAD"]   # the 409, then HEAD
+        assert answers == [409] + [204] * (len(offsets) - 1)
+        assert offsets == [2 * CHUNK, *range(2 * CHUNK, len(content), CHUNK)]
+        assert len(offsets) == 1 + math.ceil((len(content) - 2 * CHUNK) / CHUNK)
         assert "resumed at" not in page.inner_text(item)  # the outcome replaced it
         exam = page.get_attribute(item, "data-exam")
         assert exam and page.get_attribute(f"{item} a", "href") == f"#exam-{exam}"
