@@ -48,6 +48,8 @@
     });
     document.querySelector("[data-to-act-list]").replaceChildren(...items);
     for (const card of box.children) card.id = `exam-${card.dataset.exam}`;
+    // The upload panel (center_upload.js) shows each received zip's standing from the cards.
+    document.dispatchEvent(new CustomEvent("podium:exams", { detail: exams }));
   }
 
   let refreshing = null;

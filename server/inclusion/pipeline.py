@@ -59,6 +59,7 @@ from server.inclusion.annotation import (
 from server.inclusion.check import check_study
 from server.inclusion.criteria import Criteria
 from server.inclusion.headers import SeriesBuilder, SeriesSummary
+from server.inclusion.viewer import seg_on_slices
 from server.inclusion.violation import Severity, Violation
 from server.store import exams as store
 
@@ -287,8 +288,8 @@ def _mask_findings(criteria: Criteria, annotations: list[Path], volume: Volume |
 
 def _read_mask(path: Path, volume: Volume) -> Any:
     """The mask as (slices, rows, columns): a NIfTI's voxels (columns, rows, slices, as a
-    NIfTI of the exam's grid stores them) transposed; a SEG's frames placed on the series'
-    slices when they share its rows and columns, its frames as they are otherwise."""
+    NIfTI of the exam's grid stores them) transposed; a SEG placed on the series' slices
+    (`seg_on_slices`, the viewer's placement too)."""
     if path.name.lower().endswith(MASK_SUFFIXES):
         import nibabel as nib
 
@@ -297,30 +298,7 @@ def _read_mask(path: Path, volume: Volume) -> Any:
         if labels.ndim == 4 and labels.shape[3] == 1:
             labels = labels[..., 0]
         return labels.T
-    import highdicom as hd
-
-    seg = hd.seg.segread(str(path))
-    pixels = seg.pixel_array
-    if pixels.ndim == 2:
-        pixels = pixels[None]
-    if tuple(pixels.shape[1:]) != volume.shape[1:]:
-        return pixels
-    # Each frame on the slice at its position; its segment's number as the label (a
-    # single-segment SEG names it in the shared functional groups).
-    shared = seg.SharedFunctionalGroupsSequence[0]
-    normal = np.array(volume.normal)
-    start = float(np.dot(volume.origin, normal))
-    out = np.zeros(volume.shape, dtype=np.uint8)
-    for i, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
-        position = [float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient]
-        identification = (frame.get("SegmentIdentificationSequence")
-                          or shared.get("SegmentIdentificationSequence"))
-        number = int(identification[0].ReferencedSegmentNumber) if identification else 1
-        k = round((float(np.dot(position, normal)) - start) / volume.spacing[2])
-        if not 0 <= k < volume.shape[0]:
-            raise ValueError(f"frame {i + 1} lies outside the series' slices")
-        out[k][pixels[i] > 0] = number
-    return out
+    return seg_on_slices(path, volume.shape, volume.origin, volume.normal, volume.spacing[2])
 
 
 def _number(value: Any) -> float | None:

@@ -86,9 +86,17 @@ async def center_exams(conn: asyncpg.Connection, center_id: int) -> dict[str, An
 
 @requires(Role.CENTER)
 async def center_page(request: web.Request) -> web.Response:
+    center_id = _center_id(request)
     async with request.app[POOL].acquire() as conn:
-        data = await center_exams(conn, _center_id(request))
-    return render(request, "center.html", data=data)
+        data = await center_exams(conn, center_id)
+        yours = {r["slug"] for r in await conn.fetch(
+            """SELECT c.slug FROM center_question q JOIN challenge c ON c.id = q.challenge_id
+               WHERE q.center_id = $1""", center_id)}
+    # The upload panel offers the center's own questions only (the API refuses the others).
+    questions = [{"slug": c.slug, "title": c.title} for c in request.app[EVENT].challenges
+                 if c.slug in yours]
+    return render(request, "center.html", data=data, questions=questions,
+                  upload_mb=request.app[CONFIG].inclusion_upload_mb)
 
 
 @requires(Role.CENTER)

@@ -170,29 +170,51 @@ def nifti_on_grid(path: Path, shape: tuple[int, int, int], grid: Grid) -> npt.ND
     return out
 
 
-def seg_on_grid(path: Path, shape: tuple[int, int, int], grid: Grid) -> npt.NDArray[np.uint8]:
-    """A DICOM SEG (read with highdicom) placed on the series' grid: each frame on the slice at
-    its position, its segment's number as the label. The SEG shares the series' rows and
-    columns (the frames of a SEG made on this series)."""
+def seg_on_slices(path: Path, shape: tuple[int, int, int], origin: npt.ArrayLike,
+                  normal: npt.ArrayLike, between: float) -> npt.NDArray[np.uint8]:
+    """A DICOM SEG (read with highdicom) placed on a series' slices: each frame on the slice at
+    its position along `normal` (the first slice at `origin`, `between` mm apart), its
+    segment's number as the label. The one placement the intake's mask check and the viewer
+    share. A frame names its segment in the per-frame functional groups, or, when the SEG has
+    one segment (as highdicom writes it), in the shared ones.
+
+    Frames whose rows and columns are not the series' are returned as they are: the caller
+    tells the shapes apart. ValueError for a frame that lies outside the series' slices."""
     import highdicom as hd
 
     seg = hd.seg.segread(str(path))
-    pixels = seg.pixel_array
+    pixels = np.asarray(seg.pixel_array)
     if pixels.ndim == 2:
         pixels = pixels[None]
+    if tuple(pixels.shape[1:3]) != tuple(shape[1:]):
+        return pixels.astype(np.uint8)
+    shared = seg.get("SharedFunctionalGroupsSequence") or [{}]
+    shared_number = _segment_number(shared[0])
+    unit = np.asarray(normal, dtype=np.float64)
+    unit = unit / np.linalg.norm(unit)
+    start = float(np.dot(np.asarray(origin, dtype=np.float64), unit))
     out = np.zeros(shape, dtype=np.uint8)
-    normal = grid.slice_step / np.linalg.norm(grid.slice_step)
-    start = float(np.dot(grid.origin, normal))
-    between = float(np.linalg.norm(grid.slice_step))
     for i, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
-        position = [float(v) for v in
-                    frame.PlanePositionSequence[0].ImagePositionPatient]
-        number = int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
-        k = round((float(np.dot(position, normal)) - start) / between)
-        if not 0 <= k < shape[0] or pixels.shape[1:] != shape[1:]:
-            continue
+        position = [float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient]
+        number = _segment_number(frame) or shared_number or 1
+        k = round((float(np.dot(position, unit)) - start) / between)
+        if not 0 <= k < shape[0]:
+            raise ValueError(f"frame {i + 1} of the SEG lies outside the series' slices")
         out[k][pixels[i] > 0] = number
     return out
+
+
+def _segment_number(group: Any) -> int | None:
+    identification = group.get("SegmentIdentificationSequence") if group else None
+    return int(identification[0].ReferencedSegmentNumber) if identification else None
+
+
+def seg_on_grid(path: Path, shape: tuple[int, int, int], grid: Grid) -> npt.NDArray[np.uint8]:
+    """The SEG on the series' grid (`seg_on_slices`); frames of other rows and columns than
+    the series' give no overlay."""
+    placed = seg_on_slices(path, shape, grid.origin, grid.slice_step,
+                           float(np.linalg.norm(grid.slice_step)))
+    return placed if placed.shape == shape else np.zeros(shape, dtype=np.uint8)
 
 
 def marks_of(nodules: Sequence[Mapping[str, Any]], grid: Grid) -> list[Mark]:

@@ -217,3 +217,26 @@ def test_a_dicom_seg_and_a_nifti_land_on_the_series_grid(tmp_path: Path) -> None
     from_seg = load_exam(folder, {**written.summary, "mask": "annotation/seg.dcm",
                                   "nodules": []})
     assert np.array_equal(from_seg.mask, written.mask) and from_seg.marks == []
+
+    # One segment: highdicom names it in the shared functional groups, not in each frame.
+    lungs = hd.seg.Segmentation(
+        source_images=sources, pixel_array=labels[..., :1],
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=segments[:1], series_instance_uid=hd.UID(), series_number=3,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="Podium tests",
+        manufacturer_model_name="review", software_versions="1", device_serial_number="1")
+    assert "SegmentIdentificationSequence" not in lungs.PerFrameFunctionalGroupsSequence[0]
+    lungs.save_as(folder / "annotation" / "lungs.dcm")
+    from_one = load_exam(folder, {**written.summary, "mask": "annotation/lungs.dcm"})
+    assert np.array_equal(from_one.mask, (written.mask == 1).astype(np.uint8))
+
+    # The intake's mask check places both SEGs with the same function, on its own Volume.
+    from server.inclusion.annotation import Volume
+    from server.inclusion.pipeline import _read_mask
+
+    first = sources[0]
+    volume = Volume(written.mask.shape, tuple(float(v) for v in first.ImagePositionPatient),
+                    spacing=(1.0, 1.0, BETWEEN))
+    assert np.array_equal(_read_mask(folder / "annotation" / "seg.dcm", volume), written.mask)
+    assert np.array_equal(_read_mask(folder / "annotation" / "lungs.dcm", volume),
+                          written.mask == 1)
