@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.browser import log_in
+from tests.browser import sign_in
 
 PROJECTOR = {"width": 1920, "height": 1080}
 LAPTOP = {"width": 1366, "height": 768}
@@ -21,7 +21,7 @@ def new_page(browser: Any, url: str, token: str | None = None, *,
     context = browser.new_context(viewport=viewport, timezone_id=timezone_id)
     page = context.new_page()
     if token is not None:
-        log_in(page, url, token)
+        sign_in(context, url, token)
     return page
 
 

@@ -65,9 +65,13 @@ def test_no_page_overflows_at_laptop_and_projector_sizes(
         server.act("sarcopenia", "extend", seconds=600, team="Pixel Anatomy", by="Alice")
         tokens = server.tokens()
         found = {}
+        # One browser context per person, signed in once; each page a fresh tab in it.
+        contexts: dict[str | None, Any] = {}
         for who, path, ready in PAGES:
-            page = new_page(browser, server.url, tokens[who] if who else None,
-                            viewport=viewport)
+            if who not in contexts:
+                contexts[who] = new_page(browser, server.url, tokens[who] if who else None,
+                                         viewport=viewport).context
+            page = contexts[who].new_page()
             errors = script_errors(page)
             page.goto(server.url + path)
             page.wait_for_selector(ready, state="attached", timeout=60000)
@@ -77,7 +81,9 @@ def test_no_page_overflows_at_laptop_and_projector_sizes(
             problems = overflowing(page) + [f"script error: {e}" for e in errors]
             if problems:
                 found[f"{who} {path} at {viewport['width']}×{viewport['height']}"] = problems
-            page.context.close()
+            page.close()
+        for context in contexts.values():
+            context.close()
         assert found == {}, "\n".join(f"{page}: {p}" for page, ps in found.items() for p in ps)
     finally:
         server.stop()

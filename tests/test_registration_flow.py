@@ -22,6 +22,7 @@ from server.errors import EventFileError
 from server.event import parse_event
 from server.loader import load_event
 from server.registration import VISITORS
+from tests.browser import log_in
 from tests.helpers import EXAMPLE_DIR, AppServer, DatabaseClock, run, with_database
 from tests.pages import LAPTOP, PROJECTOR, new_page, script_errors
 from tests.test_registration import form, member, with_registration
@@ -333,7 +334,8 @@ def test_a_team_registers_an_organizer_approves_and_the_token_shown_once_signs_i
     organizer.reload()
     assert token not in organizer.content()
 
-    team = new_page(browser, server.url, token, viewport=LAPTOP)
+    team = new_page(browser, server.url, viewport=LAPTOP)
+    log_in(team, server.url, token)      # the login link, as the team opens it
     assert team.url == f"{server.url}/team"
     assert "Browser Bunch" in team.inner_text(".who-name")
     assert errors == []
