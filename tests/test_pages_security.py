@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import log_in
+from tests.browser import log_in, sign_in
 from tests.helpers import EXAMPLE_DIR, AppServer, Client, add_teams
 
 NODULES = (EXAMPLE_DIR / "submissions" / "nodules-nodule-hunters.csv").read_text()
@@ -187,7 +187,7 @@ def test_every_page_runs_under_the_policy_with_names_escaped(
             messages: list[str] = []
             page.on("console", lambda m, out=messages: out.append(m.text))
             if who is not None:
-                log_in(page, server.url, tokens[who])
+                sign_in(context, server.url, tokens[who])
             page.goto(f"{server.url}{path}")
             if "reveal" in path:
                 page.keyboard.press("Space")
