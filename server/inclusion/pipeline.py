@@ -335,9 +335,28 @@ class _Unreadable(Exception):
     pass
 
 
+_LABELS = {"1": 1, "true": 1, "yes": 1, "malignant": 1,
+           "0": 0, "false": 0, "no": 0, "benign": 0}
+
+
+def _label(value: Any, where: str) -> int | None:
+    """The exam's label as a table gives it: 0 or 1 (a number, a boolean, or its text)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float) and value in (0, 1):
+        return int(value)
+    found = _LABELS.get(str(value).strip().casefold())
+    if found is None:
+        raise _Unreadable(f"{where}: malignant is {value!r}; give 0 (benign) or 1 (malignant)")
+    return found
+
+
 def _read_nodules(path: Path) -> tuple[list[Nodule], int | None]:
     """Nodules from `nodules.csv` (columns x, y, z, and diameter_mm, volume_mm3, density when
-    known) or `nodules.json` (a list of such objects, or {"malignant": 0 or 1,
+    known; a `malignant` column, 0 or 1, gives the exam's label: one value on every row that
+    has one) or `nodules.json` (a list of such objects, or {"malignant": 0 or 1,
     "nodules": [...]})."""
     label: int | None = None
     if path.name.lower().endswith(".json"):
@@ -346,14 +365,19 @@ def _read_nodules(path: Path) -> tuple[list[Nodule], int | None]:
         except (ValueError, UnicodeDecodeError) as exc:
             raise _Unreadable(f"{path.name} is not valid JSON ({exc})") from None
         if isinstance(data, dict):
-            if data.get("malignant") is not None:
-                label = int(bool(data["malignant"]))
+            label = _label(data.get("malignant"), path.name)
             data = data.get("nodules", [])
         if not isinstance(data, list):
             raise _Unreadable(f"{path.name} must hold a list of nodules")
         rows = [r for r in data if isinstance(r, dict)]
     else:
         rows = _read_rows(path)
+        labels = {found for row in rows
+                  if (found := _label(row.get("malignant"), path.name)) is not None}
+        if len(labels) > 1:
+            raise _Unreadable(f"{path.name} gives the exam both labels (malignant 0 and 1); "
+                              "an exam has one label")
+        label = labels.pop() if labels else None
     nodules = []
     for index, row in enumerate(rows, start=1):
         point = [_number(row.get(k)) for k in ("x", "y", "z")]

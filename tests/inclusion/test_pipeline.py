@@ -445,3 +445,27 @@ def test_an_exam_that_kills_its_worker_twice_is_excluded_and_the_pool_lives_on(
     assert not (root / INCOMING / str(excluded.id)).exists()
     assert not (root / EXAMS / f"{excluded.id}.partial").exists()
     assert fine.stage == store.Stage.REVIEW
+
+
+@pytest.mark.parametrize(("name", "table"), [
+    ("nodules.csv", "x,y,z,diameter_mm,volume_mm3,malignant\n"
+                    "0.5,-1.0,9.0,3,14,1\n-2.0,2.0,12.0,4.5,,1\n"),
+    ("nodules.json", json.dumps({"malignant": "1", "nodules": [
+        {"x": 0.5, "y": -1.0, "z": 9.0, "diameter_mm": 3, "volume_mm3": 14},
+        {"x": -2.0, "y": 2.0, "z": 12.0, "diameter_mm": 4.5}]})),
+])
+def test_a_malignant_label_on_small_nodules_is_a_label_disagrees_violation(
+        intake_server: AppServer, tmp_path: Path, name: str, table: str) -> None:
+    """Through the intake: the exam's table says malignant (1) but no nodule is above the
+    question's bounds (volume > 100 mm³ or diameter > 6 mm)."""
+    study = write_study(tmp_path / "labelled", slices=20, thickness=1.0, kernel="B70f")
+    (study.folder / name).write_text(table)
+    exam = receive(intake_server, study.folder, "nodules-3d", f"label-{name}")
+
+    assert exam.stage == store.Stage.CHECKED
+    found = findings(intake_server, exam.id)
+    assert [f.code for f in found] == ["label_disagrees"]
+    assert found[0].rule == "nodules.malignant"
+    assert "labelled malignant (1) but no nodule has volume > 100 mm³ or diameter > 6 mm" in \
+        found[0].message
+    assert len(exam.summary["nodules"]) == 2
