@@ -260,6 +260,17 @@ class Node:
             key = source_key(self.keys, center.id, study.study_uid)
             earlier = await asyncio.to_thread(_handing, folder)
             async with self.pool.acquire() as conn:
+                # The study sent before (its late instances after the quiet period, or the
+                # whole study again): the same question, so the new exam replaces that one
+                # (a few late slices alone could look like another question's study).
+                before = await conn.fetchval(
+                    """SELECT c.slug FROM exam e JOIN challenge c ON c.id = e.challenge_id
+                       WHERE e.center_id = $1 AND e.source_key = $2
+                       ORDER BY e.id DESC LIMIT 1""", center.id, key)
+                if before is not None and before != choice.challenge and \
+                        before in dict(center.questions):
+                    choice = Choice(before, f"this study was sent before for {before}: the "
+                                    "new exam replaces that one")
                 if earlier is None:
                     since = await conn.fetchval("SELECT coalesce(max(id), 0) FROM exam")
                 else:
