@@ -200,7 +200,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 async def _intake(app: web.Application) -> AsyncIterator[None]:
     """The inclusion intake (server/inclusion/pipeline.py): exams left half-processed by a
-    stopped server are taken up again here; its worker threads stop before the pool closes."""
+    stopped server are taken up again here; its worker processes stop before the pool closes."""
     config = app[CONFIG]
     intake = Intake(app[POOL], app[EVENT], config.data_dir, workers=config.intake_workers)
     await intake.start()
@@ -218,7 +218,7 @@ async def _dicom_node(app: web.Application) -> AsyncIterator[None]:
     if config.dicom_port is None:
         yield
         return
-    node = await open_node(app[POOL], app[EVENT], config, app[INTAKE])
+    node = await open_node(app[POOL], app[EVENT], config, app[INTAKE], app[STORAGE])
     app[DICOM_NODE] = node
     try:
         yield

@@ -96,7 +96,7 @@ class Config:
                                "time zone (comma-separated: mon, tue, wed, thu, fri, sat, sun)",
                                commands=SERVER, metavar="DAYS")
     # The inclusion platform's intake (server/inclusion/pipeline.py, upload.py).
-    intake_workers: int = setting(1, "exams de-identified and checked at once (one thread "
+    intake_workers: int = setting(1, "exams de-identified and checked at once (one process "
                                   "each)", commands=SERVER, metavar="N", minimum=1)
     inclusion_upload_mb: float = setting(4096.0, "the largest zip a center may upload for one "
                                          "exam", commands=SERVER, metavar="MIB", minimum=0,

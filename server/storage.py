@@ -6,8 +6,11 @@ Two limits, checked before an upload's first byte is read and again on its real 
 - a free-space reserve on the data dir's filesystem (by default 2 GiB or 5 % of it, whichever
   is smaller) that uploads never eat into, so that PostgreSQL, the scorers and the organizers'
   actions keep working when teams send more than the disk holds.
-Both refusals are 507 `storage_full`. A disk that fills anyway (another program, a reserve of
-0) makes the upload fail as 507 too, not as a traceback.
+Both refusals are 507 `storage_full`. The centers' exams (the web upload's chunks, the DICOM
+node's instances: server/inclusion/upload.py, node.py) respect the same reserve
+(`Storage.below_reserve`): a chunk gets 507, an instance the C-STORE status 0xA700. A disk
+that fills anyway (another program, a reserve of 0) makes the upload fail as 507 too, not as a
+traceback.
 
 The arithmetic (`refusal`, `reserve_for`, `quota_for`) is pure; `Storage` adds the data dir,
 the bytes of uploads in flight in this process, and the sweep of orphan `.part` files that a
@@ -193,6 +196,20 @@ class Storage:
 
     def reserve(self, space: Space) -> int:
         return reserve_for(space.total, self.reserve_bytes)
+
+    def below_reserve(self, incoming: int, space: Space | None = None) -> StorageFull | None:
+        """Why `incoming` more bytes of an exam (a web upload's chunk, a DICOM instance)
+        cannot be stored now, or None: the same reserve as the submissions'. Exams count no
+        team quota (a center's uploads are bounded by the inclusion limits)."""
+        space = disk_space(self.data_dir) if space is None else space
+        reserve = self.reserve(space)
+        if space.free - self.in_flight - incoming < reserve:
+            return StorageFull(
+                f"the server's disk is nearly full ({_mib(space.free)} free, {_mib(reserve)} "
+                "kept for the database and scoring); nothing of this was kept. Send it again "
+                "later: the organizers are freeing space", free_bytes=space.free,
+                reserve_bytes=reserve)
+        return None
 
     async def admit(self, pool: asyncpg.Pool, *, challenge_id: int, challenge: str,
                     team_id: int, incoming: int, quota: int, most_stored: int) -> Admission:

@@ -131,7 +131,8 @@ class DicomNode:
     def __init__(self, spool: Path, *, centers: Mapping[str, str], quiet_s: float,
                  on_study: Callable[[ClosedStudy], None], ae_title: str = "PODIUM",
                  clock: Callable[[], float] = time.monotonic,
-                 tick_s: float | None = 1.0) -> None:
+                 tick_s: float | None = 1.0,
+                 admit: Callable[[int], str | None] | None = None) -> None:
         if not 0 < len(ae_title) <= 16:
             raise ValueError(f"AE title {ae_title!r}: 1 to 16 characters")
         for ae, center in centers.items():
@@ -147,6 +148,9 @@ class DicomNode:
         self.on_study = on_study
         self.clock = clock
         self.tick_s = tick_s
+        # `admit(size)`: why an instance of `size` bytes cannot be kept now (the data dir's
+        # free-space reserve, server/storage.py), or None. A refusal is 0xA700.
+        self.admit = admit
         self._lock = threading.RLock()
         self._open: dict[tuple[str, str], _Open] = {}
         self._server: Any = None
@@ -298,6 +302,10 @@ class DicomNode:
         if affected != sop:
             raise StoreRefused(CANNOT_UNDERSTAND, f"{calling}: SOP Instance UID {sop} is "
                                                   f"not the request's {affected}")
+        if self.admit is not None:
+            refusal = self.admit(received.stat().st_size)
+            if refusal is not None:  # nothing kept: the sender tries again later
+                raise StoreRefused(OUT_OF_RESOURCES, f"{calling}: {refusal}")
         key = (center, study)
         folder = self.spool / center / study
         with self._lock:

@@ -28,10 +28,10 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 from pydicom import dcmread
@@ -52,6 +52,9 @@ from server.inclusion.dicom_node import (
 )
 from server.inclusion.headers import SeriesSummary, study_series
 from server.inclusion.pipeline import source_key
+
+if TYPE_CHECKING:  # server.storage imports server.keys, which imports this module
+    from server.storage import Storage
 
 LOG = logging.getLogger(__name__)
 
@@ -180,7 +183,7 @@ class Node:
     def __init__(self, *, pool: asyncpg.Pool, spool: Path, centers: Sequence[Center],
                  receiver: Receiver,
                  keys: Keys, ae_title: str, host: str, port: int,
-                 quiet_s: float) -> None:
+                 quiet_s: float, admit: Callable[[int], str | None] | None = None) -> None:
         self.pool = pool
         self.spool = spool
         self.handover = spool.parent / HANDOVER
@@ -189,7 +192,8 @@ class Node:
         self.keys = keys
         self.host, self.port = host, port
         self.library = DicomNode(spool, centers={c.ae_title: str(c.id) for c in centers},
-                                 quiet_s=quiet_s, on_study=self._on_study, ae_title=ae_title)
+                                 quiet_s=quiet_s, on_study=self._on_study, ae_title=ae_title,
+                                 admit=admit)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
@@ -256,6 +260,17 @@ class Node:
             key = source_key(self.keys, center.id, study.study_uid)
             earlier = await asyncio.to_thread(_handing, folder)
             async with self.pool.acquire() as conn:
+                # The study sent before (its late instances after the quiet period, or the
+                # whole study again): the same question, so the new exam replaces that one
+                # (a few late slices alone could look like another question's study).
+                before = await conn.fetchval(
+                    """SELECT c.slug FROM exam e JOIN challenge c ON c.id = e.challenge_id
+                       WHERE e.center_id = $1 AND e.source_key = $2
+                       ORDER BY e.id DESC LIMIT 1""", center.id, key)
+                if before is not None and before != choice.challenge and \
+                        before in dict(center.questions):
+                    choice = Choice(before, f"this study was sent before for {before}: the "
+                                    "new exam replaces that one")
                 if earlier is None:
                     since = await conn.fetchval("SELECT coalesce(max(id), 0) FROM exam")
                 else:
@@ -356,8 +371,9 @@ def _remove_tree(path: Path) -> None:
 
 
 async def open_node(pool: asyncpg.Pool, event: EventSpec, config: Config,
-                    receiver: Receiver) -> Node:
-    """The node of `config` (`dicom_port` set) for the event's centers, started."""
+                    receiver: Receiver, storage: Storage | None = None) -> Node:
+    """The node of `config` (`dicom_port` set) for the event's centers, started. Instances
+    are refused (0xA700) below the free-space reserve of `storage` (the app's)."""
     assert config.dicom_port is not None
     async with pool.acquire() as conn:
         rows = await conn.fetch("SELECT id, name FROM center WHERE in_event")
@@ -368,9 +384,26 @@ async def open_node(pool: asyncpg.Pool, event: EventSpec, config: Config,
     keys = await asyncio.to_thread(load_keys, config.data_dir)
     node = Node(pool=pool, spool=config.data_dir / SPOOL, centers=centers, receiver=receiver,
                 keys=keys, ae_title=config.dicom_ae_title, host=config.host,
-                port=config.dicom_port, quiet_s=config.dicom_quiet_s)
+                port=config.dicom_port, quiet_s=config.dicom_quiet_s,
+                admit=_reserve_check(storage or _storage_of(config)))
     await node.start()
     return node
+
+
+def _storage_of(config: Config) -> Storage:
+    from server.storage import Storage
+
+    return Storage.from_config(config)
+
+
+def _reserve_check(storage: Storage) -> Callable[[int], str | None]:
+    def admit(size: int) -> str | None:
+        refused = storage.below_reserve(size)
+        if refused is None:
+            return None
+        LOG.warning("a DICOM instance refused (0xA700): %s", refused.message)
+        return refused.message
+    return admit
 
 
 def centers_of(event: EventSpec, rows: Iterable[Mapping[str, Any]]) -> list[Center]:

@@ -4,7 +4,8 @@ Both ways in (the web upload, server/inclusion/upload.py, and the DICOM node) en
 `Intake.receive`: the raw files of one study, plus its annotation, in a folder on the data
 dir's filesystem. `receive` commits the exam at stage received, moves the folder under
 `inclusion/incoming/<exam id>/`, then returns; the rest runs in the
-background, one exam at a time per worker thread, one file at a time:
+background, one exam at a time per worker process (a pool of `workers` processes, spawned: the
+pydicom work is CPU-bound and would hold the event loop's GIL in a thread), one file at a time:
 
 1. every DICOM file is de-identified (server/deid, the question's dates option) into
    `inclusion/exams/<exam id>.partial/series/<n>/`, the annotation copied (a DICOM SEG
@@ -19,6 +20,11 @@ Restart: an exam still at stage received whose raw folder is there is processed 
 the start (its half-written copy removed first); one whose folder never arrived (a stop between
 the commit and the move: the caller still holds the folder and hands it over again) is
 excluded; a raw folder of an exam already recorded is removed; anything `.partial` is removed.
+
+A worker process that dies (killed, out of memory, a crash in a native library) loses nothing:
+`prepare` only reads the raw folder, so the exam stays at stage received with its files in
+`incoming/`; the pool is recreated and the exam prepared once more; if it kills its process
+again it is excluded, with a message saying so (the center exports it again).
 """
 
 from __future__ import annotations
@@ -31,12 +37,14 @@ import hmac
 import io
 import json
 import logging
+import multiprocessing
 import os
 import re
 import shutil
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -64,6 +72,9 @@ from server.inclusion.violation import Severity, Violation
 from server.store import exams as store
 
 log = logging.getLogger("podium.intake")
+
+# How many times an exam is prepared again after its worker process died under it.
+RETRIES_AFTER_CRASH = 1
 
 INCOMING = Path("inclusion") / "incoming"
 EXAMS = Path("inclusion") / "exams"
@@ -106,6 +117,7 @@ class Prepared:
     the de-identified copy's numbers, the findings and the summary."""
 
     rejected: str | None = None
+    crashed: str | None = None          # set by the intake: the worker died twice on it
     files: int = 0
     size: int = 0
     pseudonym: str | None = None
@@ -323,9 +335,28 @@ class _Unreadable(Exception):
     pass
 
 
+_LABELS = {"1": 1, "true": 1, "yes": 1, "malignant": 1,
+           "0": 0, "false": 0, "no": 0, "benign": 0}
+
+
+def _label(value: Any, where: str) -> int | None:
+    """The exam's label as a table gives it: 0 or 1 (a number, a boolean, or its text)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float) and value in (0, 1):
+        return int(value)
+    found = _LABELS.get(str(value).strip().casefold())
+    if found is None:
+        raise _Unreadable(f"{where}: malignant is {value!r}; give 0 (benign) or 1 (malignant)")
+    return found
+
+
 def _read_nodules(path: Path) -> tuple[list[Nodule], int | None]:
     """Nodules from `nodules.csv` (columns x, y, z, and diameter_mm, volume_mm3, density when
-    known) or `nodules.json` (a list of such objects, or {"malignant": 0 or 1,
+    known; a `malignant` column, 0 or 1, gives the exam's label: one value on every row that
+    has one) or `nodules.json` (a list of such objects, or {"malignant": 0 or 1,
     "nodules": [...]})."""
     label: int | None = None
     if path.name.lower().endswith(".json"):
@@ -334,14 +365,19 @@ def _read_nodules(path: Path) -> tuple[list[Nodule], int | None]:
         except (ValueError, UnicodeDecodeError) as exc:
             raise _Unreadable(f"{path.name} is not valid JSON ({exc})") from None
         if isinstance(data, dict):
-            if data.get("malignant") is not None:
-                label = int(bool(data["malignant"]))
+            label = _label(data.get("malignant"), path.name)
             data = data.get("nodules", [])
         if not isinstance(data, list):
             raise _Unreadable(f"{path.name} must hold a list of nodules")
         rows = [r for r in data if isinstance(r, dict)]
     else:
         rows = _read_rows(path)
+        labels = {found for row in rows
+                  if (found := _label(row.get("malignant"), path.name)) is not None}
+        if len(labels) > 1:
+            raise _Unreadable(f"{path.name} gives the exam both labels (malignant 0 and 1); "
+                              "an exam has one label")
+        label = labels.pop() if labels else None
     nodules = []
     for index, row in enumerate(rows, start=1):
         point = [_number(row.get(k)) for k in ("x", "y", "z")]
@@ -426,14 +462,19 @@ class Intake:
     """The app's intake: `receive` studies, process them in the background (docs above)."""
 
     def __init__(self, pool: asyncpg.Pool, event: EventSpec, data_dir: Path, *,
-                 workers: int = 1, clock: Callable[[], datetime] | None = None) -> None:
+                 workers: int = 1, clock: Callable[[], datetime] | None = None,
+                 prepare_fn: Callable[..., Prepared] | None = None) -> None:
         self.pool = pool
         self.event = event
         self.data_dir = data_dir
         self.incoming = data_dir / INCOMING
         self.exams = data_dir / EXAMS
         self.clock = clock or (lambda: datetime.now(UTC))
-        self._executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="intake")
+        self.workers = max(1, workers)
+        # What runs in the worker processes: `prepare`, or (tests) a module-level function of
+        # the same signature that a spawned child can import.
+        self._prepare = prepare_fn or prepare
+        self._executor: ProcessPoolExecutor | None = None
         self._stop = threading.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._keys: Keys | None = None
@@ -452,6 +493,8 @@ class Intake:
     async def start(self) -> None:
         """Opens the keys and takes up what a stopped server left (restart behaviour above)."""
         self._keys = await asyncio.to_thread(load_keys, self.data_dir)
+        self._stop.clear()
+        self._executor = self._new_executor()
         await asyncio.to_thread(self._folders)
         async with self.pool.acquire() as conn:
             rows = await conn.fetch("SELECT id, stage FROM exam")
@@ -479,6 +522,18 @@ class Intake:
         self.incoming.mkdir(parents=True, exist_ok=True)
         self.exams.mkdir(parents=True, exist_ok=True)
 
+    def _new_executor(self) -> ProcessPoolExecutor:
+        # Spawned, as the scorers are (server/worker.py): a fork of a process running an event
+        # loop, asyncpg connections and threads is not safe. The children start on the first
+        # exam, not here.
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def worker_pids(self) -> list[int]:
+        """The pool's live processes (the organizer's `ps`, and the crash test)."""
+        executor = self._executor
+        processes = getattr(executor, "_processes", None) or {}
+        return [p.pid for p in list(processes.values()) if p.pid is not None and p.is_alive()]
+
     async def close(self) -> None:
         self._stop.set()
         for task in list(self._tasks):
@@ -486,7 +541,9 @@ class Intake:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.to_thread(_shut_down, executor)
 
     async def idle(self) -> None:
         """Waits until every exam received so far is processed (for tests and the bench)."""
@@ -554,10 +611,7 @@ class Intake:
         raw = self.incoming / str(exam_id)
         work = self.exams / f"{exam_id}{PARTIAL}"
         final = self.exams / str(exam_id)
-        loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(
-            self._executor, prepare, raw, work, inclusion, self._keys, self.clock().date(),
-            self._stop)
+        prepared = await self._prepare_in_pool(exam_id, raw, work, inclusion)
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 # The exam may have moved on meanwhile (replaced by the same study sent
@@ -566,6 +620,10 @@ class Intake:
                                             exam_id)
                 if stage != store.Stage.RECEIVED:
                     await asyncio.to_thread(_remove, work)
+                elif prepared.crashed is not None:
+                    await asyncio.to_thread(_remove, work)
+                    await store.exclude(conn, exam_id, store.Exclusion.DEIDENTIFICATION,
+                                        prepared.crashed)
                 elif prepared.rejected is not None:
                     await asyncio.to_thread(_remove, work)
                     await store.exclude(conn, exam_id, store.Exclusion.DEIDENTIFICATION,
@@ -574,3 +632,50 @@ class Intake:
                     await asyncio.to_thread(_publish, work, final)
                     await self._record(conn, exam_id, final, prepared)
         await asyncio.to_thread(_remove, raw)
+
+    async def _prepare_in_pool(self, exam_id: int, raw: Path, work: Path,
+                               inclusion: InclusionSpec) -> Prepared:
+        """`prepare` in a worker process. A process that dies under it breaks the pool: the
+        pool is recreated (once for every exam it took down) and the exam prepared again;
+        a second death excludes it (`Prepared.crashed`)."""
+        assert self._keys is not None, "start() opens the keys"
+        loop = asyncio.get_running_loop()
+        for attempt in range(RETRIES_AFTER_CRASH + 1):
+            if self._stop.is_set():
+                raise Stopped
+            executor = self._executor
+            if executor is None:
+                raise Stopped
+            try:
+                # The child gets the paths, the question's spec, the keys (their secret is
+                # pickled to it, never logged: Keys' repr leaves it out) and today's date.
+                return await loop.run_in_executor(
+                    executor, self._prepare, raw, work, inclusion, self._keys,
+                    self.clock().date())
+            except BrokenProcessPool:
+                if self._stop.is_set():
+                    raise Stopped from None
+                if self._executor is executor:      # the first exam to see it replaces it
+                    self._executor = self._new_executor()
+                    executor.shutdown(wait=False, cancel_futures=True)
+                log.warning("the worker process preparing exam %s died (attempt %d of %d); "
+                            "its files are kept in %s", exam_id, attempt + 1,
+                            RETRIES_AFTER_CRASH + 1, raw)
+        return Prepared(crashed="rejected at de-identification: the worker process died "
+                        f"{RETRIES_AFTER_CRASH + 1} times while reading this exam (a file "
+                        "that crashes the DICOM reader, or one too large for the server's "
+                        "memory); export the study again, or send it without its unusual "
+                        "files")
+
+
+def _shut_down(executor: ProcessPoolExecutor) -> None:
+    """Stops the pool without waiting for an exam in progress: its process is terminated (the
+    exam stays at stage received and is prepared again on the next start)."""
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(10)

@@ -7,7 +7,9 @@ Modelled on the tus protocol's core (creation, then PATCH at an offset, HEAD to 
 - `PATCH /api/v1/uploads/{id}` with `Upload-Offset` and a body of
   `application/offset+octet-stream` appends; the bytes are fsynced before the 204 that gives
   the new `Upload-Offset`. A chunk that does not start where the server's copy ends is
-  refused (409 `offset_mismatch`, with the offset to send from).
+  refused (409 `offset_mismatch`, with the offset to send from). Below the data dir's
+  free-space reserve (the submissions', server/storage.py) a chunk is refused whole: 507
+  `storage_full`, nothing of it kept, the center sends it again later from the same offset.
 - `HEAD` gives the offset; `GET` the upload's state as JSON, and the exam once there is one.
 
 The offset is the length of `DATA_DIR/inclusion/uploads/<id>.zip`: what a cut connection or a
@@ -59,6 +61,7 @@ from server.errors import (
 from server.inclusion.pipeline import MASK_SUFFIXES, TABLE_SUFFIXES, is_junk, source_key
 from server.isotime import iso
 from server.keys import CONFIG, EVENT, INTAKE, POOL
+from server.storage import STORAGE, is_disk_full, refuse_if_disk_full
 
 log = logging.getLogger("podium.upload")
 
@@ -359,7 +362,20 @@ async def append_chunk(request: web.Request) -> web.Response:
         if declared is not None and offset + declared > upload.length:
             raise BadChunk(f"the chunk's {declared} bytes from byte {offset} go past the "
                            f"{upload.length} bytes declared for this upload")
-        offset = await _append(request, path, offset, upload.length)
+        # The data dir's reserve, as for the submissions (server/storage.py): below it the
+        # chunk is refused whole (507) and the center sends it again later from this offset.
+        storage = request.app[STORAGE]
+        incoming = declared if declared is not None else upload.length - offset
+        refused = storage.below_reserve(incoming)
+        if refused is not None:
+            log.warning("upload %s: a chunk refused, the disk is below its reserve",
+                        upload.id)
+            raise refused
+        storage.in_flight += incoming
+        try:
+            offset = await _append(request, path, offset, upload.length)
+        finally:
+            storage.in_flight -= incoming
         if offset == upload.length:
             await _complete(request.app, upload.id)
     uploads.done(upload.id)
@@ -392,11 +408,25 @@ async def _append(request: web.Request, path: Path, offset: int, length: int) ->
                     raise BadChunk(f"the chunk goes past the {length} bytes declared for "
                                    "this upload; nothing of it was kept")
                 view = memoryview(chunk)
-                while view:
-                    view = view[out.write(view) or 0:]
+                try:
+                    while view:
+                        view = view[out.write(view) or 0:]
+                except OSError as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    # Nothing of this chunk is kept: the center sends it again from `offset`.
+                    out.truncate(offset)
+                    size = offset
+                    refuse_if_disk_full(exc)
                 size += len(chunk)
         finally:
-            await asyncio.to_thread(os.fsync, out.fileno())
+            try:
+                await asyncio.to_thread(os.fsync, out.fileno())
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+                out.truncate(offset)
+                refuse_if_disk_full(exc)
     return size
 
 
@@ -433,6 +463,14 @@ async def _complete(app: web.Application, upload_id: int) -> None:
             await _set_state(conn, upload_id, "refused", error_code=exc.code, error=exc.message)
         await asyncio.to_thread(_remove_files, app, upload_id)
         raise
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        # No room to unpack (`unpack` removed its partial folder): the zip is kept whole and
+        # the upload open again; an empty chunk at its last offset finishes it later.
+        async with pool.acquire() as conn:
+            await _set_state(conn, upload_id, "receiving")
+        refuse_if_disk_full(exc)
     intake = app[INTAKE]
     key = source_key(intake.keys, upload.center_id, study_uid)
     async with pool.acquire() as conn:

@@ -459,3 +459,34 @@ def test_a_32_mb_instance_is_streamed_to_disk_not_held_in_memory(
     # The node's peak resident memory (Linux's VmHWM, reset before the transfer) grows by
     # about 4 MiB; holding the instance would add its 32 MiB (measured: +37 MiB).
     assert after - before < 16 * 1024, f"the node's peak grew by {after - before} KiB"
+
+
+def test_below_the_reserve_an_instance_gets_out_of_resources_and_nothing_is_kept(
+        tmp_path: Path, raw_send: None) -> None:
+    """The spool on a 64 MiB tmpfs filled to below the data dir's reserve (the technique of
+    tests/test_storage.py), the node wired as the server wires it: 0xA700, nothing kept, no
+    study opened; once space is freed the PACS's retry is kept."""
+    from server.inclusion.node import _reserve_check
+    from server.storage import MiB, Storage
+    from tests.test_storage import fill, tmpfs
+
+    with tmpfs(tmp_path / "disk", "64m") as disk:
+        clock, closed = Clock(), []
+        node = DicomNode(disk / "spool", centers=CENTERS, quiet_s=QUIET_S,
+                         on_study=closed.append, clock=clock, tick_s=None,
+                         admit=_reserve_check(Storage(disk, reserve_bytes=24 * MiB)))
+        node.start()
+        try:
+            ct = pydicom_file("CT_small.dcm")
+            filler = fill(disk, 16 * MiB)
+            assert send(node.port, [ct]) == [OUT_OF_RESOURCES]
+            assert spool_files(node.spool, "*.dcm") == []
+            assert spool_files(node.spool, f"*{TEMP_SUFFIX}") == []
+            clock.now += QUIET_S
+            assert node.close_quiet() == [] and closed == []
+            filler.unlink()
+            assert send(node.port, [ct]) == [SUCCESS]
+            clock.now += QUIET_S
+            assert [c.study_uid for c in node.close_quiet()] == [uids(ct)[0]]
+        finally:
+            node.stop()

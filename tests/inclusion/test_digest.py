@@ -180,3 +180,61 @@ def test_the_digest_is_mailed_once_when_due_and_shown_on_the_center_page(
             ("sent", THURSDAY_8H), "notified"]  # the digest told the center
     finally:
         server.stop()
+
+
+def test_a_digest_due_while_the_smtp_server_is_down_is_sent_once_when_it_is_back(
+        example_event: Path, database_url: str, tmp_path: Path, clock: DatabaseClock) -> None:
+    """At Thursday 08:00 nothing listens on the SMTP port: the digest is recorded as failed,
+    not lost. A real aiosmtpd server comes up on that port; the retry waits RETRY_S by the
+    database's clock (moved by the test, never waited for), then the digest goes out once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = tmp_path / "data"
+    run(load_event_into(database_url, example_event, data))
+    clock.freeze(TUESDAY)
+    server = AppServer(example_event, data, database_url, scoring_workers=0,
+                       config_overrides={"smtp_host": "127.0.0.1", "smtp_port": port,
+                                         "smtp_from": "podium@jfr.example"}).start()
+    controller: Controller | None = None
+    try:
+        async def fixture() -> None:
+            async with server.app[POOL].acquire() as conn:
+                lyon = await conn.fetchval("SELECT id FROM center WHERE name = 'CHU de Lyon'")
+                await store.create(conn, center_id=lyon, challenge="sarcopenia", channel="web",
+                                   label="l3-slice-40.zip", source_key="l3-40",
+                                   message="received by the web")
+        server.call(fixture())
+
+        async def thursday() -> Any:
+            async with server.app[POOL].acquire() as conn:
+                return await conn.fetchrow(
+                    "SELECT state, tries, error FROM digest WHERE due_at = $1", THURSDAY_8H)
+
+        due = THURSDAY_8H.astimezone(UTC) + timedelta(seconds=5)
+        clock.freeze(due)
+        wait_for(lambda: (row := server.call(thursday())) is not None
+                 and row["state"] == "failed", what="the digest's first try, failed")
+        failed = server.call(thursday())
+        assert failed["tries"] == 1 and failed["error"]
+
+        inbox = Inbox()
+        controller = Controller(inbox, hostname="127.0.0.1", port=port)
+        controller.start()
+        # Back, but the retry's delay has not passed on the database's clock: not yet.
+        clock.freeze(due + timedelta(seconds=digests.RETRY_S // 2))
+        assert server.call(server.app[digests.DIGESTS].send_due()) == 0
+        assert inbox.messages == [] and server.call(thursday())["tries"] == 1
+
+        clock.freeze(due + timedelta(seconds=digests.RETRY_S + 1))
+        wait_for(lambda: inbox.messages, what="the digest, retried once the server is back")
+        sent = server.call(thursday())
+        assert (sent["state"], sent["tries"], sent["error"]) == ("sent", 2, None)
+        assert "l3-slice-40.zip" in text_and_html(inbox.messages[0])[0]
+        clock.freeze(due + timedelta(seconds=3 * digests.RETRY_S))
+        assert server.call(server.app[digests.DIGESTS].send_due()) == 0
+        assert len(inbox.messages) == 1
+    finally:
+        server.stop()
+        if controller is not None:
+            controller.stop()

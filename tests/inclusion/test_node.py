@@ -185,6 +185,33 @@ def storescu() -> str:
     return found
 
 
+def test_an_instance_sent_after_its_study_closed_gives_an_exam_that_replaces_the_first(
+        dicom_event: Path, database_url: str, tmp_path: Path) -> None:
+    """docs/inclusion.md, "Grouping and the quiet period", with pynetdicom against a running
+    server: four slices of a CT volume become an exam of the 3-D question; a fifth slice of the
+    same study, sent after the quiet period, becomes a new exam that replaces it — of the same
+    question, though one slice alone would be taken for the 2-D one."""
+    data = tmp_path / "data"
+    port = free_port()
+    server = dicom_server(dicom_event, data, database_url, port).start()
+    try:
+        slices = ct_study(tmp_path / "late", 5, "LYON-0123")
+        assert pynetdicom_send(port, slices[:4], LYON[1]) == [0x0000] * 4
+        [first] = settled(server, LYON[0], 1)
+        assert (first["challenge"], first["files"], first["replaces"]) == ("nodules-3d", 4, None)
+
+        assert pynetdicom_send(port, slices[4:], LYON[1]) == [0x0000]
+        exams = {e["id"]: e for e in settled(server, LYON[0], 2)}
+        [late] = [e for e in exams.values() if e["id"] != first["id"]]
+        assert (late["challenge"], late["channel"], late["files"], late["replaces"]) == (
+            "nodules-3d", "dicom", 1, first["id"])
+        assert exams[first["id"]]["exclusion"] == "resent"
+        wait_for(lambda: not [p for p in (data / "dicom-spool").rglob("*") if p.is_file()],
+                 what="the spool emptied")
+    finally:
+        server.stop()
+
+
 @pytest.mark.slow  # a server process killed twice with SIGKILL and restarted
 def test_studies_sent_by_storescu_and_pynetdicom_survive_kill_9_and_are_processed_once(
         dicom_event: Path, database_url: str, tmp_path: Path) -> None:

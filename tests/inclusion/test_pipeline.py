@@ -5,9 +5,11 @@ the folder; a burned-in file excludes the exam; a restart takes up what was left
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,7 +200,7 @@ def test_a_slice_and_its_nifti_mask_go_through_deidentified(intake_server: AppSe
 
     assert not study.folder.exists()                       # moved in, then removed
     assert not (data_dir(intake_server) / INCOMING / str(exam.id)).exists()
-    assert exam.stage == store.Stage.REVIEW, exam.outcome
+    assert exam.stage in (store.Stage.CHECKED, store.Stage.REVIEW), exam.outcome
     assert exam.folder == data_dir(intake_server) / EXAMS / str(exam.id)
     kept = sorted(p.relative_to(exam.folder).as_posix() for p in exam.folder.rglob("*")
                   if p.is_file())
@@ -349,3 +351,121 @@ def test_dates_kept_for_the_question_that_needs_them_and_the_clinical_row_checke
     assert [(f["code"], f["rule"]) for f in clinical] == [
         ("clinical_range", "clinical.exam_date")]       # 2031: in the future; 3,5 read as 3.5
     assert prepared.summary["clinical"]["edss_2y"] == "3,5"
+
+
+def _dies(*_args: object) -> None:
+    """A `prepare` that kills its worker process (run in the spawned child)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_killed_mid_exam_loses_nothing_and_the_exam_is_prepared_again(
+        intake_server: AppServer, tmp_path: Path) -> None:
+    """`prepare` runs in spawned processes: one killed (SIGKILL) while it writes an exam's
+    de-identified copy breaks the pool; the exam stays at received with its raw files, the pool
+    is recreated and the exam prepared whole."""
+    root = data_dir(intake_server)
+    slices = 300
+    study = write_study(tmp_path / "killed", slices=slices)
+    nifti_mask(study.folder / "mask.nii.gz", slices=slices)
+
+    async def go() -> tuple[store.Exam, list[int], list[int], int]:
+        pool = intake_server.app[POOL]
+        intake = Intake(pool, intake_server.app[EVENT], root, workers=1)
+        await intake.start()
+        try:
+            exam_id = await intake.receive(
+                center_id=await _center(intake_server), challenge="sarcopenia",
+                channel="web", label="killed.zip", source_key="killed", folder=study.folder)
+            written = root / EXAMS / f"{exam_id}.partial" / "series" / "0"
+            async with asyncio.timeout(60):
+                for _ in iter(lambda: written.is_dir() and len(os.listdir(written)) >= 5, True):
+                    await asyncio.sleep(0.005)      # the child is writing the copy
+            first = intake.worker_pids()
+            assert first
+            async with pool.acquire() as conn:
+                during = await store.exam(conn, exam_id)
+            assert during is not None and during.stage == store.Stage.RECEIVED
+            assert (root / INCOMING / str(exam_id)).is_dir()
+            for pid in first:
+                os.kill(pid, signal.SIGKILL)
+            kept = len(list((root / INCOMING / str(exam_id)).rglob("IM*")))
+            await intake.idle()
+            second = intake.worker_pids()
+            async with pool.acquire() as conn:
+                exam = await store.exam(conn, exam_id)
+        finally:
+            await intake.close()
+        assert exam is not None
+        return exam, first, second, kept
+    exam, first, second, kept = intake_server.call(go())
+
+    assert kept == slices                   # the raw files stayed in incoming/ meanwhile
+    assert second and not set(second) & set(first)      # a new pool
+    assert exam.stage in (store.Stage.CHECKED, store.Stage.REVIEW), exam.outcome
+    assert exam.files == slices
+    assert len(list((root / EXAMS / str(exam.id) / "series/0").glob("*.dcm"))) == slices
+    assert not (root / EXAMS / f"{exam.id}.partial").exists()
+    assert not (root / INCOMING / str(exam.id)).exists()
+    assert_deidentified(root / EXAMS / str(exam.id) / "series/0/1.dcm", study, exam)
+
+
+def test_an_exam_that_kills_its_worker_twice_is_excluded_and_the_pool_lives_on(
+        intake_server: AppServer, tmp_path: Path) -> None:
+    root = data_dir(intake_server)
+    study = write_study(tmp_path / "deadly")
+    healthy = write_study(tmp_path / "healthy")
+    nifti_mask(healthy.folder / "mask.nii.gz")
+
+    async def go() -> tuple[store.Exam, store.Exam]:
+        pool = intake_server.app[POOL]
+        center = await _center(intake_server)
+        deadly = Intake(pool, intake_server.app[EVENT], root, prepare_fn=_dies)
+        await deadly.start()
+        try:
+            exam_id = await deadly.receive(center_id=center, challenge="sarcopenia",
+                                           channel="web", label="deadly.zip",
+                                           source_key="deadly", folder=study.folder)
+            await deadly.idle()
+        finally:
+            await deadly.close()
+        intake: Intake = intake_server.app[INTAKE]
+        other = await intake.receive(center_id=center, challenge="sarcopenia", channel="web",
+                                     label="healthy.zip", source_key="healthy",
+                                     folder=healthy.folder)
+        await intake.idle()
+        async with pool.acquire() as conn:
+            a, b = await store.exam(conn, exam_id), await store.exam(conn, other)
+        assert a is not None and b is not None
+        return a, b
+    excluded, fine = intake_server.call(go())
+
+    assert (excluded.stage, excluded.exclusion) == (store.Stage.EXCLUDED,
+                                                    store.Exclusion.DEIDENTIFICATION)
+    assert excluded.outcome is not None and "worker process died 2 times" in excluded.outcome
+    assert not (root / INCOMING / str(excluded.id)).exists()
+    assert not (root / EXAMS / f"{excluded.id}.partial").exists()
+    assert fine.stage == store.Stage.REVIEW
+
+
+@pytest.mark.parametrize(("name", "table"), [
+    ("nodules.csv", "x,y,z,diameter_mm,volume_mm3,malignant\n"
+                    "0.5,-1.0,9.0,3,14,1\n-2.0,2.0,12.0,4.5,,1\n"),
+    ("nodules.json", json.dumps({"malignant": "1", "nodules": [
+        {"x": 0.5, "y": -1.0, "z": 9.0, "diameter_mm": 3, "volume_mm3": 14},
+        {"x": -2.0, "y": 2.0, "z": 12.0, "diameter_mm": 4.5}]})),
+])
+def test_a_malignant_label_on_small_nodules_is_a_label_disagrees_violation(
+        intake_server: AppServer, tmp_path: Path, name: str, table: str) -> None:
+    """Through the intake: the exam's table says malignant (1) but no nodule is above the
+    question's bounds (volume > 100 mm³ or diameter > 6 mm)."""
+    study = write_study(tmp_path / "labelled", slices=20, thickness=1.0, kernel="B70f")
+    (study.folder / name).write_text(table)
+    exam = receive(intake_server, study.folder, "nodules-3d", f"label-{name}")
+
+    assert exam.stage == store.Stage.CHECKED
+    found = findings(intake_server, exam.id)
+    assert [f.code for f in found] == ["label_disagrees"]
+    assert found[0].rule == "nodules.malignant"
+    assert "labelled malignant (1) but no nodule has volume > 100 mm³ or diameter > 6 mm" in \
+        found[0].message
+    assert len(exam.summary["nodules"]) == 2

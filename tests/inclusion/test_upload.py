@@ -288,3 +288,38 @@ def test_the_same_study_sent_again_replaces_the_first_exam(intake_server: AppSer
     second = server.json("GET", f"/api/v1/center/exams/{exams[1]}", token)[1]
     assert (first["stage"], first["exclusion"]) == ("excluded", "resent")
     assert (second["stage"], second["replaces"]) == ("review", exams[0])
+
+
+def test_below_the_reserve_a_chunk_gets_507_and_nothing_of_it_is_kept(
+        example_event: Path, database_url: str, tmp_path: Path) -> None:
+    """The data dir on a 96 MiB tmpfs filled to below the reserve (tests/test_storage.py's
+    technique): a chunk is refused whole, 507 `storage_full` in the error shape of the
+    submissions; once space is freed the same chunk from the same offset goes through."""
+    from tests.test_storage import fill, tmpfs
+
+    with tmpfs(tmp_path / "disk", "96m") as disk:
+        server = AppServer(example_event, disk / "data", database_url, scoring_workers=0,
+                           config_overrides={"storage_reserve_mb": 32.0}).start()
+        try:
+            token = server.tokens()[LYON]
+            content = exam_zip(tmp_path, "exam-full")
+            status, headers, body = create(server, token, len(content))
+            assert status == 201, body
+            location = headers["Location"]
+            filler = fill(disk, 16 * 1024 * 1024)
+            status, _, refused = patch(server, token, location, 0, content)
+            assert status == 507 and code(refused) == "storage_full", refused
+            assert "disk is nearly full" in refused["error"]["message"]
+            assert refused["error"]["reserve_bytes"] == 32 * 1024 * 1024
+            status, headers, _ = server.request("HEAD", location, token)
+            assert (status, headers["Upload-Offset"]) == (200, "0")
+            upload = Path(server.app[CONFIG].data_dir) / UPLOADS / f"{body['id']}.zip"
+            assert upload.stat().st_size == 0
+            filler.unlink()
+            status, headers, _ = patch(server, token, location, 0, content)
+            assert (status, headers["Upload-Offset"]) == (204, str(len(content)))
+            server.call(server.app[INTAKE].idle())
+            status, state = server.json("GET", location, token)
+            assert state["state"] == "received" and state["exam_id"] is not None
+        finally:
+            server.stop()
