@@ -72,7 +72,12 @@ def nodule_rows(exam: SetExam) -> list[tuple[Any, ...]]:
     positions already placed by the exam's geometry); [(id,)] for an exam without one."""
     marks = exam.summary.get("nodules")
     if not isinstance(marks, list):
-        raise TruthMissing(exam.id, "nodules (a nodules table in annotation/)")
+        folder = folder_of(exam)
+        tables = [p for p in (folder / ANNOTATION).glob("*nodule*")
+                  if p.suffix.lower() in (".csv", ".json")]
+        raise TruthMissing(exam.id, "nodules (a nodules table in annotation/)" if not tables
+                           else "nodules in its summary: the intake reads its nodules table "
+                           "when the question declares [challenges.inclusion.criteria.nodules]")
     rows: list[tuple[Any, ...]] = []
     for number, mark in enumerate(marks, start=1):
         given = [mark.get(k) if isinstance(mark, dict) else None
