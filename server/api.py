@@ -13,6 +13,7 @@ from server.access import Role
 from server.auth import principal_of, public, requires, session_id
 from server.challenge import challenges_for, team_challenge, unknown_challenge
 from server.countdown import store
+from server.dataset import final
 from server.errors import BadJson, BadName, MisplacedOption, NoSession, UnknownSubmission
 from server.isotime import iso
 from server.keys import CONNECTIONS, EVENT, LOOP_MONITOR, POOL
@@ -77,6 +78,10 @@ async def countdown_action(request: web.Request) -> web.Response:
     keep = body.get("keep_extensions", False)
     if not isinstance(keep, bool) or (keep and action != "close"):
         raise MisplacedOption("keep_extensions is true or false, and only close takes it")
+    if action == "start":
+        spec = next((c for c in request.app[EVENT].challenges if c.slug == slug), None)
+        if spec is not None:
+            final.check_startable(spec)
     async with request.app[POOL].acquire() as conn:
         # Who acts: the name a script sends, else the one given at the console's login.
         by = operator_name(body.get("by")) or await operator_of(conn, session_id(request))

@@ -641,6 +641,18 @@ class NoSplit(NotFound):
                          f"/api/v1/challenges/{slug}/split or `podium split`")
 
 
+class NoTruth(Conflict):
+    """A challenge whose truth is written from a set cannot start before that truth exists."""
+
+    code = "no_truth"
+
+    def __init__(self, slug: str, name: str) -> None:
+        super().__init__(f"{slug} cannot start: its truth comes from its {name} set, which "
+                         "is not built yet; make the split first with `podium split` or the "
+                         f"datasets view (POST /api/v1/challenges/{slug}/split), then start",
+                         set=name)
+
+
 class SplitExists(Conflict):
     code = "split_exists"
 

@@ -781,8 +781,10 @@ def _from_set(raw: dict[str, Any], key: str) -> str | None:
     return None
 
 
-# The kinds whose truth Podium writes from a set (server/dataset/final.py).
-TRUTH_FROM_SET = ("binary-probability", "regression")
+def truth_from_set() -> tuple[str, ...]:
+    """The kinds whose truth Podium writes from a set: those with a truth writer
+    (`Kind.write_truth`, server/dataset/final.py)."""
+    return tuple(n for n, k in kinds.all_kinds().items() if k.write_truth is not None)
 
 
 def _check_from_set(check: _Checker, index: int, kind: str, splits: SplitSpec | None,
@@ -797,9 +799,9 @@ def _check_from_set(check: _Checker, index: int, kind: str, splits: SplitSpec | 
         if name not in names:
             raise check.fail(f"{key} names set {name!r}, which [challenges.splits] does not "
                              f"declare; its sets: {', '.join(names)}", "challenges", index, key)
-    if truth_set is not None and kind not in TRUTH_FROM_SET:
-        raise check.fail(f"a {kind} truth cannot be written from a set yet (only "
-                         f"{' and '.join(TRUTH_FROM_SET)}): give its truth folder",
+    if truth_set is not None and kind not in (writable := truth_from_set()):
+        raise check.fail(f"a {kind} truth cannot be written from a set (only "
+                         f"{', '.join(writable)}): give its truth as a path",
                          "challenges", index, "truth")
     if truth_set is not None and kind == "regression" and (splits is None
                                                            or splits.value is None):

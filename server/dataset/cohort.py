@@ -91,26 +91,36 @@ async def make_split(conn: asyncpg.Connection, challenge: ChallengeSpec, data_di
             raise SplitRefused(f"exam {exam_id}'s folder {folder} is missing: restore it, or "
                                "withdraw the exam, then split again")
     truth_rows, release_rows = _final_rows(challenge, result, by_id)
+    # The truth is written aside before the split is recorded: an exam without what it needs
+    # refuses the split, and a split refused leaves the truth in force as it was.
+    prepared = None
     if challenge.truth_set is not None:
-        final.truth_csv(challenge, truth_rows)
-    assert challenge.splits is not None
-    split_id = await split_store.record(conn, challenge.slug, seed=plan.seed,
-                                        declared=asdict(challenge.splits), sizes=result.sizes,
-                                        assignment=result.assignment, by=by, redo=redo)
-    folder = manifest_folder(data_dir, challenge.slug, split_id)
-    for name, _ in result.sizes:
-        members = [ManifestExam(e.id, e.center, by_id[e.id].folder or Path())
-                   for e in result.members(name)]
-        await asyncio.to_thread(write_manifest, folder / f"{name}.csv", members)
-    if challenge.truth_set is not None or challenge.release_set is not None:
-        await asyncio.to_thread(final.build, challenge, truth_rows, release_rows, data_dir)
+        prepared = await asyncio.to_thread(final.prepare_truth, challenge, truth_rows,
+                                           data_dir)
+    try:
+        assert challenge.splits is not None
+        split_id = await split_store.record(conn, challenge.slug, seed=plan.seed,
+                                            declared=asdict(challenge.splits),
+                                            sizes=result.sizes, assignment=result.assignment,
+                                            by=by, redo=redo)
+        folder = manifest_folder(data_dir, challenge.slug, split_id)
+        for name, _ in result.sizes:
+            members = [ManifestExam(e.id, e.center, by_id[e.id].folder or Path())
+                       for e in result.members(name)]
+            await asyncio.to_thread(write_manifest, folder / f"{name}.csv", members)
+        if challenge.truth_set is not None or challenge.release_set is not None:
+            await asyncio.to_thread(final.build, challenge, truth_rows, release_rows,
+                                    data_dir, prepared=prepared)
+            prepared = None
+    finally:
+        final.discard(prepared)
     return await split_json(conn, challenge, data_dir)
 
 
 def _final_rows(challenge: ChallengeSpec, result: Split, exams: dict[int, Exam]
                 ) -> tuple[list[final.ExamRow], list[final.ExamRow]]:
     """The exams of the sets the truth and the release are built from, the truth's with their
-    label or value."""
+    label or value and their summary (what the kind's truth writer reads)."""
     spec = challenge.splits
 
     def value(exam: Exam) -> float | str | None:
@@ -122,7 +132,8 @@ def _final_rows(challenge: ChallengeSpec, result: Split, exams: dict[int, Exam]
         if name is None:
             return []
         return [final.ExamRow(e.id, exams[e.id].folder,
-                              value(exams[e.id]) if with_value else None)
+                              value(exams[e.id]) if with_value else None,
+                              exams[e.id].summary)
                 for e in result.members(name) if e.id in exams]
 
     return rows(challenge.truth_set, True), rows(challenge.release_set, False)

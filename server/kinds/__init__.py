@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from server.kinds.base import WARNINGS_TEXT, Kind, Metric, table_format
 
 EXTRA_ENV = "PODIUM_KINDS"
-_HELPERS = {"base", "combined"}  # building blocks, not kinds
+_HELPERS = {"base", "combined", "from_set"}  # building blocks, not kinds
 
 __all__ = ["EXTRA_ENV", "WARNINGS_TEXT", "Kind", "Metric", "UnknownKind",
            "all_kinds", "discover", "get", "names", "of", "table_format"]

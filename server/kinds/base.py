@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from server.evaluators.options import ScoringOptions
     from server.evaluators.result import Result
+    from server.event import ChallengeSpec
 
     Floats = npt.NDArray[np.float64]
     Ints = npt.NDArray[np.int64]
@@ -86,6 +87,34 @@ CaseValues = Callable[[Details], dict[str, list[float | None]]]
 
 
 @dataclass(frozen=True)
+class SetExam:
+    """One kept exam of the set a truth is written from (server/dataset/final.py): its id
+    (the exam number), its folder as the inclusion intake keeps it (`series/<n>/`, the
+    center's `annotation/`), its summary (the chosen `series`, the `mask` path, the `nodules`
+    in mm, LPS) and its label or value as the question reads them."""
+
+    id: int
+    folder: Path | None
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    value: float | str | None = None
+
+
+class TruthMissing(Exception):  # noqa: N818 - what the exam lacks, not a failure of Podium
+    """An exam of the set lacks what the truth needs (`what`: "its mask (...)")."""
+
+    def __init__(self, exam: int, what: str) -> None:
+        super().__init__(f"exam {exam} of the set has no {what}")
+        self.exam = exam
+        self.what = what
+
+
+# Writes the truth of `challenge` from its set's exams at `target` (a file or a folder, by the
+# kind's truth_shape; it does not exist yet), in the layout the kind's load_truth reads;
+# raises TruthMissing. Blocking: the final day runs it in a thread.
+TruthWriter = Callable[["ChallengeSpec", Sequence[SetExam], Path], None]
+
+
+@dataclass(frozen=True)
 class Kind:
     """A challenge kind. `metrics` lists the figures in the order the workbook shows them;
     `board` the keys of those a live board shows; `ranking` orders the teams (and picks a
@@ -110,6 +139,9 @@ class Kind:
     cases: CaseValues | None = None
     # The metrics `cases` gives per exam: those a per-case ranking scheme may rank on.
     case_metrics: tuple[str, ...] = ()
+    # How this kind's truth is written from a set of kept exams (`truth = "set:NAME"`,
+    # docs/datasets.md); None: its truth is always given as a path.
+    write_truth: TruthWriter | None = None
     _by_key: dict[str, Metric] = field(default_factory=dict, init=False, repr=False,
                                        compare=False)
 

@@ -8,12 +8,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from server.kinds.base import Details, Kind, Metric, table_format
+from server.kinds.base import Details, Kind, Metric, SetExam, table_format
 from server.ranking import ByMetric
 
 if TYPE_CHECKING:
     from server.evaluators.options import ScoringOptions
     from server.evaluators.result import Result
+    from server.event import ChallengeSpec
     from server.kinds.base import Floats, Ints
 
 AUC = 3
@@ -26,6 +27,13 @@ def label(value: float, text: str, exam_id: str) -> str | None:
 def _load(path: Path) -> Any:
     from server.evaluators.truth import value_truth
     return value_truth(path, label, two_classes=True)
+
+
+def _write_truth(challenge: ChallengeSpec, exams: Sequence[SetExam], target: Path) -> None:
+    """id,label: 1 for a malignant exam, 0 for a benign one."""
+    from server.kinds.from_set import values_csv
+    missing = "benign / malignant (no label, no nodule sizes)"
+    target.write_text(values_csv(exams, "label", missing), encoding="utf-8")
 
 
 def _evaluate(truth: Any, submission: Path, options: ScoringOptions, name: str) -> Result:
@@ -81,4 +89,5 @@ KIND = Kind(
     resample=_resample,
     cases=_cases,
     case_metrics=("brier",),
+    write_truth=_write_truth,
 )

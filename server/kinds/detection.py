@@ -8,12 +8,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from server.kinds.base import WARNINGS_TEXT, Details, Kind, Metric
+from server.kinds.base import WARNINGS_TEXT, Details, Kind, Metric, SetExam
 from server.ranking import ByMetric
 
 if TYPE_CHECKING:
     from server.evaluators.options import ScoringOptions
     from server.evaluators.result import Result
+    from server.event import ChallengeSpec
     from server.kinds.base import Floats, Ints
 
 SENSITIVITY = 3
@@ -26,6 +27,13 @@ _RATES = (("sens_fp_1_8", "1/8"), ("sens_fp_1_4", "1/4"), ("sens_fp_1_2", "1/2")
 def _load(path: Path) -> Any:
     from server.evaluators.detection import detection_truth
     return detection_truth(path)
+
+
+def _write_truth(challenge: ChallengeSpec, exams: Sequence[SetExam], target: Path) -> None:
+    """id,x,y,z,diameter_mm: the intake's marks of each exam (mm, LPS); an exam without a
+    nodule as its id alone."""
+    from server.kinds.from_set import nodules_csv
+    target.write_text(nodules_csv(exams), encoding="utf-8")
 
 
 def _evaluate(truth: Any, submission: Path, options: ScoringOptions, name: str) -> Result:
@@ -88,4 +96,5 @@ KIND = Kind(
     expected_file="a table: five columns id,x,y,z,probability",
     plots=_plots,
     resample=_resample,
+    write_truth=_write_truth,
 )

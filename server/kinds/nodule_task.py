@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from server.kinds import binary_probability, detection, segmentation_3d
-from server.kinds.base import WARNINGS_TEXT, Details, Kind, Metric
+from server.kinds.base import WARNINGS_TEXT, Details, Kind, Metric, SetExam
 from server.kinds.combined import Part, PartDetails, Scored, part_details, stem_is
 from server.ranking import SumOfRanks
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from server.evaluators.archive import Archive
     from server.evaluators.options import ScoringOptions
     from server.evaluators.result import Result
+    from server.event import ChallengeSpec
     from server.kinds.base import Floats, Ints
     from server.kinds.combined import Member
 
@@ -113,6 +114,14 @@ def _load_folder(path: Path) -> NoduleTaskTruth:
         ValueTruth(path / "masks", masks.ids, np.array(volumes), index),
         ValueTruth(path / "masks", masks.ids, np.array(labels), index),
         extents)
+
+
+def _write_truth(challenge: ChallengeSpec, exams: Sequence[SetExam], target: Path) -> None:
+    """The masks as segmentation-3d writes them, and nodules.csv as detection does."""
+    from server.kinds.from_set import nodules_csv, write_volumes
+    text = nodules_csv(exams)  # refuses an exam without its nodules before copying a series
+    write_volumes(exams, target)
+    (target / "nodules.csv").write_text(text, encoding="utf-8")
 
 
 # The parts' scorers.
@@ -286,4 +295,5 @@ KIND = Kind(
     cases=_cases,
     case_metrics=(*segmentation_3d.KIND.case_metrics, VOLUME_ERROR, VOLUME_RELATIVE,
                   *binary_probability.KIND.case_metrics),
+    write_truth=_write_truth,
 )

@@ -7,12 +7,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from server.kinds.base import Details, Kind, Metric, table_format
+from server.kinds.base import Details, Kind, Metric, SetExam, table_format
 from server.ranking import ByMetric
 
 if TYPE_CHECKING:
     from server.evaluators.options import ScoringOptions
     from server.evaluators.result import Result
+    from server.event import ChallengeSpec
     from server.kinds.base import Floats, Ints
 
 MSE = 2
@@ -25,6 +26,13 @@ def edss(value: float, text: str, exam_id: str) -> str | None:
 def _load(path: Path) -> Any:
     from server.evaluators.truth import value_truth
     return value_truth(path, edss)
+
+
+def _write_truth(challenge: ChallengeSpec, exams: Sequence[SetExam], target: Path) -> None:
+    """id,value: the clinical value `[challenges.splits] value`."""
+    from server.kinds.from_set import values_csv
+    name = challenge.splits.value if challenge.splits and challenge.splits.value else "value"
+    target.write_text(values_csv(exams, "value", f"its {name}"), encoding="utf-8")
 
 
 def _evaluate(truth: Any, submission: Path, options: ScoringOptions, name: str) -> Result:
@@ -75,4 +83,5 @@ KIND = Kind(
     resample=_resample,
     cases=_cases,
     case_metrics=("mse", "mae"),
+    write_truth=_write_truth,
 )

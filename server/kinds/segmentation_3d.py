@@ -10,12 +10,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from server.kinds.base import WARNINGS_TEXT, Details, Kind, Metric
+from server.kinds.base import WARNINGS_TEXT, Details, Kind, Metric, SetExam
 from server.ranking import SumOfRanks
 
 if TYPE_CHECKING:
     from server.evaluators.options import ScoringOptions
     from server.evaluators.result import Result
+    from server.event import ChallengeSpec
     from server.kinds.base import Floats, Ints
 
 DICE = 4
@@ -26,6 +27,12 @@ MEANS = ("dice", "nsd", "hd95_mm", "volume_error_mm3", "volume_relative_error")
 def _load(path: Path) -> Any:
     from server.evaluators.segmentation3d import volume_truth
     return volume_truth(path)
+
+
+def _write_truth(challenge: ChallengeSpec, exams: Sequence[SetExam], target: Path) -> None:
+    """`images/<id>/` (the exam's series, DICOM slices) and `masks/<id>.nii.gz|.nii|.dcm`."""
+    from server.kinds.from_set import write_volumes
+    write_volumes(exams, target)
 
 
 def _evaluate(truth: Any, submission: Path, options: ScoringOptions, name: str) -> Result:
@@ -119,4 +126,5 @@ KIND = Kind(
     resample=_resample,
     cases=_cases,
     case_metrics=MEANS,
+    write_truth=_write_truth,
 )

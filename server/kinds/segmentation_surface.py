@@ -8,12 +8,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from server.kinds.base import WARNINGS_TEXT, Details, Kind, Metric
+from server.kinds.base import WARNINGS_TEXT, Details, Kind, Metric, SetExam, TruthMissing
 from server.ranking import SumOfRanks
 
 if TYPE_CHECKING:
     from server.evaluators.options import ScoringOptions
     from server.evaluators.result import Result
+    from server.event import ChallengeSpec
     from server.kinds.base import Floats, Ints
 
 DICE = 4
@@ -22,6 +23,22 @@ DICE = 4
 def _load(path: Path) -> Any:
     from server.evaluators.truth import segmentation_truth
     return segmentation_truth(path)
+
+
+def _write_truth(challenge: ChallengeSpec, exams: Sequence[SetExam], target: Path) -> None:
+    """`images/<id>.dcm` (the exam's one slice) and `masks/<id>.nii.gz|.nii|.dcm` (the
+    center's mask); the surfaces follow from the masks and PixelSpacing."""
+    import shutil
+
+    from server.kinds.from_set import copy_mask, series_folder
+    (target / "images").mkdir(parents=True)
+    (target / "masks").mkdir()
+    for exam in sorted(exams, key=lambda e: e.id):
+        slices = sorted(p for p in series_folder(exam).iterdir() if p.is_file())
+        if len(slices) != 1:
+            raise TruthMissing(exam.id, f"single slice ({len(slices)} files in its series)")
+        copy_mask(exam, target / "masks")
+        shutil.copyfile(slices[0], target / "images" / f"{exam.id}.dcm")
 
 
 def _evaluate(truth: Any, submission: Path, options: ScoringOptions, name: str) -> Result:
@@ -99,4 +116,5 @@ KIND = Kind(
     resample=_resample,
     cases=_cases,
     case_metrics=("dice", "surface_mse"),
+    write_truth=_write_truth,
 )

@@ -15,7 +15,7 @@ from server.dataset import final
 from server.dataset.cohort import ensure_final, make_split, plan_of, split_json
 from server.errors import EventFileError, NoSplitDeclared, SplitRefused
 from server.evaluators.evaluate import load_truth
-from server.event import TRUTH_FROM_SET, check_truth, parse_event
+from server.event import check_truth, parse_event, truth_from_set
 from tests.dataset.test_cohort import EVENT, _event, _kept_exams
 from tests.helpers import load_event_into, run
 
@@ -119,10 +119,12 @@ def test_a_set_the_splits_do_not_declare_is_refused(tmp_path: Path) -> None:
                                              "validation, test") as caught:
         parse_event(_event(tmp_path, text))
     assert caught.value.key == "challenges[0].truth"
+    # Every kind with a truth writer takes its truth from a set; the others are refused.
+    assert {"binary-probability", "regression", "segmentation-surface", "segmentation-3d",
+            "detection", "nodule-task"} <= set(truth_from_set())
+    assert all(final.truth_from_set(k) for k in truth_from_set())
     text = EVENT.replace('kind = "binary-probability"', 'kind = "segmentation-surface"')
-    with pytest.raises(EventFileError, match="cannot be written from a set yet"):
-        parse_event(_event(tmp_path, text))
-    assert set(TRUTH_FROM_SET) == set(final.TABLE_TRUTH)
+    assert parse_event(_event(tmp_path, text)).challenge("nodules-3d").truth_set == "validation"
 
 
 def test_a_question_without_splits_is_not_split(tmp_path: Path) -> None:
