@@ -196,11 +196,16 @@ async def datasets_page(request: web.Request) -> web.Response:
                 released = row["released_at"]
                 row["released_local"] = local_time(
                     datetime.fromisoformat(released) if released else None, event.timezone)
+            shown = await schedule(conn, challenge, event.timezone, organizer=True)
+            for batch in shown["batches"]:
+                opened = batch["opened_at"]
+                batch["opened_local"] = local_time(
+                    datetime.fromisoformat(opened) if opened else None, event.timezone)
             questions.append({
                 "slug": challenge.slug, "title": challenge.title, "split": report,
                 "declared": [{"set": n, "size": s} for n, s in challenge.splits.sets]
                 if challenge.splits else [],
-                "schedule": await schedule(conn, challenge, event.timezone, organizer=True)})
+                "schedule": shown})
     return render(request, "organizer_datasets.html", questions=questions, waiting=waiting,
                   registration=event.registration is not None)
 
