@@ -109,7 +109,7 @@ def test_registered_demo_teams_download_the_open_batches(
         assert status == 200 and headers["Content-Type"] == "application/zip", team
         assert hashlib.sha256(whole).hexdigest() == headers["X-Content-SHA256"]
         members = _members(whole)
-        part = _training(data, slug)[:2]   # part 1 of 2 of the training set's 3 exams, in exam order
+        part = _training(data, slug)[:2]   # part 1 of 2 of the training set's 3, in exam order
         manifest = pd.read_csv(io.BytesIO(members.pop("MANIFEST.csv")))
         assert sorted(manifest["file"]) == sorted(members), team
         assert {int(name.split("/")[0]) for name in members} == set(part), team

@@ -11,8 +11,8 @@ import asyncpg
 import pydicom
 
 from server.access import hash_token
-from server.demo import write_event_file
 from server.dataset.batch import BatchState, state_at
+from server.demo import write_event_file
 from server.demo_inclusion import APPLICATIONS, ORGANIZER, TOKENS_FILE, prepare
 from server.event import parse_event
 from tests.helpers import run
@@ -40,9 +40,9 @@ async def _state(url: str) -> dict[str, object]:
                 "SELECT c.slug, b.* FROM batch b JOIN challenge c ON c.id = b.challenge_id "
                 "ORDER BY 1, b.name")],
             "released": [(r["slug"], r["set_name"]) for r in await conn.fetch(
-                "SELECT c.slug, s.name AS set_name FROM split_set s JOIN split p ON p.id = s.split_id "
-                "JOIN challenge c ON c.id = p.challenge_id WHERE s.released_at IS NOT NULL "
-                "ORDER BY 1, 2")],
+                "SELECT c.slug, s.name AS set_name FROM split_set s "
+                "JOIN split p ON p.id = s.split_id JOIN challenge c ON c.id = p.challenge_id "
+                "WHERE s.released_at IS NOT NULL ORDER BY 1, 2")],
             "now": await conn.fetchval("SELECT podium_now()"),
             "credentials": {r["token_hash"]: r["name"] for r in await conn.fetch(
                 "SELECT token_hash, team.name FROM credential "
