@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -279,16 +280,57 @@ def write_demo_event(target: Path, *, seed: int = 2019, now: datetime | None = N
 
 def write_event_file(target: Path, now: datetime) -> Path:
     """The demo's event file and its registration pages alone (the images are written by
-    `write_demo_event`); registration open from three weeks before `now` to ten days after."""
+    `write_demo_event`); registration open from three weeks before `now` to ten days after,
+    each split question's first training batch opened a month before (`with_batches`)."""
     target.mkdir(parents=True, exist_ok=True)
     write_registration_pages(target)
     day = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     opens, closes = day - timedelta(days=21), day + timedelta(days=10)
     event = target / "event.toml"
-    event.write_text(EVENT_TOML + _teams_toml()
+    event.write_text(with_batches(EVENT_TOML, now) + _teams_toml()
                      + registration_toml(f"{opens:%Y-%m-%dT%H:%M:%SZ}",
                                          f"{closes:%Y-%m-%dT%H:%M:%SZ}"), encoding="utf-8")
     return event
+
+
+TIMEZONE = "Europe/Paris"     # the event's, as EVENT_TOML says
+FIRST_BATCH_DAYS = 33         # the seed's: September 11th, the final on October 14th
+
+BATCHES_TOML = """
+# The training set to the registered teams in two batches, as the seed sent it
+# (docs/datasets.md, "Batches"): batch-1 opened on its own a month before the final day;
+# batch-2 has no `opens`: the demo's organizers opened it on the first start.
+[[challenges.batches]]
+name = "batch-1"
+set = "training"
+part = 1
+parts = 2
+opens = {opens}           # the event's time zone
+
+[[challenges.batches]]
+name = "batch-2"
+set = "training"
+part = 2
+parts = 2
+"""
+
+
+def first_batch_opens(now: datetime) -> datetime:
+    """09:00 in the event's time zone, `FIRST_BATCH_DAYS` before `now`'s day there."""
+    local = now.astimezone(ZoneInfo(TIMEZONE)) - timedelta(days=FIRST_BATCH_DAYS)
+    return datetime(local.year, local.month, local.day, 9, tzinfo=ZoneInfo(TIMEZONE))
+
+
+def with_batches(text: str, now: datetime) -> str:
+    """The event file with two training batches after each `[challenges.splits]` table."""
+    opens = f"{first_batch_opens(now):%Y-%m-%dT%H:%M:%S}"
+    tables = text.split("\n[challenges.splits]\n")
+    for n in range(1, len(tables)):
+        # The splits table ends at the first blank line (or at the end of the text).
+        splits, _, rest = tables[n].partition("\n\n")
+        batches = BATCHES_TOML.format(opens=opens)
+        tables[n] = splits.rstrip("\n") + "\n" + batches + ("\n" + rest if rest else "")
+    return "\n[challenges.splits]\n".join(tables)
 
 
 # --- synthetic images -----------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """`podium demo`'s months before the final day, filled on start: the centers' exams already in,
-graded, split, and teams registered (docs/datasets.md, docs/registration.md).
+graded, split, teams registered and the training batches out (docs/datasets.md,
+docs/registration.md).
 
 Everything goes through the functions the server itself uses, so the demo's tables are what a
 real event would show:
@@ -10,7 +11,10 @@ real event would show:
 - the few that break a criterion on purpose are rejected by the organizers
   (`store.exams.decide`), the others graded by the event's reviewers (`store.reviews.grade`,
   double reading where the question asks it), a few graded D so that quality exclusions show;
-- each question with `[challenges.splits]` is split by `dataset.cohort.make_split`;
+- each question with `[challenges.splits]` is split by `dataset.cohort.make_split`, and its
+  training batches made ready: the first, opened a month ago by its `opens`, packed as a
+  team's first download packs it (`dataset.batch.packed_batch`), the second opened by the
+  organizers (`dataset.batch.open_now`, the path of `POST .../batches/{name}/open`);
 - teams register through `registration.check_application` and `insert_application`; some are
   approved (`store.registrations.approve`: their token is written, mode 0600, beside the event
   file so the banner can show their link), the others wait for the organizer.
@@ -35,11 +39,13 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
+from server.dataset.batch import open_now, packed_batch
 from server.dataset.cohort import make_split
 from server.errors import AlreadyGraded
 from server.event import EventSpec
 from server.inclusion.pipeline import Intake, source_key
 from server.registration import check_application
+from server.store import batches as batch_store
 from server.store import exams as exam_store
 from server.store import registrations as registration_store
 from server.store import reviews as review_store
@@ -261,6 +267,7 @@ async def fill(pool: asyncpg.Pool, event: EventSpec, data_dir: Path, *,
                     conn, challenge.slug) is None:
                 await make_split(conn, challenge, data_dir, by=ORGANIZER)
         await _register(conn, event, tokens_file)
+    await _open_batches(pool, event, data_dir)
 
 
 async def _send_exams(pool: asyncpg.Pool, intake: Intake, event: EventSpec,
@@ -346,6 +353,26 @@ async def _register(conn: asyncpg.Connection, event: EventSpec, tokens_file: Pat
             _, token = await registration_store.approve(conn, ident, ORGANIZER)
             tokens[team] = token
             _write_tokens(tokens_file, tokens)   # at once: the token is shown only once
+
+
+async def _open_batches(pool: asyncpg.Pool, event: EventSpec, data_dir: Path) -> None:
+    """Each split question's training batches: one whose `opens` is past is packed (as the
+    first team asking for it would have it packed); one without `opens` is opened by the
+    organizers, through the path of the datasets view's "Open now…"."""
+    for challenge in event.challenges:
+        if challenge.splits is None:
+            continue
+        async with pool.acquire() as conn:
+            if await split_store.current(conn, challenge.slug) is None:
+                continue
+            now = await batch_store.now(conn)
+            packed = await batch_store.packed(conn, challenge.slug)
+        for spec in challenge.batches:
+            done = packed.get(spec.name)
+            if spec.opens is None and (done is None or done.opened_at is None):
+                await open_now(pool, challenge, spec, data_dir, ORGANIZER)
+            elif done is None and spec.opens is not None and spec.opens <= now:
+                await packed_batch(pool, challenge, spec, data_dir)
 
 
 def _write_tokens(path: Path, tokens: dict[str, str]) -> None:

@@ -157,6 +157,20 @@ async def packed_batch(pool: asyncpg.Pool, challenge: ChallengeSpec, spec: Batch
         return packed
 
 
+async def open_now(pool: asyncpg.Pool, challenge: ChallengeSpec, spec: BatchSpec,
+                   data_dir: Path, by: str | None) -> PackedBatch:
+    """An organizer opens the batch now: packed first (which releases its set), then marked
+    opened by `organizer (<by>)`; opening twice keeps the first opening. The route's
+    (`POST .../batches/{name}/open`) and the demo's (server/demo_inclusion.py) one path."""
+    await packed_batch(pool, challenge, spec, data_dir)
+    async with pool.acquire() as conn:
+        await batch_store.mark_opened(conn, challenge.slug, spec.name,
+                                      f"organizer ({by})" if by else "organizer")
+        packed = await batch_store.packed_one(conn, challenge.slug, spec.name)
+    assert packed is not None
+    return packed
+
+
 def require_open(challenge: ChallengeSpec, spec: BatchSpec, packed: PackedBatch | None,
                  now: datetime, timezone: str) -> None:
     """BatchNotOpen (403 not_started) before its moment; a sealed batch may go out before."""

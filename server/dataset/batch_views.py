@@ -16,6 +16,7 @@ from server.challenge import team_challenge
 from server.dataset.batch import (
     BatchState,
     next_opening,
+    open_now,
     packed_batch,
     part_of,
     require_open,
@@ -168,12 +169,9 @@ async def open_batch(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     async with pool.acquire() as conn:
         by = operator_name(body.get("by")) or await operator_of(conn, session_id(request))
-    await packed_batch(pool, challenge, spec, request.app[CONFIG].data_dir)
+    packed = await open_now(pool, challenge, spec, request.app[CONFIG].data_dir, by)
     async with pool.acquire() as conn:
-        await batch_store.mark_opened(conn, challenge.slug, spec.name,
-                                      f"organizer ({by})" if by else "organizer")
         now = await batch_store.now(conn)
-        packed = await batch_store.packed_one(conn, challenge.slug, spec.name)
     return web.json_response(batch_json(challenge, spec, packed, now,
                                         request.app[EVENT].timezone, organizer=True))
 
@@ -198,11 +196,16 @@ async def datasets_page(request: web.Request) -> web.Response:
                 released = row["released_at"]
                 row["released_local"] = local_time(
                     datetime.fromisoformat(released) if released else None, event.timezone)
+            shown = await schedule(conn, challenge, event.timezone, organizer=True)
+            for batch in shown["batches"]:
+                opened = batch["opened_at"]
+                batch["opened_local"] = local_time(
+                    datetime.fromisoformat(opened) if opened else None, event.timezone)
             questions.append({
                 "slug": challenge.slug, "title": challenge.title, "split": report,
                 "declared": [{"set": n, "size": s} for n, s in challenge.splits.sets]
                 if challenge.splits else [],
-                "schedule": await schedule(conn, challenge, event.timezone, organizer=True)})
+                "schedule": shown})
     return render(request, "organizer_datasets.html", questions=questions, waiting=waiting,
                   registration=event.registration is not None)
 
