@@ -26,7 +26,7 @@ from server.errors import BatchNotOpen, EventFileError
 from server.event import BatchSpec, parse_event
 from server.store.batches import PackedBatch
 from tests.dataset.test_cohort import EVENT, _event, _kept_exams
-from tests.helpers import AppServer, DatabaseClock, run
+from tests.helpers import AppServer, DatabaseClock, run, wait_for
 from tests.pages import LAPTOP, PROJECTOR, new_page, script_errors
 
 OPENS = datetime(2031, 9, 11, 9, 0, tzinfo=ZoneInfo("Europe/Paris"))
@@ -231,6 +231,13 @@ def test_batches_are_gated_to_the_second_packed_with_their_truth_resumed_and_cou
     second = f"/api/v1/challenges/{slug}/batches/batch-2/archive"
     status, answer = server.json("GET", second, alpha)
     assert status == 403 and "opens when an organizer opens it" in answer["error"]["message"]
+    def first_downloads() -> Any:
+        schedule = server.json("GET", f"/api/v1/challenges/{slug}/batches", organizer)[1]
+        return [b["downloads"] for b in schedule["batches"] if b["name"] == "batch-1"][0]
+
+    # A download is logged once its last byte is sent: the client may read it first.
+    wait_for(lambda: [d["complete"] for d in first_downloads()] == [2],
+             what="batch-1's two downloads logged")
     console = new_page(browser, server.url, organizer, viewport=LAPTOP)
     errors = script_errors(console)
     console.goto(f"{server.url}/organizer/datasets")
@@ -261,12 +268,18 @@ def test_batches_are_gated_to_the_second_packed_with_their_truth_resumed_and_cou
     shown = server.json("GET", f"/api/v1/challenges/{slug}/batches", alpha)[1]
     assert [b["name"] for b in shown["batches"]] == ["batch-1", "batch-2"]
     assert shown["batches"][0]["archive"] == archive and shown["next_opens"] is None
-    schedule = server.json("GET", f"/api/v1/challenges/{slug}/batches", organizer)[1]
-    counts = {b["name"]: b["downloads"] for b in schedule["batches"]}
-    assert counts == {"batch-1": [{"team": "Alpha", "downloads": 2, "complete": 2,
-                                   "bytes": len(whole) + len(tail)}],
-                      "batch-2": [{"team": "Alpha", "downloads": 1, "complete": 1,
-                                   "bytes": len(body)}]}
+    expected = {"batch-1": [{"team": "Alpha", "downloads": 2, "complete": 2,
+                             "bytes": len(whole) + len(tail)}],
+                "batch-2": [{"team": "Alpha", "downloads": 1, "complete": 1,
+                             "bytes": len(body)}]}
+
+    def counts() -> dict[str, Any]:
+        schedule = server.json("GET", f"/api/v1/challenges/{slug}/batches", organizer)[1]
+        return {b["name"]: b["downloads"] for b in schedule["batches"]}
+
+    # A download is logged once its last byte is sent: the client may read it first.
+    wait_for(lambda: counts() == expected, what="both batches' downloads logged")
+    assert counts() == expected
 
     # The team's page lists both, with their links.
     team = new_page(browser, server.url, alpha, viewport=LAPTOP)
