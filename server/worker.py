@@ -1,11 +1,13 @@
 """Scoring in worker processes, fed from the queue kept in PostgreSQL.
 
-Each server process runs a few scoring slots; each slot owns one child process (spawned, so it
-shares no state with the event loop) and scores one submission at a time in it. A submission
-that crashes its worker or runs past the time limit is marked `invalid` with `scoring_failed`,
-the child is replaced, and the queue moves on. Each child runs under an address-space limit
-(RLIMIT_AS): a file that would need more memory than that fails inside the child as `invalid`
-`too_large`, and the host keeps its memory for the server, the database and the other slot.
+Each server process runs a few scoring slots; each slot owns one child process (forked from a
+fork server started fresh, which shares no state with the event loop and has the numerical
+libraries loaded once: server/scorer_preload.py) and scores one submission at a time in it.
+A submission that crashes its worker or runs past the time limit is marked `invalid` with
+`scoring_failed`, the child is replaced, and the queue moves on. Each child runs under an
+address-space limit (RLIMIT_AS): a file that would need more memory than that fails inside the
+child as `invalid` `too_large`, and the host keeps its memory for the server, the database and
+the other slot.
 
 A slot claims work with its process's *presence* connection id: if the process dies, PostgreSQL
 closes that session, and any other process sees the claim as abandoned and scores it again.
@@ -27,6 +29,7 @@ from typing import Any
 
 import asyncpg
 
+from server import kinds
 from server.queries import decode_json
 from server.submission import announce, claim_next, record_result
 
@@ -38,6 +41,18 @@ DEFAULT_MEMORY_MB = 4096
 # A scorer scores one file at a time: numerical libraries' thread pools would only reserve
 # address space (tens of MiB per core) and compete with the server for the cores.
 SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+PRELOAD = ["server.scorer_preload"]
+
+
+def scorer_context() -> Any:
+    """The multiprocessing context scorers start in: a fork server, itself started (once per
+    server process, and again if it dies) as a fresh interpreter that imports PRELOAD, so a
+    scorer forks from a clean process with its libraries loaded instead of importing them."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
 
 
 class WorkerCrashed(Exception):
@@ -59,15 +74,21 @@ def limit_memory(memory_mb: int) -> None:
 Truths = tuple[tuple[str, str], ...]  # (kind, truth path) of each challenge
 
 
-def _serve(conn: Connection, memory_mb: int = DEFAULT_MEMORY_MB, truths: Truths = ()) -> None:
+def _serve(conn: Connection, memory_mb: int = DEFAULT_MEMORY_MB, truths: Truths = (),
+           extra_kinds: str = "") -> None:
     """The child process: load the challenges' truths, say which, then score jobs until the
-    pipe closes."""
+    pipe closes. `extra_kinds` is the server's PODIUM_KINDS as the child starts: the fork
+    server's environment is the one it had when it started."""
     # Scoring can wait a few milliseconds; uploads in the last-minute rush cannot.
     os.nice(10)
     os.environ.update(SINGLE_THREADED)  # before numpy is imported, below
     limit_memory(memory_mb)
     from server.evaluators import ScoringOptions, evaluate, load_truth
     from server.event import scoring_options
+
+    if os.environ.get(kinds.EXTRA_ENV, "") != extra_kinds:
+        os.environ[kinds.EXTRA_ENV] = extra_kinds
+        kinds.discover()
 
     # Decoded once here, before any file arrives: the first submission of a challenge of
     # 3-D volumes is scored at once instead of waiting for its exams to be read.
@@ -108,7 +129,7 @@ class ScoringProcess:
     """One child process and the pipe to it."""
 
     def __init__(self, memory_mb: int = DEFAULT_MEMORY_MB, truths: Truths = ()) -> None:
-        self._context = multiprocessing.get_context("spawn")
+        self._context = scorer_context()
         self.memory_mb = memory_mb
         self.truths = truths
         self.loaded: list[tuple[str, str]] = []  # the truths the child holds decoded
@@ -117,10 +138,11 @@ class ScoringProcess:
         self.start()
 
     def start(self) -> None:
-        """Blocking (run in a thread): spawns the child and waits while it loads the truths."""
+        """Blocking (run in a thread): starts the child and waits while it loads the truths."""
         parent, child = self._context.Pipe()
         self.process = self._context.Process(target=_serve,
-                                             args=(child, self.memory_mb, self.truths),
+                                             args=(child, self.memory_mb, self.truths,
+                                                   os.environ.get(kinds.EXTRA_ENV, "")),
                                              daemon=True, name="podium-scorer")
         self.process.start()
         child.close()

@@ -7,6 +7,7 @@ The helpers these fixtures build on are in tests/helpers.py.
 
 from __future__ import annotations
 
+import compileall
 import os
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ import pytest
 
 from tests.helpers import (
     EXAMPLE_DIR,
+    ROOT,
     AppServer,
     DatabaseClock,
     ServerProcess,
@@ -27,6 +29,17 @@ from tests.helpers import (
 )
 
 pytest_plugins = ["tests.browser"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Writes the project's bytecode once, in the session's main process, where Python is
+    told not to (PYTHONDONTWRITEBYTECODE, as on many CI machines): otherwise each of the
+    hundreds of processes the suite starts (servers, scorers, command lines) compiles the
+    project's sources again. Python still reads the bytecode it finds under that setting."""
+    if hasattr(config, "workerinput"):  # an xdist worker: the main process did it
+        return
+    for folder in ("server", "tests"):
+        compileall.compile_dir(ROOT / folder, quiet=2)
 
 
 @pytest.fixture(scope="session")

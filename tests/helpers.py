@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import json
 import os
@@ -333,6 +334,20 @@ class ServerProcess(Client):
             return self.start()
         finally:
             self.extra_args = self.extra_args[:-2]
+
+    def scorers(self) -> list[Any]:
+        """The server's live scoring processes: the children of its fork server (see
+        server/worker.py), which is itself a child of the server."""
+        import psutil
+
+        assert self.process is not None
+        found = []
+        for child in psutil.Process(self.process.pid).children():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if "multiprocessing.forkserver" in " ".join(child.cmdline()):
+                    found += [p for p in child.children()
+                              if p.status() != psutil.STATUS_ZOMBIE]
+        return found
 
     def stderr(self) -> str:
         return self.stderr_path.read_text() if self.stderr_path and self.stderr_path.exists() \

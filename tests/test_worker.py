@@ -38,9 +38,8 @@ def test_a_scorer_that_died_is_replaced_before_it_costs_a_submission(
     tokens = server.tokens()
     start(server, "nodules")
     assert server.process is not None
-    scorers = [p for p in psutil.Process(server.process.pid).children()
-               if "spawn_main" in " ".join(p.cmdline())]
-    assert len(scorers) == 2
+    scorers = wait_for(lambda: found if len(found := server.scorers()) == 2 else None,
+                       what="the server's two scorers")
     for scorer in scorers:
         scorer.kill()  # a scorer dies (out of memory, a segfault in a decoder…)
     wait_for(lambda: not any(_running(p) for p in scorers), what="the scorers to die")
@@ -48,8 +47,7 @@ def test_a_scorer_that_died_is_replaced_before_it_costs_a_submission(
     for team in ("Lumbar Lab", "Nodule Hunters"):
         status, result = server.upload("nodules", tokens[team], "p.csv", csv, "?wait=60")
         assert result["status"] == "scored", result
-    replaced = [p for p in psutil.Process(server.process.pid).children()
-                if p.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(p.cmdline())]
+    replaced = server.scorers()
     assert replaced and not {p.pid for p in replaced} & {p.pid for p in scorers}
 
 
@@ -81,3 +79,24 @@ def test_a_scorer_loads_the_challenges_truths_before_its_first_file(tmp_path: Pa
         assert scorer.loaded == list(good)
     finally:
         scorer.stop()
+
+
+def test_a_scorer_forks_with_its_libraries_loaded_and_single_threaded() -> None:
+    """Scorers fork from a fork server that imported server/scorer_preload.py: a new scorer
+    holds numpy, SciPy and the evaluators before its first job, its numerical libraries run
+    one thread (OpenBLAS would start one per core otherwise), and a replacement is forked from
+    the same server, not imported again."""
+    first = ScoringProcess()
+    try:
+        process = psutil.Process(first.process.pid)
+        maps = " ".join(m.path for m in process.memory_maps())
+        assert "_multiarray_umath" in maps and "scipy/ndimage" in maps, maps[:500]
+        assert process.num_threads() == 1
+        forkserver = process.parent()
+        assert "multiprocessing.forkserver" in " ".join(forkserver.cmdline())
+        first.process.kill()
+        first.process.join(10)
+        first.start()  # as score() does when the child has died
+        assert psutil.Process(first.process.pid).parent().pid == forkserver.pid
+    finally:
+        first.stop()

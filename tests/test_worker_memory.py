@@ -92,8 +92,7 @@ def test_podium_serve_sets_the_limit_on_its_scorers(example_event: Path, databas
         status, result = server.upload("nodules", tokens["Lumbar Lab"], "p.csv", NODULES,
                                        "?wait=60")
         assert result["status"] == "scored", result  # the scorers are past their start-up
-        scorers = [p for p in psutil.Process(server.process.pid).children()
-                   if "spawn_main" in " ".join(p.cmdline())]
+        scorers = server.scorers()
         assert len(scorers) == 2
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and any(

@@ -146,6 +146,13 @@ def test_the_digest_is_mailed_once_when_due_and_shown_on_the_center_page(
 
         clock.freeze(THURSDAY_8H.astimezone(UTC) + timedelta(seconds=5))
         wait_for(lambda: inbox.messages, what="Thursday's digest in the SMTP server's inbox")
+
+        async def thursday_state() -> Any:
+            async with server.app[POOL].acquire() as conn:
+                return await conn.fetchval("SELECT state FROM digest WHERE due_at = $1",
+                                           THURSDAY_8H)
+        # Recorded as sent once the SMTP server has taken it, a moment after it arrived.
+        wait_for(lambda: server.call(thursday_state()) == "sent", what="the digest recorded")
         (mail,) = inbox.messages
         assert inbox.recipients == [["imagerie@chu-lyon.example"]]
         assert mail["From"] == "Podium <podium@jfr.example>"
@@ -227,9 +234,12 @@ def test_a_digest_due_while_the_smtp_server_is_down_is_sent_once_when_it_is_back
         assert inbox.messages == [] and server.call(thursday())["tries"] == 1
 
         clock.freeze(due + timedelta(seconds=digests.RETRY_S + 1))
-        wait_for(lambda: inbox.messages, what="the digest, retried once the server is back")
-        sent = server.call(thursday())
+        # Recorded as sent once the SMTP server has taken it (the message is in the inbox
+        # a moment before the row says so).
+        sent = wait_for(lambda: (row := server.call(thursday()))["state"] == "sent" and row,
+                        what="the digest, retried once the server is back")
         assert (sent["state"], sent["tries"], sent["error"]) == ("sent", 2, None)
+        assert len(inbox.messages) == 1
         assert "l3-slice-40.zip" in text_and_html(inbox.messages[0])[0]
         clock.freeze(due + timedelta(seconds=3 * digests.RETRY_S))
         assert server.call(server.app[digests.DIGESTS].send_due()) == 0
