@@ -10,10 +10,12 @@ from __future__ import annotations
 import compileall
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -32,11 +34,15 @@ pytest_plugins = ["tests.browser"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Writes the project's bytecode once, in the session's main process, where Python is
-    told not to (PYTHONDONTWRITEBYTECODE, as on many CI machines): otherwise each of the
-    hundreds of processes the suite starts (servers, scorers, command lines) compiles the
-    project's sources again. Python still reads the bytecode it finds under that setting."""
-    if hasattr(config, "workerinput"):  # an xdist worker: the main process did it
+    """Keeps the project's bytecode where Python is told not to write it
+    (PYTHONDONTWRITEBYTECODE, as on many CI machines): otherwise each of the hundreds of
+    processes the suite starts (servers, scorers, command lines) compiles the project's
+    sources again, and each test process rewrites every test module's assertions again.
+    Python still reads the bytecode it finds under that setting. In every test process, the
+    test modules' rewritten bytecode is cached as pytest does by default; the main process
+    compiles the project once before the test processes start."""
+    sys.dont_write_bytecode = False
+    if hasattr(config, "workerinput"):  # an xdist worker: the main process compiled
         return
     for folder in ("server", "tests"):
         compileall.compile_dir(ROOT / folder, quiet=2)
@@ -70,21 +76,52 @@ def pg_cluster(pg_home: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def database_url(pg_cluster: str) -> Iterator[str]:
-    """A new, empty database for one test, dropped afterwards."""
-    name = f"podium_test_{os.getpid()}_{os.urandom(4).hex()}"
+async def _admin(cluster: str, sql: str) -> None:
+    conn = await asyncpg.connect(cluster)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
 
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(pg_cluster)
+
+def _new_database(cluster: str, template: str | None = None) -> Iterator[str]:
+    name = f"podium_test_{os.getpid()}_{os.urandom(4).hex()}"
+    run(_admin(cluster, f'CREATE DATABASE "{name}"' +
+               (f' TEMPLATE "{template}"' if template else "")))
+    yield with_database(cluster, name)
+    run(_admin(cluster, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_cluster: str) -> Iterator[str]:
+    """A database with every migration applied, made once per test process: the template
+    each test's database is copied from (a copy costs PostgreSQL less than migrating)."""
+    from server.database import migrate
+
+    async def migrated(url: str) -> None:
+        conn = await asyncpg.connect(url)
         try:
-            await conn.execute(sql)
+            await migrate(conn)
         finally:
             await conn.close()
 
-    run(admin(f'CREATE DATABASE "{name}"'))
-    yield with_database(pg_cluster, name)
-    run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    for url in _new_database(pg_cluster):
+        run(migrated(url))
+        yield urlsplit(url).path.lstrip("/")
+
+
+@pytest.fixture
+def database_url(pg_cluster: str, migrated_template: str) -> Iterator[str]:
+    """A new database for one test, its schema migrated as a server's start would, dropped
+    afterwards. Servers started on it still run their migrations (none left to apply)."""
+    yield from _new_database(pg_cluster, migrated_template)
+
+
+@pytest.fixture
+def empty_database_url(pg_cluster: str) -> Iterator[str]:
+    """A new, empty database for one test (no migration applied), dropped afterwards: for
+    the tests of the migrations themselves."""
+    yield from _new_database(pg_cluster)
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ async def _connect(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(url)
 
 
-def test_migrations_from_empty_then_no_op(database_url: str) -> None:
+def test_migrations_from_empty_then_no_op(empty_database_url: str) -> None:
     async def go() -> None:
-        conn = await _connect(database_url)
+        conn = await _connect(empty_database_url)
         try:
             applied = await migrate(conn)
             assert applied == [f"{m.version:04d}_{m.name}" for m in discover_migrations()]
@@ -38,9 +38,9 @@ def test_migrations_from_empty_then_no_op(database_url: str) -> None:
     run(go())
 
 
-def test_two_processes_migrating_at_once_apply_each_migration_once(database_url: str) -> None:
+def test_two_processes_migrating_at_once_apply_each_migration_once(empty_database_url: str) -> None:
     async def go() -> None:
-        conns = [await _connect(database_url) for _ in range(4)]
+        conns = [await _connect(empty_database_url) for _ in range(4)]
         try:
             results = await asyncio.gather(*(migrate(c) for c in conns))
             applied = [name for result in results for name in result]
@@ -52,14 +52,14 @@ def test_two_processes_migrating_at_once_apply_each_migration_once(database_url:
     run(go())
 
 
-def test_a_failing_migration_leaves_nothing_behind(database_url: str, tmp_path: Path) -> None:
+def test_a_failing_migration_leaves_nothing_behind(empty_database_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
     folder.mkdir()
     (folder / "0001_good.sql").write_text("CREATE TABLE good (id int);")
     (folder / "0002_bad.sql").write_text("CREATE TABLE bad (id int); SELECT no_such_function();")
 
     async def go() -> None:
-        conn = await _connect(database_url)
+        conn = await _connect(empty_database_url)
         try:
             with pytest.raises(asyncpg.UndefinedFunctionError):
                 await migrate(conn, folder)
@@ -180,7 +180,7 @@ def test_only_token_hashes_are_stored(database_url: str, example_event: Path,
     assert Credential(Role.JURY, None, "x").label == "jury"
 
 
-def test_a_migration_changed_after_it_was_applied_is_refused(database_url: str,
+def test_a_migration_changed_after_it_was_applied_is_refused(empty_database_url: str,
                                                              tmp_path: Path) -> None:
     from server.database import MigrationChanged
 
@@ -189,7 +189,7 @@ def test_a_migration_changed_after_it_was_applied_is_refused(database_url: str,
     (folder / "0001_first.sql").write_text("CREATE TABLE first (id int);")
 
     async def go() -> None:
-        conn = await _connect(database_url)
+        conn = await _connect(empty_database_url)
         try:
             assert await migrate(conn, folder) == ["0001_first"]
             # A database migrated before texts were recorded gets the text it has now.
