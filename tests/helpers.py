@@ -251,6 +251,7 @@ class AppServer(Client):
         if self._runner is not None:
             self.call(self._runner.cleanup(), timeout=60)
             self._runner = None
+        self.call(_cancel_the_rest(), timeout=60)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(30)
         self._loop.close()
@@ -264,6 +265,15 @@ class AppServer(Client):
     def app(self) -> Any:
         assert self._runner is not None
         return self._runner.app
+
+
+async def _cancel_the_rest() -> None:
+    """Cancels and awaits what is left on a stopped server's loop (a handler whose client
+    went away as the server stopped), as asyncio.run does before closing its loop."""
+    rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
 
 
 @dataclass
