@@ -26,8 +26,8 @@ from tests.helpers import (
     AppServer,
     DatabaseClock,
     ServerProcess,
+    new_database,
     run,
-    with_database,
 )
 
 pytest_plugins = ["tests.browser"]
@@ -76,22 +76,6 @@ def pg_cluster(pg_home: Path) -> Iterator[str]:
         yield url
 
 
-async def _admin(cluster: str, sql: str) -> None:
-    conn = await asyncpg.connect(cluster)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def _new_database(cluster: str, template: str | None = None) -> Iterator[str]:
-    name = f"podium_test_{os.getpid()}_{os.urandom(4).hex()}"
-    run(_admin(cluster, f'CREATE DATABASE "{name}"' +
-               (f' TEMPLATE "{template}"' if template else "")))
-    yield with_database(cluster, name)
-    run(_admin(cluster, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 @pytest.fixture(scope="session")
 def migrated_template(pg_cluster: str) -> Iterator[str]:
     """A database with every migration applied, made once per test process: the template
@@ -105,7 +89,7 @@ def migrated_template(pg_cluster: str) -> Iterator[str]:
         finally:
             await conn.close()
 
-    for url in _new_database(pg_cluster):
+    with new_database(pg_cluster) as url:
         run(migrated(url))
         yield urlsplit(url).path.lstrip("/")
 
@@ -114,14 +98,16 @@ def migrated_template(pg_cluster: str) -> Iterator[str]:
 def database_url(pg_cluster: str, migrated_template: str) -> Iterator[str]:
     """A new database for one test, its schema migrated as a server's start would, dropped
     afterwards. Servers started on it still run their migrations (none left to apply)."""
-    yield from _new_database(pg_cluster, migrated_template)
+    with new_database(pg_cluster, migrated_template) as url:
+        yield url
 
 
 @pytest.fixture
 def empty_database_url(pg_cluster: str) -> Iterator[str]:
     """A new, empty database for one test (no migration applied), dropped afterwards: for
     the tests of the migrations themselves."""
-    yield from _new_database(pg_cluster)
+    with new_database(pg_cluster) as url:
+        yield url
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +53,27 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+async def _admin(cluster: str, sql: str) -> None:
+    conn = await asyncpg.connect(cluster)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def new_database(cluster: str, template: str | None = None) -> Iterator[str]:
+    """A new database on the cluster (empty, or a copy of `template`), dropped on exit;
+    yields its URL."""
+    name = f"podium_test_{os.getpid()}_{os.urandom(4).hex()}"
+    run(_admin(cluster, f'CREATE DATABASE "{name}"' +
+               (f' TEMPLATE "{template}"' if template else "")))
+    try:
+        yield with_database(cluster, name)
+    finally:
+        run(_admin(cluster, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def wait_for(condition: Callable[[], T], timeout: float = 60, what: str = "condition",

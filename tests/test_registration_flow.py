@@ -23,7 +23,7 @@ from server.event import parse_event
 from server.loader import load_event
 from server.registration import VISITORS
 from tests.browser import log_in
-from tests.helpers import EXAMPLE_DIR, AppServer, DatabaseClock, run, with_database
+from tests.helpers import EXAMPLE_DIR, AppServer, DatabaseClock, new_database, run
 from tests.pages import LAPTOP, PROJECTOR, new_page, script_errors
 from tests.test_registration import form, member, with_registration
 from tests.test_session import cookie_header, login, me, session_cookie
@@ -39,22 +39,11 @@ def registering(pg_cluster: str, tmp_path_factory: pytest.TempPathFactory
     folder = tmp_path_factory.mktemp("registering")
     shutil.copytree(EXAMPLE_DIR, folder / "event", ignore=shutil.ignore_patterns("submissions"))
     event_file = with_registration(folder / "event" / "event.toml")
-    name = f"podium_test_{os.getpid()}_registering_{os.urandom(4).hex()}"
-    run(_admin(pg_cluster, f'CREATE DATABASE "{name}"'))
-    url = with_database(pg_cluster, name)
-    app = AppServer(event_file, folder / "data", url, scoring_workers=0).start()
-    clock = DatabaseClock(url)
-    yield app, clock
-    app.stop()
-    run(_admin(pg_cluster, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _admin(cluster: str, sql: str) -> None:
-    conn = await asyncpg.connect(cluster)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+    with new_database(pg_cluster) as url:
+        app = AppServer(event_file, folder / "data", url, scoring_workers=0).start()
+        clock = DatabaseClock(url)
+        yield app, clock
+        app.stop()
 
 
 @pytest.fixture(autouse=True)

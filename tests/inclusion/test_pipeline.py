@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import numpy as np
 import pydicom
 import pytest
@@ -25,7 +24,7 @@ from server.inclusion.pipeline import EXAMS, INCOMING, Intake
 from server.inclusion.viewer import load_exam
 from server.keys import CONFIG, EVENT, INTAKE, POOL
 from server.store import exams as store
-from tests.helpers import EXAMPLE_DIR, AppServer, run, with_database
+from tests.helpers import EXAMPLE_DIR, AppServer, new_database
 
 PATIENT_ID, PATIENT_NAME = "IPP-0042-LYON", "DUPONT^MARIE"
 SIZE = 16
@@ -122,21 +121,11 @@ def intake_server(pg_cluster: str, tmp_path_factory: pytest.TempPathFactory
     than everything these tests do."""
     folder = tmp_path_factory.mktemp("intake")
     shutil.copytree(EXAMPLE_DIR, folder / "event", ignore=shutil.ignore_patterns("submissions"))
-    name = f"podium_test_{os.getpid()}_{os.urandom(4).hex()}"
-    run(_admin(pg_cluster, f'CREATE DATABASE "{name}"'))
-    app = AppServer(folder / "event" / "event.toml", folder / "data",
-                    with_database(pg_cluster, name), scoring_workers=0).start()
-    yield app
-    app.stop()
-    run(_admin(pg_cluster, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+    with new_database(pg_cluster) as url:
+        app = AppServer(folder / "event" / "event.toml", folder / "data", url,
+                        scoring_workers=0).start()
+        yield app
+        app.stop()
 
 
 def receive(server: AppServer, folder: Path, challenge: str, key: str) -> store.Exam:
