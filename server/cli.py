@@ -301,7 +301,7 @@ async def _serve(config: Config, event: EventSpec, *, all_links: bool = False,
         shown = replace(config, port=port)
         credentials = ensure_tokens(event, config.data_dir)
         node = app.get(DICOM_NODE)
-        dicom = f"{node.library.ae_title} at {config.host}:{node.library.port}" if node else None
+        dicom = f"{node.ae_title} at {config.host}:{node.port}" if node else None
         _print_banner(shown, event, credentials, all_links=all_links, dicom=dicom,
                       registered=registered or {})
         await stop.wait()

@@ -380,6 +380,18 @@ class ServerProcess(Client):
                               if p.status() != psutil.STATUS_ZOMBIE]
         return found
 
+    def dicom_node(self) -> Any:
+        """The server's DICOM node process (server/inclusion/node_process.py), or None."""
+        import psutil
+
+        assert self.process is not None
+        for child in psutil.Process(self.process.pid).children():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if "server.inclusion.node_process" in " ".join(child.cmdline()) and \
+                        child.status() != psutil.STATUS_ZOMBIE:
+                    return child
+        return None
+
     def stderr(self) -> str:
         return self.stderr_path.read_text() if self.stderr_path and self.stderr_path.exists() \
             else ""

@@ -22,7 +22,6 @@ from server.deid.engine import (
     PATIENT_ID,
     PATIENT_NAME,
     Context,
-    action_for,
     blank_unread,
     collect_terms,
     declares_shifted_dates,
@@ -61,7 +60,9 @@ def audit(dataset: Dataset, policy: Policy = RELEASE) -> Iterator[Flag]:
 
 
 def _walk(dataset: Dataset, ctx: Context, prefix: str, top: bool) -> Iterator[Flag]:
-    for tag, element in elements(dataset):
+    for tag, action, element in elements(dataset, ctx.policy):
+        if action == "K" and element is None:
+            continue  # kept as it is: nothing to flag
         if element is None:
             if tag.group == 0x7FE0 or blank_unread(dataset, tag):
                 continue
@@ -74,7 +75,7 @@ def _walk(dataset: Dataset, ctx: Context, prefix: str, top: bool) -> Iterator[Fl
             yield Flag(tag, prefix + name, reason)
             continue
         path = prefix + (element.keyword or f"({tag.group:04X},{tag.element:04X})")
-        action = action_for(tag, element.VR, ctx.policy)
+        assert action is not None
         if top and tag in (PATIENT_ID, PATIENT_NAME):
             if would_change(element, action, ctx, top=True):
                 yield Flag(tag, path, "patient identity (replaced by a pseudonym)")

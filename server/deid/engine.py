@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pydicom
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
@@ -174,15 +175,41 @@ class Context:
     changes: list[Change] = field(default_factory=list)
 
 
-def elements(dataset: Dataset) -> Iterator[tuple[BaseTag, DataElement | None]]:
-    """(tag, element) of each element, the element None for those whose value must not be
-    read: pixel data (left on disk) and the groups removed whole (never worth loading)."""
+def elements(dataset: Dataset, policy: Policy
+             ) -> Iterator[tuple[BaseTag, str | None, DataElement | None]]:
+    """(tag, action, element) of each element. The element is None, and its value never
+    decoded, for pixel data and the groups removed whole (action None: never worth loading)
+    and for an element the policy keeps as it is (action K, not a sequence): the copy then
+    writes its bytes as the file had them, and a file's many kept elements cost nothing."""
     for tag in list(dataset.keys()):
         tag = Tag(tag)
         if tag.group == PIXEL_GROUP or is_removed_group(tag):
-            yield tag, None
-        else:
-            yield tag, dataset[tag]
+            yield tag, None, None
+            continue
+        vr = _vr_unread(dataset, tag)
+        if vr is not None and vr != "SQ" and action_for(tag, vr, policy) == "K" and \
+                tag not in (PATIENT_ID, PATIENT_NAME):  # the pseudonym's: always looked at
+            yield tag, "K", None
+            continue
+        element = dataset[tag]
+        yield tag, action_for(tag, element.VR, policy), element
+
+
+def _vr_unread(dataset: Dataset, tag: BaseTag) -> str | None:
+    """An element's VR as its value would be decoded with, without decoding it: the file's
+    own (explicit VR), else the dictionary's (implicit VR); None when only decoding tells (an
+    unknown tag, or UN, which pydicom replaces by the dictionary's VR)."""
+    raw = dataset.get_item(tag, keep_deferred=True)
+    if raw is None:
+        return None
+    if not isinstance(raw, RawDataElement):
+        return str(raw.VR)
+    if raw.VR is not None:
+        return None if raw.VR == "UN" else str(raw.VR)
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return None
 
 
 def blank_unread(dataset: Dataset, tag: BaseTag) -> bool:
@@ -241,7 +268,9 @@ def _shifted(element: DataElement, ctx: Context) -> Any:
 
 
 def _apply(dataset: Dataset, ctx: Context, prefix: str, top: bool) -> None:
-    for tag, element in elements(dataset):
+    for tag, action, element in elements(dataset, ctx.policy):
+        if action == "K" and element is None:
+            continue  # kept as it is, never decoded
         path = prefix + (element.keyword if element is not None and element.keyword
                          else f"({tag.group:04X},{tag.element:04X})")
         if element is None:
@@ -253,7 +282,7 @@ def _apply(dataset: Dataset, ctx: Context, prefix: str, top: bool) -> None:
             continue
         if top and tag in (PATIENT_ID, PATIENT_NAME):
             continue  # written by `deidentify` from the pseudonym
-        action = action_for(tag, element.VR, ctx.policy)
+        assert action is not None
         if element.VR == "SQ":
             _apply_sequence(dataset, element, action, ctx, path)
             continue
@@ -334,7 +363,7 @@ def collect_terms(dataset: Dataset, policy: Policy) -> frozenset[str]:
     found: list[Any] = []
 
     def visit(ds: Dataset) -> None:
-        for tag, element in elements(ds):
+        for _tag, action, element in elements(ds, policy):
             if element is None:
                 continue
             if element.VR == "SQ":
@@ -342,7 +371,7 @@ def collect_terms(dataset: Dataset, policy: Policy) -> frozenset[str]:
                     visit(item)
                 continue
             if element.VR in ("PN", "LO", "SH", "ST", "LT", "UT", "UC", "AE") and \
-                    action_for(tag, element.VR, policy) in ("D", "Z", "X"):
+                    action in ("D", "Z", "X"):
                 found.append(element.value)
 
     visit(dataset)

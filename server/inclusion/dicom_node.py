@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, _
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from server.durable import fsync_dir
+from server.inclusion.headers import StudyBuilder, study_label, summary_to_json
 
 LOG = logging.getLogger(__name__)
 
@@ -67,10 +68,30 @@ class ClosedStudy:
 
 @dataclass
 class _Open:
-    """A study receiving instances: when the last one arrived, and how many are in flight."""
+    """A study receiving instances: when the last one arrived, how many are in flight, and
+    the series summaries of those kept since it opened (read from the header each C-STORE
+    reads anyway: the hand-over does not read the files again). `study` None: a header it
+    could not summarise."""
 
     last: float
     in_flight: int = 0
+    study: StudyBuilder | None = field(default_factory=StudyBuilder)
+    names: set[str] = field(default_factory=set)
+    label: str = ""
+
+    def add(self, name: str, header: Any) -> None:
+        if self.study is None:
+            return
+        try:
+            self.study.add(header)
+        except Exception:  # a value the summary cannot read: the hand-over reads the files
+            LOG.warning("instance %s: header not summarised; the study's files will be read "
+                        "again when it closes", name, exc_info=True)
+            self.study = None
+            return
+        self.names.add(name)
+        if not self.label:
+            self.label = study_label(header)
 
 
 class StoreRefused(Exception):
@@ -112,6 +133,14 @@ def _write_durably(path: Path, data: bytes) -> None:
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
+
+
+def closed_folders(spool: Path) -> list[Path]:
+    """The folders of the studies closed (marker written) and still in `spool`: what another
+    process sees (a marker is written whole, by a rename, after the study's files)."""
+    if not spool.exists():
+        return []
+    return sorted(m.parent for m in spool.glob(f"*/*/{MARKER}"))
 
 
 def _iso(ts: float) -> str:
@@ -243,9 +272,7 @@ class DicomNode:
         under the node's lock, so a study whose `on_study` has just run is seen with its
         marker."""
         with self._lock:
-            if not self.spool.exists():
-                return []
-            return sorted(m.parent for m in self.spool.glob(f"*/*/{MARKER}"))
+            return closed_folders(self.spool)
 
     def open_studies(self) -> list[tuple[str, str]]:
         """(center, study UID) of the studies not closed yet."""
@@ -288,8 +315,7 @@ class DicomNode:
             raise StoreRefused(CANNOT_UNDERSTAND, f"unknown calling AE title {calling!r}")
         received: Path = event.dataset_path
         try:
-            header = dcmread(received, stop_before_pixels=True, defer_size="1 KB",
-                             specific_tags=["StudyInstanceUID", "SOPInstanceUID"])
+            header = dcmread(received, stop_before_pixels=True, defer_size="4 KB")
         except (InvalidDicomError, ValueError, EOFError) as exc:
             raise StoreRefused(CANNOT_UNDERSTAND, f"{calling}: not a readable dataset "
                                                   f"({exc})") from exc
@@ -317,13 +343,19 @@ class DicomNode:
                 marker.unlink()
                 fsync_dir(folder)
         try:
-            return self._keep(received, folder, sop)
+            name = f"{sop}{INSTANCE_SUFFIX}"
+            if self._keep(received, folder, sop):
+                with self._lock:
+                    state.add(name, header)
+            return SUCCESS
         finally:
             with self._lock:
                 state.in_flight -= 1
                 state.last = self.clock()
 
-    def _keep(self, received: Path, folder: Path, sop: str) -> int:
+    def _keep(self, received: Path, folder: Path, sop: str) -> bool:
+        """The instance made durable as `folder/<sop>.dcm`: True, or False when that very
+        instance was kept already."""
         target = folder / f"{sop}{INSTANCE_SUFFIX}"
         tmp = folder / f".{sop}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
         try:
@@ -339,9 +371,11 @@ class DicomNode:
                     shutil.copyfileobj(src, dst, _COPY_CHUNK)
                     dst.flush()
                     os.fsync(dst.fileno())
+            new = True
             try:
                 os.link(tmp, target)  # atomic, and never replaces a kept instance
             except FileExistsError:
+                new = False
                 # The same instance again is kept once (and made durable below, in case
                 # another association linked it a moment ago); other content is refused.
                 if not filecmp.cmp(tmp, target, shallow=False):
@@ -351,7 +385,7 @@ class DicomNode:
         finally:
             tmp.unlink(missing_ok=True)
         fsync_dir(folder)
-        return SUCCESS
+        return new
 
     # -- quiet period -------------------------------------------------------------------
 
@@ -380,12 +414,12 @@ class DicomNode:
                     LOG.exception("on_study failed for study %s of %s", study, center)
                     self._open[key].last = now
                     continue
-                self._write_marker(done)
+                self._write_marker(done, self._open[key])
                 del self._open[key]
                 closed.append(done)
         return closed
 
-    def _write_marker(self, study: ClosedStudy) -> None:
+    def _write_marker(self, study: ClosedStudy, state: _Open) -> None:
         stats = [f.stat() for f in study.files]
         mtimes = [s.st_mtime for s in stats]
         marker = {
@@ -397,4 +431,9 @@ class DicomNode:
             "last_received": _iso(max(mtimes)) if mtimes else None,
             "closed": _iso(time.time()),
         }
+        # The series, when every instance in the folder was summarised as it arrived (not
+        # after a restart, nor when the study opened again with files of before).
+        if state.study is not None and state.names == {f.name for f in study.files}:
+            marker["label"] = state.label
+            marker["series"] = [summary_to_json(s) for s in state.study.series()]
         _write_durably(study.folder / MARKER, (json.dumps(marker, indent=1) + "\n").encode())

@@ -21,7 +21,7 @@ import math
 import statistics
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 from typing import Any, Literal
 
@@ -525,3 +525,36 @@ def study_series(datasets: Iterable[Any]) -> list[SeriesSummary]:
     for dataset in datasets:
         builder.add(dataset)
     return builder.series()
+
+
+def study_label(ds: Any) -> str:
+    """What the center calls the study: its date, modality and description as its PACS sent
+    them. Never the patient's name or ID."""
+    raw = str(ds.get("StudyDate", "") or "").strip()
+    date = f"{raw[:4]}-{raw[4:6]}-{raw[6:8]}" if len(raw) == 8 and raw.isdigit() else raw
+    parts = [date, str(ds.get("Modality", "") or "").strip(),
+             str(ds.get("StudyDescription", "") or "").strip()]
+    return " ".join(p for p in parts if p)[:200]
+
+
+# -- a summary as JSON (the DICOM node's marker carries its study's series) -----------------
+
+def summary_to_json(summary: SeriesSummary) -> dict[str, Any]:
+    """A series summary as JSON values (tuples become lists); `summary_from_json` undoes it."""
+    out: dict[str, Any] = {f.name: getattr(summary, f.name) for f in fields(summary) if f.init}
+    out["slices"] = [[s.position, s.orientation, s.thickness, s.instance]
+                     for s in summary.slices]
+    return out
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def summary_from_json(data: dict[str, Any]) -> SeriesSummary:
+    """The summary `summary_to_json` wrote (every list of it was a tuple). KeyError or
+    TypeError on anything else."""
+    slices = tuple(Slice(_tuples(position), _tuples(orientation), thickness, instance)
+                   for position, orientation, thickness, instance in data["slices"])
+    rest = {k: _tuples(v) for k, v in data.items() if k != "slices"}
+    return SeriesSummary(slices=slices, **rest)

@@ -1,9 +1,12 @@
 """The DICOM node run by `podium serve --dicom-port N`: the library Storage SCP
-(server/inclusion/dicom_node.py) wired to the event's centers and to the intake pipeline.
+(server/inclusion/dicom_node.py) wired to the event's centers and to the intake pipeline. It
+runs in a process of its own (server/inclusion/node_process.py): its association threads do not
+share the server's interpreter lock, and the two meet only in the spool.
 
 Each center with an `ae_title` in the event file may send; its studies are spooled under
 DATA_DIR/dicom-spool/<center id>/<StudyInstanceUID>/ and closed after the quiet period. A closed
-study (its `study.json` marker written) is handed on the event loop: the question it is for is
+study (its `study.json` marker written; the node's process says so on its standard output) is
+handed on the event loop: the question it is for is
 picked from its headers (`choose_question`), then `Intake.receive(channel="dicom", ...)` takes
 a folder of hard links to its instances and commits the exam. Only then are the spool's
 originals removed, so the hand-over is driven by the spool alone — a marked folder still in the
@@ -27,6 +30,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,10 +51,14 @@ from server.inclusion.dicom_node import (
     INSTANCE_SUFFIX,
     MARKER,
     TEMP_SUFFIX,
-    ClosedStudy,
-    DicomNode,
+    closed_folders,
 )
-from server.inclusion.headers import SeriesSummary, study_series
+from server.inclusion.headers import (
+    SeriesSummary,
+    study_label,
+    study_series,
+    summary_from_json,
+)
 from server.inclusion.pipeline import source_key
 
 if TYPE_CHECKING:  # server.storage imports server.keys, which imports this module
@@ -153,8 +161,15 @@ def _headers(files: Iterable[Path]) -> Iterable[Any]:
 
 
 def read_study(folder: Path) -> Study:
-    """The study's label and series summaries, its files' headers read one at a time."""
+    """The study's label and series summaries: those the node kept in its marker while the
+    instances arrived (each header is read once), else (a study armed again after a restart,
+    or sent in several rounds) the files' headers read one at a time."""
     files = sorted(folder.glob(f"*{INSTANCE_SUFFIX}"))
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        marker = json.loads((folder / MARKER).read_text())
+        if marker.get("series") is not None and marker.get("instances") == len(files):
+            return Study(folder.name, marker.get("label") or f"study of {len(files)} instances",
+                         tuple(summary_from_json(s) for s in marker["series"]))
     label = ""
     first = next(iter(_headers(files[:1])), None)
     if first is not None:
@@ -163,56 +178,66 @@ def read_study(folder: Path) -> Study:
                  tuple(study_series(_headers(files))))
 
 
-def study_label(ds: Any) -> str:
-    """What the center calls the study: its date, modality and description as its PACS sent
-    them. Never the patient's name or ID."""
-    raw = str(ds.get("StudyDate", "") or "").strip()
-    date = f"{raw[:4]}-{raw[4:6]}-{raw[6:8]}" if len(raw) == 8 and raw.isdigit() else raw
-    parts = [date, str(ds.get("Modality", "") or "").strip(),
-             str(ds.get("StudyDescription", "") or "").strip()]
-    return " ".join(p for p in parts if p)[:200]
-
-
 # -- the node in the server -----------------------------------------------------------------
 
 
 class Node:
-    """The DICOM node of one server process: listens while the app runs, hands each closed
-    study to `receiver` on the app's event loop."""
+    """The DICOM node of one server process: listens while the app runs (in a process of its
+    own, server/inclusion/node_process.py, started again if it dies), hands each closed study
+    to `receiver` on the app's event loop."""
 
     def __init__(self, *, pool: asyncpg.Pool, spool: Path, centers: Sequence[Center],
                  receiver: Receiver,
                  keys: Keys, ae_title: str, host: str, port: int,
-                 quiet_s: float, admit: Callable[[int], str | None] | None = None) -> None:
+                 quiet_s: float, storage: Storage, tick_s: float = 1.0) -> None:
         self.pool = pool
         self.spool = spool
         self.handover = spool.parent / HANDOVER
         self.by_id = {c.id: c for c in centers}
         self.receiver = receiver
         self.keys = keys
+        self.ae_title = ae_title
         self.host, self.port = host, port
-        self.library = DicomNode(spool, centers={c.ae_title: str(c.id) for c in centers},
-                                 quiet_s=quiet_s, on_study=self._on_study, ae_title=ae_title,
-                                 admit=admit)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.quiet_s = quiet_s
+        # What the node's process is given (docs there); its port, once known, is kept so
+        # that a node started again listens where the centers' PACS send.
+        self._settings: dict[str, Any] = {
+            "spool": str(spool), "centers": {c.ae_title: str(c.id) for c in centers},
+            "quiet_s": quiet_s, "ae_title": ae_title, "host": host,
+            "data_dir": str(storage.data_dir), "reserve_bytes": storage.reserve_bytes,
+            "parent": os.getpid(), "tick_s": tick_s}
+        self._process: asyncio.subprocess.Process | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._stopping = False
         self._wake = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
         self._handing: set[Path] = set()
         self._handovers: set[asyncio.Task[None]] = set()
         self.handed: list[tuple[str, int]] = []  # (study folder name, exam id), for tests
 
+    @property
+    def pid(self) -> int | None:
+        """The node's process (tests kill it)."""
+        process = self._process
+        return process.pid if process is not None and process.returncode is None else None
+
     async def start(self) -> int:
-        """Recover the spool, listen, and hand every closed study still in the spool."""
-        self._loop = asyncio.get_running_loop()
-        # pynetdicom says a few lines at INFO for every association; ours say what matters.
-        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-        port = await asyncio.to_thread(self.library.start, self.host, self.port)
+        """Start the node's process (it recovers the spool and listens), then hand every
+        closed study still in the spool."""
+        self._stopping = False
+        self.port = await self._launch()
+        self._keeper = asyncio.create_task(self._keep_running(), name="dicom-node-keeper")
         await asyncio.to_thread(self._sweep_handover)
         self._sweeper = asyncio.create_task(self._sweep(), name="dicom-node-sweeper")
-        return port
+        return self.port
 
     async def stop(self) -> None:
-        await asyncio.to_thread(self.library.stop)
+        self._stopping = True
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        await self._end_process()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -222,13 +247,60 @@ class Node:
         if self._handovers:
             await asyncio.wait(self._handovers, timeout=30)
 
-    # -- from the node's threads ----------------------------------------------------------
+    # -- the node's process ---------------------------------------------------------------
 
-    def _on_study(self, study: ClosedStudy) -> None:
-        # Runs in the node's ticker thread, its lock held: only wake the sweeper, which
-        # finds the study by its marker (written before the node lets go of its lock).
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._wake.set)
+    async def _launch(self) -> int:
+        """The node's process started and listening: its port. OSError if it cannot listen."""
+        settings = {**self._settings, "port": self.port}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "server.inclusion.node_process", json.dumps(settings),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert process.stdout is not None
+        line = (await process.stdout.readline()).decode(errors="replace").strip()
+        if not line.startswith("port "):
+            await self._end(process)
+            why = line.removeprefix("error ") or f"its process ended ({process.returncode})"
+            raise OSError(f"the DICOM node cannot listen on {self.host}:{self.port}: {why}")
+        self._process = process
+        return int(line.split()[1])
+
+    async def _keep_running(self) -> None:
+        """Wakes the sweeper for each study the node closed; starts the node again if its
+        process ends while the server runs (a PACS sending meanwhile is refused a moment,
+        and sends again as it does after any network fault)."""
+        while True:
+            process = self._process
+            assert process is not None and process.stdout is not None
+            while line := await process.stdout.readline():
+                if line.startswith(b"closed"):
+                    self._wake.set()
+            code = await process.wait()
+            LOG.error("the DICOM node's process ended (exit status %s): started again", code)
+            while True:
+                try:
+                    await self._launch()
+                    break
+                except OSError as exc:
+                    LOG.error("%s; trying again in a second", exc)
+                    await asyncio.sleep(1)
+            self._wake.set()  # studies it closed before it ended
+
+    async def _end_process(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            await self._end(process)
+
+    @staticmethod
+    async def _end(process: asyncio.subprocess.Process) -> None:
+        """Its standard input closed: the node stops (associations ended) and exits."""
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), timeout=10)
+        except TimeoutError:
+            LOG.warning("the DICOM node's process did not stop within 10 s: killed")
+            process.kill()
+            await process.wait()
 
     # -- on the event loop ----------------------------------------------------------------
 
@@ -237,7 +309,7 @@ class Node:
             # Cleared before looking: a study closed while the spool is read wakes the next
             # round instead of being missed until the timeout.
             self._wake.clear()
-            for folder in await asyncio.to_thread(self.library.closed_folders):
+            for folder in await asyncio.to_thread(closed_folders, self.spool):
                 if folder not in self._handing:
                     self._handing.add(folder)
                     task = asyncio.create_task(self._hand(folder), name="dicom-hand-over")
@@ -246,7 +318,7 @@ class Node:
             # Woken by a study closed; otherwise look again now and then (a hand-over that
             # failed, say with the database away, is tried again).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(self.library.quiet_s, 5))
+                await asyncio.wait_for(self._wake.wait(), timeout=max(self.quiet_s, 5))
 
     async def _hand(self, folder: Path) -> None:
         try:
@@ -324,7 +396,7 @@ class Node:
         study's `handing.json` named them."""
         if not self.handover.exists():
             return
-        named = {h[1] for f in self.library.closed_folders() if (h := _handing(f))}
+        named = {h[1] for f in closed_folders(self.spool) if (h := _handing(f))}
         for entry in self.handover.iterdir():
             if entry.name not in named:
                 _remove_tree(entry)
@@ -385,7 +457,7 @@ async def open_node(pool: asyncpg.Pool, event: EventSpec, config: Config,
     node = Node(pool=pool, spool=config.data_dir / SPOOL, centers=centers, receiver=receiver,
                 keys=keys, ae_title=config.dicom_ae_title, host=config.host,
                 port=config.dicom_port, quiet_s=config.dicom_quiet_s,
-                admit=_reserve_check(storage or _storage_of(config)))
+                storage=storage or _storage_of(config))
     await node.start()
     return node
 
@@ -396,7 +468,9 @@ def _storage_of(config: Config) -> Storage:
     return Storage.from_config(config)
 
 
-def _reserve_check(storage: Storage) -> Callable[[int], str | None]:
+def reserve_check(storage: Storage) -> Callable[[int], str | None]:
+    """The node's `admit`: why an instance of `size` bytes cannot be kept (the data dir's
+    free-space reserve), or None."""
     def admit(size: int) -> str | None:
         refused = storage.below_reserve(size)
         if refused is None:

@@ -526,7 +526,8 @@ class Intake:
         # Spawned, as the scorers are (server/worker.py): a fork of a process running an event
         # loop, asyncpg connections and threads is not safe. The children start on the first
         # exam, not here.
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_started)
 
     def worker_pids(self) -> list[int]:
         """The pool's live processes (the organizer's `ps`, and the crash test)."""
@@ -666,6 +667,16 @@ class Intake:
                         "that crashes the DICOM reader, or one too large for the server's "
                         "memory); export the study again, or send it without its unusual "
                         "files")
+
+
+# Below the server and the DICOM node, above the scorers (server/worker.py, 10): a PACS waiting
+# for its acknowledgements, a page, an upload come first; an exam is de-identified a moment
+# later when the machine is busy, and at once when it is not.
+WORKER_NICENESS = 5
+
+
+def _worker_started() -> None:
+    os.nice(WORKER_NICENESS)
 
 
 def _shut_down(executor: ProcessPoolExecutor) -> None:

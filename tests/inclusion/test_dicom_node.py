@@ -7,6 +7,7 @@ C-STORE carries). The quiet period runs on an injected clock, so no test waits f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -34,6 +35,8 @@ from server.inclusion.dicom_node import (
     ClosedStudy,
     DicomNode,
 )
+from server.inclusion.headers import SeriesSummary, study_label, summary_from_json
+from server.inclusion.node import read_study
 from tests.helpers import ROOT, wait_for
 
 CENTERS = {"CENTER_A": "center-a", "CENTER_B": "center-b"}
@@ -171,6 +174,17 @@ def test_a_series_and_pydicom_files_are_kept_as_sent_and_closed_when_quiet(
     assert marker["instances"] == 4
     assert marker["bytes"] == sum(f.stat().st_size for f in series.files)
     assert marker["first_received"] <= marker["last_received"]
+    # The series as the headers read at each C-STORE said, for the hand-over: the files are
+    # not read again (server/inclusion/node.py `read_study`).
+    [summary] = [summary_from_json(s) for s in marker["series"]]
+    read = SeriesSummary.from_datasets(dcmread(f) for f in series.files)
+    # The same, whatever the order the slices came in (as they arrived; as the files sort).
+    def by_instance(s: SeriesSummary) -> SeriesSummary:
+        return dataclasses.replace(s, slices=tuple(sorted(s.slices, key=lambda x: x.instance or 0)))
+    assert by_instance(summary) == by_instance(read)
+    assert summary.stack == read.stack
+    assert summary.files == 4 and marker["label"] == study_label(dcmread(ct_series[0]))
+    assert read_study(series.folder).series == (summary,)
     assert node.node.open_studies() == []
 
     # A closed study that receives one more instance opens again and closes with it.
@@ -183,7 +197,11 @@ def test_a_series_and_pydicom_files_are_kept_as_sent_and_closed_when_quiet(
     node.clock.now += QUIET_S
     [again] = node.node.close_quiet()
     assert again.study_uid == series.study_uid and len(again.files) == 5
-    assert json.loads((series.folder / MARKER).read_text())["instances"] == 5
+    reopened = json.loads((series.folder / MARKER).read_text())
+    # Its first four files arrived before it opened again: their headers were not kept, so
+    # the marker has no series and the hand-over reads the five files.
+    assert reopened["instances"] == 5 and "series" not in reopened
+    assert [s.files for s in read_study(series.folder).series] == [5]
 
 
 def test_storescu_sends_a_series_to_its_centers_folder(
@@ -420,7 +438,8 @@ def test_kill_9_mid_association_loses_nothing_acknowledged(
         n.clock.now += QUIET_S
         [closed] = n.node.close_quiet()
         assert len(closed.files) == len(acknowledged)
-        assert json.loads((folder / MARKER).read_text())["instances"] == len(acknowledged)
+        marker = json.loads((folder / MARKER).read_text())
+        assert marker["instances"] == len(acknowledged) and "series" not in marker  # read again
     finally:
         n.node.stop()
 
@@ -466,7 +485,7 @@ def test_below_the_reserve_an_instance_gets_out_of_resources_and_nothing_is_kept
     """The spool on a 64 MiB tmpfs filled to below the data dir's reserve (the technique of
     tests/test_storage.py), the node wired as the server wires it: 0xA700, nothing kept, no
     study opened; once space is freed the PACS's retry is kept."""
-    from server.inclusion.node import _reserve_check
+    from server.inclusion.node import reserve_check
     from server.storage import MiB, Storage
     from tests.test_storage import fill, tmpfs
 
@@ -474,7 +493,7 @@ def test_below_the_reserve_an_instance_gets_out_of_resources_and_nothing_is_kept
         clock, closed = Clock(), []
         node = DicomNode(disk / "spool", centers=CENTERS, quiet_s=QUIET_S,
                          on_study=closed.append, clock=clock, tick_s=None,
-                         admit=_reserve_check(Storage(disk, reserve_bytes=24 * MiB)))
+                         admit=reserve_check(Storage(disk, reserve_bytes=24 * MiB)))
         node.start()
         try:
             ct = pydicom_file("CT_small.dcm")

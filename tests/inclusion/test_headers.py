@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import io
+import json
 import math
 import warnings
 import weakref
@@ -31,6 +32,8 @@ from server.inclusion.headers import (
     plane_of,
     slice_thickness,
     stack_of,
+    summary_from_json,
+    summary_to_json,
 )
 
 from . import corpus
@@ -124,6 +127,20 @@ def _legacy(series: corpus.Series) -> Dataset:
     image.save_as(buffer)
     buffer.seek(0)
     return pydicom.dcmread(buffer, stop_before_pixels=True)
+
+
+def test_a_summary_survives_json_as_the_dicom_node_writes_it_in_its_marker() -> None:
+    """Every series of the corpus (CT and MR of four vendors, a multi-frame image, a
+    localizer): the summary read back from JSON is the summary, and checks the same."""
+    series = [v for v in vars(corpus).values() if isinstance(v, corpus.Series)]
+    assert len(series) > 20
+    summaries = [SeriesSummary.from_datasets(s.files()) for s in series]
+    summaries.append(SeriesSummary.from_datasets([_legacy(corpus.SIEMENS_CHEST_B70F)]))
+    for summary in summaries:
+        back = summary_from_json(json.loads(json.dumps(summary_to_json(summary))))
+        assert back == summary
+        assert back.stack == summary.stack and back.slice_thickness() == summary.slice_thickness()
+    assert summaries[-1].files == 1 and summaries[-1].stack.count == 24
 
 
 def test_a_multi_frame_image_counts_a_slice_per_frame(criteria: dict[str, Criteria]) -> None:

@@ -212,6 +212,33 @@ def test_an_instance_sent_after_its_study_closed_gives_an_exam_that_replaces_the
         server.stop()
 
 
+def test_the_node_runs_in_its_own_process_started_again_if_it_dies_and_gone_with_the_server(
+        dicom_event: Path, database_url: str, tmp_path: Path) -> None:
+    """docs/inclusion.md, "The DICOM node": its association threads do not share the server's
+    interpreter; killed, it is started again on the same port; the server killed, it dies."""
+    port = free_port()
+    server = dicom_server(dicom_event, tmp_path / "data", database_url, port).start()
+    try:
+        first = server.dicom_node()
+        assert first is not None
+        first.kill()
+        first.wait(30)
+        again = wait_for(server.dicom_node, what="the DICOM node started again")
+        assert again.pid != first.pid
+        slices = ct_study(tmp_path / "after", 4, "LYON-0777")
+        listening = f"DICOM node PODIUM listening on 127.0.0.1:{port}"
+        wait_for(lambda: server.stderr().count(listening) == 2, what="the node listening again")
+        assert pynetdicom_send(port, slices, LYON[1]) == [0x0000] * 4
+        [exam] = settled(server, LYON[0], 1)
+        assert (exam["challenge"], exam["files"]) == ("nodules-3d", 4)
+        assert "the DICOM node's process ended" in server.stderr()
+        server.stop(signal.SIGKILL)
+        again.wait(30)  # the parent-death signal: no node left listening without its server
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.stop()
+
+
 @pytest.mark.slow  # a server process killed twice with SIGKILL and restarted
 def test_studies_sent_by_storescu_and_pynetdicom_survive_kill_9_and_are_processed_once(
         dicom_event: Path, database_url: str, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from server.inclusion.pipeline import EXAMS, INCOMING, Intake
+from server.inclusion.pipeline import EXAMS, INCOMING, WORKER_NICENESS, Intake
 from server.inclusion.viewer import load_exam
 from server.keys import CONFIG, EVENT, INTAKE, POOL
 from server.store import exams as store
@@ -371,6 +371,9 @@ def test_a_worker_killed_mid_exam_loses_nothing_and_the_exam_is_prepared_again(
                     await asyncio.sleep(0.005)      # the child is writing the copy
             first = intake.worker_pids()
             assert first
+            for pid in first:  # below the server, which answers the centers' PACS and pages
+                assert os.getpriority(os.PRIO_PROCESS, pid) == \
+                    os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS
             async with pool.acquire() as conn:
                 during = await store.exam(conn, exam_id)
             assert during is not None and during.stage == store.Stage.RECEIVED
