@@ -669,10 +669,10 @@ class Intake:
                         "files")
 
 
-# Below the server and the DICOM node, above the scorers (server/worker.py, 10): a PACS waiting
+# Below the server and the DICOM node, as the scorers are (server/worker.py): a PACS waiting
 # for its acknowledgements, a page, an upload come first; an exam is de-identified a moment
 # later when the machine is busy, and at once when it is not.
-WORKER_NICENESS = 5
+WORKER_NICENESS = 10
 
 
 def _worker_started() -> None:
