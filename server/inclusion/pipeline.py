@@ -55,7 +55,7 @@ import numpy as np
 
 from server.deid import Dates, Keys, Policy, deidentify, load_keys
 from server.deid.engine import NotDicomError, read_dicom
-from server.durable import fsync_dir
+from server.durable import fsync_dir, sync_tree
 from server.event import EventSpec, InclusionSpec
 from server.inclusion.annotation import (
     Nodule,
@@ -127,11 +127,12 @@ class Prepared:
     ignored: list[str] = field(default_factory=list)
 
 
+# The copies are written without an fsync each: `prepare` makes the whole `.partial` folder
+# durable once, at its end (server/durable.py `sync_tree`), before it is renamed into place.
+
 def _write(dataset: Any, target: Path) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     dataset.save_as(target, enforce_file_format=True)
-    with target.open("rb") as stream:
-        os.fsync(stream.fileno())
     return target.stat().st_size
 
 
@@ -139,14 +140,7 @@ def _copy(source: Path, target: Path) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     with source.open("rb") as src, target.open("wb") as out:
         shutil.copyfileobj(src, out, 1024 * 1024)
-        out.flush()
-        os.fsync(out.fileno())
     return target.stat().st_size
-
-
-def _fsync_tree(folder: Path) -> None:
-    for directory in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
-        fsync_dir(directory)
 
 
 def prepare(raw: Path, work: Path, inclusion: InclusionSpec, keys: Keys, today: date,
@@ -220,7 +214,7 @@ def prepare(raw: Path, work: Path, inclusion: InclusionSpec, keys: Keys, today: 
     criteria: Criteria | None = inclusion.criteria
     summaries = {number: builder.summary() for number, builder in series.values()}
     out.findings, out.summary = _check(criteria, summaries, annotations, work, today)
-    _fsync_tree(work)
+    sync_tree(work)
     return out
 
 
