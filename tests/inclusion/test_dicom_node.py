@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -38,6 +40,7 @@ from server.inclusion.dicom_node import (
 from server.inclusion.headers import SeriesSummary, study_label, summary_from_json
 from server.inclusion.node import read_study
 from tests.helpers import ROOT, wait_for
+from tests.inclusion.scu import associate
 
 CENTERS = {"CENTER_A": "center-a", "CENTER_B": "center-b"}
 QUIET_S = 30.0
@@ -115,7 +118,7 @@ def send(port: int, files: list[Path], calling: str = "CENTER_A",
     for f in files:
         ds = dcmread(f, stop_before_pixels=True)
         ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
-    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    assoc = associate(ae, port, called)
     assert assoc.is_established, "association not accepted"
     statuses = [assoc.send_c_store(f).get("Status") for f in files]
     assoc.release()
@@ -240,11 +243,11 @@ def test_unknown_calling_or_wrong_called_ae_title_is_rejected(node: Node) -> Non
     for calling, called in [("STRANGER", "PODIUM"), ("CENTER_A", "OTHER")]:
         assoc = AE(ae_title=calling)
         assoc.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-        a = assoc.associate("127.0.0.1", node.node.port, ae_title=called)
+        a = associate(assoc, node.node.port, called)
         assert a.is_rejected, (calling, called)
     echo = AE(ae_title="CENTER_A")
     echo.add_requested_context("1.2.840.10008.1.1")
-    a = echo.associate("127.0.0.1", node.node.port, ae_title="PODIUM")
+    a = associate(echo, node.node.port)
     assert a.is_established
     assert a.send_c_echo().Status == SUCCESS
     a.release()
@@ -401,7 +404,7 @@ def test_kill_9_mid_association_loses_nothing_acknowledged(
         port = int(child.stdout.readline())
         ae = AE(ae_title="CENTER_A")
         ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-        assoc = ae.associate("127.0.0.1", port, ae_title="PODIUM")
+        assoc = associate(ae, port)
         assert assoc.is_established
         acknowledged = []
         for i, f in enumerate(ct_series):
@@ -442,6 +445,31 @@ def test_kill_9_mid_association_loses_nothing_acknowledged(
         assert marker["instances"] == len(acknowledged) and "series" not in marker  # read again
     finally:
         n.node.stop()
+
+
+def test_a_sender_whose_peer_resets_the_connection_has_its_socket_closed() -> None:
+    """tests/inclusion/scu.py: a peer that resets the connection (here as it gets the
+    association request) leaves pynetdicom's socket open unless the handler closes it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def reset() -> None:
+        peer, _ = listener.accept()
+        with peer:
+            peer.recv(65536)  # the A-ASSOCIATE-RQ
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    resetter = threading.Thread(target=reset)
+    resetter.start()
+    try:
+        ae = AE(ae_title="CENTER_A")
+        ae.add_requested_context("1.2.840.10008.1.1")
+        assoc = associate(ae, listener.getsockname()[1])
+        assert assoc.is_aborted
+        sock = assoc.dul.socket.socket if assoc.dul.socket else None
+        assert sock is None or sock.fileno() == -1
+    finally:
+        resetter.join(timeout=30)
+        listener.close()
 
 
 def test_a_32_mb_instance_is_streamed_to_disk_not_held_in_memory(

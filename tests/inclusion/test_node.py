@@ -27,6 +27,7 @@ from server.inclusion.criteria import Criteria
 from server.inclusion.headers import SeriesSummary
 from server.inclusion.node import choose_question, study_label
 from tests.helpers import ServerProcess, run, wait_for
+from tests.inclusion.scu import associate
 
 from . import corpus
 
@@ -169,7 +170,7 @@ def stored(database_url: str, exam_id: int) -> asyncpg.Record:
 def pynetdicom_send(port: int, files: list[Path], calling: str) -> list[int | None]:
     ae = AE(ae_title=calling)
     ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", port, ae_title="PODIUM")
+    assoc = associate(ae, port)
     assert assoc.is_established
     statuses = [assoc.send_c_store(f).get("Status") for f in files]
     assoc.release()
@@ -256,14 +257,14 @@ def test_studies_sent_by_storescu_and_pynetdicom_survive_kill_9_and_are_processe
         assert pynetdicom_send(port, one_slice, BORDEAUX[1]) == [0x0000]
         stranger = AE(ae_title="STRANGER")
         stranger.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-        assert stranger.associate("127.0.0.1", port, ae_title="PODIUM").is_rejected
+        assert associate(stranger, port).is_rejected
         settled(server, BORDEAUX[0], 1)
 
         # Another study of Lyon: the server is killed while its association is open.
         killed = ct_study(tmp_path / "killed", 5, "LYON-0099")
         ae = AE(ae_title=LYON[1])
         ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-        assoc = ae.associate("127.0.0.1", port, ae_title="PODIUM")
+        assoc = associate(ae, port)
         assert assoc.is_established
         acknowledged = []
         for i, f in enumerate(killed):
