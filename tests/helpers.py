@@ -128,6 +128,24 @@ class DatabaseClock:
         self._define(f"SELECT timestamptz '{self.frozen.isoformat()}'")
         return self.frozen
 
+    def run_from(self, at: datetime) -> datetime:
+        """Sets the clock running at the real rate from `at`, as of this call. The server
+        credits a request with the time it waited before reading the clock (its began is that
+        reading less the wait): against a frozen clock that credit could take a request that
+        arrives after this call back before `at`; against this one it never can."""
+        async def database_now() -> datetime:
+            conn = await asyncpg.connect(self.database_url)
+            try:
+                value = await conn.fetchval("SELECT clock_timestamp()")
+                assert isinstance(value, datetime)
+                return value
+            finally:
+                await conn.close()
+        self.frozen = None
+        self.offset = at - run(database_now())
+        self._define(f"SELECT clock_timestamp() + interval '{self.offset.total_seconds()} s'")
+        return self.now()
+
     def advance(self, seconds: float) -> datetime:
         """Moves the clock forward: a frozen clock jumps and stays; a running one runs ahead."""
         if self.frozen is not None:

@@ -95,7 +95,9 @@ def test_100_ms_either_side_and_the_grace(example_event: Path, database_url: str
         assert status == 202, receipt  # began before the deadline, ended within the grace
         assert parse(receipt["received_at"]) <= deadline + timedelta(seconds=0.3)
 
-        at(clock, deadline, +0.1)
+        # Running from there, not frozen: a request that began after it, whatever it waited
+        # in the server before the clock was read, cannot be credited back before it.
+        clock.run_from(deadline + timedelta(seconds=0.1))
         status, late = server.upload("edss", tokens["Pixel Anatomy"], "late.csv", CSV)
         assert (status, late["error"]["code"]) == (403, "deadline_passed")
         # People read the event's wall clock, named; the fields stay ISO 8601 UTC.
@@ -103,7 +105,7 @@ def test_100_ms_either_side_and_the_grace(example_event: Path, database_url: str
         assert f"the deadline ({paris} Europe/Paris) has passed" in late["error"]["message"]
         assert late["error"]["deadline"].endswith("Z")
 
-        at(clock, deadline, +1.6)
+        clock.run_from(deadline + timedelta(seconds=1.6))
         late_status, too_late = beyond.finish()  # began before, ended after the grace
         for code, body in ((status, late), (late_status, too_late)):
             assert (code, body["error"]["code"]) == (403, "deadline_passed"), body
@@ -134,7 +136,7 @@ def test_two_servers_on_one_database_race_over_the_deadline(
         at(clock, deadline, -0.1)
         status, receipt = second.upload("nodules", tokens["Lumbar Lab"], "n.csv", NODULES)
         assert status == 202, receipt
-        at(clock, deadline, +0.1)
+        clock.run_from(deadline + timedelta(seconds=0.1))  # see the test above
         for server, team in ((first, "Nodule Hunters"), (second, "Myelin Minds")):
             status, body = server.upload("nodules", tokens[team], "n.csv", NODULES)
             assert (status, body["error"]["code"]) == (403, "deadline_passed")
