@@ -50,6 +50,12 @@ SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700  # the disk failed us: the sender may try again later
 CANNOT_UNDERSTAND = 0xC000  # the instance itself is unusable (no UIDs, not DICOM, a conflict)
 
+# The largest PDU the node reads. pynetdicom reads whatever length a PDU's header claims, and
+# before any association is accepted: a peer announcing 4 GB and sending would grow the node's
+# memory without bound. The node announces pynetdicom's 16 kB maximum for P-DATA; an
+# association request of a few hundred presentation contexts is tens of kB.
+MAX_PDU_READ = 1 << 20
+
 # A DICOM UID: digits and dots, at most 64 characters (PS3.5 §9). Checked before a UID
 # becomes a path, so nothing a sender writes can leave the spool.
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -147,6 +153,27 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
+def _cap_reads(event: evt.Event) -> None:
+    """EVT_CONN_OPEN, before the association's first read: a PDU whose header claims more
+    than MAX_PDU_READ bytes drops the connection instead of being read (pynetdicom reads a
+    PDU's body in one call, after its 6-byte header)."""
+    transport = event.assoc.dul.socket
+    if transport is None:
+        return
+    read = transport.recv
+    info = event.assoc.requestor.address_info
+    peer = f"{info.address}:{info.port}" if info is not None else "?"
+
+    def recv(nr_bytes: int) -> bytearray:
+        if nr_bytes > MAX_PDU_READ:
+            LOG.warning("DICOM peer %s announced a PDU of %d bytes, over the %d the node "
+                        "reads: connection dropped", peer, nr_bytes, MAX_PDU_READ)
+            raise OSError(f"a PDU of {nr_bytes} bytes announced")
+        return read(nr_bytes)
+
+    transport.recv = recv  # type: ignore[method-assign]  # this connection's only
+
+
 class DicomNode:
     """A Storage SCP writing each center's studies into `spool`, closing them when quiet.
 
@@ -213,7 +240,8 @@ class DicomNode:
         ae.require_called_aet = True
         self._server = ae.start_server((host, port), block=False,
                                        evt_handlers=[(evt.EVT_C_STORE, self._on_store),
-                                                     (evt.EVT_REJECTED, self._on_rejected)])
+                                                     (evt.EVT_REJECTED, self._on_rejected),
+                                                     (evt.EVT_CONN_OPEN, _cap_reads)])
         self._stopping.clear()
         if self.tick_s is not None:
             self._ticker = threading.Thread(target=self._tick, name="dicom-node-ticker",

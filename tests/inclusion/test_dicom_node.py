@@ -472,6 +472,20 @@ def test_a_sender_whose_peer_resets_the_connection_has_its_socket_closed() -> No
         listener.close()
 
 
+def test_a_peer_announcing_a_huge_pdu_is_dropped_at_its_header(
+        node: Node, ct_series: list[Path], raw_send: None) -> None:
+    """pynetdicom would read the 1 GiB this header claims, before any association is
+    accepted, into memory; the node closes the connection instead and serves the next."""
+    with socket.create_connection(("127.0.0.1", node.node.port), timeout=30) as peer:
+        peer.sendall(b"\x01\x00" + struct.pack(">I", 1 << 30) + bytes(4096))
+        try:
+            closed = peer.recv(1) == b""
+        except ConnectionResetError:
+            closed = True
+        assert closed
+    assert send(node.node.port, ct_series[:1]) == [SUCCESS]
+
+
 def test_a_32_mb_instance_is_streamed_to_disk_not_held_in_memory(
         tmp_path: Path, ct_series: list[Path], raw_send: None) -> None:
     big = dcmread(ct_series[0])
