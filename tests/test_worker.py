@@ -3,32 +3,62 @@ died between two submissions."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from pathlib import Path
 
 import psutil
 import pytest
 
+from server.keys import SCORING
 from server.worker import ScoringProcess
 from tests.helpers import EXAMPLE_DIR, AppServer, ServerProcess, wait_for
 from tests.test_intake import SUBMISSIONS, start
 
 
+def _scorers() -> set[int]:
+    """This process's live scoring processes: the children of its fork server."""
+    found = set()
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "multiprocessing.forkserver" in " ".join(child.cmdline()):
+                found |= {p.pid for p in child.children() if _running(p)}
+    return found
+
+
 def test_a_scoring_past_its_time_limit_is_marked_failed_and_the_queue_moves_on(
         example_event: Path, database_url: str, tmp_path: Path) -> None:
-    # No scorer answers within a tenth of a millisecond: every job runs past the limit.
+    """Each file goes to a scorer stopped by SIGSTOP, which can never answer however the
+    machine schedules it: the server gives up at the limit, kills it, starts another, and
+    the next file is handled by that one (stopped in its turn)."""
+    before = _scorers()
     server = AppServer(example_event, tmp_path / "data", database_url, scoring_workers=1,
-                       config_overrides={"scoring_timeout_s": 0.0001}).start()
+                       config_overrides={"scoring_timeout_s": 0.5}).start()
+    stopped: list[int] = []
     try:
         tokens = server.tokens()
         start(server, "nodules")
+        # Its first scorer is ready once the slot asks for work under its claimant name (a
+        # replacement is started, and waited for, before the timed-out file's result).
+        wait_for(lambda: server.app[SCORING]._claimant, what="the scoring slot to start")
         csv = (SUBMISSIONS / "nodules-nodule-hunters.csv").read_bytes()
         for team in ("Lumbar Lab", "Nodule Hunters"):
+            [scorer] = wait_for(lambda: found if len(
+                found := _scorers() - before - set(stopped)) == 1 else None,
+                what="the server's scorer")
+            os.kill(scorer, signal.SIGSTOP)
+            stopped.append(scorer)
             status, result = server.upload("nodules", tokens[team], "p.csv", csv, "?wait=60")
             assert status == 202 and result["status"] == "invalid", result
             assert [e["code"] for e in result["errors"]] == ["scoring_failed"]
-            assert "longer than" in result["errors"][0]["message"]
+            assert "longer than 0.5 s" in result["errors"][0]["message"]
+        wait_for(lambda: not set(stopped) & _scorers(), what="the stopped scorers to be killed")
     finally:
         server.stop()
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.slow  # the scorers are children of a server process
