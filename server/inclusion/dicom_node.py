@@ -56,6 +56,13 @@ CANNOT_UNDERSTAND = 0xC000  # the instance itself is unusable (no UIDs, not DICO
 # association request of a few hundred presentation contexts is tens of kB.
 MAX_PDU_READ = 1 << 20
 
+# Associations at once: in all (pynetdicom's default is 10, fewer than the seed's 24 centers),
+# and per center, so that a PACS opening many in parallel — or one that never lets go — leaves
+# room for the others. Beyond either, a request is refused as transient ("local limit
+# exceeded"): the sender tries again later.
+MAX_ASSOCIATIONS = 64
+MAX_ASSOCIATIONS_PER_CENTER = 8
+
 # A DICOM UID: digits and dots, at most 64 characters (PS3.5 §9). Checked before a UID
 # becomes a path, so nothing a sender writes can leave the spool.
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -174,6 +181,13 @@ def _cap_reads(event: evt.Event) -> None:
     transport.recv = recv  # type: ignore[method-assign]  # this connection's only
 
 
+def _calling(assoc: Any) -> str:
+    """An acceptor's calling AE title, from its request before pynetdicom has negotiated."""
+    primitive = assoc.requestor.primitive
+    title = primitive.calling_ae_title if primitive is not None else assoc.requestor.ae_title
+    return str(title or "").strip()
+
+
 class DicomNode:
     """A Storage SCP writing each center's studies into `spool`, closing them when quiet.
 
@@ -208,6 +222,7 @@ class DicomNode:
         # free-space reserve, server/storage.py), or None. A refusal is 0xA700.
         self.admit = admit
         self._lock = threading.RLock()
+        self._admitting = threading.Lock()
         self._open: dict[tuple[str, str], _Open] = {}
         self._server: Any = None
         self._ticker: threading.Thread | None = None
@@ -238,8 +253,10 @@ class DicomNode:
         ae.add_supported_context(Verification)
         ae.require_calling_aet = list(self.centers)
         ae.require_called_aet = True
+        ae.maximum_associations = MAX_ASSOCIATIONS
         self._server = ae.start_server((host, port), block=False,
                                        evt_handlers=[(evt.EVT_C_STORE, self._on_store),
+                                                     (evt.EVT_REQUESTED, self._on_requested),
                                                      (evt.EVT_REJECTED, self._on_rejected),
                                                      (evt.EVT_CONN_OPEN, _cap_reads)])
         self._stopping.clear()
@@ -307,13 +324,41 @@ class DicomNode:
         with self._lock:
             return sorted(self._open)
 
+    def _on_requested(self, event: Any) -> None:
+        """EVT_REQUESTED, before pynetdicom negotiates: a center already holding
+        MAX_ASSOCIATIONS_PER_CENTER associations is refused, as transient, so that it cannot
+        take every slot from the others. (A request with an unknown calling AE title is left
+        to pynetdicom, which refuses it.)"""
+        assoc = event.assoc
+        calling = _calling(assoc)
+        server = self._server
+        if calling not in self.centers or server is None:
+            return
+        with self._admitting:
+            held = sum(1 for other in server.active_associations
+                       if other is not assoc and not other.is_rejected
+                       and _calling(other) == calling)
+            if held < MAX_ASSOCIATIONS_PER_CENTER:
+                return
+            assoc.acse.send_reject(0x02, 0x03, 0x02)  # transient; local limit exceeded
+        requestor = assoc.requestor
+        LOG.warning("DICOM association from %s:%s (%s) refused for now: that center has %d "
+                    "open already, the most it may hold at once; its PACS tries again later",
+                    requestor.address, requestor.port, calling, held)
+        assoc.kill()  # as pynetdicom's own refusals: its DUL sends the answer, then ends
+
     def _on_rejected(self, event: Any) -> None:
         # One line per refused association, saying what to fix (pynetdicom's own lines are
         # at INFO, and many per association).
         requestor = event.assoc.requestor
         calling = str(requestor.ae_title).strip()
         peer = f"{requestor.address}:{requestor.port}"
-        if calling not in self.centers:
+        answer = event.assoc.acceptor.primitive
+        if answer is not None and (answer.result_source, answer.diagnostic) == (0x03, 0x02):
+            LOG.warning("DICOM association from %s (%s) refused for now: the node has %d "
+                        "associations open, its limit; the sender tries again later", peer,
+                        calling, MAX_ASSOCIATIONS)
+        elif calling not in self.centers:
             LOG.warning("DICOM association from %s refused: the calling AE title %r is no "
                         "center's (give it as the ae_title of its [[centers]] entry)", peer,
                         calling)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -484,6 +485,36 @@ def test_a_peer_announcing_a_huge_pdu_is_dropped_at_its_header(
             closed = True
         assert closed
     assert send(node.node.port, ct_series[:1]) == [SUCCESS]
+
+
+def test_a_center_holding_its_share_of_associations_leaves_room_for_the_others(
+        node: Node, ct_series: list[Path], raw_send: None) -> None:
+    """A PACS that opens associations and keeps them open gets at most
+    MAX_ASSOCIATIONS_PER_CENTER: the next is refused as transient (local limit exceeded,
+    the sender retries later) while another center still sends; once one is released, the
+    first center is admitted again."""
+    from server.inclusion.dicom_node import MAX_ASSOCIATIONS_PER_CENTER
+
+    def open_one(calling: str) -> Any:
+        ae = AE(ae_title=calling)
+        ae.add_requested_context("1.2.840.10008.1.1")
+        return associate(ae, node.node.port)
+
+    held = [open_one("CENTER_A") for _ in range(MAX_ASSOCIATIONS_PER_CENTER)]
+    try:
+        assert all(a.is_established for a in held)
+        refused = open_one("CENTER_A")
+        assert refused.is_rejected
+        answer = refused.acceptor.primitive
+        assert (answer.result, answer.result_source, answer.diagnostic) == (0x02, 0x03, 0x02)
+        assert send(node.node.port, ct_series[:1], calling="CENTER_B") == [SUCCESS]
+        held.pop().release()
+        again = wait_for(lambda: (a if (a := open_one("CENTER_A")).is_established
+                                  else None), what="CENTER_A admitted again")
+        held.append(again)
+    finally:
+        for a in held:
+            a.release()
 
 
 def test_a_32_mb_instance_is_streamed_to_disk_not_held_in_memory(
