@@ -110,16 +110,19 @@ class DatabaseClock:
                 await conn.close()
         run(define())
 
-    def now(self) -> datetime:
+    def _read(self, clock: str) -> datetime:
         async def read() -> datetime:
             conn = await asyncpg.connect(self.database_url)
             try:
-                value = await conn.fetchval("SELECT podium_now()")
+                value = await conn.fetchval(f"SELECT {clock}()")
                 assert isinstance(value, datetime)
                 return value
             finally:
                 await conn.close()
         return run(read())
+
+    def now(self) -> datetime:
+        return self._read("podium_now")
 
     def freeze(self, at: datetime | None = None) -> datetime:
         """Stops the clock (at `at`, or now to the whole second, so that what the API shows,
@@ -133,16 +136,8 @@ class DatabaseClock:
         credits a request with the time it waited before reading the clock (its began is that
         reading less the wait): against a frozen clock that credit could take a request that
         arrives after this call back before `at`; against this one it never can."""
-        async def database_now() -> datetime:
-            conn = await asyncpg.connect(self.database_url)
-            try:
-                value = await conn.fetchval("SELECT clock_timestamp()")
-                assert isinstance(value, datetime)
-                return value
-            finally:
-                await conn.close()
         self.frozen = None
-        self.offset = at - run(database_now())
+        self.offset = at - self._read("clock_timestamp")
         self._define(f"SELECT clock_timestamp() + interval '{self.offset.total_seconds()} s'")
         return self.now()
 
