@@ -4,6 +4,7 @@ depends on how fast this machine is."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 from datetime import datetime, timedelta
@@ -64,8 +65,13 @@ class SlowUpload:
         self.conn.send(self.body[len(self.body) // 2:])
         response = self.conn.getresponse()
         result = response.status, json.loads(response.read())
-        self.conn.close()
+        self.close()
         return result
+
+    def close(self) -> None:
+        """Also on a failed test's way out: a connection left to the garbage collector
+        would fail whichever test runs when it is found."""
+        self.conn.close()
 
 
 def at(clock: DatabaseClock, moment: datetime, seconds: float) -> None:
@@ -76,6 +82,7 @@ def test_100_ms_either_side_and_the_grace(example_event: Path, database_url: str
                                           tmp_path: Path, clock: DatabaseClock) -> None:
     set_challenge_keys(example_event, "edss", freeze_minutes=None, upload_grace_seconds=1)
     server = AppServer(example_event, tmp_path / "data", database_url, scoring_workers=0).start()
+    uploads = contextlib.ExitStack()
     try:
         tokens = server.tokens()
         clock.freeze()
@@ -88,8 +95,10 @@ def test_100_ms_either_side_and_the_grace(example_event: Path, database_url: str
         assert parse(receipt["received_at"]) <= deadline - timedelta(seconds=0.1)
 
         at(clock, deadline, -0.4)
-        within = SlowUpload(server, tmp_path / "data", "edss", tokens["Myelin Minds"]).begin()
-        beyond = SlowUpload(server, tmp_path / "data", "edss", tokens["Pixel Anatomy"]).begin()
+        within = uploads.enter_context(contextlib.closing(
+            SlowUpload(server, tmp_path / "data", "edss", tokens["Myelin Minds"]))).begin()
+        beyond = uploads.enter_context(contextlib.closing(
+            SlowUpload(server, tmp_path / "data", "edss", tokens["Pixel Anatomy"]))).begin()
         at(clock, deadline, +0.3)
         status, receipt = within.finish()
         assert status == 202, receipt  # began before the deadline, ended within the grace
@@ -115,6 +124,7 @@ def test_100_ms_either_side_and_the_grace(example_event: Path, database_url: str
                                    tokens["Pixel Anatomy"])
         assert (status, mine) == (200, [])  # nothing of the refused uploads was kept
     finally:
+        uploads.close()
         server.stop()
 
 
