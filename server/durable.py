@@ -37,9 +37,10 @@ def sync_tree(folder: Path) -> None:
                 return
         finally:
             os.close(fd)
-    for path in sorted(folder.rglob("*")):
+    inside = sorted(folder.rglob("*"))
+    for path in inside:
         if path.is_file():
             with path.open("rb") as f:
                 os.fsync(f.fileno())
-    for directory in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+    for directory in [folder, *(p for p in inside if p.is_dir())]:
         fsync_dir(directory)

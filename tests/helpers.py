@@ -215,6 +215,19 @@ def _tokens_of(event: Path, data_dir: Path) -> dict[str, str]:
     return {c.label: c.token for c in ensure_tokens(parse_event(event), data_dir)}
 
 
+def scorers_of(pid: int) -> list[Any]:
+    """The live scoring processes of the server process `pid` (this one, for an AppServer):
+    the children of its fork server (see server/worker.py), itself a child of the server."""
+    import psutil
+
+    found = []
+    for child in psutil.Process(pid).children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "multiprocessing.forkserver" in " ".join(child.cmdline()):
+                found += [p for p in child.children() if p.status() != psutil.STATUS_ZOMBIE]
+    return found
+
+
 @dataclass
 class AppServer(Client):
     """`create_app(config)` on 127.0.0.1, served by this process from a thread of its own."""
@@ -380,18 +393,9 @@ class ServerProcess(Client):
             self.extra_args = self.extra_args[:-2]
 
     def scorers(self) -> list[Any]:
-        """The server's live scoring processes: the children of its fork server (see
-        server/worker.py), which is itself a child of the server."""
-        import psutil
-
+        """The server's live scoring processes (`scorers_of` its process)."""
         assert self.process is not None
-        found = []
-        for child in psutil.Process(self.process.pid).children():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                if "multiprocessing.forkserver" in " ".join(child.cmdline()):
-                    found += [p for p in child.children()
-                              if p.status() != psutil.STATUS_ZOMBIE]
-        return found
+        return scorers_of(self.process.pid)
 
     def dicom_node(self) -> Any:
         """The server's DICOM node process (server/inclusion/node_process.py), or None."""

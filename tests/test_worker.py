@@ -13,18 +13,13 @@ import pytest
 
 from server.keys import SCORING
 from server.worker import ScoringProcess
-from tests.helpers import EXAMPLE_DIR, AppServer, ServerProcess, wait_for
+from tests.helpers import EXAMPLE_DIR, AppServer, ServerProcess, scorers_of, wait_for
 from tests.test_intake import SUBMISSIONS, start
 
 
 def _scorers() -> set[int]:
-    """This process's live scoring processes: the children of its fork server."""
-    found = set()
-    for child in psutil.Process().children():
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if "multiprocessing.forkserver" in " ".join(child.cmdline()):
-                found |= {p.pid for p in child.children() if _running(p)}
-    return found
+    """The in-process servers' live scoring processes."""
+    return {p.pid for p in scorers_of(os.getpid())}
 
 
 def test_a_scoring_past_its_time_limit_is_marked_failed_and_the_queue_moves_on(
